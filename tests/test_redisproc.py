@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from wsmq.redisproc import RedisProcess, RedisProcessError
+
+
+def test_private_server_is_not_the_shared_one(redis_proc: RedisProcess) -> None:
+    assert redis_proc.port != 6379
+    assert redis_proc.ping()
+
+
+def test_restart_with_aof_keeps_data(redis_factory: Callable[..., RedisProcess]) -> None:
+    proc = redis_factory(appendonly=True)
+    client = redis.Redis.from_url(proc.url)
+    client.set("k", "v")
+    client.close()
+    proc.kill()
+    assert not proc.ping()
+    proc.start()
+    client = redis.Redis.from_url(proc.url)
+    assert client.get("k") == b"v"
+    client.close()
+
+
+def test_bad_arguments_fail_fast() -> None:
+    proc = RedisProcess(extra_args=["--no-such-option", "1"])
+    with pytest.raises(RedisProcessError):
+        proc.start(timeout=5)
+    proc.cleanup()

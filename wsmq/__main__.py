@@ -1,0 +1,5 @@
+import sys
+
+from wsmq.cli import main
+
+sys.exit(main())
