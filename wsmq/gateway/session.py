@@ -1,0 +1,501 @@
+"""Per-connection protocol state machine, pure and I/O-free.
+
+The server layer owns the socket and the clock; for every event it calls one method of
+:class:`Session` and executes the returned actions **in order**::
+
+    session = Session(mode, user=header_user_or_None, now=time.time(), limits=limits)
+    for action in session.receive(frame_text, time.time()):
+        match action:
+            case Reply(text):
+                await ws.send_str(text)
+            case Close(code, reason):
+                await ws.close(code=code, message=reason.encode())
+            case DoAuthenticate(x_token, x_access_token):
+                ...  # auth.verify → session.authenticated(user, now) / auth_failed(reason)
+            case DoRefresh(x_token):
+                ...  # auth.verify_jwt → session.refreshed(uid, exp, now) / refresh_failed()
+            case DoSubscribe(qname):
+                ...  # engine.subscribe → session.subscribe_done(q) / subscribe_failed(...)
+            case DoUnsubscribe(qname):
+                ...  # engine.unsubscribe (no callback)
+            case DoAck(qname, msg_id):
+                ...  # engine.ack → session.ack_done(q, id, deleted) / ack_failed(...)
+            case DoSend(qname, body):
+                ...  # queues.send_message → session.send_done(q, id) / send_failed(...)
+
+Actions returned by the callbacks are executed the same way. The server also calls
+:meth:`Session.tick` at :meth:`Session.next_deadline` (auth deadline, token expiry, v1
+``expiring`` warning), :meth:`Session.revoked` when the user's access is revoked and
+:meth:`Session.shutdown` on SIGTERM. ``now`` is wall-clock epoch seconds (``time.time()``)
+because token expiry is an epoch time. Deliveries are framed by
+:func:`wsmq.gateway.protocol.encode_message` with ``session.mode``.
+No method raises on client input; everything becomes actions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from wsmq.gateway import protocol as p
+from wsmq.gateway.ratelimit import TokenBucket
+
+__all__ = [
+    "Action",
+    "Authorize",
+    "Close",
+    "DoAck",
+    "DoAuthenticate",
+    "DoRefresh",
+    "DoSend",
+    "DoSubscribe",
+    "DoUnsubscribe",
+    "Reply",
+    "Session",
+    "SessionLimits",
+    "State",
+    "User",
+    "default_authorize",
+]
+
+log = logging.getLogger("wsmq.gateway.session")
+
+
+class User(Protocol):
+    """What the session needs from an authenticated user (``wsmq.auth.AuthenticatedUser`` fits).
+
+    ``token_exp`` is the JWT's ``exp`` (epoch s); ``None`` means the connection never expires
+    (e.g. a host app's cookie session).
+    """
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def queues(self) -> Collection[str]: ...
+    @property
+    def publish(self) -> Collection[str]: ...
+    @property
+    def token_exp(self) -> float | None: ...
+
+
+#: ``authorize(user, qname, action) -> bool`` with action ``"subscribe"`` or ``"send"``.
+Authorize = Callable[[Any, str, str], bool]
+
+
+def default_authorize(user: User, qname: str, action: str) -> bool:
+    """Own-queue rule: subscribe to your own id and ``queues``; send to ``publish``."""
+    if action == "subscribe":
+        return qname == user.user_id or qname in user.queues
+    if action == "send":
+        return qname in user.publish
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-connection limits. ``rate=None`` disables the rate limit."""
+
+    max_subscriptions: int = 32
+    rate: float | None = 100.0  # frames per second, sustained
+    burst: float = 200.0  # frames allowed at once
+    auth_timeout: float = 5.0  # seconds to complete first-message /auth
+    expiring_warning: float = 60.0  # v1: send `expiring` this long before the token's exp
+    max_frame_size: int = p.DEFAULT_MAX_FRAME_SIZE  # UTF-8 bytes
+    max_pending: int = 32  # frames buffered while /auth is being verified
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``text`` to the client. ``error`` is the error code when it is an error frame."""
+
+    text: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the socket with ``code`` and ``reason`` (≤ 123 bytes). Always the last action."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoAuthenticate:
+    """Verify the tokens; report with ``authenticated()`` or ``auth_failed()``."""
+
+    x_token: str = field(repr=False)
+    x_access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DoRefresh:
+    """Verify the JWT; report with ``refreshed()`` or ``refresh_failed()``."""
+
+    x_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DoSubscribe:
+    """Start consuming ``qname``; report with ``subscribe_done()`` or ``subscribe_failed()``."""
+
+    qname: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoUnsubscribe:
+    """Stop consuming ``qname`` (release its in-flight messages). No report needed."""
+
+    qname: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoAck:
+    """Delete message ``id`` of ``qname``; report with ``ack_done()`` or ``ack_failed()``."""
+
+    qname: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoSend:
+    """Publish ``message`` to ``qname``; report with ``send_done()`` or ``send_failed()``."""
+
+    qname: str
+    message: str = field(repr=False)
+
+
+Action = Reply | Close | DoAuthenticate | DoRefresh | DoSubscribe | DoUnsubscribe | DoAck | DoSend
+
+
+class State(Enum):
+    """Connection state."""
+
+    AWAITING_AUTH = "awaiting_auth"  # no /auth yet
+    AUTHENTICATING = "authenticating"  # /auth received, verification in progress
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+Pending = p.Command | p.ProtocolError
+
+
+class Session:
+    """The protocol state of one connection.
+
+    Args:
+        mode: framing of server frames (legacy or ``wsmq.v1``).
+        now: the current time (epoch s); starts the auth deadline and the rate limiter.
+        user: the user authenticated from handshake headers, or ``None`` to require
+            ``/auth <x-token> <x-access-token>`` as the first frame.
+        limits: per-connection limits.
+        authorize: ``authorize(user, qname, action) -> bool``; default :func:`default_authorize`.
+    """
+
+    def __init__(
+        self,
+        mode: p.Mode,
+        *,
+        now: float,
+        user: User | None = None,
+        limits: SessionLimits | None = None,
+        authorize: Authorize | None = None,
+    ) -> None:
+        self.mode = mode
+        self.limits = limits or SessionLimits()
+        self._authorize: Authorize = authorize or default_authorize
+        self.user: User | None = user
+        self.token_exp: float | None = user.token_exp if user is not None else None
+        self.state = State.OPEN if user is not None else State.AWAITING_AUTH
+        self.auth_deadline: float | None = None if user else now + self.limits.auth_timeout
+        self._subscribed: set[str] = set()
+        self._subscribing: set[str] = set()
+        self._pending: list[Pending] = []
+        self._warned = False
+        self._bucket = (
+            TokenBucket(self.limits.rate, self.limits.burst, now) if self.limits.rate else None
+        )
+
+    # --- read-only views --------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> str | None:
+        """The authenticated user's id, or ``None`` before authentication."""
+        return self.user.user_id if self.user is not None else None
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """Queues subscribed or being subscribed."""
+        return frozenset(self._subscribed | self._subscribing)
+
+    @property
+    def closed(self) -> bool:
+        """True once a :class:`Close` action has been returned."""
+        return self.state is State.CLOSED
+
+    @property
+    def v1(self) -> bool:
+        """True in ``wsmq.v1`` mode (success replies, acks, ``expiring`` warnings)."""
+        return self.mode is p.Mode.V1
+
+    # --- client input -----------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes, now: float) -> list[Action]:
+        """Handle one raw client frame (text, or bytes for a binary frame)."""
+        if self.state is State.CLOSED:
+            return []
+        if not self._rate_ok(now):
+            return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+        try:
+            command: Pending = p.parse_frame(frame, max_size=self.limits.max_frame_size)
+        except p.ProtocolError as exc:
+            command = exc
+        return self._dispatch(command, now)
+
+    def handle(self, command: p.Command | p.ProtocolError, now: float) -> list[Action]:
+        """Handle one already-parsed frame (or its parse error). Counts toward the rate limit."""
+        if self.state is State.CLOSED:
+            return []
+        if not self._rate_ok(now):
+            return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+        return self._dispatch(command, now)
+
+    def _rate_ok(self, now: float) -> bool:
+        return self._bucket is None or self._bucket.take(now)
+
+    def _dispatch(self, command: Pending, now: float) -> list[Action]:
+        if self.state is State.AWAITING_AUTH:
+            if isinstance(command, p.Auth):
+                self.state = State.AUTHENTICATING
+                return [DoAuthenticate(command.x_token, command.x_access_token)]
+            return self._close(p.CLOSE_AUTH_FAILED, "authentication required")
+        if self.state is State.AUTHENTICATING:
+            # Browsers send /auth and then /subscribe without waiting: keep them in order.
+            if len(self._pending) >= self.limits.max_pending:
+                return self._close(p.CLOSE_POLICY, "too many frames before authentication")
+            self._pending.append(command)
+            return []
+        if self.state is State.OPEN:
+            return self._open(command, now)
+        return []
+
+    def _open(self, command: Pending, now: float) -> list[Action]:
+        match command:
+            case p.ProtocolError():
+                return [self._error(command.code, command.message)]
+            case p.Subscribe(qname):
+                return self._subscribe(qname)
+            case p.Unsubscribe(qname):
+                return self._unsubscribe(qname)
+            case p.Ack(qname, msg_id):
+                if not self.v1:
+                    return [
+                        self._error(
+                            p.ErrorCode.ACK_NOT_SUPPORTED,
+                            "acks need the wsmq.v1 subprotocol; legacy deliveries are "
+                            "deleted once written",
+                            queue=qname,
+                        )
+                    ]
+                if qname not in self._subscribed:
+                    return [self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)]
+                return [DoAck(qname, msg_id)]
+            case p.Send(qname, message):
+                if not self._allowed(qname, "send"):
+                    return [self._forbidden(qname, "send to")]
+                return [DoSend(qname, message)]
+            case p.Auth():
+                return [self._error(p.ErrorCode.ALREADY_AUTHENTICATED, "already authenticated")]
+            case p.Refresh(x_token):
+                return [DoRefresh(x_token)]
+        return []  # pragma: no cover - exhaustive
+
+    def _subscribe(self, qname: str) -> list[Action]:
+        if qname in self._subscribing:
+            return []  # the outstanding subscribe_done/failed answers for both frames
+        if qname in self._subscribed:
+            return self._v1_reply(p.encode_subscribed(qname))
+        if not self._allowed(qname, "subscribe"):
+            return [self._forbidden(qname, "subscribe to")]
+        if len(self._subscribed) + len(self._subscribing) >= self.limits.max_subscriptions:
+            return [
+                self._error(
+                    p.ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                    f"at most {self.limits.max_subscriptions} subscriptions per connection",
+                    queue=qname,
+                )
+            ]
+        self._subscribing.add(qname)
+        return [DoSubscribe(qname)]
+
+    def _unsubscribe(self, qname: str) -> list[Action]:
+        actions: list[Action] = []
+        if qname in self._subscribed or qname in self._subscribing:
+            self._subscribed.discard(qname)
+            self._subscribing.discard(qname)
+            actions.append(DoUnsubscribe(qname))
+        return actions + self._v1_reply(p.encode_unsubscribed(qname))
+
+    def _allowed(self, qname: str, action: str) -> bool:
+        try:
+            return bool(self._authorize(self.user, qname, action))
+        except Exception:
+            # A broken hook must not open queues up, nor kill the connection.
+            log.exception("authorize hook failed", extra={"queue": qname, "action": action})
+            return False
+
+    # --- results reported by the I/O layer --------------------------------------------------
+
+    def authenticated(self, user: User, now: float) -> list[Action]:
+        """``/auth`` tokens verified: open the session and replay frames received meanwhile."""
+        if self.state is not State.AUTHENTICATING:
+            return []
+        self.user = user
+        self.token_exp = user.token_exp
+        self.state = State.OPEN
+        self.auth_deadline = None
+        actions = self._v1_reply(p.encode_authenticated(user.user_id, user.token_exp))
+        actions += self.tick(now)
+        pending, self._pending = self._pending, []
+        for command in pending:
+            if self.state is not State.OPEN:
+                break
+            actions += self._open(command, now)
+        return actions
+
+    def auth_failed(self, reason: str = "authentication failed") -> list[Action]:
+        """``/auth`` tokens rejected: close with 4401."""
+        if self.state is State.CLOSED:
+            return []
+        return self._close(p.CLOSE_AUTH_FAILED, reason)
+
+    def refreshed(self, user_id: str, exp: float | None, now: float) -> list[Action]:
+        """``/refresh`` JWT verified. Only a token of the same user extends the connection."""
+        if self.state is not State.OPEN:
+            return []
+        if user_id != self.user_id:
+            return [self._error(p.ErrorCode.REFRESH_FAILED, "token belongs to another user")]
+        self.token_exp = exp
+        self._warned = False
+        return self._v1_reply(p.encode_refreshed(exp)) + self.tick(now)
+
+    def refresh_failed(self, reason: str = "invalid token") -> list[Action]:
+        """``/refresh`` JWT rejected: error frame; the connection keeps its current expiry."""
+        if self.state is not State.OPEN:
+            return []
+        return [self._error(p.ErrorCode.REFRESH_FAILED, reason)]
+
+    def subscribe_done(self, qname: str) -> list[Action]:
+        """The subscription is active."""
+        if qname not in self._subscribing or self.state is not State.OPEN:
+            return []
+        self._subscribing.discard(qname)
+        self._subscribed.add(qname)
+        return self._v1_reply(p.encode_subscribed(qname))
+
+    def subscribe_failed(self, qname: str, code: str, detail: str) -> list[Action]:
+        """The subscription could not be made (e.g. ``queue_not_found``, ``unavailable``)."""
+        if qname not in self._subscribing or self.state is not State.OPEN:
+            return []
+        self._subscribing.discard(qname)
+        return [self._error(code, detail, queue=qname)]
+
+    def send_done(self, qname: str, msg_id: str) -> list[Action]:
+        """The message was queued (v1: a ``sent`` reply with its id)."""
+        if self.state is not State.OPEN:
+            return []
+        return self._v1_reply(p.encode_sent(qname, msg_id))
+
+    def send_failed(self, qname: str, code: str, detail: str) -> list[Action]:
+        """The message was not queued (e.g. ``queue_not_found``, ``message_too_long``)."""
+        if self.state is not State.OPEN:
+            return []
+        return [self._error(code, detail, queue=qname)]
+
+    def ack_done(self, qname: str, msg_id: str, deleted: bool) -> list[Action]:
+        """The ack was executed; ``deleted`` False means the id was unknown (already gone)."""
+        if self.state is not State.OPEN:
+            return []
+        if not deleted:
+            return [
+                self._error(
+                    p.ErrorCode.UNKNOWN_MESSAGE,
+                    "no such message in flight (already acked, or redelivered after vt)",
+                    queue=qname,
+                    msg_id=msg_id,
+                )
+            ]
+        return [Reply(p.encode_acked(qname, msg_id))]
+
+    def ack_failed(self, qname: str, msg_id: str, code: str, detail: str) -> list[Action]:
+        """The ack could not be executed (e.g. ``unavailable``)."""
+        if self.state is not State.OPEN:
+            return []
+        return [self._error(code, detail, queue=qname, msg_id=msg_id)]
+
+    # --- time and server events -------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        """Enforce deadlines: auth timeout (4408), token expiry (4403), v1 ``expiring`` warning."""
+        if self.state in (State.AWAITING_AUTH, State.AUTHENTICATING):
+            if self.auth_deadline is not None and now >= self.auth_deadline:
+                return self._close(p.CLOSE_AUTH_TIMEOUT, "authentication timeout")
+            return []
+        if self.state is not State.OPEN or self.token_exp is None:
+            return []
+        if now >= self.token_exp:
+            return self._close(p.CLOSE_TOKEN_EXPIRED, "token expired")
+        if self.v1 and not self._warned and now >= self.token_exp - self.limits.expiring_warning:
+            self._warned = True
+            return [Reply(p.encode_expiring(math.ceil(self.token_exp - now)))]
+        return []
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has something to do (epoch s), or ``None``."""
+        if self.state in (State.AWAITING_AUTH, State.AUTHENTICATING):
+            return self.auth_deadline
+        if self.state is not State.OPEN or self.token_exp is None:
+            return None
+        if self.v1 and not self._warned:
+            return self.token_exp - self.limits.expiring_warning
+        return self.token_exp
+
+    def revoked(self) -> list[Action]:
+        """The user's access token was revoked (logout, disable): close with 4403."""
+        if self.state is State.CLOSED:
+            return []
+        return self._close(p.CLOSE_TOKEN_EXPIRED, "access revoked")
+
+    def shutdown(self, *, restart: bool = False) -> list[Action]:
+        """The node is stopping: close with 1001 (or 1012 when restarting)."""
+        if self.state is State.CLOSED:
+            return []
+        if restart:
+            return self._close(p.CLOSE_SERVICE_RESTART, "server restarting")
+        return self._close(p.CLOSE_GOING_AWAY, "server shutting down")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _close(self, code: int, reason: str) -> list[Action]:
+        self.state = State.CLOSED
+        self._pending.clear()
+        return [Close(code, p.close_reason(reason))]
+
+    def _v1_reply(self, text: str) -> list[Action]:
+        # Legacy clients only ever got {"message": ...} frames: success replies are v1-only.
+        return [Reply(text)] if self.v1 else []
+
+    def _error(
+        self, code: str, detail: str, *, queue: str | None = None, msg_id: str | None = None
+    ) -> Reply:
+        return Reply(p.encode_error(code, detail, queue=queue, msg_id=msg_id), error=str(code))
+
+    def _forbidden(self, qname: str, verb: str) -> Reply:
+        return self._error(p.ErrorCode.FORBIDDEN, f"not allowed to {verb} {qname}", queue=qname)
