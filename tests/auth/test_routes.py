@@ -1,0 +1,166 @@
+"""/auth/login, /auth/token, /auth/logout on a real aiohttp server and a real Redis bus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from wsmq.auth import (
+    AuthConfig,
+    Authenticator,
+    FileUserStore,
+    RevocationBus,
+    User,
+    add_auth_routes,
+)
+from wsmq.auth.routes import LoginLimiter
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+class Env:
+    def __init__(self, client: TestClient[Any, Any], store: FileUserStore, auth: Authenticator):
+        self.client, self.store, self.auth = client, store, auth
+        self.now = 0.0
+
+
+@pytest.fixture
+async def env(
+    aiohttp_client: ClientFactory, file_store: FileUserStore, cfg: AuthConfig, redis_url: str
+) -> Env:
+    auth = Authenticator(cfg, file_store)
+    app = web.Application()
+    holder: list[Env] = []
+    limiter = LoginLimiter(per_user=3, per_ip=5, window=60.0, clock=lambda: holder[0].now)
+    add_auth_routes(app, auth, file_store, RevocationBus(redis_url), limiter=limiter)
+    e = Env(await aiohttp_client(app), file_store, auth)
+    holder.append(e)
+    return e
+
+
+async def make_user(env: Env, name: str = "alice", password: str = "s3cret") -> tuple[User, str]:
+    return await env.store.create(name, password, ["news"])
+
+
+async def post(env: Env, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+    data = body if isinstance(body, str | bytes) else json.dumps(body or {})
+    resp = await env.client.post(path, data=data, headers=headers)
+    assert resp.content_type == "application/json"
+    return resp.status, await resp.json()
+
+
+def at(access_token: str) -> dict[str, str]:
+    return {"x-access-token": access_token}
+
+
+async def test_login_issues_a_working_pair(env: Env) -> None:
+    user, old_access = await make_user(env)
+    status, body = await post(env, "/auth/login", {"userName": "alice", "password": "s3cret"})
+    assert status == 200
+    assert set(body) == {"token", "accessToken", "expiresIn", "userId"}
+    assert body["expiresIn"] == 900 and body["userId"] == user.id
+    got = await env.auth.verify(body["token"], body["accessToken"])
+    assert got.user_name == "alice"
+    # Login replaces the previous access token (documented: one access token per user).
+    with pytest.raises(Exception, match="access token"):
+        await env.auth.verify(body["token"], old_access)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"userName": "alice", "password": "wrong"}, 401, "invalid_credentials"),
+        ({"userName": "nobody", "password": "s3cret"}, 401, "invalid_credentials"),
+        ({"userName": "alice"}, 400, "bad_request"),
+        ({"userName": 5, "password": "x"}, 400, "bad_request"),
+        ("{not json", 400, "bad_request"),
+        ("[1, 2]", 400, "bad_request"),
+    ],
+)
+async def test_login_errors(env: Env, body: Any, status: int, code: str) -> None:
+    await make_user(env)
+    got_status, got = await post(env, "/auth/login", body)
+    assert (got_status, got["error"]) == (status, code)
+    assert isinstance(got["message"], str) and got["message"]
+
+
+async def test_login_disabled_is_403(env: Env) -> None:
+    user, _ = await make_user(env)
+    await env.store.set_disabled(user.id)
+    status, body = await post(env, "/auth/login", {"userName": "alice", "password": "s3cret"})
+    assert (status, body["error"]) == (403, "disabled")
+
+
+async def test_login_rate_limit(env: Env) -> None:
+    await make_user(env)
+    wrong = {"userName": "alice", "password": "wrong"}
+    for _ in range(3):
+        assert (await post(env, "/auth/login", wrong))[0] == 401
+    resp = await env.client.post("/auth/login", json={"userName": "alice", "password": "s3cret"})
+    assert resp.status == 429
+    assert (await resp.json())["error"] == "rate_limited"
+    assert int(resp.headers["Retry-After"]) == 60
+    # Other names from the same address still work until the per-address limit.
+    assert (await post(env, "/auth/login", {"userName": "bob", "password": "x"}))[0] == 401
+    assert (await post(env, "/auth/login", {"userName": "carol", "password": "x"}))[0] == 401
+    assert (await post(env, "/auth/login", {"userName": "dave", "password": "x"}))[0] == 429
+    env.now = 61.0
+    ok = {"userName": "alice", "password": "s3cret"}
+    assert (await post(env, "/auth/login", ok))[0] == 200
+
+
+async def test_token_endpoint(env: Env) -> None:
+    user, access = await make_user(env)
+    status, body = await post(env, "/auth/token", {"userId": user.id}, **at(access))
+    assert status == 200 and set(body) == {"token", "expiresIn", "userId"}
+    assert (await env.auth.verify(body["token"], access)).user_id == user.id
+    status, body = await post(env, "/auth/token", {"userName": "alice"}, **at(access))
+    assert status == 200
+    status, body = await post(env, "/auth/token", {"userId": user.id}, **at("no"))
+    assert (status, body["error"]) == (401, "access_token_mismatch")
+    status, body = await post(env, "/auth/token", {"userId": user.id})
+    assert (status, body["error"]) == (401, "missing")
+    status, body = await post(env, "/auth/token", {}, **at(access))
+    assert (status, body["error"]) == (400, "bad_request")
+    status, body = await post(env, "/auth/token", {"userName": "zed"}, **at(access))
+    assert (status, body["error"]) == (401, "unknown_user")
+    await env.store.set_disabled(user.id)
+    status, body = await post(env, "/auth/token", {"userId": user.id}, **at(access))
+    assert (status, body["error"]) == (403, "disabled")
+
+
+async def test_logout_revokes_and_publishes(env: Env, redis_url: str) -> None:
+    user, access = await make_user(env)
+    token, _ = env.auth.issue_jwt(user.id)
+    listener = aioredis.Redis.from_url(redis_url)
+    pubsub = listener.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe("rsmq:wsmq:revoke")
+    try:
+        # The user comes from the x-token header here (the demo page sends both).
+        headers = {"x-access-token": access, "x-token": token}
+        status, body = await post(env, "/auth/logout", {}, **headers)
+        assert (status, body) == (200, {"revoked": True})
+        async with asyncio.timeout(1):
+            while (msg := await pubsub.get_message(timeout=1)) is None:
+                pass
+        assert json.loads(msg["data"]) == {"userId": user.id}
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listener.aclose()
+    with pytest.raises(Exception, match="access token"):
+        await env.auth.verify(token, access)
+    # Logging out twice, or with a wrong token, is refused.
+    status, body = await post(env, "/auth/logout", {"userId": user.id}, **at(access))
+    assert (status, body["error"]) == (401, "access_token_mismatch")
+
+
+async def test_body_too_large(env: Env) -> None:
+    status, body = await post(env, "/auth/login", {"userName": "a", "password": "x" * 20_000})
+    assert (status, body["error"]) == (413, "bad_request")

@@ -1,0 +1,181 @@
+"""The :class:`Authenticator`: checks the two handshake tokens against a user store."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass
+
+from wsmq.auth.config import AuthConfig
+from wsmq.auth.errors import AuthError
+from wsmq.auth.legacy import tokens2_user_id
+from wsmq.auth.passwords import PasswordHasher, verify_password
+from wsmq.auth.tokens import (
+    IssuedTokens,
+    TokenClaims,
+    access_token_matches,
+    check_header_value,
+    codec_for,
+)
+from wsmq.auth.users import User, UserStore
+
+log = logging.getLogger("wsmq.auth")
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    """Who is on the other end of a connection, and what they may do.
+
+    Attributes:
+        user_id, user_name: the user.
+        queues: queues the user may subscribe to besides its own id.
+        publish: queues the user may send to.
+        token_exp: the x-token's ``exp`` (epoch seconds): the connection expires then.
+    """
+
+    user_id: str
+    user_name: str
+    queues: tuple[str, ...]
+    publish: tuple[str, ...]
+    token_exp: float
+
+
+class Authenticator:
+    """Verify and issue tokens for one configuration and one user store.
+
+    Args:
+        config: the :class:`AuthConfig`.
+        store: any :class:`UserStore`.
+    """
+
+    def __init__(self, config: AuthConfig, store: UserStore) -> None:
+        self.config = config
+        self.store = store
+        self.codec = codec_for(config)
+        self._dummy = PasswordHasher(n=config.scrypt_n)
+
+    def verify_jwt(self, x_token: object) -> TokenClaims:
+        """Check an x-token alone (for ``/refresh``); raises :class:`AuthError`."""
+        return self.codec.verify(x_token)
+
+    def issue_jwt(self, user_id: str, ttl: int | None = None) -> tuple[str, int]:
+        """Sign a new x-token: ``(token, expires_in)``."""
+        return self.codec.issue(user_id, ttl=ttl)
+
+    async def _load(self, user_id: str) -> User:
+        try:
+            user = await self.store.get(user_id)
+        except AuthError:
+            raise
+        except Exception as exc:
+            log.error("user store failed: %s", type(exc).__name__)
+            raise AuthError("unavailable", "the user store is unavailable", status=503) from None
+        if user is None:
+            raise AuthError("unknown_user")
+        if user.disabled:
+            raise AuthError("disabled")
+        return user
+
+    def _check_access_token(self, user: User, access_token: str) -> None:
+        if access_token_matches(access_token, user.access_token_hash):
+            return
+        if self.config.legacy_tokens2 and self._legacy_matches(user, access_token):
+            return
+        raise AuthError("access_token_mismatch")
+
+    def _legacy_matches(self, user: User, access_token: str) -> bool:
+        secret = self.config.legacy_secret or self.config.secret or ""
+        try:
+            token_user = tokens2_user_id(access_token, secret)
+        except AuthError:
+            return False
+        stored = user.legacy_access_token
+        ok = (
+            stored is not None
+            and hmac.compare_digest(access_token.encode(), stored.encode())
+            and hmac.compare_digest(token_user.encode(), user.id.encode())
+        )
+        if ok:
+            log.warning("accepted a legacy tokens2 access token for user %s", user.id)
+        return ok
+
+    async def verify(self, x_token: object, x_access_token: object) -> AuthenticatedUser:
+        """Check both handshake tokens; returns the user or raises :class:`AuthError`."""
+        claims = self.codec.verify(x_token)
+        access_token = check_header_value(x_access_token, self.config, "x-access-token")
+        user = await self._load(claims.user_id)
+        self._check_access_token(user, access_token)
+        return AuthenticatedUser(
+            user_id=user.id,
+            user_name=user.user_name,
+            queues=user.queues,
+            publish=user.publish,
+            token_exp=claims.exp,
+        )
+
+    async def find_user(self, user_id: object = None, user_name: object = None) -> User:
+        """Look a user up by id or name (exactly one); disabled users raise ``disabled``."""
+        if isinstance(user_id, str) and user_id:
+            return await self._load(user_id)
+        if isinstance(user_name, str) and user_name:
+            user = await self.store.get_by_name(user_name)
+            if user is None:
+                raise AuthError("unknown_user")
+            return await self._load(user.id)
+        raise AuthError("bad_request", "userId or userName is required")
+
+    async def issue_tokens(self, user: User | str) -> IssuedTokens:
+        """Rotate the user's access token and sign an x-token: both shown once."""
+        user_id = user if isinstance(user, str) else user.id
+        access_token = await self.store.set_access_token(user_id)
+        token, expires_in = self.codec.issue(user_id)
+        return IssuedTokens(
+            token=token, access_token=access_token, expires_in=expires_in, user_id=user_id
+        )
+
+    async def login(self, user_name: str, password: str) -> IssuedTokens:
+        """Check a password and issue tokens (replacing the user's previous access token)."""
+        user = await self.store.get_by_name(user_name) if user_name else None
+        ok = await asyncio.to_thread(
+            verify_password, password, user.password_hash if user else None, self._dummy
+        )
+        if user is None or not ok:
+            raise AuthError("invalid_credentials")
+        if user.disabled:
+            raise AuthError("disabled")
+        return await self.issue_tokens(user)
+
+    async def token_for(
+        self, access_token: object, *, user_id: object = None, user_name: object = None
+    ) -> IssuedTokens:
+        """A fresh x-token for the holder of a valid access token (``/auth/token``)."""
+        token = check_header_value(access_token, self.config, "x-access-token")
+        user = await self.find_user(user_id, user_name)
+        self._check_access_token(user, token)
+        jwt_token, expires_in = self.codec.issue(user.id)
+        return IssuedTokens(
+            token=jwt_token, access_token=None, expires_in=expires_in, user_id=user.id
+        )
+
+    async def logout(
+        self, access_token: object, *, user_id: object = None, user_name: object = None
+    ) -> User:
+        """Revoke the access token (which must be valid); returns the user."""
+        token = check_header_value(access_token, self.config, "x-access-token")
+        user = await self.find_user(user_id, user_name)
+        self._check_access_token(user, token)
+        await self.store.clear_access_token(user.id)
+        return user
+
+
+async def issue_tokens(user: User | str, config: AuthConfig, store: UserStore) -> IssuedTokens:
+    """Issue an x-token and a new access token for ``user`` (no server needed)."""
+    return await Authenticator(config, store).issue_tokens(user)
+
+
+async def verify_tokens(
+    x_token: object, x_access_token: object, *, config: AuthConfig, store: UserStore
+) -> AuthenticatedUser:
+    """Check both tokens (no server needed); raises :class:`AuthError`."""
+    return await Authenticator(config, store).verify(x_token, x_access_token)

@@ -1,0 +1,84 @@
+"""Typed authentication errors.
+
+Every rejection the auth layer produces is an :class:`AuthError` with a machine-readable
+``reason`` (also the ``error`` code of HTTP JSON bodies), an HTTP ``status`` and a human message.
+Callers never need to catch pyjwt, cryptography or JSON exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: reason -> (HTTP status, default message)
+REASONS: Final[dict[str, tuple[int, str]]] = {
+    "missing": (401, "authentication tokens are missing"),
+    "malformed": (401, "the token is malformed"),
+    "expired": (401, "the token has expired"),
+    "not_yet_valid": (401, "the token is not valid yet"),
+    "invalid_signature": (401, "the token signature is not valid"),
+    "invalid_claims": (401, "the token claims are not valid"),
+    "unknown_user": (401, "unknown user"),
+    "access_token_mismatch": (401, "the access token is not valid for this user"),
+    "invalid_credentials": (401, "wrong user name or password"),
+    "disabled": (403, "the user is disabled"),
+    "rate_limited": (429, "too many attempts, try again later"),
+    "bad_request": (400, "bad request"),
+    "unavailable": (503, "the user store is unavailable"),
+}
+
+
+class AuthError(Exception):
+    """An authentication failure.
+
+    Attributes:
+        reason: machine-readable code, one of :data:`REASONS` (``expired``, ``malformed``, ...).
+        status: HTTP status to answer with: 401, 403 for ``disabled``, 429, 400.
+        message: human-readable text; never contains token material.
+        retry_after: for ``rate_limited``, seconds until a retry may succeed.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        default_status, default_message = REASONS.get(reason, (401, reason))
+        self.retry_after = retry_after
+        self.reason = reason
+        self.status = status if status is not None else default_status
+        self.message = message or default_message
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"AuthError(reason={self.reason!r}, status={self.status}, message={self.message!r})"
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON error body ``{"error": reason, "message": ...}``."""
+        return {"error": self.reason, "message": self.message}
+
+
+class UserStoreError(Exception):
+    """A user store failed or was asked something impossible."""
+
+    code = "user_store_error"
+
+
+class UserExists(UserStoreError):
+    """A user with this name already exists."""
+
+    code = "user_exists"
+
+
+class UserNotFound(UserStoreError):
+    """No such user."""
+
+    code = "user_not_found"
+
+
+class InvalidUserData(UserStoreError, ValueError):
+    """A user name, password or queue list is not acceptable."""
+
+    code = "invalid_user_data"

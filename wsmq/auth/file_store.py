@@ -1,0 +1,230 @@
+"""A user store in one JSON file, shared by the CLI and any number of nodes on one machine.
+
+The file is loaded into memory and re-read whenever its inode, size or mtime changes (and, because
+filesystem timestamps are coarse, whenever it changed less than two seconds ago). Every write
+takes an exclusive ``flock`` on ``<file>.lock``, re-reads the current file, applies the change,
+writes a temporary file in the same directory and ``os.replace``-s it in: readers never see a
+half-written file and concurrent writers never lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
+from wsmq.auth.passwords import PasswordHasher
+from wsmq.auth.tokens import hash_access_token, new_access_token
+from wsmq.auth.users import (
+    User,
+    new_user_id,
+    user_from_doc,
+    validate_queue_names,
+    validate_user_name,
+)
+
+log = logging.getLogger("wsmq.auth")
+FORMAT_VERSION = 1
+_RECENT = 2.0  # seconds: a file changed this recently is re-read even if stat looks the same
+
+Docs = dict[str, dict[str, Any]]
+
+
+class FileUserStore:
+    """:class:`~wsmq.auth.users.UserStore` backed by a JSON file (created on first write)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, hasher: PasswordHasher | None = None):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.hasher = hasher or PasswordHasher()
+        self._docs: Docs = {}
+        self._signature: tuple[int, int, int] | None = None
+        self._raw: bytes | None = None
+        self._thread_lock = threading.Lock()
+        self._refresh(strict=True)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _refresh(self, *, strict: bool = False) -> Docs:
+        sig = self._stat()
+        if sig is None:
+            self._docs, self._signature, self._raw = {}, None, None
+            return self._docs
+        recent = time.time() - sig[2] / 1e9 < _RECENT
+        if sig == self._signature and not recent:
+            return self._docs
+        try:
+            raw = self.path.read_bytes()
+            if raw != self._raw:
+                self._docs = _parse(raw, self.path)
+                self._raw = raw
+            self._signature = sig
+        except FileNotFoundError:
+            self._docs, self._signature, self._raw = {}, None, None
+        except UserStoreError:
+            if strict:
+                raise
+            # A hand-edited broken file must not lock every user out: keep the last good copy.
+            log.error("users file %s is not valid JSON; keeping the last good copy", self.path)
+        return self._docs
+
+    async def get(self, user_id: str) -> User | None:
+        """The user with this id, or None."""
+        doc = self._refresh().get(user_id)
+        return None if doc is None else user_from_doc(doc)
+
+    async def get_by_name(self, user_name: str) -> User | None:
+        """The user with this name, or None."""
+        for doc in self._refresh().values():
+            if doc.get("userName") == user_name:
+                return user_from_doc(doc)
+        return None
+
+    async def list(self) -> list[User]:
+        """All users, sorted by name."""
+        users = [user_from_doc(d) for d in self._refresh().values()]
+        return sorted(users, key=lambda u: u.user_name)
+
+    async def ping(self) -> bool:
+        """True when the file (or its directory, before the first user) is readable."""
+        target = self.path if self.path.exists() else self.path.parent
+        return os.access(target, os.R_OK)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[Docs]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._signature = None  # force a full re-read under the lock
+                self._raw = None
+                docs = {k: dict(v) for k, v in self._refresh(strict=True).items()}
+                yield docs
+                self._write(docs)
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _write(self, docs: Docs) -> None:
+        body = {"version": FORMAT_VERSION, "users": list(docs.values())}
+        raw = (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o600)  # password hashes inside
+                fh.write(raw)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._docs, self._raw, self._signature = docs, raw, self._stat()
+
+    async def _mutate(self, change: Callable[[Docs], Any]) -> Any:
+        def run() -> Any:
+            with self._locked() as docs:
+                return change(docs)
+
+        return await asyncio.to_thread(run)
+
+    async def create(
+        self,
+        user_name: str,
+        password: str,
+        queues: Iterable[str] = (),
+        publish: Iterable[str] = (),
+    ) -> tuple[User, str]:
+        """Add a user; returns it and its first access token. Raises UserExists."""
+        name = validate_user_name(user_name)
+        qs, pubs = validate_queue_names(queues), validate_queue_names(publish, "publish")
+        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        token = new_access_token()
+        doc: dict[str, Any] = {
+            "_id": new_user_id(),
+            "userName": name,
+            "passwordHash": password_hash,
+            "accessTokenHash": hash_access_token(token),
+            "queues": list(qs),
+            "publish": list(pubs),
+            "disabled": False,
+        }
+
+        def change(docs: Docs) -> None:
+            if any(d.get("userName") == name for d in docs.values()):
+                raise UserExists(f"user {name!r} already exists")
+            docs[doc["_id"]] = doc
+
+        await self._mutate(change)
+        return user_from_doc(doc), token
+
+    async def _update(self, user_id: str, fields: dict[str, Any]) -> None:
+        def change(docs: Docs) -> None:
+            doc = docs.get(user_id)
+            if doc is None:
+                raise UserNotFound(f"no user with id {user_id!r}")
+            doc.update(fields)
+            doc.pop("accessToken", None)  # any write retires a plaintext tokens2 token
+
+        await self._mutate(change)
+
+    async def set_access_token(self, user_id: str) -> str:
+        """Replace the access token; returns the new one."""
+        token = new_access_token()
+        await self._update(user_id, {"accessTokenHash": hash_access_token(token)})
+        return token
+
+    async def clear_access_token(self, user_id: str) -> None:
+        """Revoke the access token."""
+        await self._update(user_id, {"accessTokenHash": None})
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        """Change the password and revoke the access token."""
+        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        await self._update(user_id, {"passwordHash": password_hash, "accessTokenHash": None})
+
+    async def set_disabled(self, user_id: str, disabled: bool = True) -> None:
+        """Disable (revoking the access token) or re-enable a user."""
+        fields: dict[str, Any] = {"disabled": bool(disabled)}
+        if disabled:
+            fields["accessTokenHash"] = None
+        await self._update(user_id, fields)
+
+
+def _parse(raw: bytes, path: Path) -> Docs:
+    try:
+        body = json.loads(raw) if raw.strip() else {"users": []}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserStoreError(f"users file {path} is not valid JSON: {exc}") from None
+    users = body.get("users") if isinstance(body, dict) else None
+    if not isinstance(users, list):
+        raise UserStoreError(f"users file {path} has no 'users' list")
+    docs: Docs = {}
+    for doc in users:
+        if not isinstance(doc, dict) or not isinstance(doc.get("_id"), str):
+            raise UserStoreError(f"users file {path} has an entry without a string _id")
+        docs[doc["_id"]] = doc
+    return docs

@@ -1,0 +1,117 @@
+"""Cluster-wide revocation: one Redis pub/sub channel tells every node to drop a user's sockets.
+
+Messages on ``{ns}:wsmq:revoke`` are JSON ``{"userId": "..."}`` (never pickle: pub/sub is not
+authenticated). Publishing is fire-and-forget; the store change (cleared access token, disabled
+flag) is what makes the revocation durable, the event only makes it immediate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("wsmq.auth")
+
+
+def revocation_channel(ns: str) -> str:
+    """The pub/sub channel name for namespace ``ns``."""
+    return f"{ns}:wsmq:revoke"
+
+
+def encode_revocation(user_id: str) -> str:
+    """The JSON message for one revoked user."""
+    return json.dumps({"userId": user_id}, separators=(",", ":"))
+
+
+def decode_revocation(data: bytes | str) -> str | None:
+    """The user id of a revocation message, or None for anything malformed."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    user_id = body.get("userId") if isinstance(body, dict) else None
+    return user_id if isinstance(user_id, str) and user_id else None
+
+
+class RevocationBus:
+    """Publish and receive user revocations over Redis.
+
+    Args:
+        redis_url: the Redis every node shares.
+        ns: key namespace (the RSMQ ``ns``, default ``rsmq``).
+        max_backoff: longest pause between reconnect attempts of :meth:`revocations`.
+    """
+
+    def __init__(self, redis_url: str, ns: str = "rsmq", *, max_backoff: float = 5.0) -> None:
+        self.redis_url = redis_url
+        self.ns = ns
+        self.channel = revocation_channel(ns)
+        self.max_backoff = max_backoff
+        self._publisher: aioredis.Redis | None = None
+
+    async def revoke(self, user_id: str) -> int:
+        """Announce that ``user_id``'s sessions must end; returns how many nodes heard it."""
+        if self._publisher is None:
+            self._publisher = aioredis.Redis.from_url(
+                self.redis_url, socket_timeout=5, socket_connect_timeout=5
+            )
+        receivers = await self._publisher.publish(self.channel, encode_revocation(user_id))
+        return int(receivers)
+
+    async def revocations(
+        self, on_reconnect: Callable[[], Awaitable[None] | None] | None = None
+    ) -> AsyncIterator[str]:
+        """Yield revoked user ids forever, on a dedicated connection, reconnecting on loss.
+
+        Events published while disconnected are lost; ``on_reconnect`` (if given) runs after each
+        re-subscription so the caller can re-check its users against the store.
+        """
+        backoff = 0.05
+        first = True
+        while True:
+            client = aioredis.Redis.from_url(
+                self.redis_url, socket_timeout=None, socket_connect_timeout=5
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                if not first and on_reconnect is not None:
+                    result = on_reconnect()
+                    if result is not None:
+                        await result
+                first = False
+                backoff = 0.05
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    user_id = decode_revocation(msg["data"])
+                    if user_id is None:
+                        log.warning("ignored a malformed revocation message")
+                        continue
+                    yield user_id
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("revocation channel lost (%s); reconnecting", type(exc).__name__)
+            finally:
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await client.aclose()
+                except Exception:  # closing a dead connection may fail: nothing to do
+                    log.debug("error closing the revocation connection", exc_info=True)
+            await asyncio.sleep(backoff * (1 + random.random() / 2))
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def aclose(self) -> None:
+        """Close the publishing connection."""
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.aclose()
+
+    close = aclose

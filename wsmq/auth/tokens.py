@@ -1,0 +1,286 @@
+"""x-token (JWT) signing and checking, and access-token generation and hashing.
+
+Pure functions over :class:`~wsmq.auth.config.AuthConfig`; no I/O except reading PEM key files
+once per configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from wsmq.auth.config import AuthConfig
+from wsmq.auth.errors import AuthError
+
+#: Claims every x-token must carry.
+REQUIRED_CLAIMS = ("sub", "iat", "exp")
+SUBJECT_PREFIX = "users/"
+_USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")
+# Three base64url segments; anything else is rejected before pyjwt sees it.
+_JWT_SHAPE_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")
+_ACCESS_TOKEN_RE = re.compile(r"^[\x21-\x7e]+\Z")
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """The checked claims of an x-token."""
+
+    user_id: str
+    exp: float
+    iat: float
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    """What a login hands out. ``access_token`` is shown once and stored only as a hash."""
+
+    token: str
+    access_token: str | None
+    expires_in: int
+    user_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``/auth/login`` body: ``{"token", "accessToken", "expiresIn", "userId"}``."""
+        body: dict[str, Any] = {"token": self.token, "expiresIn": self.expires_in}
+        if self.access_token is not None:
+            body["accessToken"] = self.access_token
+        if self.user_id is not None:
+            body["userId"] = self.user_id
+        return body
+
+
+# ---------------------------------------------------------------------------------------------
+# access tokens
+
+
+def new_access_token() -> str:
+    """A fresh access token: 32 random bytes (256 bits), URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_access_token(token: str) -> str:
+    """SHA-256 hex of an access token: what the user document stores."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def access_token_matches(token: str, stored_hash: str | None) -> bool:
+    """Constant-time check of a presented access token against the stored hash."""
+    if not stored_hash:
+        # Still do the work so a missing hash is not distinguishable by timing.
+        hmac.compare_digest(hash_access_token(token), "0" * 64)
+        return False
+    return hmac.compare_digest(hash_access_token(token), stored_hash)
+
+
+def check_header_value(value: object, config: AuthConfig, what: str) -> str:
+    """Validate a raw header value: present, text, bounded, printable ASCII."""
+    if value is None or value == "" or value == b"":
+        raise AuthError("missing", f"{what} is missing")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise AuthError("malformed", f"{what} is not ASCII") from None
+    if not isinstance(value, str):
+        raise AuthError("malformed", f"{what} is not a string")
+    if len(value) > config.max_token_length:
+        raise AuthError("malformed", f"{what} is too long")
+    value = value.strip()
+    if not value:
+        raise AuthError("missing", f"{what} is missing")
+    if not _ACCESS_TOKEN_RE.match(value):
+        raise AuthError("malformed", f"{what} contains invalid characters")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# JWT
+
+
+def user_id_from_subject(sub: object) -> str:
+    """``users/<id>`` (tokens2's format) or a bare ``<id>`` -> ``<id>``."""
+    if not isinstance(sub, str):
+        raise AuthError("invalid_claims", "sub must be a string")
+    user_id = sub.removeprefix(SUBJECT_PREFIX)
+    if not _USER_ID_RE.match(user_id):
+        raise AuthError("invalid_claims", "sub is not a valid user id")
+    return user_id
+
+
+def _read_key(path: str | Path | None) -> str | None:
+    return None if path is None else Path(path).read_text()
+
+
+# pyjwt >= 2.10 also checks that ``sub``/``jti`` are strings.
+_CLAIM_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(jwt.exceptions, name)
+    for name in (
+        "MissingRequiredClaimError",
+        "InvalidIssuerError",
+        "InvalidAudienceError",
+        "InvalidIssuedAtError",
+        "InvalidSubjectError",
+        "InvalidJTIError",
+    )
+    if hasattr(jwt.exceptions, name)
+)
+
+
+class JwtCodec:
+    """Signs and checks x-tokens for one configuration (keys loaded once)."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self.config = config
+        if config.is_hmac:
+            self._signing_key: str | None = config.secret
+            self._verify_key: str | None = config.secret
+        else:
+            self._signing_key = _read_key(config.private_key_file)
+            public = _read_key(config.public_key_file)
+            if public is None and self._signing_key is not None:
+                public = _public_pem_from_private(self._signing_key)
+            self._verify_key = public
+
+    def issue(
+        self, user_id: str, *, ttl: int | None = None, now: float | None = None
+    ) -> tuple[str, int]:
+        """Sign an x-token for ``user_id``; returns ``(token, expires_in)``."""
+        if self._signing_key is None:
+            raise ValueError("no private key configured: this node can only verify tokens")
+        try:
+            user_id_from_subject(user_id)
+        except AuthError:
+            raise ValueError(f"not a valid user id: {user_id!r}") from None
+        ttl = self.config.ttl if ttl is None else int(ttl)
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        issued = int(time.time() if now is None else now)
+        payload: dict[str, Any] = {
+            "sub": SUBJECT_PREFIX + user_id,
+            "iat": issued,
+            "exp": issued + ttl,
+        }
+        if self.config.issuer is not None:
+            payload["iss"] = self.config.issuer
+        if self.config.audience is not None:
+            payload["aud"] = self.config.audience
+        with warnings.catch_warnings():
+            # Short secrets are already reported once by AuthConfig.
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            token = jwt.encode(payload, self._signing_key, algorithm=self.config.algorithm)
+        return token, ttl
+
+    def verify(self, token: object, *, now: float | None = None) -> TokenClaims:
+        """Check an x-token and return its claims, or raise :class:`AuthError`."""
+        value = check_header_value(token, self.config, "x-token")
+        if not _JWT_SHAPE_RE.match(value):
+            raise AuthError("malformed", "x-token is not a JWT")
+        if self._verify_key is None:
+            raise AuthError("invalid_signature", "no verification key configured")
+        try:
+            payload = self._decode(value, self._verify_key)
+        except AuthError as exc:
+            if exc.reason != "invalid_signature" or not self._previous_valid(now):
+                raise
+            assert self.config.previous_secret is not None
+            payload = self._decode(value, self.config.previous_secret)
+        return self._claims(payload, now)
+
+    def _previous_valid(self, now: float | None) -> bool:
+        until = self.config.previous_until_epoch
+        if not (self.config.is_hmac and self.config.previous_secret and until is not None):
+            return False
+        return (time.time() if now is None else now) < until
+
+    def _decode(self, token: str, key: str) -> dict[str, Any]:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "require": list(REQUIRED_CLAIMS),
+            "verify_aud": cfg.audience is not None,
+            "verify_iss": cfg.issuer is not None,
+        }
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+                payload: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[cfg.algorithm],
+                    options=options,  # type: ignore[arg-type]
+                    leeway=cfg.leeway,
+                    issuer=cfg.issuer,
+                    audience=cfg.audience,
+                )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("not_yet_valid") from None
+        except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+            raise AuthError("invalid_signature") from None
+        except _CLAIM_ERRORS as exc:
+            raise AuthError("invalid_claims", f"the token claims are not valid: {exc}") from None
+        except jwt.InvalidTokenError:
+            raise AuthError("malformed") from None
+        except Exception:  # any parser surprise on hostile input is still a bad token
+            raise AuthError("malformed") from None
+        return payload
+
+    def _claims(self, payload: dict[str, Any], now: float | None) -> TokenClaims:
+        exp, iat = payload.get("exp"), payload.get("iat")
+        if not _is_number(exp) or not _is_number(iat):
+            raise AuthError("invalid_claims", "exp and iat must be numbers")
+        assert isinstance(exp, int | float) and isinstance(iat, int | float)
+        current = time.time() if now is None else now
+        # pyjwt checks against the wall clock; an explicit ``now`` (tests, replays) is re-checked.
+        if exp <= current - self.config.leeway:
+            raise AuthError("expired")
+        if iat > current + self.config.leeway:
+            raise AuthError("not_yet_valid")
+        nbf = payload.get("nbf")
+        if nbf is not None and (not _is_number(nbf) or nbf > current + self.config.leeway):
+            raise AuthError("not_yet_valid")
+        return TokenClaims(user_id=user_id_from_subject(payload["sub"]), exp=exp, iat=iat)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
+def _public_pem_from_private(private_pem: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def codec_for(config: AuthConfig) -> JwtCodec:
+    """The (cached) codec of a configuration."""
+    return JwtCodec(config)
+
+
+def issue_jwt(user_id: str, config: AuthConfig, *, ttl: int | None = None) -> tuple[str, int]:
+    """Sign an x-token for ``user_id``: ``(token, expires_in)``."""
+    return codec_for(config).issue(user_id, ttl=ttl)
+
+
+def verify_jwt(token: object, config: AuthConfig) -> TokenClaims:
+    """Check an x-token; raises :class:`AuthError`."""
+    return codec_for(config).verify(token)
