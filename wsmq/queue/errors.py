@@ -1,0 +1,127 @@
+"""Typed queue errors carrying RSMQ's error names and messages.
+
+RSMQ reports errors as ``Error`` objects whose ``name`` is a short code (``queueNotFound``) and
+whose ``message`` comes from a template.  These classes keep both, byte for byte, so code ported
+from RSMQ can branch on ``err.name`` and show the same text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DeadLetterQueueNotFound",
+    "InvalidFormat",
+    "InvalidValue",
+    "MessageNotString",
+    "MessageTooLong",
+    "MissingParameter",
+    "NoAttributeSupplied",
+    "QueueError",
+    "QueueExists",
+    "QueueNotFound",
+    "error_from_reply",
+]
+
+
+class QueueError(Exception):
+    """Base class of every queue-layer error.
+
+    ``name`` is RSMQ's error name, ``message`` RSMQ's human-readable text.
+    """
+
+    name: str = "queueError"
+    default_message: str = "Queue error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else self.default_message
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, message={self.message!r})"
+
+
+class NoAttributeSupplied(QueueError):
+    """``set_queue_attributes`` was called without any attribute."""
+
+    name = "noAttributeSupplied"
+    default_message = "No attribute was supplied"
+
+
+class MissingParameter(QueueError):
+    """A required parameter (``qname``, ``id``) is empty."""
+
+    name = "missingParameter"
+
+    def __init__(self, item: str) -> None:
+        self.item = item
+        super().__init__(f"No {item} supplied")
+
+
+class InvalidFormat(QueueError):
+    """A parameter does not match its format (``qname``, ``id``, ...)."""
+
+    name = "invalidFormat"
+
+    def __init__(self, item: str) -> None:
+        self.item = item
+        super().__init__(f"Invalid {item} format")
+
+
+class InvalidValue(QueueError):
+    """A numeric parameter is out of range or not a number."""
+
+    name = "invalidValue"
+
+    def __init__(self, item: str, min: int, max: int, message: str | None = None) -> None:
+        self.item = item
+        self.min = min
+        self.max = max
+        super().__init__(message or f"{item} must be between {min} and {max}")
+
+
+class MessageNotString(QueueError):
+    """The message body is not a ``str``."""
+
+    name = "messageNotString"
+    default_message = "Message must be a string"
+
+
+class MessageTooLong(QueueError):
+    """The message is longer than the queue's ``maxsize`` (UTF-16 code units)."""
+
+    name = "messageTooLong"
+    default_message = "Message too long"
+
+
+class QueueNotFound(QueueError):
+    """The queue does not exist."""
+
+    name = "queueNotFound"
+    default_message = "Queue not found"
+
+
+class DeadLetterQueueNotFound(QueueNotFound):
+    """The configured dead-letter queue does not exist (wsmq extension)."""
+
+    default_message = "Dead-letter queue not found"
+
+
+class QueueExists(QueueError):
+    """``create_queue`` on a queue that already exists."""
+
+    name = "queueExists"
+    default_message = "Queue exists"
+
+
+# Lua scripts signal these by ``redis.error_reply(<name>)``.
+_BY_REPLY: dict[str, type[QueueError]] = {
+    "queueNotFound": QueueNotFound,
+    "queueExists": QueueExists,
+    "messageTooLong": MessageTooLong,
+    "dlqNotFound": DeadLetterQueueNotFound,
+}
+
+
+def error_from_reply(text: str) -> QueueError | None:
+    """Map an error reply raised by one of our Lua scripts to its typed error."""
+    cls = _BY_REPLY.get(text.strip().split(" ", 1)[0])
+    return cls() if cls is not None else None

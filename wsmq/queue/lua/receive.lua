@@ -1,0 +1,112 @@
+-- Receive (or pop) up to N visible messages in one round trip, applying the wsmq extensions:
+-- message TTL (expired messages are dropped) and max receive count (the message is moved to the
+-- dead-letter queue, or dropped when none is configured, instead of being delivered again).
+-- KEYS[1] messages zset, KEYS[2] attributes hash,
+-- KEYS[3] dead-letter zset, KEYS[4] dead-letter hash (only when ARGV[4] ~= '')
+-- ARGV[1] count, ARGV[2] vt in seconds or '' for the queue's default, ARGV[3] '1' = pop,
+-- ARGV[4] dead-letter queue name the caller assumed ('' = none),
+-- ARGV[5] dead-letter realtime channel or '', ARGV[6] most messages to drop/move in this call
+-- Returns {1, dlq} when the caller's dead-letter assumption is stale (it retries with the right
+-- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}.
+local zkey, hkey = KEYS[1], KEYS[2]
+local q = redis.call('HMGET', hkey, 'vt', 'delay', 'maxsize', 'wsmq:maxrc', 'wsmq:dlq', 'wsmq:ttl')
+if not q[1] or not q[2] or not q[3] then
+  return redis.error_reply('queueNotFound')
+end
+local maxrc = tonumber(q[4] or '0') or 0
+local dlq = q[5] or ''
+if maxrc > 0 and dlq ~= ARGV[4] then
+  return {1, dlq}
+end
+local dlq_ok = maxrc > 0 and dlq ~= '' and redis.call('HEXISTS', KEYS[4], 'vt') == 1
+local ttl_ms = (tonumber(q[6] or '0') or 0) * 1000
+local count = tonumber(ARGV[1])
+local vt = tonumber(ARGV[2]) or tonumber(q[1]) or 0
+local pop = ARGV[3] == '1'
+local budget = tonumber(ARGV[6])
+local _, _, ms = wsmq_now()
+local now = wsmq_fmt(ms)
+
+local function forget(id)
+  redis.call('ZREM', zkey, id)
+  redis.call('HDEL', hkey, id, id .. ':rc', id .. ':fr')
+end
+
+local function dead_letter(id, body, rc)
+  local fr = redis.call('HGET', hkey, id .. ':fr')
+  forget(id)
+  redis.call('ZADD', KEYS[3], now, id)
+  redis.call('HSET', KEYS[4], id, body, id .. ':rc', rc)
+  if fr then
+    redis.call('HSET', KEYS[4], id .. ':fr', fr)
+  end
+  redis.call('HINCRBY', KEYS[4], 'totalsent', 1)
+  if ARGV[5] ~= '' then
+    redis.call('PUBLISH', ARGV[5], redis.call('ZCARD', KEYS[3]))
+  end
+end
+
+local out = {0}
+local got = 0
+local seen = {}
+while got < count and budget >= 0 do
+  -- Messages delivered with vt 0 stay visible (at most `got` of them), so a window of `count`
+  -- ids always holds enough unseen ones; `seen` skips the delivered ones.
+  local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, count)
+  local removed = 0
+  for _, id in ipairs(ids) do
+    if got >= count then break end
+    if not seen[id] then
+      local body = redis.call('HGET', hkey, id)
+      local rc = tonumber(redis.call('HGET', hkey, id .. ':rc') or '0') or 0
+      local sent = tonumber(string.sub(id, 1, 10), 36)
+      if not body then
+        forget(id) -- an id without a body can never be delivered
+        removed = removed + 1
+      elseif ttl_ms > 0 and sent and ms - math.floor(sent / 1000) >= ttl_ms then
+        forget(id)
+        redis.call('HINCRBY', hkey, 'wsmq:totalexpired', 1)
+        removed = removed + 1
+      elseif maxrc > 0 and rc >= maxrc and (dlq == '' or dlq_ok) then
+        if dlq_ok then
+          dead_letter(id, body, rc)
+        else
+          forget(id)
+        end
+        redis.call('HINCRBY', hkey, 'wsmq:totalexceeded', 1)
+        removed = removed + 1
+      else
+        seen[id] = true
+        got = got + 1
+        redis.call('HINCRBY', hkey, 'totalrecv', 1)
+        rc = rc + 1
+        local fr
+        if pop then
+          fr = redis.call('HGET', hkey, id .. ':fr') or now
+          if rc == 1 then fr = now end
+          forget(id)
+        else
+          redis.call('ZADD', zkey, wsmq_fmt(ms + vt * 1000), id)
+          redis.call('HSET', hkey, id .. ':rc', rc)
+          if rc == 1 then
+            redis.call('HSET', hkey, id .. ':fr', now)
+            fr = now
+          else
+            fr = redis.call('HGET', hkey, id .. ':fr') or '0'
+          end
+        end
+        table.insert(out, id)
+        table.insert(out, body)
+        table.insert(out, rc)
+        table.insert(out, fr)
+      end
+    end
+  end
+  budget = budget - removed
+  -- Nothing dropped or moved: every unseen visible id in the window was delivered, so either
+  -- the batch is full or the queue has no more visible messages.
+  if removed == 0 then
+    break
+  end
+end
+return out

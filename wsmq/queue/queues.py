@@ -1,0 +1,372 @@
+"""The :class:`Queues` API: RSMQ operations over one redis-py asyncio client.
+
+Every operation that reads the clock runs as one Lua script that calls Redis ``TIME`` itself,
+so send, receive, their batch forms and change-visibility are one round trip each and the local
+clock is never used.  See docs/queue.md for the layout and the differences from RSMQ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from . import validation as v
+from .errors import InvalidValue, NoAttributeSupplied, QueueExists, QueueNotFound
+from .ids import random_suffix
+from .keys import KeyLayout
+from .models import Message, QueueAttributes, messages_from_reply, text
+from .scripts import run_script
+
+__all__ = ["Queues"]
+
+# Most expired/over-received messages a single receive call drops or moves, so one call never
+# blocks Redis for long; the rest are handled by the following calls.
+DROP_BUDGET = 1000
+F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
+
+
+class Queues:
+    """RSMQ-compatible queues in one Redis namespace.
+
+    Create with :meth:`from_url` (owns its connection pool) or wrap an existing
+    ``redis.asyncio.Redis`` client.  With ``realtime=True`` every send publishes the queue size
+    on ``{ns}:rt:{qname}`` exactly as RSMQ's realtime option does.
+    """
+
+    def __init__(
+        self, redis: Redis, *, ns: str = "rsmq", realtime: bool = False, owns_client: bool = False
+    ) -> None:
+        self.redis = redis
+        self.ns = ns
+        self.realtime = realtime
+        self.keys = KeyLayout(ns)
+        self._owns_client = owns_client
+        # qname -> dead-letter queue name last seen; the receive script verifies it, so a stale
+        # entry only costs one retry.
+        self._dlq_hint: dict[str, str] = {}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str = "redis://localhost:6379/0",
+        *,
+        ns: str = "rsmq",
+        realtime: bool = False,
+        connect_timeout: float = 3.0,
+        socket_timeout: float = 10.0,
+        max_connections: int = 64,
+        **redis_kwargs: Any,
+    ) -> Queues:
+        """Connect lazily to ``url`` (``redis://``, ``rediss://``, ``unix://``; ACL user and
+        password from the URL).
+
+        An unreachable server raises ``redis.exceptions.ConnectionError`` within about
+        ``connect_timeout`` seconds per attempt (two quick retries), never hangs.  At most
+        ``max_connections`` commands run at once; more wait (up to 10 s) for a free connection
+        instead of failing.
+        """
+        kwargs: dict[str, Any] = {
+            "decode_responses": True,
+            "encoding_errors": "replace",
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": socket_timeout,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            "health_check_interval": 15,
+        }
+        kwargs.update(redis_kwargs)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, **kwargs
+        )
+        client: Redis = Redis.from_pool(pool)
+        return cls(client, ns=ns, realtime=realtime, owns_client=True)
+
+    async def close(self) -> None:
+        """Close the connection pool (only when this object created the client)."""
+        if self._owns_client:
+            await self.redis.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> Queues:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def realtime_channel(self, qname: str) -> str:
+        """The pub/sub channel RSMQ publishes new-message counts on."""
+        return self.keys.realtime(qname)
+
+    def _qkeys(self, qname: str) -> list[str]:
+        return [self.keys.messages(qname), self.keys.attributes(qname)]
+
+    # -- queues -------------------------------------------------------------------------------
+
+    async def create_queue(
+        self,
+        qname: str,
+        vt: int = 30,
+        delay: int = 0,
+        maxsize: int = 65536,
+        *,
+        max_receive_count: int | None = None,
+        dead_letter_queue: str | None = None,
+        message_ttl: int | None = None,
+    ) -> None:
+        """Create a queue; raises ``QueueExists`` if it exists.
+
+        wsmq extras (stored in ``:Q`` fields RSMQ ignores): ``max_receive_count`` (a message
+        received that many times is moved to ``dead_letter_queue``, which must exist, or dropped
+        if none is set, instead of being delivered again) and ``message_ttl`` (seconds after
+        sending at which a message is dropped instead of delivered).
+        """
+        qname = v.validate_qname(qname)
+        vt = v.validate_vt(30 if vt is None else vt)
+        delay = v.validate_delay(0 if delay is None else delay)
+        maxsize = v.validate_maxsize(65536 if maxsize is None else maxsize)
+        extras = self._extras(qname, max_receive_count, dead_letter_queue, message_ttl)
+        dlq = dict(zip(extras[::2], extras[1::2], strict=True)).get(F_DLQ, "")
+        pairs = zip(extras[::2], extras[1::2], strict=True)
+        extras = [x for pair in pairs if pair[1] for x in pair]  # "off" = simply not stored
+        keys = [self.keys.attributes(qname)]
+        if dlq:
+            keys.append(self.keys.attributes(dlq))
+        await run_script(self.redis, "create", keys, [vt, delay, maxsize, dlq, *extras])
+        await self.redis.sadd(self.keys.queues(), qname)
+
+    @staticmethod
+    def _extras(
+        qname: str,
+        max_receive_count: int | None,
+        dead_letter_queue: str | None,
+        message_ttl: int | None,
+    ) -> list[str]:
+        """Validated ``wsmq:*`` field/value pairs; an empty value means "not set"."""
+        out: list[str] = []
+        if max_receive_count is not None:
+            count = v.validate_max_receive_count(max_receive_count)
+            out += [F_MAXRC, str(count) if count else ""]
+        if dead_letter_queue is not None:
+            dlq = ""
+            if dead_letter_queue:
+                dlq = v.validate_qname(dead_letter_queue, "dead_letter_queue")
+            if dlq == qname:
+                raise InvalidValue(
+                    "dead_letter_queue", 0, 0, "dead_letter_queue must differ from qname"
+                )
+            out += [F_DLQ, dlq]
+        if message_ttl is not None:
+            ttl = v.validate_message_ttl(message_ttl)
+            out += [F_TTL, str(ttl) if ttl else ""]
+        return out
+
+    async def delete_queue(self, qname: str) -> None:
+        """Delete a queue and all its messages; raises ``QueueNotFound``."""
+        qname = v.validate_qname(qname)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.attributes(qname), self.keys.messages(qname))
+            pipe.srem(self.keys.queues(), qname)
+            deleted, _ = await pipe.execute()
+        self._dlq_hint.pop(qname, None)
+        if deleted == 0:
+            raise QueueNotFound()
+
+    async def list_queues(self) -> list[str]:
+        """Names of all queues in the namespace, sorted."""
+        members = await self.redis.smembers(self.keys.queues())
+        return sorted(text(m) for m in members)
+
+    async def queue_exists(self, qname: str) -> bool:
+        """Whether the queue exists (its ``:Q`` hash has ``vt``, the field RSMQ checks)."""
+        qname = v.validate_qname(qname)
+        return bool(await self.redis.hexists(self.keys.attributes(qname), "vt"))
+
+    async def get_queue_attributes(self, qname: str) -> QueueAttributes:
+        """Settings and counters of a queue; raises ``QueueNotFound``."""
+        qname = v.validate_qname(qname)
+        return await self._attributes(qname, [])
+
+    async def set_queue_attributes(
+        self,
+        qname: str,
+        *,
+        vt: int | None = None,
+        delay: int | None = None,
+        maxsize: int | None = None,
+        max_receive_count: int | None = None,
+        dead_letter_queue: str | None = None,
+        message_ttl: int | None = None,
+    ) -> QueueAttributes:
+        """Change settings (``None`` = unchanged) and return the new attributes.
+
+        ``max_receive_count=0``, ``message_ttl=0`` and ``dead_letter_queue=""`` switch the
+        extras off.  Raises ``NoAttributeSupplied`` when nothing is given, ``QueueNotFound``.
+        """
+        given = (vt, delay, maxsize, max_receive_count, dead_letter_queue, message_ttl)
+        if all(x is None for x in given):
+            raise NoAttributeSupplied()
+        qname = v.validate_qname(qname)
+        pairs: list[str] = []
+        # RSMQ validates in this order: vt, maxsize, delay.
+        if vt is not None:
+            pairs += ["vt", str(v.validate_vt(vt))]
+        if maxsize is not None:
+            pairs += ["maxsize", str(v.validate_maxsize(maxsize))]
+        if delay is not None:
+            pairs += ["delay", str(v.validate_delay(delay))]
+        pairs += self._extras(qname, max_receive_count, dead_letter_queue, message_ttl)
+        self._dlq_hint.pop(qname, None)
+        return await self._attributes(qname, pairs)
+
+    async def _attributes(self, qname: str, pairs: list[str]) -> QueueAttributes:
+        keys = [self.keys.attributes(qname), self.keys.messages(qname)]
+        dlq = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(F_DLQ, "")
+        if dlq:
+            keys.append(self.keys.attributes(dlq))
+        fields, msgs, hidden = await run_script(self.redis, "attributes", keys, pairs)
+        return QueueAttributes.from_reply(fields, msgs, hidden)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def send_message(self, qname: str, message: str, delay: int | None = None) -> str:
+        """Store a message and return its 32-char id.
+
+        ``delay`` (seconds) defaults to the queue's.  Raises ``QueueNotFound``,
+        ``MessageNotString``, ``MessageTooLong`` (length in UTF-16 code units, as RSMQ).
+        """
+        qname = v.validate_qname(qname)
+        delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
+        body = v.validate_message(message)
+        channel = self.realtime_channel(qname) if self.realtime else ""
+        args: list[str | bytes | int] = [
+            random_suffix(),
+            body,
+            v.utf16_length(message),
+            delay_arg,
+            channel,
+        ]
+        return text(await run_script(self.redis, "send", self._qkeys(qname), args))
+
+    async def send_messages(
+        self, qname: str, messages: Sequence[str], delay: int | None = None
+    ) -> list[str]:
+        """Send many messages in one round trip (all or none); returns their ids in order.
+
+        One realtime notification is published for the whole batch.  Same errors as
+        :meth:`send_message`; ``MessageTooLong`` if any message is too long (none is stored).
+        """
+        qname = v.validate_qname(qname)
+        delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
+        args: list[str | bytes | int] = [
+            delay_arg,
+            self.realtime_channel(qname) if self.realtime else "",
+        ]
+        for message in messages:
+            args += [random_suffix(), v.validate_message(message), v.utf16_length(message)]
+        if len(args) == 2:
+            return []
+        reply = await run_script(self.redis, "send_batch", self._qkeys(qname), args)
+        return [text(i) for i in reply]
+
+    async def receive_message(self, qname: str, vt: int | None = None) -> Message | None:
+        """Receive the next visible message and hide it for ``vt`` seconds (queue default if
+        ``None``); ``None`` when no message is visible."""
+        got = await self._receive(qname, 1, vt, pop=False)
+        return got[0] if got else None
+
+    async def receive_messages(
+        self, qname: str, count: int, vt: int | None = None
+    ) -> list[Message]:
+        """Receive up to ``count`` (1..1000) visible messages in one round trip, oldest first."""
+        return await self._receive(qname, v.validate_count(count), vt, pop=False)
+
+    async def pop_message(self, qname: str) -> Message | None:
+        """Receive and delete the next visible message at once."""
+        got = await self._receive(qname, 1, None, pop=True)
+        return got[0] if got else None
+
+    async def _receive(self, qname: str, count: int, vt: int | None, pop: bool) -> list[Message]:
+        qname = v.validate_qname(qname)
+        vt_arg: str | int = "" if vt is None else v.validate_vt(vt)
+        for _ in range(3):
+            dlq = self._dlq_hint.get(qname, "")
+            keys = self._qkeys(qname)
+            if dlq:
+                keys += [self.keys.messages(dlq), self.keys.attributes(dlq)]
+            channel = self.realtime_channel(dlq) if dlq and self.realtime else ""
+            args = [count, vt_arg, "1" if pop else "0", dlq, channel, DROP_BUDGET]
+            reply = await run_script(self.redis, "receive", keys, args)
+            if int(reply[0]) == 1:  # our dead-letter assumption was stale: retry with its keys
+                self._dlq_hint[qname] = text(reply[1])
+                continue
+            return messages_from_reply(reply, 1)
+        raise RuntimeError("dead-letter queue setting kept changing during receive")
+
+    async def delete_message(self, qname: str, id: str) -> bool:
+        """Delete a message; ``False`` if it did not exist."""
+        return await self.delete_messages(qname, [id]) == 1
+
+    async def delete_messages(self, qname: str, ids: Iterable[str]) -> int:
+        """Delete many messages in one round trip; returns how many existed."""
+        qname = v.validate_qname(qname)
+        checked = [v.validate_id(i) for i in ids]
+        if not checked:
+            return 0
+        return int(await run_script(self.redis, "delete", self._qkeys(qname), checked))
+
+    async def change_message_visibility(self, qname: str, id: str, vt: int) -> bool:
+        """Make a message visible again in ``vt`` seconds (0 = now); ``False`` if it does not
+        exist.  Raises ``QueueNotFound``."""
+        return await self.change_messages_visibility(qname, [id], vt) == 1
+
+    async def change_messages_visibility(self, qname: str, ids: Sequence[str], vt: int) -> int:
+        """Batch :meth:`change_message_visibility`; returns how many ids existed."""
+        qname = v.validate_qname(qname)
+        checked = [v.validate_id(i) for i in ids]
+        vt = v.validate_vt(vt)
+        if not checked:
+            return 0
+        args: list[str | int] = [vt, *checked]
+        return int(await run_script(self.redis, "change_visibility", self._qkeys(qname), args))
+
+    # -- helpers for consumers ------------------------------------------------------------------
+
+    async def next_visible_at(self, qname: str) -> float | None:
+        """Epoch ms at which the earliest message becomes visible (may be in the past);
+        ``None`` for an empty queue."""
+        qname = v.validate_qname(qname)
+        first = await self.redis.zrange(self.keys.messages(qname), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def now_ms(self) -> int:
+        """Redis server time in epoch ms (the clock all scores use), for timers that compare
+        against :meth:`next_visible_at` without trusting the local clock."""
+        sec, usec = await self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def visible_counts(self, qnames: Iterable[str]) -> dict[str, int]:
+        """Receivable-now message counts for many queues in one round trip."""
+        names = [v.validate_qname(q) for q in qnames]
+        if not names:
+            return {}
+        keys = [self.keys.messages(q) for q in names]
+        counts = await run_script(self.redis, "visible_counts", keys)
+        return {q: int(c) for q, c in zip(names, counts, strict=True)}
+
+    async def ensure_queue(self, qname: str, **settings: Any) -> bool:
+        """Create the queue unless it exists; ``True`` if it was created."""
+        try:
+            await self.create_queue(qname, **settings)
+        except QueueExists:
+            return False
+        return True
