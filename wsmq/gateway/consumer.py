@@ -1,0 +1,382 @@
+"""One consumer per (node, queue): batch-receive within the subscribers' windows and hand out.
+
+The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
+
+- :func:`plan_round_robin` and :class:`Backoff` are pure (no I/O, no clock of their own);
+- :class:`Subscriber` is the protocol a WebSocket session implements, :class:`Subscription` what
+  the engine hands back for it (its unacked, in-flight message ids);
+- :class:`QueueConsumer` is the asyncio task of one queue. It sleeps until woken (realtime
+  notification, fallback poll, an opened window) or until its timer at the queue's next visible
+  score fires, then receives at most the subscribers' total free window and delivers it.
+
+Shared state (Redis health episodes, operations to retry after an outage, the Redis clock) lives
+in :mod:`wsmq.gateway.delivery_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, PendingOps, RedisClock, RedisHealth
+from wsmq.queue.errors import QueueNotFound
+
+if TYPE_CHECKING:
+    from wsmq.queue import Message, Queues
+
+__all__ = [
+    "Backoff",
+    "ConsumerContext",
+    "QueueConsumer",
+    "Subscriber",
+    "Subscription",
+    "plan_round_robin",
+]
+
+log = logging.getLogger("wsmq.delivery")
+
+
+def plan_round_robin(windows: Sequence[int], count: int, start: int = 0) -> tuple[list[int], int]:
+    """Assign ``count`` messages to subscribers in turn, respecting each one's window.
+
+    Subscriber ``i`` gets at most ``windows[i]`` messages; the turn starts at ``start`` so that
+    successive batches keep rotating. Returns ``(owner index per message, next start)``; the plan
+    is shorter than ``count`` when the windows cannot hold all of them.
+    """
+    n = len(windows)
+    if n == 0:
+        return [], 0
+    left = [max(0, w) for w in windows]
+    room = sum(left)
+    plan: list[int] = []
+    i = start % n
+    while len(plan) < count and room > 0:
+        if left[i] > 0:
+            plan.append(i)
+            left[i] -= 1
+            room -= 1
+        i = (i + 1) % n
+    return plan, i
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with a cap and "equal jitter" (half fixed, half random)."""
+
+    base: float = 0.05
+    cap: float = 5.0
+    attempt: int = 0
+    rand: Callable[[], float] = field(default=random.random, repr=False)
+
+    def next(self) -> float:
+        """Delay in seconds before the next attempt; each call doubles the ceiling."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 32))
+        self.attempt += 1
+        return ceiling / 2 + self.rand() * ceiling / 2
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Subscriber(Protocol):
+    """What a subscriber (one WebSocket subscription) offers the engine.
+
+    ``window()`` is how many more messages it can take *now*: for ``wsmq.v1`` typically
+    ``max_unacked - subscription.unacked``, capped by the room in the socket's send buffer; for
+    legacy sockets the buffer room alone. When it grows again without an ack (socket drained),
+    call :meth:`Subscription.wake`. ``deliver`` writes one message and returns ``False`` when the
+    socket is gone. ``ack_mode`` is ``True`` for ``wsmq.v1`` (delete on ``/ack``) and ``False``
+    for legacy sockets (delete once written).
+    """
+
+    @property
+    def ack_mode(self) -> bool: ...
+
+    def window(self) -> int: ...
+
+    async def deliver(self, msg: Message) -> bool: ...
+
+
+class Subscription:
+    """One subscriber's subscription to one queue, as returned by ``DeliveryEngine.subscribe``."""
+
+    __slots__ = ("_held", "_waker", "broken", "closed", "qname", "subscriber")
+
+    def __init__(self, qname: str, subscriber: Subscriber, waker: Callable[[], None]) -> None:
+        self.qname = qname
+        self.subscriber = subscriber
+        self.closed = False
+        #: ``deliver()`` returned False or raised: the socket is gone, give it nothing more.
+        self.broken = False
+        self._held: dict[str, None] = {}  # ordered set of unacked message ids (v1 only)
+        self._waker = waker
+
+    @property
+    def ack_mode(self) -> bool:
+        return self.subscriber.ack_mode
+
+    @property
+    def unacked(self) -> int:
+        """Messages delivered to this subscriber (v1) and not acked or released yet."""
+        return len(self._held)
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Ids of the unacked messages, oldest first."""
+        return tuple(self._held)
+
+    def holds(self, msg_id: str) -> bool:
+        return msg_id in self._held
+
+    def wake(self) -> None:
+        """Tell the engine this subscriber's window opened (e.g. its socket buffer drained)."""
+        if not self.closed:
+            self._waker()
+
+    def _hold(self, msg_id: str) -> None:
+        self._held[msg_id] = None
+
+    def _drop(self, msg_id: str) -> bool:
+        if msg_id in self._held:
+            del self._held[msg_id]
+            return True
+        return False
+
+    def _take_all(self) -> list[str]:
+        ids = list(self._held)
+        self._held.clear()
+        return ids
+
+    def __repr__(self) -> str:
+        mode = "v1" if self.ack_mode else "legacy"
+        return f"<Subscription {self.qname} {mode} unacked={self.unacked} closed={self.closed}>"
+
+
+@dataclass
+class ConsumerContext:
+    """What every consumer of one engine shares."""
+
+    queues: Queues
+    health: RedisHealth
+    pending: PendingOps
+    clock: RedisClock
+    batch_size: int
+    default_vt: int | None
+    poll_interval: float
+    on_exit: Callable[[QueueConsumer], None]
+
+
+class QueueConsumer:
+    """The single consumer task of one queue on this node."""
+
+    #: Shortest timer; grows while the clock estimate says "visible" but receive finds nothing.
+    MIN_TIMER = 0.01
+
+    def __init__(self, qname: str, ctx: ConsumerContext) -> None:
+        self.qname = qname
+        self.ctx = ctx
+        self.subs: list[Subscription] = []
+        self.owner: dict[str, Subscription] = {}  # v1 message id -> subscription holding it
+        # Ids received and not settled yet; on cancel/stop these are released or deleted.
+        self.unsettled: set[str] = set()
+        self.to_delete: list[str] = []
+        self.to_release: list[str] = []
+        self._rr = 0
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._skew_delay = self.MIN_TIMER
+        self._missing_logged = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"wsmq-consumer:{self.qname}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop after the current batch (engine shutdown)."""
+        self._closing.set()
+        self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set() or not self.subs
+
+    def add(self, sub: Subscription) -> None:
+        self.subs.append(sub)
+        self.wake()
+
+    def remove(self, sub: Subscription) -> None:
+        if sub in self.subs:
+            self.subs.remove(sub)
+        for msg_id in sub.held:
+            if self.owner.get(msg_id) is sub:
+                del self.owner[msg_id]
+        self.wake()
+
+    async def _run(self) -> None:
+        backoff = Backoff(cap=min(5.0, max(self.ctx.poll_interval, 0.5) * 5))
+        try:
+            while not self.closing:
+                self._wake.clear()
+                try:
+                    timer = await self._cycle()
+                    backoff.reset()
+                except TRANSIENT_ERRORS as exc:
+                    self.ctx.health.failed(exc)
+                    await self._pause(backoff.next())
+                    continue
+                except QueueNotFound:
+                    # Wait for a wake-up: the queue may be created later; never create it.
+                    if not self._missing_logged:
+                        log.warning("queue %s does not exist; waiting for it", self.qname)
+                        self._missing_logged = True
+                    timer = None
+                except Exception:
+                    log.exception("consumer of queue %s failed; retrying", self.qname)
+                    await self._pause(backoff.next())
+                    continue
+                await self._wait(timer)
+        finally:
+            self.ctx.on_exit(self)
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep through a backoff; only closing cuts it short (wake-ups do not)."""
+        try:
+            async with asyncio.timeout(delay):
+                await self._closing.wait()
+        except TimeoutError:
+            pass
+
+    async def _wait(self, delay: float | None) -> None:
+        if self._wake.is_set():
+            return
+        try:
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _cycle(self) -> float | None:
+        """Receive and deliver until the queue is empty or windows are full; return the timer."""
+        q, ctx = self.qname, self.ctx
+        await ctx.pending.flush(ctx.queues, q, ctx.health)
+        while True:
+            if self.closing:
+                return None
+            subs = list(self.subs)
+            windows = [_window(s) for s in subs]
+            free = sum(windows)
+            if free <= 0:
+                return None  # an ack or Subscription.wake() brings us back
+            n = min(ctx.batch_size, free)
+            msgs = await ctx.queues.receive_messages(q, n, ctx.default_vt)
+            ctx.health.ok()
+            self._missing_logged = False
+            if msgs:
+                self._skew_delay = self.MIN_TIMER
+                await self._dispatch(msgs, subs, windows)
+            if len(msgs) < n:
+                break
+        nxt = await ctx.queues.next_visible_at(q)
+        if nxt is None:
+            return None
+        delay = (nxt - ctx.clock.now_ms()) / 1000.0
+        if delay > 0:
+            return max(delay, self.MIN_TIMER)
+        # "Visible already" but nothing received: clock skew or a message the receive skipped.
+        delay, self._skew_delay = self._skew_delay, min(self._skew_delay * 2, ctx.poll_interval)
+        return delay
+
+    async def _dispatch(
+        self, msgs: list[Message], subs: list[Subscription], windows: list[int]
+    ) -> None:
+        plan, self._rr = plan_round_robin(windows, len(msgs), self._rr)
+        self.unsettled.update(m.id for m in msgs)
+        batches: dict[int, list[Message]] = {}
+        for msg, idx in zip(msgs, plan, strict=False):
+            batches.setdefault(idx, []).append(msg)
+        # Windows shrank between the plan and the receive (cannot happen today): release extras.
+        self._settle_failed([m.id for m in msgs[len(plan) :]])
+        await asyncio.gather(*(self._deliver_to(subs[i], batch) for i, batch in batches.items()))
+        await self._settle()
+
+    async def _deliver_to(self, sub: Subscription, msgs: list[Message]) -> None:
+        broken = sub.broken
+        for msg in msgs:
+            if broken or sub.closed or self._closing.is_set():
+                self._settle_failed([msg.id])
+                continue
+            if sub.ack_mode:
+                # Hold before writing: the client may ack before deliver() returns.
+                prev = self.owner.get(msg.id)
+                if prev is not None and prev is not sub:
+                    prev._drop(msg.id)  # its vt expired and the message came back
+                self.owner[msg.id] = sub
+                sub._hold(msg.id)
+            try:
+                ok = await sub.subscriber.deliver(msg)
+            except Exception:
+                log.exception("deliver() raised for queue %s; releasing the message", self.qname)
+                ok = False
+            self.unsettled.discard(msg.id)
+            if ok:
+                if not sub.ack_mode:
+                    self.to_delete.append(msg.id)
+                continue
+            broken = sub.broken = True
+            if not sub.ack_mode:
+                self.to_release.append(msg.id)
+            elif sub._drop(msg.id):  # else unsubscribe released it already
+                if self.owner.get(msg.id) is sub:
+                    del self.owner[msg.id]
+                self.to_release.append(msg.id)
+
+    def _settle_failed(self, ids: list[str]) -> None:
+        self.unsettled.difference_update(ids)
+        self.to_release.extend(ids)
+
+    async def _settle(self) -> None:
+        """Batch-delete what legacy sockets got, release what could not be delivered."""
+        q, queues = self.qname, self.ctx.queues
+        done, self.to_delete = self.to_delete, []
+        failed, self.to_release = self.to_release, []
+        try:
+            if done:
+                await queues.delete_messages(q, done)
+                done = []
+            if failed:
+                await queues.change_messages_visibility(q, failed, 0)
+                failed = []
+        except QueueNotFound:
+            failed = []  # deleted meanwhile, messages included: nothing left to release
+        finally:
+            # Redis error or cancel: keep them for the engine to retry (deletes before releases).
+            self.ctx.pending.add_deletes(q, done)
+            self.ctx.pending.add_releases(q, failed)
+
+    def leftovers(self) -> tuple[list[str], list[str]]:
+        """``(ids to delete, ids to release)`` after the task ended (used by ``stop``)."""
+        release = [*self.unsettled, *self.to_release]
+        for sub in self.subs:
+            release.extend(sub._take_all())
+        deletes, self.to_delete = self.to_delete, []
+        self.unsettled.clear()
+        self.to_release = []
+        self.owner.clear()
+        return deletes, release
+
+
+def _window(sub: Subscription) -> int:
+    if sub.closed or sub.broken:
+        return 0
+    try:
+        return max(0, int(sub.subscriber.window()))
+    except Exception:
+        log.exception("window() raised for queue %s; treating it as 0", sub.qname)
+        return 0

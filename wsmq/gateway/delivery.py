@@ -1,0 +1,383 @@
+"""Delivery engine: consume Redis queues for this node's WebSocket subscribers (SPEC §5).
+
+One :class:`~wsmq.gateway.consumer.QueueConsumer` task runs per queue that has at least one
+local subscriber, and stops when the last one leaves. Consumers sleep until woken by:
+
+- the queue's realtime notification (``PUBLISH {ns}:rt:{q}``, via the shared
+  :class:`~wsmq.queue.realtime.RealtimeListener`);
+- a timer at the queue's next visible score (delayed messages, expired visibility timeouts);
+- a window opening (an ack, or :meth:`Subscription.wake` when a socket drained);
+- the fallback poll: every ``poll_interval`` seconds ONE ``visible_counts`` round trip for all of
+  this node's queues wakes those with visible messages (publishers without realtime).
+
+Usage::
+
+    engine = DeliveryEngine(queues, listener, poll_interval=1.0)
+    await engine.start()
+    sub = await engine.subscribe("orders", session)   # session implements Subscriber
+    await engine.ack(sub, msg_id)                      # v1 clients
+    await engine.release(sub)                          # socket closed: unacked -> visible now
+    await engine.stop()                                # shutdown: releases everything in flight
+
+See ``docs/delivery.md`` for the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from wsmq.gateway.consumer import (
+    Backoff,
+    ConsumerContext,
+    QueueConsumer,
+    Subscriber,
+    Subscription,
+    plan_round_robin,
+)
+from wsmq.gateway.delivery_state import (
+    TRANSIENT_ERRORS,
+    PendingOps,
+    RedisClock,
+    RedisHealth,
+)
+from wsmq.queue.errors import InvalidFormat, QueueNotFound
+
+if TYPE_CHECKING:
+    from wsmq.queue import Queues
+    from wsmq.queue.realtime import RealtimeListener
+
+__all__ = [
+    "Backoff",
+    "DeliveryEngine",
+    "EngineStopped",
+    "Subscriber",
+    "Subscription",
+    "plan_round_robin",
+]
+
+log = logging.getLogger("wsmq.delivery")
+
+_QNAME = re.compile(r"[A-Za-z0-9_-]{1,160}")
+
+
+class EngineStopped(RuntimeError):
+    """``subscribe`` on an engine that is not started or is shutting down."""
+
+
+class DeliveryEngine:
+    """Hand messages from Redis queues to this node's subscribers.
+
+    ``poll_interval``: seconds between fallback polls (one round trip for all queues).
+    ``batch_size``: most messages taken from one queue per round trip (never more than the
+    subscribers' free windows). ``default_vt``: visibility timeout for receives (``None``: the
+    queue's own ``vt``). ``on_redis_error(exc)`` / ``on_redis_recovered(downtime_s)``: called
+    once per outage episode (metrics, readiness). ``stop_timeout``: bound, in seconds, for each
+    phase of :meth:`stop`.
+    """
+
+    #: Re-measure the Redis clock offset this often (seconds).
+    CLOCK_SYNC_EVERY = 60.0
+
+    def __init__(
+        self,
+        queues: Queues,
+        listener: RealtimeListener | None,
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 100,
+        default_vt: int | None = None,
+        on_redis_error: Callable[[BaseException], object] | None = None,
+        on_redis_recovered: Callable[[float], object] | None = None,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be > 0")
+        if not 1 <= batch_size <= 1000:  # the queue layer's batch receive limit
+            raise ValueError("batch_size must be between 1 and 1000")
+        self.queues = queues
+        self.listener = listener
+        self.poll_interval = poll_interval
+        self.stop_timeout = stop_timeout
+        self.health = RedisHealth(on_redis_error, on_redis_recovered)
+        self.pending = PendingOps()
+        self.clock = RedisClock()
+        self._ctx = ConsumerContext(
+            queues=queues,
+            health=self.health,
+            pending=self.pending,
+            clock=self.clock,
+            batch_size=batch_size,
+            default_vt=default_vt,
+            poll_interval=poll_interval,
+            on_exit=self._consumer_exited,
+        )
+        self._consumers: dict[str, QueueConsumer] = {}
+        self._listened: set[str] = set()
+        self._listener_lock = asyncio.Lock()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._running = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Queues this node consumes now (those with at least one local subscriber)."""
+        return list(self._consumers)
+
+    @property
+    def redis_healthy(self) -> bool:
+        """``False`` while an outage episode is in progress (for readiness)."""
+        return self.health.healthy
+
+    def stats(self) -> dict[str, int | bool]:
+        """Numbers for metrics: consumers, subscriptions, unacked messages, pending retries."""
+        subs = [s for c in self._consumers.values() for s in c.subs]
+        return {
+            "consumers": len(self._consumers),
+            "subscriptions": len(subs),
+            "unacked": sum(s.unacked for s in subs),
+            "pending_ops": self.pending.count(),
+            "redis_healthy": self.health.healthy,
+        }
+
+    async def start(self) -> None:
+        """Start the fallback poll and listen for realtime notifications."""
+        if self._running:
+            return
+        self._running = True
+        if self.listener is not None:
+            self.listener.set_callback(self._on_notification)
+            await self.listener.start()  # connect now: the first subscribe is confirmed sooner
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.clock.sync(self.queues)
+        self._poll_task = asyncio.create_task(self._poll_loop(), name="wsmq-delivery-poll")
+
+    async def stop(self) -> None:
+        """Stop consuming and release every message in flight (visibility 0), in bounded time.
+
+        Consumers finish the write in progress (at most ``stop_timeout`` s, then they are
+        cancelled); unacked and undelivered messages are released in batches, legacy messages
+        already written are deleted. What Redis cannot take within ``stop_timeout`` comes back
+        by itself after its visibility timeout.
+        """
+        if not self._running:
+            return
+        self._running = False
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+            self._poll_task = None
+        consumers = list(self._consumers.values())
+        for consumer in consumers:
+            consumer.close()
+        tasks = [c.task for c in consumers if c.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.stop_timeout)
+            for task in late:
+                task.cancel()
+            if late:  # bounded too: a deliver() that swallows the cancel must not hang us
+                await asyncio.wait(late, timeout=self.stop_timeout)
+        for task in list(self._background):
+            task.cancel()
+        for consumer in consumers:
+            deletes, releases = consumer.leftovers()
+            self.pending.add_deletes(consumer.qname, deletes)
+            self.pending.add_releases(consumer.qname, releases)
+            for sub in consumer.subs:
+                sub.closed = True
+            consumer.subs.clear()
+        self._consumers.clear()
+        left = self.pending.count()
+        try:
+            async with asyncio.timeout(self.stop_timeout):
+                await self.pending.flush_all(self.queues, self.health)
+                await self._sync_listener()
+        except Exception as exc:  # Redis down, or TimeoutError: give up, vt brings them back
+            log.warning(
+                "shutdown: %d in-flight message(s) not released (%s); they return after their vt",
+                self.pending.count(),
+                type(exc).__name__,
+            )
+        else:
+            if left:
+                log.info("shutdown: released or settled %d in-flight message(s)", left)
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def subscribe(self, qname: str, subscriber: Subscriber) -> Subscription:
+        """Start delivering ``qname``'s messages to ``subscriber``; returns its subscription.
+
+        Raises ``InvalidFormat`` for a bad queue name and :class:`EngineStopped` when the engine
+        is not running. The queue need not exist yet (nothing is created or deleted here).
+        """
+        if not isinstance(qname, str) or not _QNAME.fullmatch(qname):
+            raise InvalidFormat("qname")
+        if not self._running:
+            raise EngineStopped("delivery engine is not running")
+        consumer = self._consumers.get(qname)
+        if consumer is None:
+            consumer = QueueConsumer(qname, self._ctx)
+            self._consumers[qname] = consumer
+            consumer.start()
+        sub = Subscription(qname, subscriber, consumer.wake)
+        consumer.add(sub)
+        if self.listener is not None and qname not in self._listened:
+            if (
+                getattr(self.listener, "connected", None) is None
+                or self.listener.connected.is_set()
+            ):
+                await self._sync_listener(qname)  # confirmed: a send from now on will wake us
+            else:
+                # Redis unreachable: do not hold the caller; the listener subscribes (and
+                # reports the queue) when it reconnects, the fallback poll covers the gap.
+                task = asyncio.create_task(self._sync_listener(qname))
+                self._background.add(task)
+                task.add_done_callback(self._background_done)
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        """End ``sub``; its unacked messages become visible again at once (not after vt).
+
+        Idempotent. The queue itself is never touched otherwise (never deleted).
+        """
+        if sub.closed:
+            return
+        sub.closed = True
+        consumer = self._consumers.get(sub.qname)
+        if consumer is not None:
+            consumer.remove(sub)
+        ids = sub._take_all()
+        if ids:
+            await self._release(sub.qname, ids)
+
+    async def release(self, sub: Subscription) -> None:
+        """Alias of :meth:`unsubscribe`, for the socket-closed path."""
+        await self.unsubscribe(sub)
+
+    async def ack(self, sub: Subscription, msg_id: str) -> bool:
+        """Delete ``msg_id`` if ``sub`` holds it unacked; ``False`` if it does not.
+
+        While Redis is unreachable the delete is queued and applied when it is back (the
+        message could reappear after its vt meanwhile: at-least-once); ``True`` is returned.
+        """
+        if sub.closed or not sub._drop(msg_id):
+            return False
+        consumer = self._consumers.get(sub.qname)
+        if consumer is not None:
+            if consumer.owner.get(msg_id) is sub:
+                del consumer.owner[msg_id]
+            consumer.wake()  # the window opened
+        try:
+            await self.queues.delete_message(sub.qname, msg_id)
+        except TRANSIENT_ERRORS as exc:
+            self.health.failed(exc)
+            self.pending.add_deletes(sub.qname, [msg_id])
+        else:
+            self.health.ok()
+        return True
+
+    async def _release(self, qname: str, ids: list[str]) -> None:
+        try:
+            for i in range(0, len(ids), PendingOps.CHUNK):
+                await self.queues.change_messages_visibility(
+                    qname, ids[i : i + PendingOps.CHUNK], 0
+                )
+        except QueueNotFound:
+            pass  # deleted meanwhile, with its messages
+        except TRANSIENT_ERRORS as exc:
+            self.health.failed(exc)
+            self.pending.add_releases(qname, ids)  # releasing twice is harmless
+        else:
+            self.health.ok()
+        consumer = self._consumers.get(qname)
+        if consumer is not None:
+            consumer.wake()  # another local subscriber may take them now
+
+    # -- wake-ups ---------------------------------------------------------------------------
+
+    def _on_notification(self, qname: str) -> None:
+        """Realtime callback: wake that queue's consumer."""
+        consumer = self._consumers.get(qname)
+        if consumer is not None:
+            consumer.wake()
+
+    def _consumer_exited(self, consumer: QueueConsumer) -> None:
+        if self._consumers.get(consumer.qname) is consumer:
+            del self._consumers[consumer.qname]
+        if self._running and consumer.qname in self._listened:
+            task = asyncio.get_running_loop().create_task(self._sync_listener(consumer.qname))
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery background task failed", exc_info=task.exception())
+
+    async def _sync_listener(self, qname: str | None = None) -> None:
+        """Make the realtime subscriptions match the consumers (one queue, or all)."""
+        if self.listener is None:
+            return
+        async with self._listener_lock:
+            names = [qname] if qname is not None else list(self._listened | set(self._consumers))
+            for name in names:
+                want = self._running and name in self._consumers
+                try:
+                    if want and name not in self._listened:
+                        # The listener remembers the queue even when Redis is down (False).
+                        self._listened.add(name)
+                        if await self.listener.subscribe(name):
+                            consumer = self._consumers.get(name)
+                            if consumer is not None:
+                                consumer.wake()  # re-check what was sent before the confirm
+                    elif not want and name in self._listened:
+                        self._listened.discard(name)
+                        await self.listener.unsubscribe(name)
+                except TRANSIENT_ERRORS as exc:
+                    # The poll loop retries; the fallback poll covers the gap meanwhile.
+                    self.health.failed(exc)
+
+    async def _poll_loop(self) -> None:
+        """Fallback poll: one ``visible_counts`` round trip for all queues, wake the busy ones."""
+        backoff = Backoff(cap=max(self.poll_interval, 1.0) * 5)
+        delay = self.poll_interval
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.poll_interval
+            try:
+                await self._poll_once()
+            except TRANSIENT_ERRORS as exc:
+                self.health.failed(exc)
+                delay = max(self.poll_interval, backoff.next())
+            except Exception:
+                log.exception("fallback poll failed")
+            else:
+                backoff.reset()
+
+    async def _poll_once(self) -> None:
+        names = list(self._consumers)
+        if names:
+            counts = await self.queues.visible_counts(names)
+            self.health.ok()
+            for name, count in counts.items():
+                consumer = self._consumers.get(name)
+                if count > 0 and consumer is not None:
+                    consumer.wake()
+        if self.pending.count():
+            await self.pending.flush_all(self.queues, self.health)
+        if self.clock.due(self.CLOCK_SYNC_EVERY) or not self.health.healthy:
+            await self.clock.sync(self.queues)
+            self.health.ok()
+        if self._listened ^ set(self._consumers):
+            await self._sync_listener()
