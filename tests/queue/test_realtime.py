@@ -173,3 +173,18 @@ async def test_subscribe_while_redis_down(redis_factory: Callable[..., RedisProc
             await q.close()
     finally:
         await lst.aclose()
+
+
+async def test_idle_link_answers_pings_without_reconnecting(queues: Queues, redis_url: str) -> None:
+    # Regression: redis-py 8.1 mangles a subscribed-mode PONG when decode_responses=True; the
+    # listener took that for a dead link and reconnected every two ping intervals.
+    lst = RealtimeListener(redis_url, ns="rsmq", ping_interval=0.2)
+    try:
+        await queues.create_queue("idle")
+        assert await lst.subscribe("idle") is True
+        await asyncio.sleep(3.5)  # idle on purpose: several ping/pong cycles must pass
+        assert lst.connections == 1
+        await queues.send_message("idle", "still listening")
+        assert await next_queue(lst) == "idle"
+    finally:
+        await lst.aclose()

@@ -248,11 +248,12 @@ class RealtimeListener:
                         await pubsub.ping()
                     ping_sent = last_ping = now
                 continue
+            # Any reply proves the link is alive. Not only "pong": with decode_responses=True
+            # redis-py 8.1 splits a subscribed-mode PONG into {'type': 'P', 'channel': 'O'}.
+            ping_sent = None
             kind = msg.get("type")
             channel = msg.get("channel")
-            if kind == "pong":
-                ping_sent = None
-            elif kind == "subscribe" and isinstance(channel, str):
+            if kind == "subscribe" and isinstance(channel, str):
                 # A subscribe() call that gets this confirmation tells its caller to check the
                 # queue; every other (re)subscribed queue is reported here instead.
                 confirmed_to_caller = self._confirm(channel)
