@@ -1,0 +1,1 @@
+"""Benchmark peers: the programs wsmq is measured against (see docs/bench.md)."""

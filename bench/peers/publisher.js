@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// Load generator: publishes benchmark messages, to RSMQ queues (npm `rsmq`, realtime on, so
+// wsmq wakes at once; rsmq-worker ignores the notification) or to Redis pub/sub channels.
+//
+// Control over stdio, one JSON object per line on stdout: {"event":"ready"} once connected, then
+// it waits for "go" on stdin; {"event":"result", ...} at the end. In "step" mode every "send" line
+// on stdin publishes one message and answers {"event":"sent"}; "stop" ends it.
+// Body: "<epoch ms with µs>|" padded with "x" to `size` characters, so receivers can compute
+// publish-to-receive latency.
+'use strict';
+
+const readline = require('readline');
+const redis = require('redis');
+const RedisSMQ = require('rsmq');
+
+const cfg = JSON.parse(process.argv[2]);
+const url = new URL(cfg.redis);
+const host = url.hostname || '127.0.0.1';
+const port = Number(url.port || 6379);
+const queues = cfg.queues;
+const size = cfg.size || 100;
+const windowSize = cfg.window || 64;
+const backlogCap = cfg.backlog_cap || 0;
+
+const client = redis.createClient({ host, port });
+client.on('error', (err) => emit({ event: 'log', message: String(err) }));
+const rsmq = cfg.kind === 'rsmq' ? new RedisSMQ({ client, ns: cfg.ns || 'rsmq', realtime: true }) : null;
+
+function emit(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function nowMs() {
+  return performance.timeOrigin + performance.now();
+}
+
+function body() {
+  const head = nowMs().toFixed(3) + '|';
+  return size > head.length ? head + 'x'.repeat(size - head.length) : head;
+}
+
+let sent = 0;
+let errors = 0;
+let firstError = null;
+let next = 0;
+
+function publishOne(cb) {
+  const qname = queues[next++ % queues.length];
+  const done = (err) => {
+    if (err) {
+      errors++;
+      if (!firstError) firstError = String(err.message || err);
+    } else sent++;
+    cb();
+  };
+  if (rsmq) rsmq.sendMessage({ qname, message: body() }, done);
+  else client.publish(qname, body(), done);
+}
+
+// Queue backlog (messages waiting in all queues): the flood pauses above `backlogCap` so a
+// publisher does not burn the CPU the measured servers need, once they are saturated anyway.
+let backlog = 0;
+function pollBacklog() {
+  if (!rsmq || !backlogCap) return;
+  const multi = client.multi();
+  for (const q of queues) multi.zcard(`${cfg.ns || 'rsmq'}:${q}`);
+  multi.exec((err, counts) => {
+    if (!err) backlog = counts.reduce((a, b) => a + b, 0);
+  });
+}
+
+function flood(durationS, finish) {
+  const end = Date.now() + durationS * 1000;
+  let inFlight = 0;
+  const poller = setInterval(pollBacklog, 20);
+  const pump = () => {
+    while (inFlight < windowSize && Date.now() < end && !(backlogCap && backlog > backlogCap)) {
+      inFlight++;
+      publishOne(() => {
+        inFlight--;
+        setImmediate(pump);
+      });
+    }
+    if (Date.now() >= end) {
+      if (inFlight === 0) {
+        clearInterval(poller);
+        finish();
+      }
+    } else if (inFlight === 0) setTimeout(pump, 2); // paused on the backlog cap
+  };
+  pump();
+}
+
+function count(total, finish) {
+  let issued = 0;
+  let inFlight = 0;
+  const pump = () => {
+    while (inFlight < windowSize && issued < total) {
+      issued++;
+      inFlight++;
+      publishOne(() => {
+        inFlight--;
+        if (issued === total && inFlight === 0) finish();
+        else setImmediate(pump);
+      });
+    }
+  };
+  if (total === 0) finish();
+  else pump();
+}
+
+function rate(perS, durationS, finish) {
+  const start = nowMs();
+  let issued = 0;
+  let inFlight = 0;
+  const timer = setInterval(() => {
+    const elapsed = (nowMs() - start) / 1000;
+    if (elapsed >= durationS) {
+      clearInterval(timer);
+      const wait = () => (inFlight === 0 ? finish() : setTimeout(wait, 5));
+      wait();
+      return;
+    }
+    const target = Math.floor(perS * elapsed);
+    while (issued < target) {
+      issued++;
+      inFlight++;
+      publishOne(() => inFlight--);
+    }
+  }, 2);
+}
+
+function ensureQueues(done) {
+  if (!rsmq) return done();
+  let left = queues.length;
+  if (left === 0) return done();
+  for (const qname of queues) {
+    rsmq.createQueue({ qname }, (err) => {
+      if (err && err.name !== 'queueExists') {
+        emit({ event: 'error', message: String(err.message || err) });
+        process.exit(1);
+      }
+      if (--left === 0) done();
+    });
+  }
+}
+
+client.on('ready', () => {
+  ensureQueues(() => {
+    emit({ event: 'ready' });
+    const started = { t: 0 };
+    const finish = () => {
+      emit({
+        event: 'result', sent, errors, first_error: firstError,
+        started: started.t / 1000, elapsed: (nowMs() - started.t) / 1000,
+      });
+      client.quit(() => process.exit(0));
+    };
+    const rl = readline.createInterface({ input: process.stdin });
+    rl.on('line', (line) => {
+      const cmd = line.trim();
+      if (cmd === 'go') {
+        started.t = nowMs();
+        if (cfg.mode === 'flood') flood(cfg.duration, finish);
+        else if (cfg.mode === 'count') count(cfg.count, finish);
+        else if (cfg.mode === 'rate') rate(cfg.rate, cfg.duration, finish);
+        else if (cfg.mode !== 'step') throw new Error(`unknown mode ${cfg.mode}`);
+      } else if (cmd === 'send') {
+        publishOne(() => emit({ event: 'sent', t: nowMs() / 1000 }));
+      } else if (cmd === 'stop') {
+        finish();
+      }
+    });
+    rl.on('close', () => process.exit(0));
+  });
+});

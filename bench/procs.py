@@ -1,0 +1,167 @@
+"""Child processes of a benchmark run: servers and load generators, with a JSON-lines control.
+
+Load generators print one JSON object per line on stdout (``{"event": ...}``) and read commands
+(``go``, ``send``, ``stop``) from stdin, so the harness waits on events instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = Path(__file__).resolve().parent / "peers"
+
+
+class ChildError(RuntimeError):
+    """A child process failed, exited early or did not answer in time."""
+
+
+def node_modules() -> Path:
+    """The pinned npm packages (rsmq, rsmq-worker, ws), as installed by scripts/test."""
+    return Path(os.environ.get("WSMQ_NODE_MODULES", ROOT / ".npm-interop" / "node_modules"))
+
+
+def node_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["NODE_PATH"] = str(node_modules())
+    env["NODE_NO_WARNINGS"] = "1"  # mpbasic (an rsmq-worker dependency) warns on every start
+    return env
+
+
+class Child:
+    """One subprocess speaking the JSON-lines protocol (or a server whose output is ignored)."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.proc = proc
+        self._stderr: list[str] = []
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def start(
+        cls, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> Child:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=str(ROOT),
+            start_new_session=True,
+            limit=64 * 1024 * 1024,  # result lines carry latency samples
+        )
+        return cls(name, proc)
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self._stderr.append(line.decode(errors="replace").rstrip())
+            del self._stderr[:-20]
+
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr[-10:])
+
+    async def event(self, name: str, wait_s: float) -> dict[str, Any]:
+        """Wait for the next ``{"event": name}`` line (other events are skipped)."""
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(wait_s):
+                while True:
+                    line = await self.proc.stdout.readline()
+                    if not line:
+                        await self.proc.wait()
+                        raise ChildError(
+                            f"{self.name} exited ({self.proc.returncode}) before {name!r}: "
+                            f"{self.stderr_tail()}"
+                        )
+                    with contextlib.suppress(ValueError):
+                        obj = json.loads(line)
+                        if isinstance(obj, dict) and obj.get("event") == name:
+                            return obj
+                        if isinstance(obj, dict) and obj.get("event") == "error":
+                            raise ChildError(f"{self.name}: {obj.get('message')}")
+        except TimeoutError:
+            raise ChildError(
+                f"{self.name}: no {name!r} within {wait_s:.0f}s: {self.stderr_tail()}"
+            ) from None
+
+    async def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(ConnectionError):
+            self.proc.stdin.write(command.encode() + b"\n")
+            await self.proc.stdin.drain()
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time; safe to call twice."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(grace_s):
+                    await self.proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        self._stderr_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stderr_task
+
+
+def python_child_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+async def loadgen(name: str, config: Mapping[str, Any]) -> Child:
+    """Start a Python WebSocket load generator (``bench.loadgen``) with ``config``."""
+    return await Child.start(name, python_child_argv("bench.loadgen", json.dumps(config)))
+
+
+async def publisher(name: str, config: Mapping[str, Any]) -> Child:
+    """Start a Node.js publisher (``bench/peers/publisher.js``) with ``config``."""
+    argv = ["node", str(PEERS / "publisher.js"), json.dumps(config)]
+    return await Child.start(name, argv, env=node_env())
+
+
+async def wait_http_ok(url: str, wait_s: float, child: Child | None = None) -> None:
+    """Poll ``url`` until it answers 200 (a server's readiness), failing fast if it exits."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with asyncio.timeout(wait_s):
+                while True:
+                    if child is not None and child.proc.returncode is not None:
+                        raise ChildError(f"{child.name} exited: {child.stderr_tail()}")
+                    with contextlib.suppress(aiohttp.ClientError, OSError):
+                        async with session.get(url) as resp:
+                            if resp.status == 200:
+                                return
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            tail = child.stderr_tail() if child else ""
+            raise ChildError(f"{url} not ready within {wait_s:.0f}s: {tail}") from None
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB, from /proc (0 when unavailable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
