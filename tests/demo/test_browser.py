@@ -1,0 +1,279 @@
+"""The demo page in a real headless Chromium against a real two-node stack.
+
+Logs in (keyboard only), subscribes, receives a message published with ``wsmq send`` in a
+subprocess, acknowledges automatically and by hand, sends from the page, and keeps receiving
+after the node it was connected to restarts. Saves ``artifacts/demo-page.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.demo.helpers import ARTIFACTS, chromium_path, wsmq_send
+from wsmq.demo import DemoStack
+from wsmq.queue import Queues
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+async def browser_page() -> AsyncIterator[tuple[Any, list[str], list[str]]]:
+    """A Chromium page, its JavaScript errors and any request that left loopback."""
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("the playwright Python package is not installed (pip install playwright)")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no system Chromium: apt-get install chromium (scripts/test does it)")
+    from playwright.async_api import Route, async_playwright
+
+    errors: list[str] = []
+    outside: list[str] = []
+
+    async def only_loopback(route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1:", "http://localhost:")):
+            await route.continue_()
+        else:  # the page must work without internet
+            outside.append(url)
+            await route.abort()
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 960})
+            await context.route("**/*", only_loopback)
+            page = await context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on(
+                "console",
+                lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+            )
+            yield page, errors, outside
+        finally:
+            await browser.close()
+
+
+async def _queue_counts(stack: DemoStack, qname: str) -> tuple[int, int]:
+    queues = Queues.from_url(stack.queue_redis_url)
+    try:
+        attrs = await queues.get_queue_attributes(qname)
+        return attrs.msgs, attrs.hiddenmsgs
+    finally:
+        await queues.close()
+
+
+async def test_page_login_subscribe_receive_ack_send_and_failover(
+    stack: DemoStack, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    from playwright.async_api import expect
+
+    page, errors, outside = browser_page
+    alice, bob = stack.users
+    await page.goto(stack.page_url)
+    await expect(page.get_by_text("Demo users: alice, bob")).to_be_visible()
+
+    # Log in with the keyboard only: labels name the fields, Enter submits.
+    await page.get_by_label("User name").focus()
+    await page.keyboard.type(alice.name)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(alice.password)
+    await page.keyboard.press("Enter")
+    state = page.locator("#state")
+    await expect(state).to_have_attribute("data-state", "connected")
+    await expect(page.locator("#user-id")).to_have_text(alice.id)
+
+    # Subscribe to alice's own queue (prefilled with her id) and the shared one.
+    await expect(page.get_by_label("Queue name")).to_have_value(alice.id)
+    await page.get_by_role("button", name="Subscribe", exact=True).click()
+    await page.get_by_label("Queue name").fill("chat")
+    await page.get_by_label("Queue name").press("Enter")
+    for qname in (alice.id, "chat"):
+        chip = page.locator(f'#subscriptions li[data-queue="{qname}"]')
+        await expect(chip).to_have_attribute("data-status", "active")
+
+    # 1. A message from `wsmq send` (subprocess) shows up and is acknowledged automatically.
+    first_id = wsmq_send(stack, alice.id, "hello alice from wsmq send")
+    row = page.locator(f'#log li.msg[data-id="{first_id}"]')
+    await expect(row.locator(".body")).to_have_text("hello alice from wsmq send")
+    await expect(row).to_have_attribute("data-rc", "1")
+    await expect(row).to_have_attribute("data-acked", "true")
+    assert await _queue_counts(stack, alice.id) == (0, 0)  # deleted on ack
+
+    # Bob's queue is not alice's to read: an error frame, the connection stays.
+    await page.get_by_label("Queue name").fill(bob.id)
+    await page.get_by_label("Queue name").press("Enter")
+    await expect(page.locator("#events")).to_contain_text(f"forbidden ({bob.id})")
+    await expect(page.locator(f'#subscriptions li[data-queue="{bob.id}"]')).to_have_count(0)
+    await expect(state).to_have_attribute("data-state", "connected")
+
+    # 2. Manual acknowledgement: the message stays in flight until the Ack button.
+    await page.get_by_label("Acknowledge messages automatically").uncheck()
+    second_id = wsmq_send(stack, alice.id, '{"json": "stays raw"}')
+    row = page.locator(f'#log li.msg[data-id="{second_id}"]')
+    await expect(row.locator(".body")).to_have_text('{"json": "stays raw"}')
+    assert await _queue_counts(stack, alice.id) == (1, 1)  # delivered, hidden, not deleted
+    await row.get_by_role("button", name=f"Acknowledge message {second_id}").click()
+    await expect(row).to_have_attribute("data-acked", "true")
+    assert await _queue_counts(stack, alice.id) == (0, 0)
+    await page.get_by_label("Acknowledge messages automatically").check()
+
+    # 3. Send from the page to bob's queue (prefilled): it lands in Redis.
+    await expect(page.get_by_label("To queue")).to_have_value(bob.id)
+    await page.get_by_label("Message", exact=True).fill("hi bob, from the page")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    await expect(page.locator("#events")).to_contain_text(f"sent to {bob.id}")
+    queues = Queues.from_url(stack.queue_redis_url)
+    try:
+        got = await queues.receive_message(bob.id)
+    finally:
+        await queues.close()
+    assert got is not None and got.message == "hi bob, from the page"
+
+    # 4. Restart the node the page is connected to: it reconnects and keeps receiving.
+    before = await page.locator("#node-url").inner_text()
+    index = stack.node_urls.index(before)
+    await stack.restart_node(index)
+    await expect(page.locator("#events")).to_contain_text(f"disconnected from {before}")
+    await expect(state).to_have_attribute("data-state", "connected")
+    for qname in (alice.id, "chat"):
+        chip = page.locator(f'#subscriptions li[data-queue="{qname}"]')
+        await expect(chip).to_have_attribute("data-status", "active")
+    after = await page.locator("#node-url").inner_text()
+    assert after in stack.node_urls
+    third_id = wsmq_send(stack, "chat", "still here after a node restart")
+    row = page.locator(f'#log li.msg[data-id="{third_id}"]')
+    await expect(row.locator(".body")).to_have_text("still here after a node restart")
+    await expect(row).to_have_attribute("data-acked", "true")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+
+    await page.get_by_role("button", name="Unsubscribe from chat").click()
+    await expect(page.locator("#events")).to_contain_text("unsubscribed from chat")
+    await expect(page.locator('#subscriptions li[data-queue="chat"]')).to_have_count(0)
+    assert errors == []
+    assert outside == []
+
+
+async def test_page_refreshes_its_token_then_handles_revocation(
+    tmp_path: Path, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    """With 6 s tokens the page must refresh (HTTP /auth/token, then /refresh) to stay open."""
+    from playwright.async_api import expect
+
+    page, errors, outside = browser_page
+    async with DemoStack(port=0, log_to=tmp_path, token_ttl=6) as stack:
+        alice = stack.users[0]
+        await page.goto(stack.page_url)
+        await expect(page.get_by_text("Demo users: alice, bob")).to_be_visible()
+        await page.get_by_label("User name").fill(alice.name)
+        await page.get_by_label("Password").fill(alice.password)
+        await page.get_by_role("button", name="Log in and connect").click()
+        await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        first_exp = await page.evaluate("window.wsmqDemo.session.expiresAt")
+        await page.get_by_role("button", name="Subscribe", exact=True).click()
+        chip = page.locator(f'#subscriptions li[data-queue="{alice.id}"]')
+        await expect(chip).to_have_attribute("data-status", "active")
+
+        # Past the first token's expiry (the node closes at exp with 4403): still connected.
+        # (Waiting for wall-clock time to pass, not synchronising: the deadline is the point.)
+        await asyncio.sleep(max(0.0, (first_exp + 1500) / 1000 - time.time()))
+        events = page.locator("#events")
+        await expect(events).to_contain_text("connection extended with the fresh token")
+        await expect(events).not_to_contain_text("disconnected")
+        await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        assert await page.evaluate("window.wsmqDemo.session.expiresAt") > first_exp
+        msg_id = wsmq_send(stack, alice.id, "after the refresh")
+        row = page.locator(f'#log li.msg[data-id="{msg_id}"]')
+        await expect(row).to_have_attribute("data-acked", "true")
+
+        # Revoked elsewhere (a new login, then logout, from another client): every socket of
+        # alice's is closed with 4403, the page's access token no longer works, so it goes
+        # back to the login form instead of reconnecting in a loop.
+        async with aiohttp.ClientSession() as http:
+            body = {"userName": alice.name, "password": alice.password}
+            async with http.post(stack.node_http_urls[1] + "/auth/login", json=body) as resp:
+                access = (await resp.json())["accessToken"]
+            headers = {"x-access-token": access}
+            body = {"userName": alice.name}
+            async with http.post(
+                stack.node_http_urls[1] + "/auth/logout", json=body, headers=headers
+            ) as resp:
+                assert resp.status == 200
+        await expect(page.locator("#state")).to_have_attribute("data-state", "offline")
+        await expect(page.locator("#state")).to_contain_text("access revoked")
+        await expect(page.get_by_role("button", name="Log in and connect")).to_be_visible()
+        # Only the refused /auth/token (Chromium logs every HTTP error); no JavaScript error.
+        # Checked before the stack stops (the page would then retry).
+        assert all("status of 401" in e for e in errors), errors
+        assert outside == []
+
+
+async def test_page_served_by_a_node_itself(
+    tmp_path: Path,
+    redis_url: str,
+    aiohttp_server: Any,
+    browser_page: tuple[Any, list[str], list[str]],
+) -> None:
+    """`add_page_routes` on the app `wsmq.serve(app=...)` mounts on: same origin, no relay."""
+    from aiohttp import web
+    from playwright.async_api import expect
+
+    from wsmq import serve
+    from wsmq.demo import create_demo_users
+    from wsmq.demo_page import add_page_routes
+
+    page, errors, outside = browser_page
+    users = await create_demo_users(tmp_path / "users.json")
+    bob = users[1]
+    app = web.Application()
+    add_page_routes(app, prefix="/page/")
+    gateway = await serve(
+        app, redis_url=redis_url, users_file=str(tmp_path / "users.json"), secret="s" * 32
+    )
+    server = await aiohttp_server(app)
+    try:
+        await page.goto(str(server.make_url("/page/")))
+        await page.get_by_label("User name").fill(bob.name)
+        await page.get_by_label("Password").fill(bob.password)
+        await page.get_by_label("Password").press("Enter")
+        await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        await expect(page.locator("#node-url")).to_have_text(
+            str(server.make_url("/")).replace("http", "ws", 1)
+        )
+        await page.get_by_role("button", name="Subscribe", exact=True).click()
+        chip = page.locator(f'#subscriptions li[data-queue="{bob.id}"]')
+        await expect(chip).to_have_attribute("data-status", "active")
+        queues = Queues.from_url(redis_url)
+        try:
+            msg_id = await queues.send_message(bob.id, "served by the node")
+        finally:
+            await queues.close()
+        row = page.locator(f'#log li.msg[data-id="{msg_id}"]')
+        await expect(row).to_have_attribute("data-acked", "true")
+        assert errors == []
+        assert outside == []
+    finally:
+        await page.close()
+        await gateway.close()
