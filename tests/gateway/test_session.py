@@ -440,3 +440,27 @@ def test_fuzz_session_never_raises(mode: Mode, header_auth: bool, events: list[A
                 json.loads(a.text)
             assert not (s.user is None and isinstance(a, DoSubscribe | DoSend | DoAck))
         assert len(s.subscriptions) <= 2
+
+
+def test_valid_acks_are_not_rate_limited_but_bogus_ones_are() -> None:
+    s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=6))
+    s.receive("/subscribe/u1", T0)  # spends one token
+    s.subscribe_done("u1")
+    ack = "/ack/u1/" + "a" * 32
+    for _ in range(1000):  # bounded by the window, not by the frame rate
+        assert s.receive(ack, T0) == [DoAck("u1", "a" * 32)]
+        assert s.ack_done("u1", "a" * 32, deleted=True) == [Reply(p.encode_acked("u1", "a" * 32))]
+    for _ in range(5):  # acks of unknown ids spend tokens
+        s.receive(ack, T0)
+        assert not any(isinstance(a, Close) for a in s.ack_done("u1", "a" * 32, deleted=False))
+    s.receive(ack, T0)
+    assert s.ack_done("u1", "a" * 32, deleted=False) == [Close(4429, "rate limit exceeded")]
+    assert s.closed
+
+
+def test_acks_for_unsubscribed_queues_spend_tokens() -> None:
+    s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=3))
+    ack = "/ack/other/" + "a" * 32
+    for _ in range(3):
+        assert only_error(s.receive(ack, T0))["code"] == "not_subscribed"
+    assert s.receive(ack, T0) == [Close(4429, "rate limit exceeded")]

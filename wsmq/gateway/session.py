@@ -219,6 +219,7 @@ class Session:
         self._subscribing: set[str] = set()
         self._pending: list[Pending] = []
         self._warned = False
+        self._now = now
         self._bucket = (
             TokenBucket(self.limits.rate, self.limits.burst, now) if self.limits.rate else None
         )
@@ -251,24 +252,36 @@ class Session:
         """Handle one raw client frame (text, or bytes for a binary frame)."""
         if self.state is State.CLOSED:
             return []
-        if not self._rate_ok(now):
-            return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
         try:
             command: Pending = p.parse_frame(frame, max_size=self.limits.max_frame_size)
         except p.ProtocolError as exc:
             command = exc
-        return self._dispatch(command, now)
+        return self.handle(command, now)
 
     def handle(self, command: p.Command | p.ProtocolError, now: float) -> list[Action]:
-        """Handle one already-parsed frame (or its parse error). Counts toward the rate limit."""
+        """Handle one already-parsed frame (or its parse error). Counts toward the rate limit.
+
+        Well-formed ``/ack`` frames on an open ``wsmq.v1`` session are not counted: the
+        subscription window already bounds them (a client cannot hold more messages than its
+        window), and counting them would cap a subscriber's throughput at the frame rate.
+        Acks of ids the client does not hold are charged afterwards (:meth:`ack_done`).
+        """
         if self.state is State.CLOSED:
             return []
-        if not self._rate_ok(now):
+        self._now = now
+        free = isinstance(command, p.Ack) and self.state is State.OPEN and self.v1
+        if not free and not self._rate_ok(now):
             return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
         return self._dispatch(command, now)
 
     def _rate_ok(self, now: float) -> bool:
         return self._bucket is None or self._bucket.take(now)
+
+    def _charged(self, reply: Reply) -> list[Action]:
+        """An ack that fails is not free (see :meth:`handle`): it spends a rate token."""
+        if not self._rate_ok(self._now):
+            return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+        return [reply]
 
     def _dispatch(self, command: Pending, now: float) -> list[Action]:
         if self.state is State.AWAITING_AUTH:
@@ -305,7 +318,9 @@ class Session:
                         )
                     ]
                 if qname not in self._subscribed:
-                    return [self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)]
+                    return self._charged(
+                        self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)
+                    )
                 return [DoAck(qname, msg_id)]
             case p.Send(qname, message):
                 if not self._allowed(qname, "send"):
@@ -424,14 +439,14 @@ class Session:
         if self.state is not State.OPEN:
             return []
         if not deleted:
-            return [
+            return self._charged(
                 self._error(
                     p.ErrorCode.UNKNOWN_MESSAGE,
                     "no such message in flight (already acked, or redelivered after vt)",
                     queue=qname,
                     msg_id=msg_id,
                 )
-            ]
+            )
         return [Reply(p.encode_acked(qname, msg_id))]
 
     def ack_failed(self, qname: str, msg_id: str, code: str, detail: str) -> list[Action]:
