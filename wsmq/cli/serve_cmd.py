@@ -1,10 +1,134 @@
-"""Placeholder: subcommands not built yet."""
+"""``wsmq serve``: run one gateway node until SIGTERM/SIGINT, then shut down gracefully.
+
+Every :class:`~wsmq.settings.Settings` field is a flag (``--redis-url``), a ``WSMQ_*``
+environment variable (``WSMQ_REDIS_URL``) and a key of the ``--config`` TOML file; flags win
+over the environment, which wins over the file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
 from typing import Any
+
+from wsmq.cli.common import EXIT_OK, CliError, print_json
+from wsmq.settings import ENV_PREFIX, GROUPS, Settings, SettingsError, type_label
+
+__all__ = ["register", "settings_from_args"]
+
+
+_DEFAULTS = Settings()
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(Settings):
+        group_name = str(f.metadata.get("group", "server"))
+        group = groups.get(group_name)
+        if group is None:
+            group = groups[group_name] = parser.add_argument_group(GROUPS[group_name])
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(_DEFAULTS, f.name)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        default_text = "" if default in (None, ()) else f" [default: {shown}]"
+        help_text = f"{f.metadata['help']}{default_text} (env {ENV_PREFIX}{f.name.upper()})"
+        label = type_label(f.name)
+        if label == "bool":
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                help=help_text,
+            )  # fmt: skip
+        else:
+            metavar = {"int": "N", "float": "N", "list": "A,B"}.get(label.split()[0], None)
+            group.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace, env: Any = None) -> Settings:
+    """Settings from parsed flags, ``WSMQ_*`` environment variables and ``--config``."""
+    flags = {name: getattr(args, name, None) for name in Settings.field_names()}
+    env = os.environ if env is None else env
+    config = getattr(args, "config", None) or env.get(ENV_PREFIX + "CONFIG")
+    try:
+        return Settings.from_sources(flags, env=env, toml_path=config)
+    except SettingsError as exc:
+        raise CliError("invalid_setting", str(exc), 2) from exc
+
+
+def _check_required(settings: Settings) -> None:
+    if not (settings.secret or settings.public_key_file or settings.private_key_file):
+        raise CliError("usage", "--secret S (or WSMQ_SECRET) is required", 2)
+    if not (settings.mongo_url or settings.users_file):
+        raise CliError("usage", "a user store is needed: --mongo-url URL or --users-file F", 2)
+    if settings.mongo_url and settings.users_file:
+        raise CliError("usage", "give either --mongo-url or --users-file, not both", 2)
+
+
+async def _run(settings: Settings, json_output: bool) -> int:
+    from wsmq.gateway import serve
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        gateway = await serve(settings=settings)
+    except (OSError, ValueError) as exc:
+        raise CliError("start_failed", str(exc)) from exc
+    ready = {"event": "listening", "url": gateway.url, "port": gateway.port, "pid": os.getpid()}
+    if json_output:
+        print_json(ready)
+    else:
+        sys.stdout.write(f"wsmq: listening on {gateway.url} (pid {os.getpid()})\n")
+        sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        # A second signal during shutdown cuts it short (the default handlers come back).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await gateway.close()
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from wsmq.logs import configure_logging
+
+    settings = settings_from_args(args)
+    _check_required(settings)
+    configure_logging(settings.log_level, json=settings.log_json)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # optional speed-up
+        runner = asyncio.run
+    return int(runner(_run(settings, bool(args.json))))
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register this module's subcommands (none yet)."""
+    """Register ``wsmq serve``."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a gateway node",
+        description=(
+            "Run a wsmq gateway node: WebSocket endpoint, delivery from Redis queues, auth "
+            "endpoints, /healthz, /readyz and /metrics. SIGTERM or SIGINT shuts down "
+            "gracefully (in-flight messages released, sockets closed with 1001). Every "
+            "setting is also a WSMQ_* environment variable and a key of --config FILE.toml. "
+            "Reference: docs/configuration.md."
+        ),
+    )
+    parser.add_argument(
+        "--config", metavar="FILE.toml", default=None, help="TOML settings file (env WSMQ_CONFIG)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the listening line as one JSON object"
+    )
+    _add_settings_flags(parser)
+    parser.set_defaults(func=_cmd_serve)

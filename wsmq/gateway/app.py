@@ -1,0 +1,236 @@
+"""The gateway's shared state and its WebSocket endpoint (the handshake).
+
+The handshake decides everything it can **before** ``ws.prepare()``: a rejected client gets a
+plain HTTP answer (401/403/503 with a JSON body ``{"error": code, "message": ...}``) and never a
+101. Tokens come from the ``x-token``/``x-access-token`` headers (the original's client), from
+the query string only when ``allow_query_token`` is set, or from a first ``/auth`` frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from wsmq.gateway import protocol as p
+from wsmq.gateway.connection import Connection
+from wsmq.gateway.health import HealthChecks
+from wsmq.gateway.metrics import GatewayMetrics
+from wsmq.gateway.session import Authorize
+from wsmq.settings import Settings
+
+__all__ = ["STATE_KEY", "Authenticate", "GatewayState", "HookUser", "websocket_handler"]
+
+log = logging.getLogger("wsmq.gateway")
+
+#: ``authenticate(request) -> user | None``: a host app's own login replaces tokens.
+Authenticate = Callable[[web.Request], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class HookUser:
+    """A user returned by an ``authenticate`` hook (a plain id string is accepted too)."""
+
+    user_id: str
+    queues: Collection[str] = ()
+    publish: Collection[str] = ()
+    token_exp: float | None = None
+
+
+def _as_user(value: Any) -> Any:
+    if isinstance(value, str):
+        return HookUser(value)
+    if isinstance(value, dict):
+        return HookUser(
+            str(value["user_id"]),
+            tuple(value.get("queues", ())),
+            tuple(value.get("publish", ())),
+            value.get("token_exp"),
+        )
+    if all(hasattr(value, a) for a in ("user_id", "queues", "publish", "token_exp")):
+        return value
+    return HookUser(
+        str(value.user_id),
+        tuple(getattr(value, "queues", ())),
+        tuple(getattr(value, "publish", ())),
+        getattr(value, "token_exp", None),
+    )
+
+
+@dataclass
+class GatewayState:
+    """Everything one gateway node shares between its connections."""
+
+    settings: Settings
+    queues: Any  # wsmq.queue.Queues
+    engine: Any  # wsmq.gateway.delivery.DeliveryEngine
+    auth: Any | None  # wsmq.auth.Authenticator
+    metrics: GatewayMetrics
+    health: HealthChecks
+    authorize: Authorize | None = None
+    authenticate: Authenticate | None = None
+    connections: set[Connection] = field(default_factory=set)
+    by_user: dict[str, set[Connection]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    accepting: bool = True
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def register_user(self, conn: Connection, user_id: str) -> None:
+        """Index ``conn`` under its user so a revocation finds it."""
+        self.by_user.setdefault(user_id, set()).add(conn)
+
+    def forget(self, conn: Connection) -> None:
+        """Drop ``conn`` from every index (it is closing)."""
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.metrics.connections.dec()
+        if conn.user_id is not None:
+            conns = self.by_user.get(conn.user_id)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.by_user[conn.user_id]
+
+    async def revoke_user(self, user_id: str) -> int:
+        """Close every socket of ``user_id`` on this node with 4403; returns how many."""
+        conns = list(self.by_user.get(user_id, ()))
+        await asyncio.gather(*(c.revoke() for c in conns), return_exceptions=True)
+        return len(conns)
+
+    async def ensure_queue(self, qname: str) -> bool:
+        """True when ``qname`` exists (created with the default vt if ``create_queues``)."""
+        from wsmq.queue import QueueExists
+
+        if await self.queues.queue_exists(qname):
+            return True
+        if not self.settings.create_queues:
+            return False
+        with contextlib.suppress(QueueExists):
+            await self.queues.create_queue(qname, vt=self.settings.default_vt)
+            log.info("queue created on subscribe", extra={"event": "queue_create", "queue": qname})
+        return True
+
+
+STATE_KEY = web.AppKey("wsmq_gateway", GatewayState)
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def origin_allowed(request: web.Request, allowed: Collection[str]) -> bool:
+    """Cross-site WebSocket hijacking guard.
+
+    No ``Origin`` header: not a browser, allowed. ``*`` in ``allowed``: any origin. Otherwise
+    the origin must be listed, or — with an empty list — be this server's own host.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if "*" in allowed:
+        return True
+    if allowed:
+        return origin in {a.strip().rstrip("/").lower() for a in allowed}
+    netloc = urlsplit(origin).netloc
+    return bool(netloc) and netloc == request.host.lower()
+
+
+def _peer(request: web.Request) -> str:
+    return request.remote or "?"
+
+
+def _tokens_from(request: web.Request, allow_query: bool) -> tuple[str | None, str | None]:
+    x_token = request.headers.get("x-token")
+    x_access_token = request.headers.get("x-access-token")
+    if allow_query and x_token is None and x_access_token is None:
+        x_token = request.query.get("x-token")
+        x_access_token = request.query.get("x-access-token")
+    return x_token, x_access_token
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """The WebSocket endpoint: handshake checks, then one :class:`Connection`."""
+    state = request.app[STATE_KEY]
+    settings = state.settings
+    metrics = state.metrics
+    peer = _peer(request)
+
+    def reject(status: int, code: str, message: str) -> web.Response:
+        metrics.handshakes.labels(result=code).inc()
+        log.info(
+            "handshake rejected",
+            extra={"event": "handshake_reject", "peer": peer, "status": status, "error": code},
+        )
+        return _json_error(status, code, message)
+
+    if not state.accepting:
+        return reject(503, "shutting_down", "this node is shutting down; connect to another")
+    if settings.max_connections and len(state.connections) >= settings.max_connections:
+        return reject(503, "too_many_connections", "this node is full; connect to another")
+    if not origin_allowed(request, settings.allowed_origins):
+        return reject(403, "forbidden_origin", "this Origin may not open WebSockets here")
+    ws = web.WebSocketResponse(
+        protocols=p.SUBPROTOCOLS,
+        heartbeat=settings.heartbeat or None,
+        max_msg_size=settings.max_frame_size,
+        compress=settings.compress,
+    )
+    ready = ws.can_prepare(request)
+    if not ready.ok:
+        return reject(400, "not_websocket", "this endpoint only accepts WebSocket upgrades")
+    mode = p.mode_for_subprotocol(ready.protocol)
+
+    user: Any | None = None
+    if state.authenticate is not None:
+        try:
+            found = await state.authenticate(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("authenticate hook failed", extra={"peer": peer})
+            return reject(503, "unavailable", "authentication is unavailable")
+        if found is None:
+            return reject(401, "unauthenticated", "not logged in")
+        user = _as_user(found)
+    else:
+        x_token, x_access_token = _tokens_from(request, settings.allow_query_token)
+        if x_token is not None or x_access_token is not None:
+            if state.auth is None:
+                return reject(401, "unauthenticated", "token authentication is not configured")
+            from wsmq.auth import AuthError
+
+            try:
+                user = await state.auth.verify(x_token, x_access_token)
+            except AuthError as exc:
+                return reject(exc.status, exc.reason, exc.message)
+            except Exception:
+                log.exception("user store failed during handshake", extra={"peer": peer})
+                return reject(503, "unavailable", "authentication is unavailable")
+
+    await ws.prepare(request)
+    metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
+    conn = Connection(state, request, ws, mode, user, peer)
+    state.connections.add(conn)
+    metrics.connections.inc()
+    log.info(
+        "connection open",
+        extra={"event": "ws_open", "peer": peer, "user": conn.session.user_id,
+               "mode": conn.mode_label},
+    )  # fmt: skip
+    if not state.accepting:  # shutdown started while we were verifying
+        await conn.shutdown()
+    await conn.run()
+    return ws

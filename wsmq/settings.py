@@ -1,0 +1,399 @@
+"""Every setting of a wsmq node, in one dataclass.
+
+Settings come from four sources, highest precedence first: command-line flags, ``WSMQ_*``
+environment variables (``--redis-url`` is ``WSMQ_REDIS_URL``), a TOML file (``--config``, keys
+named as the fields, optionally under a ``[wsmq]`` table) and the defaults below.
+
+Each field carries its help text in ``metadata["help"]``; the CLI builds its flags from it and
+:func:`render_markdown` generates ``docs/configuration.md``, so the three never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "render_markdown"]
+
+ENV_PREFIX: Final = "WSMQ_"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range (names the setting)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"setting {name!r}: {message}")
+        self.name = name
+
+
+def _opt(default: Any, help: str, group: str = "server", *, secret: bool = False) -> Any:
+    """A dataclass field with its documentation attached."""
+    meta = {"help": help, "secret": secret, "group": group}
+    if isinstance(default, list | tuple):
+        value = tuple(default)
+        return field(default_factory=lambda: value, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one wsmq node (immutable; build a changed copy with ``replace()``)."""
+
+    # -- network -------------------------------------------------------------------------
+    host: str = _opt("127.0.0.1", "Interface to listen on (0.0.0.0 for every interface).")
+    port: int = _opt(8080, "TCP port to listen on (0 picks a free port).")
+    path: str = _opt("/", "URL path of the WebSocket endpoint.")
+    public_url: str | None = _opt(
+        None, "URL clients use to reach this node (only for logs and the handle's `url`)."
+    )
+    # -- redis ---------------------------------------------------------------------------
+    redis_url: str = _opt(
+        "redis://127.0.0.1:6379/0",
+        "Redis URL (redis://, rediss:// for TLS, user:password@ for ACLs).",
+        group="redis",
+    )
+    ns: str = _opt("rsmq", "RSMQ namespace: key prefix shared with rsmq publishers.", group="redis")
+    create_queues: bool = _opt(
+        True, "Create a missing queue when a client subscribes to it.", group="redis"
+    )
+    default_vt: int = _opt(
+        30, "Visibility timeout (s) of queues created on subscribe.", group="redis"
+    )
+    # -- users and tokens ----------------------------------------------------------------
+    mongo_url: str | None = _opt(None, "MongoDB URL of the user store.", group="auth")
+    mongo_database: str | None = _opt(
+        None, "MongoDB database (default: the one in the URL, else `wsmq`).", group="auth"
+    )
+    users_file: str | None = _opt(
+        None, "JSON users file (embedded store; used when no MongoDB URL is set).", group="auth"
+    )
+    secret: str | None = _opt(
+        None, "Secret key signing and verifying x-token JWTs (HS*).", secret=True, group="auth"
+    )
+    algorithm: str = _opt("HS256", "JWT algorithm, never read from the token.", group="auth")
+    token_ttl: int = _opt(900, "Lifetime (s) of issued x-tokens.", group="auth")
+    leeway: int = _opt(
+        5, "Clock skew (s) tolerated when checking `exp`/`iat` (max 5).", group="auth"
+    )
+    issuer: str | None = _opt(None, "Required `iss` claim, when set.", group="auth")
+    audience: str | None = _opt(None, "Required `aud` claim, when set.", group="auth")
+    previous_secret: str | None = _opt(
+        None, "Old secret still accepted during a key rotation.", secret=True, group="auth"
+    )
+    previous_secret_until: float | None = _opt(
+        None, "Epoch seconds after which `previous_secret` is refused.", group="auth"
+    )
+    private_key_file: str | None = _opt(
+        None, "PEM private key for RS256/ES256/EdDSA signing.", group="auth"
+    )
+    public_key_file: str | None = _opt(
+        None, "PEM public key for RS256/ES256/EdDSA verification.", group="auth"
+    )
+    legacy_tokens2: bool = _opt(
+        False, "Also accept the original's tokens2 access tokens (migration only).", group="auth"
+    )
+    auth_routes: bool = _opt(
+        True, "Serve POST /auth/login, /auth/token and /auth/logout.", group="auth"
+    )
+    auth_deadline: float = _opt(
+        5.0, "Seconds a socket without header tokens has to send `/auth` (else 4408).", group="auth"
+    )
+    allow_query_token: bool = _opt(
+        False,
+        "Accept tokens in the query string (?x-token=&x-access-token=); they leak into logs.",
+        group="auth",
+    )
+    allowed_origins: tuple[str, ...] = _opt(
+        (),
+        "Origins browsers may connect from (comma-separated; `*` = any). Empty: same origin "
+        "only. Clients without an Origin header are not browsers and are allowed.",
+        group="auth",
+    )
+    # -- delivery ------------------------------------------------------------------------
+    window: int = _opt(
+        100, "Unacknowledged messages per subscription (wsmq.v1) in flight.", group="delivery"
+    )
+    write_buffer_limit: int = _opt(
+        1 << 20, "Bytes queued on a socket after which no more is taken from Redis.", "delivery"
+    )
+    poll_interval: float = _opt(
+        1.0, "Fallback poll (s) for publishers that do not notify.", group="delivery"
+    )
+    batch_size: int = _opt(100, "Messages taken from Redis per round trip.", group="delivery")
+    # -- limits --------------------------------------------------------------------------
+    max_frame_size: int = _opt(65536, "Largest client frame (bytes); bigger closes 1009.", "limits")
+    compress: bool = _opt(False, "Offer permessage-deflate.", group="limits")
+    heartbeat: float = _opt(20.0, "Ping interval (s); a peer silent for it is dropped.", "limits")
+    rate_limit: float = _opt(100.0, "Client frames per second per connection.", group="limits")
+    rate_burst: int = _opt(200, "Burst of frames allowed above `rate_limit` (else 4429).", "limits")
+    max_subscriptions: int = _opt(32, "Subscriptions per connection.", group="limits")
+    max_header_size: int = _opt(
+        8190, "Largest HTTP header line of the handshake (bytes).", "limits"
+    )
+    max_connections: int = _opt(0, "Open WebSockets per node (0 = unlimited).", group="limits")
+    # -- operations ----------------------------------------------------------------------
+    shutdown_timeout: float = _opt(
+        10.0, "Seconds a graceful shutdown may take before sockets are cut.", group="ops"
+    )
+    log_level: str = _opt("info", "debug, info, warning or error.", group="ops")
+    log_json: bool = _opt(False, "Write logs as one JSON object per line.", group="ops")
+    metrics: bool = _opt(True, "Serve Prometheus metrics on GET /metrics.", group="ops")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, _field_type(f), getattr(self, f.name)))
+        self._validate()
+
+    def _validate(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("port", 0 <= self.port <= 65535, "must be 0..65535"),
+            ("path", self.path.startswith("/"), "must start with /"),
+            ("leeway", 0 <= self.leeway <= 5, "must be 0..5"),
+            ("default_vt", 0 <= self.default_vt <= 9_999_999, "must be 0..9999999"),
+            ("window", self.window >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("write_buffer_limit", self.write_buffer_limit >= 1024, "must be >= 1024"),
+            ("max_frame_size", self.max_frame_size >= 256, "must be >= 256"),
+            ("rate_limit", self.rate_limit > 0, "must be > 0"),
+            ("rate_burst", self.rate_burst >= 1, "must be >= 1"),
+            ("max_subscriptions", self.max_subscriptions >= 1, "must be >= 1"),
+            ("max_header_size", self.max_header_size >= 1024, "must be >= 1024"),
+            ("poll_interval", self.poll_interval > 0, "must be > 0"),
+            ("auth_deadline", self.auth_deadline > 0, "must be > 0"),
+            ("shutdown_timeout", self.shutdown_timeout >= 0, "must be >= 0"),
+            ("heartbeat", self.heartbeat >= 0, "must be >= 0 (0 disables)"),
+            ("max_connections", self.max_connections >= 0, "must be >= 0"),
+            (
+                "log_level",
+                self.log_level.lower() in {"debug", "info", "warning", "error"},
+                "must be debug, info, warning or error",
+            ),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise SettingsError(name, message)
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all settings, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_sources(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        toml_path: str | os.PathLike[str] | None = None,
+    ) -> Settings:
+        """Merge settings: ``flags`` > ``WSMQ_*`` in ``env`` > TOML file > defaults.
+
+        ``flags`` values that are ``None`` count as "not given" (argparse's default).
+        Unknown TOML keys raise :class:`SettingsError` (a typo should not pass silently).
+        """
+        env = os.environ if env is None else env
+        names = set(cls.field_names())
+        values: dict[str, Any] = {}
+        if toml_path is not None:
+            values.update(load_toml(toml_path))
+        for name in names:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = raw
+        for name, value in (flags or {}).items():
+            if name in names and value is not None:
+                values[name] = value
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (validated like the original)."""
+        unknown = set(changes) - set(self.field_names())
+        if unknown:
+            raise SettingsError(sorted(unknown)[0], "unknown setting")
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict[str, Any]:
+        """All settings as a dict with secrets masked (safe to log)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            elif f.name in {"redis_url", "mongo_url"} and value:
+                value = _redact_url(str(value))
+            out[f.name] = value
+        return out
+
+
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML settings file (top level or a ``[wsmq]`` table)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError("config", f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError("config", f"{path} is not valid TOML: {exc}") from exc
+    table = data.get("wsmq", data)
+    if not isinstance(table, dict):
+        raise SettingsError("config", "[wsmq] must be a table")
+    out: dict[str, Any] = {}
+    names = set(Settings.field_names())
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in names:
+            raise SettingsError(key, f"unknown setting in {path}")
+        out[name] = value
+    return out
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, hostpart = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}" if ":" in creds else f"{scheme}://***@{hostpart}"
+
+
+def _field_type(f: dataclasses.Field[Any]) -> Any:
+    hints = typing.get_type_hints(Settings)
+    return hints[f.name]
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """``(type, optional)`` for ``X`` or ``X | None``."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Convert strings (env, flags) and TOML values to the field's type, or raise."""
+    base, optional = _base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise SettingsError(name, "is required")
+    if optional and isinstance(value, str) and value == "":
+        return None
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"expected true/false, got {value!r}")
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError(f"expected a number, got {value!r}")
+            return float(value)
+        if base is str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {value!r}")
+            return value
+        if typing.get_origin(base) is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(name, str(exc)) from exc
+    return value  # pragma: no cover - every field type is handled above
+
+
+def type_label(name: str) -> str:
+    """Human name of a setting's type for docs and ``--help``."""
+    tp = typing.get_type_hints(Settings)[name]
+    base, optional = _base_type(tp)
+    label = {bool: "bool", int: "int", float: "float", str: "str"}.get(base, "list")
+    return f"{label} (optional)" if optional else label
+
+
+GROUPS: Final = {
+    "server": "Network",
+    "redis": "Redis and queues",
+    "auth": "Users, tokens and handshake",
+    "delivery": "Delivery",
+    "limits": "Limits",
+    "ops": "Operations",
+}
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, tuple):
+        return "`" + ",".join(value) + "`" if value else "(empty)"
+    return f"`{value}`"
+
+
+def render_markdown() -> str:
+    """The configuration reference (``docs/configuration.md``), generated from :class:`Settings`."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by `python -m wsmq.settings docs/configuration.md`; do not edit. -->",
+        "",
+        "Every setting can be given as a `wsmq serve` flag (`--redis-url`), an environment",
+        "variable (`WSMQ_REDIS_URL`), a key of the TOML file passed with `--config`",
+        '(`redis_url = "..."`, top level or under `[wsmq]`), or a keyword of `wsmq.serve()`.',
+        "Precedence: flag > environment > TOML file > default. Booleans accept",
+        "`true/false/1/0/yes/no/on/off`; lists are comma-separated.",
+        "",
+    ]
+    defaults = Settings()
+    fields = dataclasses.fields(Settings)
+    for group, title in GROUPS.items():
+        lines += [f"## {title}", "", "| Setting | Flag / env | Type | Default | Description |"]
+        lines += ["|---|---|---|---|---|"]
+        for f in fields:
+            if f.metadata.get("group") != group:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            env = ENV_PREFIX + f.name.upper()
+            default = "—" if f.metadata.get("secret") else _default_text(getattr(defaults, f.name))
+            help_text = str(f.metadata["help"]).replace("|", "\\|")
+            lines.append(
+                f"| `{f.name}` | `{flag}`<br>`{env}` | {type_label(f.name)} | {default} "
+                f"| {help_text} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _check_field_groups() -> None:
+    # A field declared without a known group would silently vanish from the docs.
+    for f in dataclasses.fields(Settings):
+        if f.metadata.get("group") not in GROUPS:  # pragma: no cover - programming error
+            raise RuntimeError(f"setting {f.name} has no documented group")
+
+
+_check_field_groups()
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    text = render_markdown()
+    if target is None:
+        sys.stdout.write(text)
+    else:
+        target.write_text(text, encoding="utf-8")
