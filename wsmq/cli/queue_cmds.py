@@ -1,10 +1,401 @@
-"""Placeholder: subcommands not built yet."""
+"""``wsmq send``, ``wsmq receive`` and ``wsmq queue (create|list|stats|set|delete)``.
+
+Every command talks to Redis through :class:`wsmq.queue.Queues` with RSMQ's key layout, so it
+works on queues written by the npm ``rsmq`` package as well. Errors are one line (one JSON
+object with ``--json``) whose code is RSMQ's error name (``queueNotFound``, ``invalidValue``,
+...) or ``redis_unavailable``; the whole command is bounded by ``--timeout``.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.exceptions
+
+from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
+from wsmq.queue import Message, QueueError, Queues
+
+T = TypeVar("T")
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_NS = "rsmq"
+DEFAULT_TIMEOUT = 10.0
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value
+
+
+def _maxsize(text: str) -> int:
+    # -1 means unlimited (RSMQ); the range 1024..65536 is checked by the queue layer.
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a Redis URL so it can appear in an error message."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable url>"
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--redis-url",
+        metavar="URL",
+        default=os.environ.get("WSMQ_REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis URL (redis://, rediss://, unix://); env WSMQ_REDIS_URL; "
+        f"default {DEFAULT_REDIS_URL}",
+    )
+    parent.add_argument(
+        "--ns",
+        metavar="NS",
+        default=os.environ.get("WSMQ_NS", DEFAULT_NS),
+        help=f"RSMQ key namespace; env WSMQ_NS; default {DEFAULT_NS!r}",
+    )
+    parent.add_argument(
+        "--timeout",
+        metavar="S",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        help=f"give up after this many seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+    parent.add_argument("--json", action="store_true", help="print one JSON object")
+    return parent
+
+
+async def _with_queues(args: argparse.Namespace, action: Callable[[Queues], Awaitable[T]]) -> T:
+    """Open the queues on ``--redis-url``, run ``action``, close; map errors to CLI errors."""
+    url: str = args.redis_url
+    try:
+        queues = Queues.from_url(url, ns=args.ns, realtime=True)
+    except ValueError as exc:
+        message = f"invalid Redis URL {redact_url(url)}: {exc}"
+        raise CliError("invalid_url", message, EXIT_USAGE) from exc
+    try:
+        async with asyncio.timeout(args.timeout):
+            return await action(queues)
+    except QueueError as exc:
+        if isinstance(exc.__cause__, redis.exceptions.ConnectionError):
+            raise _unavailable(url, exc.__cause__) from exc
+        raise CliError(exc.name, str(exc)) from exc
+    except TimeoutError as exc:  # the --timeout budget ran out (before OSError: a subclass)
+        raise CliError(
+            "redis_unavailable", f"no answer from Redis at {redact_url(url)} in {args.timeout:g}s"
+        ) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise _unavailable(url, exc) from exc
+    except redis.exceptions.RedisError as exc:
+        raise CliError("redis_error", f"Redis error: {exc}") from exc
+    finally:
+        # Closing must not hang either (the pool may hold a half-dead connection).
+        try:
+            async with asyncio.timeout(2.0):
+                await queues.close()
+        except (TimeoutError, OSError, redis.exceptions.RedisError):
+            pass
+
+
+def _unavailable(url: str, exc: BaseException) -> CliError:
+    reason = str(exc) or type(exc).__name__
+    return CliError("redis_unavailable", f"cannot reach Redis at {redact_url(url)}: {reason}")
+
+
+def _message_dict(msg: Message) -> dict[str, Any]:
+    return {"id": msg.id, "message": msg.message, "rc": msg.rc, "fr": msg.fr, "sent": msg.sent}
+
+
+def _attributes_dict(attrs: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(attrs) and not isinstance(attrs, type):
+        return dataclasses.asdict(attrs)
+    return dict(vars(attrs))
+
+
+def _read_message(arg: str) -> str:
+    if arg == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CliError("invalid_input", f"stdin is not valid UTF-8: {exc}", EXIT_USAGE) from exc
+    try:
+        arg.encode("utf-8")  # argv bytes that were not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError as exc:
+        raise CliError("invalid_input", "MESSAGE is not valid UTF-8", EXIT_USAGE) from exc
+    return arg
+
+
+# --- send / receive -------------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send one message; print its id."""
+    message = _read_message(args.message)
+
+    async def action(queues: Queues) -> str:
+        try:
+            return await queues.send_message(args.qname, message, delay=args.delay)
+        except QueueError as exc:
+            if not (args.create and exc.name == "queueNotFound"):
+                raise
+        try:
+            await queues.create_queue(args.qname)
+        except QueueError as exc:
+            if exc.name != "queueExists":  # another sender created it meanwhile
+                raise
+        return await queues.send_message(args.qname, message, delay=args.delay)
+
+    msg_id = run(_with_queues(args, action))
+    if args.json:
+        print_json({"id": msg_id})
+    else:
+        print(msg_id)
+    return EXIT_OK
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    """Receive up to ``--count`` messages in one round trip; optionally delete them."""
+
+    async def action(queues: Queues) -> tuple[list[Message], int]:
+        msgs = await queues.receive_messages(args.qname, args.count, vt=args.vt)
+        deleted = 0
+        if args.delete and msgs:
+            deleted = await queues.delete_messages(args.qname, [m.id for m in msgs])
+        return msgs, deleted
+
+    msgs, deleted = run(_with_queues(args, action))
+    if args.json:
+        out: dict[str, Any] = {"messages": [_message_dict(m) for m in msgs]}
+        if args.delete:
+            out["deleted"] = deleted
+        print_json(out)
+    else:
+        for m in msgs:
+            print(f"{m.id} rc={m.rc} {m.message}")
+        if not msgs:
+            print("(no message)", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- queue ... ------------------------------------------------------------------------------
+
+
+def _queue_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The per-queue settings given on the command line (unset ones left out)."""
+    names = ("vt", "delay", "maxsize", "max_receive_count", "dead_letter_queue", "message_ttl")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_queue_create(args: argparse.Namespace) -> int:
+    """Create a queue (RSMQ defaults: vt 30 s, delay 0, maxsize 65536)."""
+    options = _queue_options(args)
+
+    async def action(queues: Queues) -> Any:
+        await queues.create_queue(args.qname, **options)
+        return await queues.get_queue_attributes(args.qname)
+
+    attrs = _attributes_dict(run(_with_queues(args, action)))
+    if args.json:
+        print_json({"queue": args.qname, "created": True, "attributes": attrs})
+    else:
+        print(f"created queue {args.qname}")
+    return EXIT_OK
+
+
+def cmd_queue_set(args: argparse.Namespace) -> int:
+    """Change settings of an existing queue."""
+    options = _queue_options(args)
+    if not options:
+        raise CliError("noAttributeSupplied", "No attribute was supplied", EXIT_USAGE)
+
+    async def action(queues: Queues) -> Any:
+        return await queues.set_queue_attributes(args.qname, **options)
+
+    attrs = _attributes_dict(run(_with_queues(args, action)))
+    _print_attributes(args, attrs)
+    return EXIT_OK
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    """List queue names (sorted)."""
+    names = sorted(run(_with_queues(args, lambda q: q.list_queues())))
+    if args.json:
+        print_json({"queues": names})
+    else:
+        for name in names:
+            print(name)
+    return EXIT_OK
+
+
+def _print_attributes(args: argparse.Namespace, attrs: dict[str, Any]) -> None:
+    if args.json:
+        print_json({"queue": args.qname, **attrs})
+    else:
+        width = max((len(k) for k in attrs), default=0)
+        print(f"{'queue'.ljust(width)}  {args.qname}")
+        for key, value in attrs.items():
+            print(f"{key.ljust(width)}  {'-' if value is None else value}")
+
+
+def cmd_queue_stats(args: argparse.Namespace) -> int:
+    """Print every attribute of a queue (RSMQ's getQueueAttributes plus wsmq's extras)."""
+    attrs = _attributes_dict(run(_with_queues(args, lambda q: q.get_queue_attributes(args.qname))))
+    _print_attributes(args, attrs)
+    return EXIT_OK
+
+
+def cmd_queue_delete(args: argparse.Namespace) -> int:
+    """Delete a queue and all its messages (asks first unless ``--yes``)."""
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(
+                "confirmation_required",
+                f"deleting queue {args.qname} loses its messages: pass --yes",
+                EXIT_USAGE,
+            )
+        answer = input(f"Delete queue {args.qname} and all its messages? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CliError("aborted", "not deleted", EXIT_USAGE)
+    run(_with_queues(args, lambda q: q.delete_queue(args.qname)))
+    if args.json:
+        print_json({"queue": args.qname, "deleted": True})
+    else:
+        print(f"deleted queue {args.qname}")
+    return EXIT_OK
+
+
+def _add_queue_settings(parser: argparse.ArgumentParser, *, for_create: bool) -> None:
+    def dflt(value: int) -> str:
+        return f" (default {value})" if for_create else ""
+
+    parser.add_argument(
+        "--vt", metavar="S", type=_nonneg_int, help="visibility timeout, seconds" + dflt(30)
+    )
+    parser.add_argument(
+        "--delay", metavar="S", type=_nonneg_int, help="delay of new messages, seconds" + dflt(0)
+    )
+    parser.add_argument(
+        "--maxsize",
+        metavar="N",
+        type=_maxsize,
+        help="max message length in UTF-16 units like RSMQ, 1024..65536 or -1" + dflt(65536),
+    )
+    parser.add_argument(
+        "--max-receive-count",
+        metavar="N",
+        type=_nonneg_int,
+        help="receives after which a message moves to --dead-letter-queue",
+    )
+    parser.add_argument("--dead-letter-queue", metavar="QNAME", help="dead-letter queue name")
+    parser.add_argument(
+        "--message-ttl", type=_nonneg_int, metavar="S", help="drop messages older than S seconds"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Register this module's subcommands (none yet)."""
+    """Register ``send``, ``receive`` and ``queue``."""
+    conn = _connection_options()
+
+    p = subparsers.add_parser(
+        "send",
+        parents=[conn],
+        help="send a message to a queue",
+        description="Send MESSAGE to queue QNAME (MESSAGE '-' reads stdin, kept byte for byte).",
+    )
+    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("message", metavar="MESSAGE", help="the message text, or - to read stdin")
+    p.add_argument(
+        "--delay", metavar="S", type=_nonneg_int, help="seconds before it becomes visible"
+    )
+    p.add_argument("--create", action="store_true", help="create the queue if it does not exist")
+    p.set_defaults(func=cmd_send)
+
+    p = subparsers.add_parser(
+        "receive",
+        parents=[conn],
+        help="receive messages from a queue",
+        description="Receive up to --count visible messages in one round trip. They stay in "
+        "the queue, invisible for --vt seconds, unless --delete is given.",
+    )
+    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument(
+        "--vt", metavar="S", type=_nonneg_int, help="visibility timeout (default: the queue's)"
+    )
+    p.add_argument(
+        "--count",
+        metavar="N",
+        type=_positive_int,
+        default=1,
+        help="max messages, 1..1000 (default 1)",
+    )
+    p.add_argument("--delete", action="store_true", help="delete the received messages")
+    p.set_defaults(func=cmd_receive)
+
+    queue = subparsers.add_parser(
+        "queue",
+        help="create, list, inspect, change, delete queues",
+        description="Manage RSMQ-compatible queues (shared with the npm rsmq package).",
+    )
+    sub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("create", parents=[conn], help="create a queue")
+    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    _add_queue_settings(p, for_create=True)
+    p.set_defaults(func=cmd_queue_create)
+
+    p = sub.add_parser("list", parents=[conn], help="list queues")
+    p.set_defaults(func=cmd_queue_list)
+
+    p = sub.add_parser("stats", parents=[conn], help="show every attribute of a queue")
+    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.set_defaults(func=cmd_queue_stats)
+
+    p = sub.add_parser("set", parents=[conn], help="change settings of a queue")
+    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    _add_queue_settings(p, for_create=False)
+    p.set_defaults(func=cmd_queue_set)
+
+    p = sub.add_parser("delete", parents=[conn], help="delete a queue and its messages")
+    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_queue_delete)
