@@ -270,6 +270,9 @@ async def test_send_messages_batch(queues: Queues, raw: Redis) -> None:
     with pytest.raises(MessageNotString):
         await queues.send_messages("sb", ["ok", 5])  # type: ignore[list-item]
     assert await queues.send_messages("sb", []) == []
+    with pytest.raises(InvalidValue) as too_many:
+        await queues.send_messages("sb", ["x"] * 1001)
+    assert too_many.value.name == "invalidValue"
     attrs = await queues.get_queue_attributes("sb")
     assert (attrs.totalsent, attrs.msgs) == (50, 50)  # failed batches stored nothing
     delayed = await queues.send_messages("sb", ["later"], delay=60)

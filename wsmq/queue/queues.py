@@ -260,12 +260,16 @@ class Queues:
     async def send_messages(
         self, qname: str, messages: Sequence[str], delay: int | None = None
     ) -> list[str]:
-        """Send many messages in one round trip (all or none); returns their ids in order.
+        """Send up to 1000 messages in one round trip (all or none); returns their ids in order.
 
         One realtime notification is published for the whole batch.  Same errors as
-        :meth:`send_message`; ``MessageTooLong`` if any message is too long (none is stored).
+        :meth:`send_message`; ``MessageTooLong`` if any message is too long (none is stored);
+        ``InvalidValue`` for more than 1000 messages (one script must not block Redis for long:
+        send bigger sets in several batches).
         """
         qname = v.validate_qname(qname)
+        if len(messages) > v.MAX_BATCH:
+            v.validate_count(len(messages))  # raises InvalidValue with RSMQ's wording
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
         args: list[str | bytes | int] = [
             delay_arg,
