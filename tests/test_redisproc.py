@@ -31,3 +31,12 @@ def test_bad_arguments_fail_fast() -> None:
     with pytest.raises(RedisProcessError):
         proc.start(timeout=5)
     proc.cleanup()
+
+
+def test_password_protected_server_counts_as_ready(
+    redis_factory: Callable[..., RedisProcess],
+) -> None:
+    proc = redis_factory(extra_args=["--requirepass", "s3cret"])
+    client = redis.Redis(host=proc.host, port=proc.port, password="s3cret")
+    assert client.ping() is True
+    client.close()
