@@ -176,9 +176,8 @@ class Wsmq(System):
     name = "wsmq"
     kind: Kind = "rsmq"
     label = "wsmq serve (realtime wake-up, batch receive; legacy and wsmq.v1/ack)"
-    # The per-connection frame rate limit (default 100/s, burst 200) also counts acks, which
-    # would cap wsmq.v1 at ~100 msg/s per socket: raised here, documented in docs/bench.md.
-    DEFAULT_ARGS = ("--rate-limit", "1000000", "--rate-burst", "1000000")
+    # wsmq runs with its defaults: valid wsmq.v1 acks do not count toward the frame rate limit.
+    DEFAULT_ARGS: tuple[str, ...] = ()
 
     def __init__(self, extra_args: list[str] | None = None) -> None:
         env_args = shlex.split(os.environ.get("WSMQ_BENCH_SERVE_ARGS", ""))

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wsmq",
         description=(
             "wsmq: durable Redis queues (RSMQ-compatible) delivered to authenticated "
-            "WebSocket clients. Every flag can also be set with a WSMQ_* environment variable "
-            "(for example --redis-url and WSMQ_REDIS_URL)."
+            "WebSocket clients. Connection and server settings can also come from WSMQ_* "
+            "environment variables (for example --redis-url and WSMQ_REDIS_URL); each "
+            "command's --help names them."
         ),
     )
     parser.add_argument("--version", action="version", version=f"wsmq {__version__}")

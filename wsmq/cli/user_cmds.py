@@ -250,7 +250,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``wsmq user ...`` and ``wsmq token``."""
-    user = subparsers.add_parser("user", help="manage users (add, list, disable, enable)")
+    user = subparsers.add_parser("user", help="manage users (add, list, disable, enable, passwd)")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
 
     add = user_sub.add_parser("add", help="create a user and print its access token once")
