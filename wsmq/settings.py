@@ -105,6 +105,11 @@ class Settings:
     auth_routes: bool = _opt(
         True, "Serve POST /auth/login, /auth/token and /auth/logout.", group="auth"
     )
+    expiry_warning: float = _opt(
+        60.0,
+        "Seconds before the x-token's `exp` a wsmq.v1 client gets an `expiring` frame.",
+        group="auth",
+    )
     auth_deadline: float = _opt(
         5.0, "Seconds a socket without header tokens has to send `/auth` (else 4408).", group="auth"
     )
@@ -141,6 +146,12 @@ class Settings:
         8190, "Largest HTTP header line of the handshake (bytes).", "limits"
     )
     max_connections: int = _opt(0, "Open WebSockets per node (0 = unlimited).", group="limits")
+    max_connections_per_user: int = _opt(
+        0,
+        "Open WebSockets of one user on this node (0 = unlimited); more get HTTP 429 "
+        "(4429 after first-message `/auth`).",
+        group="limits",
+    )
     # -- operations ----------------------------------------------------------------------
     shutdown_timeout: float = _opt(
         10.0, "Seconds a graceful shutdown may take before sockets are cut.", group="ops"
@@ -173,6 +184,8 @@ class Settings:
             ("shutdown_timeout", self.shutdown_timeout >= 0, "must be >= 0"),
             ("heartbeat", self.heartbeat >= 0, "must be >= 0 (0 disables)"),
             ("max_connections", self.max_connections >= 0, "must be >= 0"),
+            ("max_connections_per_user", self.max_connections_per_user >= 0, "must be >= 0"),
+            ("expiry_warning", self.expiry_warning >= 0, "must be >= 0"),
             (
                 "log_level",
                 self.log_level.lower() in {"debug", "info", "warning", "error"},

@@ -19,13 +19,20 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.metrics import GatewayMetrics
-from wsmq.gateway.session import Authorize
 from wsmq.settings import Settings
 
-__all__ = ["STATE_KEY", "Authenticate", "GatewayState", "HookUser", "websocket_handler"]
+__all__ = [
+    "STATE_KEY",
+    "Authenticate",
+    "AuthorizeHook",
+    "GatewayState",
+    "HookUser",
+    "websocket_handler",
+]
 
 log = logging.getLogger("wsmq.gateway")
 
@@ -73,7 +80,7 @@ class GatewayState:
     auth: Any | None  # wsmq.auth.Authenticator
     metrics: GatewayMetrics
     health: HealthChecks
-    authorize: Authorize | None = None
+    authorize: AuthorizeHook | None = None
     authenticate: Authenticate | None = None
     connections: set[Connection] = field(default_factory=set)
     by_user: dict[str, set[Connection]] = field(default_factory=dict)
@@ -87,9 +94,32 @@ class GatewayState:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def register_user(self, conn: Connection, user_id: str) -> None:
-        """Index ``conn`` under its user so a revocation finds it."""
+    def admit(self, conn: Connection, user_id: str | None) -> str | None:
+        """Register an accepted socket, or say why not (``too_many_connections``,
+        ``too_many_user_connections``).
+
+        Synchronous on purpose: nothing can slip in between the limit checks and the
+        registration, however many handshakes run concurrently.
+        """
+        limit = self.settings.max_connections
+        if limit and len(self.connections) >= limit:
+            return "too_many_connections"
+        if user_id is not None and not self.admit_user(conn, user_id):
+            return "too_many_user_connections"
+        self.connections.add(conn)
+        self.metrics.connections.inc()
+        return None
+
+    def admit_user(self, conn: Connection, user_id: str) -> bool:
+        """Index ``conn`` under its user (revocations find it there); ``False`` when the user
+        already has ``max_connections_per_user`` sockets on this node."""
+        conns = self.by_user.get(user_id)
+        limit = self.settings.max_connections_per_user
+        if limit and conns is not None and len(conns) >= limit and conn not in conns:
+            return False
         self.by_user.setdefault(user_id, set()).add(conn)
+        conn.user_id = user_id
+        return True
 
     def forget(self, conn: Connection) -> None:
         """Drop ``conn`` from every index (it is closing)."""
@@ -197,14 +227,15 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if state.authenticate is not None:
         try:
             found = await state.authenticate(request)
+            # A user without an id is a bug of the hook: answered like a failing hook.
+            user = None if found is None else _as_user(found)
         except web.HTTPException:
             raise
         except Exception:
             log.exception("authenticate hook failed", extra={"peer": peer})
             return reject(503, "unavailable", "authentication is unavailable")
-        if found is None:
+        if user is None:
             return reject(401, "unauthenticated", "not logged in")
-        user = _as_user(found)
     else:
         x_token, x_access_token = _tokens_from(request, settings.allow_query_token)
         if x_token is not None or x_access_token is not None:
@@ -220,17 +251,22 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 log.exception("user store failed during handshake", extra={"peer": peer})
                 return reject(503, "unavailable", "authentication is unavailable")
 
-    await ws.prepare(request)
-    metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
     conn = Connection(state, request, ws, mode, user, peer)
-    state.connections.add(conn)
-    metrics.connections.inc()
+    refused = state.admit(conn, conn.session.user_id)
+    if refused == "too_many_connections":
+        return reject(503, refused, "this node is full; connect to another")
+    if refused is not None:
+        return reject(429, refused, "too many connections for this user")
+    try:
+        await ws.prepare(request)
+    except BaseException:  # the peer left during the upgrade (or we are cancelled)
+        state.forget(conn)
+        raise
+    metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
     log.info(
         "connection open",
         extra={"event": "ws_open", "peer": peer, "user": conn.session.user_id,
                "mode": conn.mode_label},
     )  # fmt: skip
-    if not state.accepting:  # shutdown started while we were verifying
-        await conn.shutdown()
-    await conn.run()
+    await conn.run()  # unregisters in its `finally`, whatever happens
     return ws

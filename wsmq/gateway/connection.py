@@ -1,10 +1,20 @@
 """One WebSocket connection: runs the pure :class:`~wsmq.gateway.session.Session` against
 the socket, the delivery engine, the queues and the authenticator.
 
-Every client frame goes through ``Session.receive`` and the returned actions are executed in
+Every client frame goes through ``Session.handle`` and the returned actions are executed in
 order here; nothing in this module decides protocol rules. Each subscription is a
-:class:`SocketSubscriber`, the delivery engine's view of this socket: how much more it may
-take (``window()``) and how to write a message (``deliver()``).
+:class:`~wsmq.gateway.subscriber.SocketSubscriber`, the delivery engine's view of this socket.
+
+Three things are done here rather than in the session because they need I/O:
+
+- acks run concurrently (each waits for a Redis round trip) but at most
+  :attr:`Connection.MAX_CONCURRENT_ACKS` at once: beyond that the read loop stops reading the
+  socket (TCP backpressure) instead of queueing work; an ``/unsubscribe`` and the release of a
+  closed socket wait for the acks read before them, so an ack is never overtaken by a release;
+- an ``authorize`` hook given to ``serve()`` may be sync or async: its decision is taken (and
+  awaited) before the frame reaches the session (:mod:`wsmq.gateway.authorize`);
+- cleanup (release of unacked messages) runs in ``finally`` in a shielded task, so a handler
+  cancelled by a dropped peer or a heartbeat timeout still gives its messages back at once.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.authorize import HookDecisions
 from wsmq.gateway.delivery import EngineStopped
 from wsmq.gateway.session import (
     Action,
@@ -33,85 +44,20 @@ from wsmq.gateway.session import (
     Session,
     SessionLimits,
 )
+from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
+from wsmq.gateway.subscriber import SocketSubscriber
 from wsmq.queue import QueueError
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState
-    from wsmq.queue import Message
 
 __all__ = ["Connection", "SocketSubscriber"]
 
 log = logging.getLogger("wsmq.gateway")
 
-# A write to a socket that is closing: the peer is gone, which is not an error of ours.
-_SEND_ERRORS = (ConnectionError, RuntimeError)
-
-
-class SocketSubscriber:
-    """The delivery engine's handle on one subscription of one socket.
-
-    ``window()`` is how many more messages this subscription may take from Redis right now:
-    the per-subscription window minus what is in flight (unacked in ``wsmq.v1``, being written
-    in legacy mode), and zero while the socket's write buffer is over its limit — so a client
-    that stops reading costs Redis space, not server memory. When the buffer drains again the
-    engine is woken (``Subscription.wake``).
-    """
-
-    #: How often a backed-up socket is checked for having drained (seconds).
-    DRAIN_CHECK = 0.05
-
-    def __init__(self, conn: Connection, qname: str) -> None:
-        self.conn = conn
-        self.qname = qname
-        self.ack_mode = conn.session.v1
-        self.handle: Any | None = None  # the engine's Subscription, once subscribed
-        self.writing = 0
-        self.closed = False
-        self.active = False  # set once the `subscribed` reply is written
-        self._drain_watch: asyncio.Task[None] | None = None
-
-    def window(self) -> int:
-        """Messages this subscription can take now (0 when closed or the socket is backed up)."""
-        if self.closed or not self.active or self.conn.closing:
-            return 0
-        settings = self.conn.state.settings
-        if self.conn.write_buffer_size() >= settings.write_buffer_limit:
-            self._watch_drain()
-            return 0
-        unacked = self.handle.unacked if self.handle is not None else 0
-        return max(0, settings.window - unacked - self.writing)
-
-    def _watch_drain(self) -> None:
-        if self._drain_watch is None or self._drain_watch.done():
-            self._drain_watch = self.conn.state.spawn(self._wait_drained())
-
-    async def _wait_drained(self) -> None:
-        limit = self.conn.state.settings.write_buffer_limit
-        while not (self.closed or self.conn.closing):
-            if self.conn.write_buffer_size() < limit:
-                if self.handle is not None:
-                    self.handle.wake()
-                return
-            await asyncio.sleep(self.DRAIN_CHECK)
-
-    async def deliver(self, msg: Message) -> bool:
-        """Write ``msg`` to the socket; False when the socket is gone (the engine releases it)."""
-        if self.closed or self.conn.closing:
-            return False
-        text = p.encode_message(
-            self.conn.session.mode, self.qname, msg.id, msg.rc, msg.sent, msg.message
-        )
-        self.writing += 1
-        try:
-            await self.conn.ws.send_str(text)
-        except _SEND_ERRORS:
-            return False
-        finally:
-            self.writing -= 1
-        self.conn.state.metrics.observe_delivery(
-            self.conn.mode_label, now_ms=time.time() * 1000.0, sent_ms=float(msg.sent)
-        )
-        return True
+_CLOSE_INTERNAL_ERROR = 1011
+#: Bound of each cleanup step of a closing socket (acks in flight, one release).
+_CLEANUP_TIMEOUT = 5.0
 
 
 class Connection:
@@ -139,17 +85,25 @@ class Connection:
             rate=settings.rate_limit,
             burst=float(settings.rate_burst),
             auth_timeout=settings.auth_deadline,
+            expiring_warning=settings.expiry_warning,
             max_frame_size=settings.max_frame_size,
         )
+        # A user hook (sync or async) decides before a frame reaches the session.
+        self._hook = HookDecisions(state.authorize) if state.authorize is not None else None
         self.session = Session(
-            mode, now=time.time(), user=user, limits=limits, authorize=state.authorize
+            mode,
+            now=time.time(),
+            user=user,
+            limits=limits,
+            authorize=self._hook.lookup if self._hook is not None else None,
         )
         self.mode_label = "v1" if mode is p.Mode.V1 else "legacy"
         self.subs: dict[str, tuple[Any, SocketSubscriber]] = {}
         self.closing = False
         self.close_code: int | None = None
         self._registered_user: str | None = None
-        self._acks = asyncio.Semaphore(self.MAX_CONCURRENT_ACKS)
+        self._ack_slots = asyncio.Semaphore(self.MAX_CONCURRENT_ACKS)
+        self._ack_tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -159,10 +113,19 @@ class Connection:
         return transport.get_write_buffer_size() if transport is not None else 0
 
     async def run(self) -> None:
-        """Read frames until the socket closes; then release everything (in ``finally``)."""
-        self._register_user()
+        """Read frames until the socket closes; then release everything (in ``finally``).
+
+        The connection must already be registered (:meth:`GatewayState.admit`): whatever
+        happens from here on — even a cancellation — ends in :meth:`GatewayState.forget`.
+        """
         try:
+            if not self.state.accepting:  # shutdown started during the handshake
+                await self.shutdown()
             await self._loop()
+        except Exception:  # a bug of ours must cost this socket, never the node
+            log.exception("connection failed", extra={"event": "ws_fail", "peer": self.peer})
+            with contextlib.suppress(Exception):
+                await self.close(_CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             self.closing = True
             self.state.forget(self)
@@ -188,7 +151,17 @@ class Connection:
                 await self.execute(self.session.tick(time.time()))
                 continue
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                actions = self.session.receive(msg.data, time.time())
+                try:
+                    command: p.Command | p.ProtocolError = p.parse_frame(
+                        msg.data, max_size=self.session.limits.max_frame_size
+                    )
+                except p.ProtocolError as exc:
+                    command = exc
+                if self._hook is not None:
+                    await self._hook.before(self.session, command)
+                actions = self.session.handle(command, time.time())
+                if self._hook is not None:
+                    self._hook.clear()
                 await self.execute(actions)
             elif msg.type is WSMsgType.ERROR:
                 await self._close_for_error(ws.exception())
@@ -240,8 +213,12 @@ class Connection:
                 await self._unsubscribe(qname)
             case DoAck(qname, msg_id):
                 # Acks are independent deletes: run them concurrently so the next frame is read
-                # without waiting a Redis round trip per ack (bounded per connection).
-                self.state.spawn(self._ack_in_background(qname, msg_id))
+                # without waiting a Redis round trip per ack. Bounded: with every slot taken,
+                # the read loop waits here and the client's frames wait in TCP buffers.
+                await self._ack_slots.acquire()
+                task = self.state.spawn(self._ack_in_background(qname, msg_id))
+                self._ack_tasks.add(task)
+                task.add_done_callback(self._ack_tasks.discard)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
         return []
@@ -282,8 +259,16 @@ class Connection:
         except Exception:  # the user store is down: tell the client, keep the node alive
             log.exception("user store failed during /auth", extra={"peer": self.peer})
             return self.session.auth_failed("authentication unavailable")
+        if self.closing:  # the socket died while the store answered
+            return []
+        if not self.state.admit_user(self, user.user_id):
+            self.state.metrics.handshakes.labels(result="too_many_user_connections").inc()
+            return [Close(p.CLOSE_RATE_LIMITED, "too many connections for this user")]
+        if self._hook is not None:
+            await self._hook.before_authenticated(user)
         actions = self.session.authenticated(user, time.time())
-        self._register_user()
+        if self._hook is not None:
+            self._hook.clear()
         self.state.metrics.handshakes.labels(result="ok_first_message").inc()
         return actions
 
@@ -307,7 +292,7 @@ class Connection:
                     qname, p.ErrorCode.QUEUE_NOT_FOUND, f"queue {qname} does not exist"
                 )
             sub = SocketSubscriber(self, qname)
-            handle = await state.engine.subscribe(qname, sub)
+            handle = await self._engine_subscribe(qname, sub)
             sub.handle = handle
         except EngineStopped:
             return self.session.subscribe_failed(
@@ -332,7 +317,31 @@ class Connection:
         handle.wake()
         return []
 
+    async def _engine_subscribe(self, qname: str, sub: SocketSubscriber) -> Any:
+        # Shielded: once the engine has added the subscription, a cancellation of this handler
+        # (peer gone, host app with handler_cancellation) must not leave it behind, consuming
+        # for a socket nobody reads; it is unsubscribed as soon as the engine hands it over.
+        engine = self.state.engine
+        task = self.state.spawn(engine.subscribe(qname, sub))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            sub.closed = True
+
+            def orphaned(done: asyncio.Task[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self.state.spawn(engine.unsubscribe(done.result()))
+
+            task.add_done_callback(orphaned)
+            raise
+
+    async def _acks_read_before(self) -> None:
+        """Wait (bounded) for the acks already read: a release must not overtake them."""
+        if self._ack_tasks:
+            await asyncio.wait(list(self._ack_tasks), timeout=_CLEANUP_TIMEOUT)
+
     async def _unsubscribe(self, qname: str) -> None:
+        await self._acks_read_before()
         entry = self.subs.pop(qname, None)
         if entry is None:
             return
@@ -347,8 +356,19 @@ class Connection:
             log.info("unsubscribe: %s", exc, extra={"event": "unsubscribe", "queue": qname})
 
     async def _ack_in_background(self, qname: str, msg_id: str) -> None:
-        async with self._acks:
-            await self.execute(await self._ack(qname, msg_id))
+        # The slot was taken by the read loop; it is held until the reply is written too, so
+        # a client that does not read its replies cannot make acks pile up either.
+        try:
+            try:
+                actions = await self._ack(qname, msg_id)
+            except Exception:
+                log.exception("ack failed", extra={"event": "ack_fail", "queue": qname})
+                actions = self.session.ack_failed(
+                    qname, msg_id, p.ErrorCode.INTERNAL_ERROR, "ack failed"
+                )
+            await self.execute(actions)
+        finally:
+            self._ack_slots.release()
 
     async def _ack(self, qname: str, msg_id: str) -> list[Action]:
         entry = self.subs.get(qname)
@@ -395,25 +415,26 @@ class Connection:
         """The node is stopping: close with 1001."""
         await self.execute(self.session.shutdown())
 
-    def _register_user(self) -> None:
-        user_id = self.session.user_id
-        if user_id is not None and self._registered_user is None:
-            self._registered_user = user_id
-            self.state.register_user(self, user_id)
-
     @property
     def user_id(self) -> str | None:
-        """The user this socket is registered under (for revocations)."""
+        """The user this socket is registered under (for revocations), once registered."""
         return self._registered_user
+
+    @user_id.setter
+    def user_id(self, value: str) -> None:
+        self._registered_user = value
 
     async def _release_all(self) -> None:
         # Runs in `finally`, possibly in a cancelled task (heartbeat timeout): unsubscribing
-        # releases this socket's unacked messages at once (vt 0) instead of after vt.
+        # releases this socket's unacked messages at once (vt 0) instead of after vt. Acks the
+        # client sent before it went away are applied first (else they would be released).
+        with contextlib.suppress(Exception):
+            await self._acks_read_before()
         for qname in list(self.subs):
             self.subs[qname][1].closed = True
         for qname in list(self.subs):
             try:
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(_CLEANUP_TIMEOUT):
                     await self._unsubscribe(qname)
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("releasing a subscription timed out", extra={"queue": qname})

@@ -20,11 +20,16 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from wsmq.gateway.app import STATE_KEY, Authenticate, GatewayState, websocket_handler
+from wsmq.gateway.app import (
+    STATE_KEY,
+    Authenticate,
+    AuthorizeHook,
+    GatewayState,
+    websocket_handler,
+)
 from wsmq.gateway.delivery import DeliveryEngine
 from wsmq.gateway.health import HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
-from wsmq.gateway.session import Authorize
 from wsmq.settings import Settings
 
 __all__ = ["Gateway", "serve"]
@@ -194,7 +199,7 @@ async def serve(
     app: web.Application | None = None,
     *,
     settings: Settings | None = None,
-    authorize: Authorize | None = None,
+    authorize: AuthorizeHook | None = None,
     authenticate: Authenticate | None = None,
     user_store: Any | None = None,
     **overrides: Any,
@@ -206,8 +211,9 @@ async def serve(
             (call before the app starts; the gateway closes on the app's ``on_shutdown``).
         settings: a :class:`~wsmq.settings.Settings`; keyword ``overrides`` change single
             fields (``serve(redis_url=..., secret=..., users_file=..., port=0)``).
-        authorize: ``authorize(user, qname, action) -> bool`` (action ``"subscribe"`` or
-            ``"send"``) replacing the default own-id/``queues``/``publish`` rule.
+        authorize: ``authorize(user, qname, action) -> bool``, sync or ``async`` (action
+            ``"subscribe"`` or ``"send"``) replacing the default own-id/``queues``/``publish``
+            rule. A hook that raises, or an async one slower than 5 s, denies.
         authenticate: ``async authenticate(request) -> user | None`` replacing token
             authentication (a host app's session cookie); a user is an object with
             ``user_id`` (and optionally ``queues``, ``publish``, ``token_exp``) or an id string.

@@ -1,0 +1,85 @@
+"""The delivery engine's view of one subscription of one socket (:class:`SocketSubscriber`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from wsmq.gateway import protocol as p
+
+if TYPE_CHECKING:
+    from wsmq.gateway.connection import Connection
+    from wsmq.queue import Message
+
+__all__ = ["SEND_ERRORS", "SocketSubscriber"]
+
+# A write to a socket that is closing: the peer is gone, which is not an error of ours.
+SEND_ERRORS = (ConnectionError, RuntimeError)
+
+
+class SocketSubscriber:
+    """The delivery engine's handle on one subscription of one socket.
+
+    ``window()`` is how many more messages this subscription may take from Redis right now:
+    the per-subscription window minus what is in flight (unacked in ``wsmq.v1``, being written
+    in legacy mode), and zero while the socket's write buffer is over its limit — so a client
+    that stops reading costs Redis space, not server memory. When the buffer drains again the
+    engine is woken (``Subscription.wake``).
+    """
+
+    #: How often a backed-up socket is checked for having drained (seconds).
+    DRAIN_CHECK = 0.05
+
+    def __init__(self, conn: Connection, qname: str) -> None:
+        self.conn = conn
+        self.qname = qname
+        self.ack_mode = conn.session.v1
+        self.handle: Any | None = None  # the engine's Subscription, once subscribed
+        self.writing = 0
+        self.closed = False
+        self.active = False  # set once the `subscribed` reply is written
+        self._drain_watch: asyncio.Task[None] | None = None
+
+    def window(self) -> int:
+        """Messages this subscription can take now (0 when closed or the socket is backed up)."""
+        if self.closed or not self.active or self.conn.closing:
+            return 0
+        settings = self.conn.state.settings
+        if self.conn.write_buffer_size() >= settings.write_buffer_limit:
+            self._watch_drain()
+            return 0
+        unacked = self.handle.unacked if self.handle is not None else 0
+        return max(0, settings.window - unacked - self.writing)
+
+    def _watch_drain(self) -> None:
+        if self._drain_watch is None or self._drain_watch.done():
+            self._drain_watch = self.conn.state.spawn(self._wait_drained())
+
+    async def _wait_drained(self) -> None:
+        limit = self.conn.state.settings.write_buffer_limit
+        while not (self.closed or self.conn.closing):
+            if self.conn.write_buffer_size() < limit:
+                if self.handle is not None:
+                    self.handle.wake()
+                return
+            await asyncio.sleep(self.DRAIN_CHECK)
+
+    async def deliver(self, msg: Message) -> bool:
+        """Write ``msg`` to the socket; False when the socket is gone (the engine releases it)."""
+        if self.closed or self.conn.closing:
+            return False
+        text = p.encode_message(
+            self.conn.session.mode, self.qname, msg.id, msg.rc, msg.sent, msg.message
+        )
+        self.writing += 1
+        try:
+            await self.conn.ws.send_str(text)
+        except SEND_ERRORS:
+            return False
+        finally:
+            self.writing -= 1
+        self.conn.state.metrics.observe_delivery(
+            self.conn.mode_label, now_ms=time.time() * 1000.0, sent_ms=float(msg.sent)
+        )
+        return True
