@@ -89,6 +89,36 @@ async def test_subscriber_reconnects_after_redis_restart(
         await cli.aclose()
 
 
+async def test_subscriber_survives_a_permission_error_and_keeps_retrying(
+    redis_factory: Callable[..., RedisProcess],
+) -> None:
+    # An ACL user without SUBSCRIBE gets NOPERM: the iterator must not end (the node would stop
+    # closing revoked sockets); once the permission is granted, revocations flow.
+    proc = redis_factory()
+    admin = aioredis.Redis.from_url(proc.url)
+    await admin.acl_setuser(
+        "node",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-subscribe"],
+    )
+    url = f"redis://node:pw@{proc.host}:{proc.port}/0"
+    node = RevocationBus(url, max_backoff=0.2)
+    async with collecting(node) as got:
+        async with asyncio.timeout(5):  # the denied SUBSCRIBE shows up in Redis's ACL LOG
+            while not await admin.acl_log():
+                await asyncio.sleep(0.01)
+        await admin.acl_setuser("node", enabled=True, commands=["+subscribe"])
+        await wait_subscribed(proc.url, "rsmq:wsmq:revoke")
+        assert await RevocationBus(proc.url).revoke("granted") == 1
+        async with asyncio.timeout(5):
+            assert await got.get() == "granted"
+    await admin.aclose()
+    await node.aclose()
+
+
 def test_message_format() -> None:
     assert encode_revocation("abc") == '{"userId":"abc"}'
     assert decode_revocation(b'{"userId":"abc"}') == "abc"

@@ -169,14 +169,18 @@ def open_mongo_store(
     The database is ``database``, else the URL's, else ``wsmq``.
     """
     client: Any
+    # A default that fails fast when MongoDB is down; the URL's own option wins if it has one.
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": 5000}
+    if "serverselectiontimeoutms" in mongo_url.lower():
+        options = {}
     if driver == "pymongo":
         from pymongo import AsyncMongoClient
 
-        client = AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=5000)
+        client = AsyncMongoClient(mongo_url, **options)
     elif driver == "motor":
         from motor.motor_asyncio import AsyncIOMotorClient
 
-        client = AsyncIOMotorClient(mongo_url, serverSelectionTimeoutMS=5000)
+        client = AsyncIOMotorClient(mongo_url, **options)
     else:
         raise UserStoreError(f"unknown MongoDB driver {driver!r} (pymongo or motor)")
     db = client[database] if database else client.get_default_database(default="wsmq")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("wsmq.auth")
@@ -99,6 +100,11 @@ class RevocationBus:
                     yield user_id
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("revocation channel lost (%s); reconnecting", type(exc).__name__)
+            except RedisError as exc:
+                # e.g. an ACL without SUBSCRIBE rights: never end the iterator silently (the node
+                # would stop closing revoked users' sockets); say why and keep retrying.
+                log.error("revocation channel failed (%s: %s); retrying", type(exc).__name__, exc)
+                backoff = max(backoff, 1.0)
             finally:
                 try:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
