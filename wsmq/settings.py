@@ -124,6 +124,12 @@ class Settings:
         "only. Clients without an Origin header are not browsers and are allowed.",
         group="auth",
     )
+    trusted_proxies: tuple[str, ...] = _opt(
+        (),
+        "Addresses of reverse proxies (comma-separated IPs) whose X-Forwarded-For header gives "
+        "the client address for login rate limits. Empty: the peer address is the client.",
+        group="auth",
+    )
     # -- delivery ------------------------------------------------------------------------
     window: int = _opt(
         100, "Unacknowledged messages per subscription (wsmq.v1) in flight.", group="delivery"

@@ -20,7 +20,7 @@ from wsmq.auth import (
     User,
     add_auth_routes,
 )
-from wsmq.auth.routes import LoginLimiter
+from wsmq.auth.routes import LoginLimiter, client_address
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -164,3 +164,41 @@ async def test_logout_revokes_and_publishes(env: Env, redis_url: str) -> None:
 async def test_body_too_large(env: Env) -> None:
     status, body = await post(env, "/auth/login", {"userName": "a", "password": "x" * 20_000})
     assert (status, body["error"]) == (413, "bad_request")
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "expected"),
+    [
+        ("10.0.0.9", "1.2.3.4", "10.0.0.9"),  # not a trusted proxy: the header is ignored
+        ("127.0.0.1", "1.2.3.4", "1.2.3.4"),
+        ("127.0.0.1", "6.6.6.6, 1.2.3.4", "1.2.3.4"),  # the client forged the left part
+        ("127.0.0.1", "1.2.3.4, 127.0.0.2", "1.2.3.4"),  # two trusted proxies in a row
+        ("127.0.0.1", None, "127.0.0.1"),
+        ("127.0.0.1", " , ", "127.0.0.1"),
+        (None, None, "unknown"),
+    ],
+)
+def test_client_address(remote: str | None, forwarded: str | None, expected: str) -> None:
+    assert client_address(remote, forwarded, {"127.0.0.1", "127.0.0.2"}) == expected
+
+
+async def test_login_limit_per_forwarded_client_behind_a_trusted_proxy(
+    aiohttp_client: ClientFactory, file_store: FileUserStore, cfg: AuthConfig, redis_url: str
+) -> None:
+    auth = Authenticator(cfg, file_store)
+    app = web.Application()
+    limiter = LoginLimiter(per_user=100, per_ip=2, window=60.0)
+    add_auth_routes(
+        app, auth, file_store, None, limiter=limiter, trusted_proxies=("127.0.0.1", "::1")
+    )
+    client = await aiohttp_client(app)
+
+    async def login(forwarded_for: str) -> int:
+        body = {"userName": "nobody", "password": "x"}
+        resp = await client.post(
+            "/auth/login", json=body, headers={"X-Forwarded-For": forwarded_for}
+        )
+        return resp.status
+
+    assert [await login("1.1.1.1") for _ in range(3)] == [401, 401, 429]
+    assert await login("2.2.2.2") == 401  # another client behind the same proxy is not blocked

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import web
@@ -96,6 +96,27 @@ def _guard(handler: Handler) -> Handler:
     return wrapped
 
 
+def client_address(
+    remote: str | None, forwarded_for: str | None, trusted_proxies: Collection[str] = ()
+) -> str:
+    """The client's address: ``remote``, or, when ``remote`` is a trusted proxy, the rightmost
+    ``X-Forwarded-For`` hop that is not itself a trusted proxy.
+
+    Only hops added by trusted proxies are believed (a client can write anything to the left),
+    so behind nginx every client gets its own login rate limit instead of sharing the proxy's.
+    """
+    address = remote or "unknown"
+    if address not in trusted_proxies or not forwarded_for:
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not hop:
+            break
+        address = hop
+        if hop not in trusted_proxies:
+            break
+    return address
+
+
 def add_auth_routes(
     app: web.Application,
     auth: Authenticator,
@@ -104,6 +125,7 @@ def add_auth_routes(
     *,
     prefix: str = "/auth",
     limiter: LoginLimiter | None = None,
+    trusted_proxies: Collection[str] = (),
 ) -> LoginLimiter:
     """Mount the auth endpoints on ``app``; returns the login limiter (for tests and metrics).
 
@@ -113,7 +135,12 @@ def add_auth_routes(
     ``{"userName"}`` -> ``{"token", "expiresIn"}``.
     ``POST {prefix}/logout`` with header ``x-access-token`` and the user (body, or the
     ``x-token`` header) -> ``{"revoked": true}``; every node drops the user's sockets.
+
+    Login attempts are limited per user name and per client address; give the addresses of
+    your reverse proxies as ``trusted_proxies`` so :func:`client_address` reads
+    ``X-Forwarded-For`` from them.
     """
+    proxies = frozenset(trusted_proxies)
     cfg = auth.config
     limiter = limiter or LoginLimiter(
         cfg.login_attempts_per_user, cfg.login_attempts_per_ip, cfg.login_window
@@ -124,7 +151,8 @@ def add_auth_routes(
         user_name = _string_field(body, "userName")
         password = _string_field(body, "password")
         assert user_name is not None and password is not None
-        limiter.check(user_name, request.remote or "unknown")
+        address = client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies)
+        limiter.check(user_name, address)
         issued = await auth.login(user_name, password)
         return web.json_response(issued.to_json(), headers={"Cache-Control": "no-store"})
 

@@ -289,7 +289,7 @@ async def serve(
         from wsmq.auth import RevocationBus, add_auth_routes
 
         publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
-        add_auth_routes(app, auth, store, publish_bus)
+        add_auth_routes(app, auth, store, publish_bus, trusted_proxies=settings.trusted_proxies)
         closers.append(publish_bus.aclose)
 
     await engine.start()
