@@ -567,3 +567,77 @@ async def test_redis_restart_mid_stream_loses_nothing(aof_redis: RedisProcess) -
             assert engine.pending.count() == 0
     finally:
         await client.aclose()
+
+
+# -- hot path: group-committed acks, per-subscriber writers -------------------------------------
+
+
+async def test_acks_arriving_together_share_one_delete_round_trip(
+    redis_url: str, queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("q1", vt=30)
+    # Load the delete script first (a NOSCRIPT retry would count as a second call).
+    await queues.delete_message("q1", await queues.send_message("q1", "warm-up"))
+    await queues.send_messages("q1", [f"m{i}" for i in range(50)])
+    engine = await make_engine(poll_interval=60)
+    sink = Sink(ack_mode=True, cap=50)
+    sub = await engine.subscribe("q1", sink)
+    got = await sink.wait_for(50)
+    counting = Counting(queues, "delete_messages", "receive_messages")
+    # The sink's window stays 0 (it counts its own unacked): the acks cause no receive, so
+    # every Redis command from here on is one of theirs.
+    before = _commandstats(redis_url)
+    results = await asyncio.gather(*(engine.ack(sub, m.id) for m in got))
+    after = _commandstats(redis_url)
+    assert results == [True] * 50 and sub.unacked == 0
+    assert counting.calls == {"delete_messages": 1, "receive_messages": 0}
+    scripts = sum(after.get(c, 0) - before.get(c, 0) for c in ("evalsha", "eval"))
+    assert scripts == 1  # Redis agrees: 50 acks, one round trip
+    assert (await attrs(queues, "q1"))[:2] == (0, 0)
+    assert not await engine.ack(sub, got[0].id)  # acked once only
+
+
+async def test_slow_subscriber_does_not_stall_a_fast_one(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("q1", vt=30)
+    engine = await make_engine(poll_interval=60)
+    slow = Sink(cap=1)
+    slow.gate = asyncio.Event()  # a socket that stopped reading
+    await engine.subscribe("q1", slow)
+    await queues.send_message("q1", "s0")
+    async with asyncio.timeout(5):
+        await slow.delivering.wait()  # stuck in its write
+    fast = Sink()
+    await engine.subscribe("q1", fast)
+    for i in range(10):
+        await queues.send_message("q1", f"f{i}")
+    got = await fast.wait_for(10)  # the consumer kept receiving for the fast socket
+    assert [m.message for m in got] == [f"f{i}" for i in range(10)]
+    assert slow.got == []
+    slow.gate.set()
+    (msg,) = await slow.wait_for(1)
+    assert msg.message == "s0"
+    await eventually(lambda: _eq(attrs(queues, "q1"), (0, 0, 11)))  # all written, all deleted
+
+
+async def test_stop_releases_what_a_stuck_writer_of_a_gone_subscriber_holds(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("q1", vt=30)
+    engine = await make_engine(poll_interval=60, stop_timeout=0.5)
+    stuck = Sink(cap=5)
+    stuck.gate = asyncio.Event()  # never opens
+    sub = await engine.subscribe("q1", stuck)
+    await queues.send_messages("q1", ["a", "b", "c"])
+    async with asyncio.timeout(5):
+        await stuck.delivering.wait()
+    await engine.unsubscribe(sub)  # the consumer ends; its writer is still in deliver()
+    await eventually(lambda: _true(not engine.queue_names))
+    # The two messages never handed to deliver() are released by the writer at once...
+    await eventually(lambda: _eq(queues.visible_counts(["q1"]), {"q1": 2}))
+    started = time.monotonic()
+    await engine.stop()  # ...and the one stuck in deliver() by stop(), in bounded time
+    assert time.monotonic() - started < 2.0
+    assert await queues.visible_counts(["q1"]) == {"q1": 3}
+    assert stuck.got == []

@@ -7,7 +7,9 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
   the engine hands back for it (its unacked, in-flight message ids);
 - :class:`QueueConsumer` is the asyncio task of one queue. It sleeps until woken (realtime
   notification, fallback poll, an opened window) or until its timer at the queue's next visible
-  score fires, then receives at most the subscribers' total free window and delivers it.
+  score fires, then receives at most the subscribers' total free window and hands each
+  subscription its share. Each subscription has its own writer task, so a slow socket delays
+  only itself: the consumer goes on receiving for the others.
 
 Shared state (Redis health episodes, operations to retry after an outage, the Redis clock) lives
 in :mod:`wsmq.gateway.delivery_state`.
@@ -18,11 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, PendingOps, RedisClock, RedisHealth
+from wsmq.gateway.delivery_state import (
+    TRANSIENT_ERRORS,
+    PendingOps,
+    RedisClock,
+    RedisHealth,
+    SettleBatcher,
+)
 from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:
@@ -104,7 +113,17 @@ class Subscriber(Protocol):
 class Subscription:
     """One subscriber's subscription to one queue, as returned by ``DeliveryEngine.subscribe``."""
 
-    __slots__ = ("_held", "_waker", "broken", "closed", "qname", "subscriber")
+    __slots__ = (
+        "_held",
+        "_waker",
+        "broken",
+        "closed",
+        "delivering",
+        "outbox",
+        "qname",
+        "subscriber",
+        "writer",
+    )
 
     def __init__(self, qname: str, subscriber: Subscriber, waker: Callable[[], None]) -> None:
         self.qname = qname
@@ -114,6 +133,10 @@ class Subscription:
         self.broken = False
         self._held: dict[str, None] = {}  # ordered set of unacked message ids (v1 only)
         self._waker = waker
+        #: Received for this subscription, not yet handed to ``deliver()`` (its writer's queue).
+        self.outbox: deque[Message] = deque()
+        self.writer: asyncio.Task[None] | None = None
+        self.delivering = False
 
     @property
     def ack_mode(self) -> bool:
@@ -136,6 +159,22 @@ class Subscription:
         """Tell the engine this subscriber's window opened (e.g. its socket buffer drained)."""
         if not self.closed:
             self._waker()
+
+    def free(self) -> int:
+        """``window()`` minus what the engine holds for it and the subscriber cannot see yet."""
+        if self.closed or self.broken:
+            return 0
+        try:
+            window = int(self.subscriber.window())
+        except Exception:
+            log.exception("window() raised for queue %s; treating it as 0", self.qname)
+            return 0
+        # Messages in the outbox were taken from Redis for this subscriber already; the one being
+        # written counts too in legacy mode (a v1 one is held, so window() already counts it).
+        pending = len(self.outbox)
+        if self.delivering and not self.subscriber.ack_mode:
+            pending += 1
+        return max(0, window - pending)
 
     def _hold(self, msg_id: str) -> None:
         self._held[msg_id] = None
@@ -164,10 +203,13 @@ class ConsumerContext:
     health: RedisHealth
     pending: PendingOps
     clock: RedisClock
+    settle: SettleBatcher
     batch_size: int
     default_vt: int | None
     poll_interval: float
     on_exit: Callable[[QueueConsumer], None]
+    #: Writer tasks of every consumer (stop() waits for them, bounded).
+    writers: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class QueueConsumer:
@@ -181,15 +223,17 @@ class QueueConsumer:
         self.ctx = ctx
         self.subs: list[Subscription] = []
         self.owner: dict[str, Subscription] = {}  # v1 message id -> subscription holding it
-        # Ids received and not settled yet; on cancel/stop these are released or deleted.
+        # Ids received and not written yet (outboxes, writes in progress); on stop: released.
         self.unsettled: set[str] = set()
-        self.to_delete: list[str] = []
-        self.to_release: list[str] = []
+        self.writers = 0  # writer tasks alive (they may outlive the consumer task)
         self._rr = 0
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
         self._skew_delay = self.MIN_TIMER
         self._missing_logged = False
+        # The last cycle stopped because the windows were full (not because the queue was empty):
+        # only then does an opening window (ack, finished write, drained socket) need a cycle.
+        self._window_bound = False
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -198,8 +242,13 @@ class QueueConsumer:
     def wake(self) -> None:
         self._wake.set()
 
+    def window_opened(self) -> None:
+        """An ack, a finished write or a drained socket: wake only if the windows held us."""
+        if self._window_bound:
+            self._wake.set()
+
     def close(self) -> None:
-        """Stop after the current batch (engine shutdown)."""
+        """Stop after the current receive (engine shutdown); writers stop after their write."""
         self._closing.set()
         self._wake.set()
 
@@ -214,6 +263,9 @@ class QueueConsumer:
     def remove(self, sub: Subscription) -> None:
         if sub in self.subs:
             self.subs.remove(sub)
+        if sub.outbox:  # never handed to deliver(): release now, not after a stuck write
+            self._release([m.id for m in sub.outbox])
+            sub.outbox.clear()
         for msg_id in sub.held:
             if self.owner.get(msg_id) is sub:
                 del self.owner[msg_id]
@@ -263,24 +315,28 @@ class QueueConsumer:
             pass
 
     async def _cycle(self) -> float | None:
-        """Receive and deliver until the queue is empty or windows are full; return the timer."""
+        """Receive and hand out until the queue is empty or windows are full; return the timer."""
         q, ctx = self.qname, self.ctx
-        await ctx.pending.flush(ctx.queues, q, ctx.health)
+        if ctx.pending.deletes or ctx.pending.releases:
+            await ctx.pending.flush(ctx.queues, q, ctx.health)
         while True:
             if self.closing:
                 return None
             subs = list(self.subs)
-            windows = [_window(s) for s in subs]
+            windows = [s.free() for s in subs]
             free = sum(windows)
             if free <= 0:
-                return None  # an ack or Subscription.wake() brings us back
+                self._window_bound = True  # an ack, a write or Subscription.wake() wakes us
+                return None
+            self._window_bound = False
             n = min(ctx.batch_size, free)
             msgs = await ctx.queues.receive_messages(q, n, ctx.default_vt)
-            ctx.health.ok()
+            if not ctx.health.healthy:
+                ctx.health.ok()
             self._missing_logged = False
             if msgs:
                 self._skew_delay = self.MIN_TIMER
-                await self._dispatch(msgs, subs, windows)
+                self._dispatch(msgs, subs, windows)
             if len(msgs) < n:
                 break
         nxt = await ctx.queues.next_visible_at(q)
@@ -293,90 +349,83 @@ class QueueConsumer:
         delay, self._skew_delay = self._skew_delay, min(self._skew_delay * 2, ctx.poll_interval)
         return delay
 
-    async def _dispatch(
-        self, msgs: list[Message], subs: list[Subscription], windows: list[int]
-    ) -> None:
+    def _dispatch(self, msgs: list[Message], subs: list[Subscription], windows: list[int]) -> None:
+        """Put each message in its subscription's outbox and make sure a writer runs (no wait)."""
         plan, self._rr = plan_round_robin(windows, len(msgs), self._rr)
         self.unsettled.update(m.id for m in msgs)
-        batches: dict[int, list[Message]] = {}
-        for msg, idx in zip(msgs, plan, strict=False):
-            batches.setdefault(idx, []).append(msg)
         # Windows shrank between the plan and the receive (cannot happen today): release extras.
-        self._settle_failed([m.id for m in msgs[len(plan) :]])
-        await asyncio.gather(*(self._deliver_to(subs[i], batch) for i, batch in batches.items()))
-        await self._settle()
+        extra = [m.id for m in msgs[len(plan) :]]
+        if extra:
+            self._release(extra)
+        touched: list[Subscription] = []
+        for msg, idx in zip(msgs, plan, strict=False):
+            sub = subs[idx]
+            if not sub.outbox:
+                touched.append(sub)
+            sub.outbox.append(msg)
+        for sub in touched:
+            if sub.writer is None:
+                self.writers += 1
+                task = asyncio.get_running_loop().create_task(self._write(sub))
+                sub.writer = task
+                self.ctx.writers.add(task)
+                task.add_done_callback(self.ctx.writers.discard)
 
-    async def _deliver_to(self, sub: Subscription, msgs: list[Message]) -> None:
-        broken = sub.broken
-        for msg in msgs:
-            if broken or sub.closed or self._closing.is_set():
-                self._settle_failed([msg.id])
-                continue
-            if sub.ack_mode:
-                # Hold before writing: the client may ack before deliver() returns.
-                prev = self.owner.get(msg.id)
-                if prev is not None and prev is not sub:
-                    prev._drop(msg.id)  # its vt expired and the message came back
-                self.owner[msg.id] = sub
-                sub._hold(msg.id)
-            try:
-                ok = await sub.subscriber.deliver(msg)
-            except Exception:
-                log.exception("deliver() raised for queue %s; releasing the message", self.qname)
-                ok = False
-            self.unsettled.discard(msg.id)
-            if ok:
-                if not sub.ack_mode:
-                    self.to_delete.append(msg.id)
-                continue
-            broken = sub.broken = True
-            if not sub.ack_mode:
-                self.to_release.append(msg.id)
-            elif sub._drop(msg.id):  # else unsubscribe released it already
-                if self.owner.get(msg.id) is sub:
-                    del self.owner[msg.id]
-                self.to_release.append(msg.id)
-
-    def _settle_failed(self, ids: list[str]) -> None:
-        self.unsettled.difference_update(ids)
-        self.to_release.extend(ids)
-
-    async def _settle(self) -> None:
-        """Batch-delete what legacy sockets got, release what could not be delivered."""
-        q, queues = self.qname, self.ctx.queues
-        done, self.to_delete = self.to_delete, []
-        failed, self.to_release = self.to_release, []
+    async def _write(self, sub: Subscription) -> None:
+        """The writer of one subscription: deliver its outbox in order, settle each message."""
+        q, settle, outbox = self.qname, self.ctx.settle, sub.outbox
+        ack_mode = sub.subscriber.ack_mode
+        deliver = sub.subscriber.deliver
         try:
-            if done:
-                await queues.delete_messages(q, done)
-                done = []
-            if failed:
-                await queues.change_messages_visibility(q, failed, 0)
-                failed = []
-        except QueueNotFound:
-            failed = []  # deleted meanwhile, messages included: nothing left to release
+            while outbox:
+                msg = outbox.popleft()
+                msg_id = msg.id
+                if sub.broken or sub.closed or self._closing.is_set():
+                    self.unsettled.discard(msg_id)
+                    settle.release(q, (msg_id,))
+                    continue
+                if ack_mode:
+                    # Hold before writing: the client may ack before deliver() returns.
+                    prev = self.owner.get(msg_id)
+                    if prev is not None and prev is not sub:
+                        prev._drop(msg_id)  # its vt expired and the message came back
+                    self.owner[msg_id] = sub
+                    sub._hold(msg_id)
+                sub.delivering = True
+                try:
+                    ok = await deliver(msg)
+                except Exception:
+                    log.exception("deliver() raised for queue %s; releasing the message", q)
+                    ok = False
+                finally:
+                    sub.delivering = False
+                self.unsettled.discard(msg_id)
+                if ok:
+                    if not ack_mode:
+                        settle.delete(q, msg_id)  # pipelined: the next receive does not wait
+                    continue
+                sub.broken = True
+                if not ack_mode:
+                    settle.release(q, (msg_id,))
+                elif sub._drop(msg_id):  # else unsubscribe released it already
+                    if self.owner.get(msg_id) is sub:
+                        del self.owner[msg_id]
+                    settle.release(q, (msg_id,))
         finally:
-            # Redis error or cancel: keep them for the engine to retry (deletes before releases).
-            self.ctx.pending.add_deletes(q, done)
-            self.ctx.pending.add_releases(q, failed)
+            sub.writer = None
+            self.writers -= 1
+            self.window_opened()  # the room this outbox held is free again
 
-    def leftovers(self) -> tuple[list[str], list[str]]:
-        """``(ids to delete, ids to release)`` after the task ended (used by ``stop``)."""
-        release = [*self.unsettled, *self.to_release]
+    def _release(self, ids: list[str]) -> None:
+        self.unsettled.difference_update(ids)
+        self.ctx.settle.release(self.qname, ids)
+
+    def leftovers(self) -> list[str]:
+        """Ids to release after the consumer and its writers ended (used by ``stop``)."""
+        release = list(self.unsettled)
         for sub in self.subs:
             release.extend(sub._take_all())
-        deletes, self.to_delete = self.to_delete, []
+            sub.outbox.clear()
         self.unsettled.clear()
-        self.to_release = []
         self.owner.clear()
-        return deletes, release
-
-
-def _window(sub: Subscription) -> int:
-    if sub.closed or sub.broken:
-        return 0
-    try:
-        return max(0, int(sub.subscriber.window()))
-    except Exception:
-        log.exception("window() raised for queue %s; treating it as 0", sub.qname)
-        return 0
+        return release

@@ -44,6 +44,7 @@ from wsmq.gateway.delivery_state import (
     PendingOps,
     RedisClock,
     RedisHealth,
+    SettleBatcher,
 )
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
@@ -106,17 +107,22 @@ class DeliveryEngine:
         self.health = RedisHealth(on_redis_error, on_redis_recovered)
         self.pending = PendingOps()
         self.clock = RedisClock()
+        self.settle = SettleBatcher(queues, self.health, self.pending, self._on_notification)
         self._ctx = ConsumerContext(
             queues=queues,
             health=self.health,
             pending=self.pending,
             clock=self.clock,
+            settle=self.settle,
             batch_size=batch_size,
             default_vt=default_vt,
             poll_interval=poll_interval,
             on_exit=self._consumer_exited,
         )
         self._consumers: dict[str, QueueConsumer] = {}
+        # Consumers whose task ended (no subscriber left) while writers still run: stop()
+        # must release what those writers hold.
+        self._retired: set[QueueConsumer] = set()
         self._listened: set[str] = set()
         self._listener_lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
@@ -146,7 +152,7 @@ class DeliveryEngine:
             "consumers": len(self._consumers),
             "subscriptions": len(subs),
             "unacked": sum(s.unacked for s in subs),
-            "pending_ops": self.pending.count(),
+            "pending_ops": self.pending.count() + self.settle.queued(),
             "redis_healthy": self.health.healthy,
         }
 
@@ -178,10 +184,11 @@ class DeliveryEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
             self._poll_task = None
-        consumers = list(self._consumers.values())
+        consumers = [*self._consumers.values(), *self._retired]
         for consumer in consumers:
             consumer.close()
-        tasks = [c.task for c in consumers if c.task is not None]
+        tasks = [c.task for c in consumers if c.task is not None and not c.task.done()]
+        tasks += self._ctx.writers
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=self.stop_timeout)
             for task in late:
@@ -191,16 +198,17 @@ class DeliveryEngine:
         for task in list(self._background):
             task.cancel()
         for consumer in consumers:
-            deletes, releases = consumer.leftovers()
-            self.pending.add_deletes(consumer.qname, deletes)
-            self.pending.add_releases(consumer.qname, releases)
+            self.pending.add_releases(consumer.qname, consumer.leftovers())
             for sub in consumer.subs:
                 sub.closed = True
             consumer.subs.clear()
         self._consumers.clear()
-        left = self.pending.count()
+        self._retired.clear()
+        left = 0
         try:
             async with asyncio.timeout(self.stop_timeout):
+                await self.settle.close(self.stop_timeout)
+                left = self.pending.count()
                 await self.pending.flush_all(self.queues, self.health)
                 await self._sync_listener()
         except Exception as exc:  # Redis down, or TimeoutError: give up, vt brings them back
@@ -230,7 +238,7 @@ class DeliveryEngine:
             consumer = QueueConsumer(qname, self._ctx)
             self._consumers[qname] = consumer
             consumer.start()
-        sub = Subscription(qname, subscriber, consumer.wake)
+        sub = Subscription(qname, subscriber, consumer.window_opened)
         consumer.add(sub)
         if self.listener is not None and qname not in self._listened:
             if (
@@ -277,14 +285,9 @@ class DeliveryEngine:
         if consumer is not None:
             if consumer.owner.get(msg_id) is sub:
                 del consumer.owner[msg_id]
-            consumer.wake()  # the window opened
-        try:
-            await self.queues.delete_message(sub.qname, msg_id)
-        except TRANSIENT_ERRORS as exc:
-            self.health.failed(exc)
-            self.pending.add_deletes(sub.qname, [msg_id])
-        else:
-            self.health.ok()
+            consumer.window_opened()
+        # Group commit: acks arriving together share one delete round trip.
+        await self.settle.delete_and_wait(sub.qname, msg_id)
         return True
 
     async def _release(self, qname: str, ids: list[str]) -> None:
@@ -315,6 +318,9 @@ class DeliveryEngine:
     def _consumer_exited(self, consumer: QueueConsumer) -> None:
         if self._consumers.get(consumer.qname) is consumer:
             del self._consumers[consumer.qname]
+        self._retired = {c for c in self._retired if c.writers}
+        if consumer.writers:
+            self._retired.add(consumer)
         if self._running and consumer.qname in self._listened:
             task = asyncio.get_running_loop().create_task(self._sync_listener(consumer.qname))
             self._background.add(task)

@@ -5,12 +5,16 @@
   ``on_redis_recovered`` call when it answers again, however many retries happened in between.
 - :class:`PendingOps` remembers deletes (acks, legacy writes) and releases (visibility 0) that
   failed because Redis was down, so they are applied once it is back.
+- :class:`SettleBatcher` applies deletes (acks, legacy writes) and releases as *group commits*:
+  everything queued while one round trip is in flight goes out in the next one, so many acks
+  cost one ``delete_messages`` call instead of one each;
 - :class:`RedisClock` estimates Redis ``TIME`` locally: scores are Redis epoch ms, and the
   consumer's timer must fire when Redis, not this host, reaches a score.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +28,14 @@ from wsmq.queue.errors import QueueNotFound
 if TYPE_CHECKING:
     from wsmq.queue import Queues
 
-__all__ = ["TRANSIENT_ERRORS", "PendingOps", "RedisClock", "RedisHealth", "is_transient"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "PendingOps",
+    "RedisClock",
+    "RedisHealth",
+    "SettleBatcher",
+    "is_transient",
+]
 
 log = logging.getLogger("wsmq.delivery")
 
@@ -146,6 +157,140 @@ def _add(book: dict[str, dict[str, None]], qname: str, ids: Iterable[str]) -> No
     new = dict.fromkeys(ids)
     if new:
         book.setdefault(qname, {}).update(new)
+
+
+class SettleBatcher:
+    """Group commit of deletes and releases, per queue.
+
+    ``delete``/``release`` only queue ids; one flush task per queue applies what is queued with
+    one ``delete_messages`` and one ``change_messages_visibility`` (vt 0) round trip, then takes
+    whatever was queued meanwhile, and so on. Ids queued within one event-loop iteration (acks
+    parsed from one TCP read, a batch of legacy writes) therefore share a round trip, and under
+    load the groups grow by themselves; an isolated ack still goes out at once (no timer).
+
+    Failures: a Redis outage moves the ids to :class:`PendingOps` (applied when Redis is back;
+    waiters are told "queued", as before); a deleted queue took its messages with it.
+    """
+
+    def __init__(
+        self,
+        queues: Queues,
+        health: RedisHealth,
+        pending: PendingOps,
+        on_released: Callable[[str], None] = lambda qname: None,
+    ) -> None:
+        self._queues = queues
+        self._on_released = on_released
+        self._health = health
+        self._pending = pending
+        self._deletes: dict[str, list[str]] = {}
+        self._releases: dict[str, list[str]] = {}
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def delete(self, qname: str, msg_id: str) -> None:
+        """Queue one delete (no waiting)."""
+        ids = self._deletes.get(qname)
+        if ids is None:
+            self._deletes[qname] = [msg_id]
+            self._kick(qname)
+        else:
+            ids.append(msg_id)
+
+    def release(self, qname: str, ids: Iterable[str]) -> None:
+        """Queue releases (visibility 0; no waiting)."""
+        self._releases.setdefault(qname, []).extend(ids)
+        self._kick(qname)
+
+    async def delete_and_wait(self, qname: str, msg_id: str) -> None:
+        """Queue one delete and wait for the round trip that carries it (an ack)."""
+        fut = self._waiters.get(qname)
+        if fut is None:
+            fut = self._waiters[qname] = asyncio.get_running_loop().create_future()
+        self.delete(qname, msg_id)
+        # Shielded: a cancelled ack must not cancel the group's future for the others.
+        await asyncio.shield(fut)
+
+    def queued(self) -> int:
+        """Ids queued and not yet sent to Redis."""
+        return sum(map(len, self._deletes.values())) + sum(map(len, self._releases.values()))
+
+    def _kick(self, qname: str) -> None:
+        if qname not in self._tasks:
+            task = asyncio.get_running_loop().create_task(self._flush(qname))
+            self._tasks[qname] = task
+
+    async def _flush(self, qname: str) -> None:
+        try:
+            while True:
+                dels = self._deletes.pop(qname, [])
+                rels = self._releases.pop(qname, [])
+                fut = self._waiters.pop(qname, None)
+                if not dels and not rels:
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+                    return
+                try:
+                    await self._apply(qname, dels, rels)
+                except asyncio.CancelledError:
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)  # in PendingOps now: "queued", as in an outage
+                    raise
+                except Exception as exc:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(exc)
+                        fut.exception()  # retrieved: no "never retrieved" warning if unawaited
+                    else:
+                        log.exception("settling messages of queue %s failed", qname)
+                else:
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+        finally:
+            del self._tasks[qname]
+
+    async def _apply(self, qname: str, dels: list[str], rels: list[str]) -> None:
+        chunk = PendingOps.CHUNK
+        try:
+            while dels:
+                await self._queues.delete_messages(qname, dels[:chunk])
+                del dels[:chunk]
+            if rels:
+                while rels:
+                    await self._queues.change_messages_visibility(qname, rels[:chunk], 0)
+                    del rels[:chunk]
+                self._on_released(qname)  # visible again: a local subscriber may take them
+        except QueueNotFound:
+            dels.clear()  # deleted meanwhile, messages included: nothing left to settle
+            rels.clear()
+            return
+        except TRANSIENT_ERRORS as exc:
+            self._health.failed(exc)
+            return
+        finally:
+            # Whatever was not applied (outage, cancel) is retried later, deletes first.
+            self._pending.add_deletes(qname, dels)
+            self._pending.add_releases(qname, rels)
+        self._health.ok()
+
+    async def close(self, grace: float) -> None:
+        """Let round trips in flight finish (bounded), then hand everything left to PendingOps."""
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=grace)
+        for qname, ids in self._deletes.items():
+            self._pending.add_deletes(qname, ids)
+        for qname, ids in self._releases.items():
+            self._pending.add_releases(qname, ids)
+        self._deletes.clear()
+        self._releases.clear()
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
 
 
 class RedisClock:

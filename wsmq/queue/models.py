@@ -97,13 +97,19 @@ class QueueAttributes:
 
 def messages_from_reply(reply: Sequence[Any], start: int = 0) -> list[Message]:
     """Messages from a flat ``id, body, rc, fr, id, ...`` script reply."""
-    return [
-        Message(
-            id=(msg_id := text(reply[i])),
-            message=text(reply[i + 1]),
-            rc=int(reply[i + 2]),
-            fr=to_int(reply[i + 3]),
-            sent=sent_ms(msg_id),
-        )
-        for i in range(start, len(reply), 4)
-    ]
+    # The delivery hot path parses every message here: fast paths for the usual reply types
+    # (str values, integer ``fr``), the general helpers otherwise; same results either way.
+    out: list[Message] = []
+    append = out.append
+    for i in range(start, len(reply), 4):
+        msg_id, body, rc, fr = reply[i], reply[i + 1], reply[i + 2], reply[i + 3]
+        if msg_id.__class__ is not str:
+            msg_id = text(msg_id)
+        if body.__class__ is not str:
+            body = text(body)
+        try:
+            fr = int(fr)
+        except (TypeError, ValueError):
+            fr = to_int(fr)
+        append(Message(msg_id, body, int(rc), fr, sent_ms(msg_id)))
+    return out
