@@ -7,8 +7,9 @@ order here; nothing in this module decides protocol rules. Each subscription is 
 
 Three things are done here rather than in the session because they need I/O:
 
-- acks run concurrently (each waits for a Redis round trip) but at most
-  :attr:`Connection.MAX_CONCURRENT_ACKS` at once: beyond that the read loop stops reading the
+- acks run concurrently (each waits for a Redis round trip; acks waiting together share one
+  delete) but at most ``max(MAX_CONCURRENT_ACKS, window)`` at once, so a whole window can be
+  acked in one round trip: beyond that the read loop stops reading the
   socket (TCP backpressure) instead of queueing work; an ``/unsubscribe`` and the release of a
   closed socket wait for the acks read before them, so an ack is never overtaken by a release;
 - an ``authorize`` hook given to ``serve()`` may be sync or async: its decision is taken (and
@@ -63,7 +64,8 @@ _CLEANUP_TIMEOUT = 5.0
 class Connection:
     """The server side of one accepted WebSocket."""
 
-    #: Acks of one connection being executed at once (each is one Redis round trip).
+    #: Minimum number of acks of one connection executed at once; the window raises it (acks
+    #: waiting together share one delete round trip, so a whole window costs one).
     MAX_CONCURRENT_ACKS = 32
 
     def __init__(
@@ -102,7 +104,7 @@ class Connection:
         self.closing = False
         self.close_code: int | None = None
         self._registered_user: str | None = None
-        self._ack_slots = asyncio.Semaphore(self.MAX_CONCURRENT_ACKS)
+        self._ack_slots = asyncio.Semaphore(max(self.MAX_CONCURRENT_ACKS, state.settings.window))
         self._ack_tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
