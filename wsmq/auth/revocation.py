@@ -14,9 +14,12 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from wsmq.connections import AnyRedis, broadcast_pubsub_client, redis_from_url
 
 log = logging.getLogger("wsmq.auth")
 
@@ -55,14 +58,13 @@ class RevocationBus:
         self.ns = ns
         self.channel = revocation_channel(ns)
         self.max_backoff = max_backoff
-        self._publisher: aioredis.Redis | None = None
+        self._publisher: AnyRedis | None = None
 
     async def revoke(self, user_id: str) -> int:
         """Announce that ``user_id``'s sessions must end; returns how many nodes heard it."""
         if self._publisher is None:
-            self._publisher = aioredis.Redis.from_url(
-                self.redis_url, socket_timeout=5, socket_connect_timeout=5
-            )
+            # Any URL form; on a cluster, classic PUBLISH reaches every node.
+            self._publisher = redis_from_url(self.redis_url, socket_timeout=5, retry=1)
         receivers = await self._publisher.publish(self.channel, encode_revocation(user_id))
         return int(receivers)
 
@@ -77,11 +79,13 @@ class RevocationBus:
         backoff = 0.05
         first = True
         while True:
-            client = aioredis.Redis.from_url(
-                self.redis_url, socket_timeout=None, socket_connect_timeout=5
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            client: aioredis.Redis | None = None
+            pubsub: PubSub | None = None
             try:
+                # A plain pub/sub client (one cluster node on a cluster: classic pub/sub is
+                # cluster-wide), with no read timeout.
+                client = await broadcast_pubsub_client(self.redis_url, retry=0)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
                 if not first and on_reconnect is not None:
                     result = on_reconnect()
@@ -107,8 +111,10 @@ class RevocationBus:
                 backoff = max(backoff, 1.0)
             finally:
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    await client.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    if client is not None:
+                        await client.aclose()
                 except Exception:  # closing a dead connection may fail: nothing to do
                     log.debug("error closing the revocation connection", exc_info=True)
             await asyncio.sleep(backoff * (1 + random.random() / 2))

@@ -15,11 +15,9 @@ import logging
 import socket
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
+from wsmq.connections import AnyRedis, redis_from_url
 from wsmq.gateway.app import (
     STATE_KEY,
     Authenticate,
@@ -165,14 +163,10 @@ class Gateway:
         await self.close()
 
 
-def _health_redis(url: str) -> aioredis.Redis:
+def _health_redis(url: str) -> AnyRedis:
     # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
-        retry=Retry(NoBackoff(), 0),
-    )
+    # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
+    return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
 
 
 def _auth_config(settings: Settings) -> Any | None:

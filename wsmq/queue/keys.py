@@ -1,8 +1,10 @@
 """Every Redis key and channel name the queue layer uses, in one place.
 
 The default layout is exactly RSMQ's, so the ``rsmq`` npm package reads and writes the same
-queues.  A Redis Cluster layout (hash tags so that a queue's keys share a slot) can be added as
-another :class:`KeyLayout` without touching the scripts, which receive every key in ``KEYS``.
+queues.  The cluster layout (``cluster=True``) wraps the queue name in a hash tag, so a queue's
+sorted set, hash and realtime channel share one Redis Cluster slot: ``rsmq:{q}``,
+``rsmq:{q}:Q``, ``rsmq:rt:{q}``.  Queue names cannot contain braces, so the default layout
+never contains a hash tag.  The registry ``rsmq:QUEUES`` is the same in both.
 """
 
 from __future__ import annotations
@@ -14,9 +16,19 @@ __all__ = ["KeyLayout"]
 
 @dataclass(frozen=True, slots=True)
 class KeyLayout:
-    """RSMQ key names for namespace ``ns`` (prefix ``ns + ":"``)."""
+    """Key names for namespace ``ns`` (prefix ``ns + ":"``): RSMQ's, or hash-tagged for a
+    Redis Cluster when ``cluster`` is true."""
 
     ns: str = "rsmq"
+    cluster: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cluster and ("{" in self.ns or "}" in self.ns):
+            # A brace in the prefix would become the hash tag and put every queue in one slot.
+            raise ValueError("the namespace must not contain '{' or '}' in the cluster layout")
+
+    def _tag(self, qname: str) -> str:
+        return f"{{{qname}}}" if self.cluster else qname
 
     @property
     def prefix(self) -> str:
@@ -28,12 +40,25 @@ class KeyLayout:
 
     def messages(self, qname: str) -> str:
         """Sorted set: member = message id, score = epoch ms when visible."""
-        return f"{self.prefix}{qname}"
+        return f"{self.prefix}{self._tag(qname)}"
 
     def attributes(self, qname: str) -> str:
         """Hash: queue settings, counters and per-message body / ``:rc`` / ``:fr``."""
-        return f"{self.prefix}{qname}:Q"
+        return f"{self.prefix}{self._tag(qname)}:Q"
 
     def realtime(self, qname: str) -> str:
-        """Pub/sub channel announcing new messages (payload: queue size)."""
-        return f"{self.prefix}rt:{qname}"
+        """Pub/sub channel announcing new messages (payload: queue size); sharded pub/sub
+        (``SPUBLISH``/``SSUBSCRIBE``) in the cluster layout."""
+        return f"{self.prefix}rt:{self._tag(qname)}"
+
+    def qname_of_channel(self, channel: str) -> str | None:
+        """The queue a realtime channel belongs to, or ``None`` if it is not one of ours."""
+        head = f"{self.prefix}rt:"
+        if not channel.startswith(head):
+            return None
+        rest = channel[len(head) :]
+        if self.cluster:
+            if len(rest) < 3 or rest[0] != "{" or rest[-1] != "}":
+                return None
+            return rest[1:-1]
+        return rest or None

@@ -7,20 +7,24 @@ clock is never used.  See docs/queue.md for the layout and the differences from 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from ..connections import AnyRedis, redis_from_url
 from . import validation as v
 from .errors import InvalidValue, NoAttributeSupplied, QueueExists, QueueNotFound
 from .ids import random_suffix
 from .keys import KeyLayout
 from .models import Message, QueueAttributes, messages_from_reply, text
 from .scripts import run_script
+from .slots import group_by_slot, require_same_slot
 
 __all__ = ["Queues"]
 
@@ -28,23 +32,44 @@ __all__ = ["Queues"]
 # blocks Redis for long; the rest are handled by the following calls.
 DROP_BUDGET = 1000
 F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
+Layout = Literal["rsmq", "cluster"]
 
 
 class Queues:
     """RSMQ-compatible queues in one Redis namespace.
 
     Create with :meth:`from_url` (owns its connection pool) or wrap an existing
-    ``redis.asyncio.Redis`` client.  With ``realtime=True`` every send publishes the queue size
-    on ``{ns}:rt:{qname}`` exactly as RSMQ's realtime option does.
+    ``redis.asyncio.Redis`` (or ``RedisCluster``) client.  With ``realtime=True`` every send
+    publishes the queue size on ``{ns}:rt:{qname}`` exactly as RSMQ's realtime option does.
+
+    ``layout="rsmq"`` (the default on a single server) is RSMQ's key layout; ``"cluster"``
+    (the default, and the only choice, on a Redis Cluster) hash-tags each queue's keys into one
+    slot and notifies over sharded pub/sub; see docs/scaleout.md.
     """
 
     def __init__(
-        self, redis: Redis, *, ns: str = "rsmq", realtime: bool = False, owns_client: bool = False
+        self,
+        redis: AnyRedis,
+        *,
+        ns: str = "rsmq",
+        realtime: bool = False,
+        owns_client: bool = False,
+        layout: Layout | None = None,
     ) -> None:
+        on_cluster = isinstance(redis, RedisCluster)
+        if layout is None:
+            layout = "cluster" if on_cluster else "rsmq"
+        if layout not in ("rsmq", "cluster"):
+            raise ValueError(f"layout must be 'rsmq' or 'cluster', not {layout!r}")
+        if on_cluster and layout != "cluster":
+            raise ValueError(
+                "RSMQ's key layout cannot run on a Redis Cluster: use layout='cluster'"
+            )
         self.redis = redis
         self.ns = ns
         self.realtime = realtime
-        self.keys = KeyLayout(ns)
+        self.layout: Layout = layout
+        self.keys = KeyLayout(ns, cluster=layout == "cluster")
         self._owns_client = owns_client
         # qname -> dead-letter queue name last seen; the receive script verifies it, so a stale
         # entry only costs one retry.
@@ -57,33 +82,38 @@ class Queues:
         *,
         ns: str = "rsmq",
         realtime: bool = False,
+        layout: Layout | None = None,
+        cluster: bool = False,
         connect_timeout: float = 3.0,
         socket_timeout: float = 10.0,
         max_connections: int = 64,
         **redis_kwargs: Any,
     ) -> Queues:
-        """Connect lazily to ``url`` (``redis://``, ``rediss://``, ``unix://``; ACL user and
-        password from the URL).
+        """Connect lazily to ``url``: every form of :func:`wsmq.connections.redis_from_url`
+        (``redis://``, ``rediss://`` (TLS), ``unix://``, ACL user and password from the URL,
+        ``redis+sentinel://hosts/service``, ``redis+cluster://hosts`` or ``cluster=True``).
 
         An unreachable server raises ``redis.exceptions.ConnectionError`` within about
         ``connect_timeout`` seconds per attempt (two quick retries), never hangs.  At most
-        ``max_connections`` commands run at once; more wait (up to 10 s) for a free connection
-        instead of failing.
+        ``max_connections`` commands run at once (in total, on a cluster too); more wait (up to
+        10 s) for a free connection instead of failing.  ``layout``: see :class:`Queues`.
         """
         kwargs: dict[str, Any] = {
             "decode_responses": True,
             "encoding_errors": "replace",
-            "socket_connect_timeout": connect_timeout,
-            "socket_timeout": socket_timeout,
-            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
             "health_check_interval": 15,
         }
         kwargs.update(redis_kwargs)
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=10, **kwargs
+        client = redis_from_url(
+            url,
+            cluster=cluster,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            max_connections=max_connections,
+            **kwargs,
         )
-        client: Redis = Redis.from_pool(pool)
-        return cls(client, ns=ns, realtime=realtime, owns_client=True)
+        return cls(client, ns=ns, realtime=realtime, owns_client=True, layout=layout)
 
     async def close(self) -> None:
         """Close the connection pool (only when this object created the client)."""
@@ -104,8 +134,15 @@ class Queues:
         await self.close()
 
     def realtime_channel(self, qname: str) -> str:
-        """The pub/sub channel RSMQ publishes new-message counts on."""
+        """The pub/sub channel RSMQ publishes new-message counts on (a sharded channel in the
+        cluster layout)."""
         return self.keys.realtime(qname)
+
+    def _publish_target(self, qname: str) -> str:
+        """The scripts' realtime argument: '' (off) or P/S (PUBLISH/SPUBLISH) + channel."""
+        if not self.realtime:
+            return ""
+        return ("S" if self.keys.cluster else "P") + self.keys.realtime(qname)
 
     def _qkeys(self, qname: str) -> list[str]:
         return [self.keys.messages(qname), self.keys.attributes(qname)]
@@ -138,10 +175,14 @@ class Queues:
         dlq = dict(zip(extras[::2], extras[1::2], strict=True)).get(F_DLQ, "")
         pairs = zip(extras[::2], extras[1::2], strict=True)
         extras = [x for pair in pairs if pair[1] for x in pair]  # "off" = simply not stored
+        require_same_slot(self.keys, qname, dlq)
         keys = [self.keys.attributes(qname)]
         if dlq:
             keys.append(self.keys.attributes(dlq))
         await run_script(self.redis, "create", keys, [vt, delay, maxsize, dlq, *extras])
+        # Registered after the queue exists and outside any transaction: the registry is in
+        # another cluster slot.  A crash in between leaves an unlisted queue, never a listed
+        # queue without settings; the next create of the name re-registers it.
         await self.redis.sadd(self.keys.queues(), qname)
 
     @staticmethod
@@ -173,10 +214,18 @@ class Queues:
     async def delete_queue(self, qname: str) -> None:
         """Delete a queue and all its messages; raises ``QueueNotFound``."""
         qname = v.validate_qname(qname)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.attributes(qname), self.keys.messages(qname))
-            pipe.srem(self.keys.queues(), qname)
-            deleted, _ = await pipe.execute()
+        if isinstance(self.redis, Redis):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.attributes(qname), self.keys.messages(qname))
+                pipe.srem(self.keys.queues(), qname)
+                deleted, _ = await pipe.execute()
+        else:
+            # Cluster: the queue's keys share a slot, the registry does not, so no MULTI
+            # across them.  Keys first, registry second (as create, in reverse).
+            deleted = await self.redis.delete(
+                self.keys.attributes(qname), self.keys.messages(qname)
+            )
+            await self.redis.srem(self.keys.queues(), qname)
         self._dlq_hint.pop(qname, None)
         if deleted == 0:
             raise QueueNotFound()
@@ -231,6 +280,7 @@ class Queues:
     async def _attributes(self, qname: str, pairs: list[str]) -> QueueAttributes:
         keys = [self.keys.attributes(qname), self.keys.messages(qname)]
         dlq = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(F_DLQ, "")
+        require_same_slot(self.keys, qname, dlq)
         if dlq:
             keys.append(self.keys.attributes(dlq))
         fields, msgs, hidden = await run_script(self.redis, "attributes", keys, pairs)
@@ -247,7 +297,7 @@ class Queues:
         qname = v.validate_qname(qname)
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
         body = v.validate_message(message)
-        channel = self.realtime_channel(qname) if self.realtime else ""
+        channel = self._publish_target(qname)
         args: list[str | bytes | int] = [
             random_suffix(),
             body,
@@ -273,7 +323,7 @@ class Queues:
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
         args: list[str | bytes | int] = [
             delay_arg,
-            self.realtime_channel(qname) if self.realtime else "",
+            self._publish_target(qname),
         ]
         for message in messages:
             args += [random_suffix(), v.validate_message(message), v.utf16_length(message)]
@@ -306,8 +356,10 @@ class Queues:
             dlq = self._dlq_hint.get(qname, "")
             keys = self._qkeys(qname)
             if dlq:
+                # Set by another client in a cross-slot way: refuse clearly, not CROSSSLOT.
+                require_same_slot(self.keys, qname, dlq)
                 keys += [self.keys.messages(dlq), self.keys.attributes(dlq)]
-            channel = self.realtime_channel(dlq) if dlq and self.realtime else ""
+            channel = self._publish_target(dlq) if dlq else ""
             args = [count, vt_arg, "1" if pop else "0", dlq, channel, DROP_BUDGET]
             reply = await run_script(self.redis, "receive", keys, args)
             if int(reply[0]) == 1:  # our dead-letter assumption was stale: retry with its keys
@@ -363,9 +415,22 @@ class Queues:
         names = [v.validate_qname(q) for q in qnames]
         if not names:
             return {}
-        keys = [self.keys.messages(q) for q in names]
-        counts = await run_script(self.redis, "visible_counts", keys)
-        return {q: int(c) for q, c in zip(names, counts, strict=True)}
+        if not self.keys.cluster:
+            keys = [self.keys.messages(q) for q in names]
+            counts = await run_script(self.redis, "visible_counts", keys)
+            return {q: int(c) for q, c in zip(names, counts, strict=True)}
+        # Cluster layout: one script per slot (a script may not span slots), all concurrently.
+        groups = group_by_slot(names, self.keys.messages)
+        replies = await asyncio.gather(
+            *(
+                run_script(self.redis, "visible_counts", [self.keys.messages(q) for q in group])
+                for group in groups
+            )
+        )
+        out: dict[str, int] = {}
+        for group, counts in zip(groups, replies, strict=True):
+            out.update({q: int(c) for q, c in zip(group, counts, strict=True)})
+        return {q: out[q] for q in names}
 
     async def ensure_queue(self, qname: str, **settings: Any) -> bool:
         """Create the queue unless it exists; ``True`` if it was created."""

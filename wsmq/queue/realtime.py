@@ -19,11 +19,14 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..connections import parse_redis_url, redis_from_url
 from .keys import KeyLayout
 from .validation import validate_qname
 
@@ -46,13 +49,27 @@ class RealtimeListener:
     not time out) and no automatic retries; it reconnects itself with exponential backoff
     (``backoff_min``..``backoff_max`` seconds) and detects a silent dead peer with a PING every
     ``ping_interval`` seconds.
+
+    ``redis`` is any URL :func:`wsmq.connections.redis_from_url` accepts (Sentinel included) or
+    a client.  A Redis Cluster URL or client gives a
+    :class:`~wsmq.queue.realtime_cluster.ClusterRealtimeListener` (sharded pub/sub, one
+    connection per master).  ``layout="cluster"`` on a single server listens with
+    ``SSUBSCRIBE`` to the cluster layout's channels.
     """
+
+    def __new__(cls, redis: str | Redis | RedisCluster, *args: Any, **kwargs: Any) -> Any:
+        if cls is RealtimeListener and _is_cluster(redis):
+            from .realtime_cluster import ClusterRealtimeListener
+
+            return super().__new__(ClusterRealtimeListener)
+        return super().__new__(cls)
 
     def __init__(
         self,
-        redis: str | Redis,
+        redis: str | Redis | RedisCluster,
         ns: str = "rsmq",
         *,
+        layout: str | None = None,
         callback: Callback | None = None,
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
@@ -60,8 +77,36 @@ class RealtimeListener:
         connect_timeout: float = 3.0,
         confirm_timeout: float = 5.0,
     ) -> None:
-        self.keys = KeyLayout(ns)
+        if layout not in (None, "rsmq", "cluster"):
+            raise ValueError(f"layout must be 'rsmq' or 'cluster', not {layout!r}")
+        if isinstance(redis, RedisCluster):
+            raise TypeError("a RedisCluster client needs ClusterRealtimeListener")
+        self._setup(
+            ns,
+            cluster=layout == "cluster",
+            callback=callback,
+            backoff_min=backoff_min,
+            backoff_max=backoff_max,
+            ping_interval=ping_interval,
+            confirm_timeout=confirm_timeout,
+        )
         self._client = self._make_client(redis, connect_timeout)
+
+    def _setup(
+        self,
+        ns: str,
+        *,
+        cluster: bool,
+        callback: Callback | None,
+        backoff_min: float,
+        backoff_max: float,
+        ping_interval: float,
+        confirm_timeout: float,
+    ) -> None:
+        """State shared with the cluster listener (everything but the connection)."""
+        self.keys = KeyLayout(ns, cluster=cluster)
+        # The cluster layout's channels are sharded: SSUBSCRIBE, "smessage" replies.
+        self._sharded = cluster
         self._callback = callback
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
@@ -86,12 +131,26 @@ class RealtimeListener:
             "socket_timeout": None,
             "socket_connect_timeout": connect_timeout,
             "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": 0,  # the reader PINGs itself
             "decode_responses": True,
             "encoding_errors": "replace",
         }
         if isinstance(redis, str):
-            return Redis.from_url(redis, **overrides)
+            client = redis_from_url(redis, role="pubsub", **overrides)
+            assert isinstance(client, Redis)
+            return client
         source = redis.connection_pool
+        if isinstance(source, SentinelConnectionPool):
+            # A new pool from the same sentinels, so failovers are followed on reconnect.
+            kwargs = {
+                k: v
+                for k, v in source.connection_kwargs.items()
+                if k not in ("connection_pool", "connection_class", "retry_on_error")
+            }
+            sentinel_client: Redis = source.sentinel_manager.master_for(
+                source.service_name, **{**kwargs, **overrides}
+            )
+            return sentinel_client
         kwargs = {**source.connection_kwargs, **overrides}
         kwargs.pop("retry_on_error", None)
         pool = ConnectionPool(connection_class=source.connection_class, **kwargs)
@@ -138,7 +197,7 @@ class RealtimeListener:
             if pubsub is not None:
                 with contextlib.suppress(*_LOST):
                     async with self._write_lock:
-                        await pubsub.subscribe(channel)
+                        await self._sub(pubsub, channel)
             # Not connected yet: the reader subscribes every queue once it is and resolves us.
             try:
                 async with asyncio.timeout(self.confirm_timeout):
@@ -162,7 +221,10 @@ class RealtimeListener:
         if pubsub is not None:
             with contextlib.suppress(*_LOST):
                 async with self._write_lock:
-                    await pubsub.unsubscribe(self.channel(qname))
+                    if self._sharded:
+                        await pubsub.sunsubscribe(self.channel(qname))
+                    else:
+                        await pubsub.unsubscribe(self.channel(qname))
 
     async def aclose(self) -> None:
         """Stop the reader, close the connection; iteration ends."""
@@ -212,7 +274,7 @@ class RealtimeListener:
                 self._report_on_ack = set(channels)
                 if channels:
                     async with self._write_lock:
-                        await pubsub.subscribe(*channels)
+                        await self._sub(pubsub, *channels)
                 self.connections += 1
                 self.connected.set()
                 delay = self.backoff_min
@@ -253,7 +315,7 @@ class RealtimeListener:
             ping_sent = None
             kind = msg.get("type")
             channel = msg.get("channel")
-            if kind == "subscribe" and isinstance(channel, str):
+            if kind in ("subscribe", "ssubscribe") and isinstance(channel, str):
                 # A subscribe() call that gets this confirmation tells its caller to check the
                 # queue; every other (re)subscribed queue is reported here instead.
                 confirmed_to_caller = self._confirm(channel)
@@ -261,7 +323,7 @@ class RealtimeListener:
                     self._report_on_ack.discard(channel)
                     if not confirmed_to_caller:
                         await self._notify(channel)
-            elif kind == "message" and isinstance(channel, str):
+            elif kind in ("message", "smessage") and isinstance(channel, str):
                 await self._notify(channel)
 
     def _confirm(self, channel: str) -> bool:
@@ -279,12 +341,15 @@ class RealtimeListener:
                     fut.set_result(False)
         self._confirms.clear()
 
+    async def _sub(self, pubsub: PubSub, *channels: str) -> None:
+        if self._sharded:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
     async def _notify(self, channel: str) -> None:
-        prefix = self.keys.realtime("")
-        if not channel.startswith(prefix):
-            return
-        qname = channel[len(prefix) :]
-        if qname not in self._queues:
+        qname = self.keys.qname_of_channel(channel)
+        if qname is None or qname not in self._queues:
             return
         callback = self._callback
         if callback is None:
@@ -297,3 +362,12 @@ class RealtimeListener:
                 await result
         except Exception:
             log.exception("realtime listener callback failed for queue %r", qname)
+
+
+def _is_cluster(redis: object) -> bool:
+    if isinstance(redis, RedisCluster):
+        return True
+    if isinstance(redis, str):
+        with contextlib.suppress(ValueError):
+            return parse_redis_url(redis).kind == "cluster"
+    return False

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from ..connections import AnyRedis
 from .errors import error_from_reply
 
 __all__ = ["SCRIPTS", "LuaScript", "run_script"]
@@ -50,7 +50,7 @@ SCRIPTS: dict[str, LuaScript] = _load()
 
 
 async def run_script(
-    client: Redis, name: str, keys: Sequence[str], args: Sequence[EncodableArg] = ()
+    client: AnyRedis, name: str, keys: Sequence[str], args: Sequence[EncodableArg] = ()
 ) -> Any:
     """Run script ``name`` with EVALSHA (EVAL once on NOSCRIPT); map our error replies.
 

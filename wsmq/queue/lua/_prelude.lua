@@ -24,6 +24,16 @@ local function wsmq_base36(n)
   return s
 end
 
+-- Realtime notification. `target` is '' (none), 'P' .. channel (PUBLISH, RSMQ's layout) or
+-- 'S' .. channel (SPUBLISH: sharded pub/sub in the cluster layout, where the channel carries the
+-- queue's hash tag and so lives in the slot of the keys this script works on).
+local function wsmq_publish(target, payload)
+  if target == '' then return end
+  local cmd = 'PUBLISH'
+  if string.sub(target, 1, 1) == 'S' then cmd = 'SPUBLISH' end
+  redis.call(cmd, string.sub(target, 2), payload)
+end
+
 -- Integers as plain digits (Lua's default number formatting is %.14g).
 local function wsmq_fmt(n)
   return string.format('%.0f', n)

@@ -5,7 +5,8 @@
 -- KEYS[3] dead-letter zset, KEYS[4] dead-letter hash (only when ARGV[4] ~= '')
 -- ARGV[1] count, ARGV[2] vt in seconds or '' for the queue's default, ARGV[3] '1' = pop,
 -- ARGV[4] dead-letter queue name the caller assumed ('' = none),
--- ARGV[5] dead-letter realtime channel or '', ARGV[6] most messages to drop/move in this call
+-- ARGV[5] dead-letter realtime target ('' or P/S + channel, see wsmq_publish),
+-- ARGV[6] most messages to drop/move in this call
 -- Returns {1, dlq} when the caller's dead-letter assumption is stale (it retries with the right
 -- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}.
 local zkey, hkey = KEYS[1], KEYS[2]
@@ -42,7 +43,7 @@ local function dead_letter(id, body, rc)
   end
   redis.call('HINCRBY', KEYS[4], 'totalsent', 1)
   if ARGV[5] ~= '' then
-    redis.call('PUBLISH', ARGV[5], redis.call('ZCARD', KEYS[3]))
+    wsmq_publish(ARGV[5], redis.call('ZCARD', KEYS[3]))
   end
 end
 

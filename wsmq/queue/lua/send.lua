@@ -1,7 +1,8 @@
 -- Send one message (RSMQ sendMessage in one round trip).
 -- KEYS[1] messages zset, KEYS[2] attributes hash
 -- ARGV[1] 22-char random id suffix, ARGV[2] body, ARGV[3] body length in UTF-16 code units,
--- ARGV[4] delay in seconds or '' for the queue's default, ARGV[5] realtime channel or ''
+-- ARGV[4] delay in seconds or '' for the queue's default,
+-- ARGV[5] realtime target ('' or P/S + channel, see wsmq_publish)
 local q = redis.call('HMGET', KEYS[2], 'vt', 'delay', 'maxsize')
 if not q[1] or not q[2] or not q[3] then
   return redis.error_reply('queueNotFound')
@@ -18,6 +19,6 @@ redis.call('HSET', KEYS[2], id, ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'totalsent', 1)
 if ARGV[5] ~= '' then
   -- RSMQ's realtime payload: the number of messages in the queue, hidden ones included.
-  redis.call('PUBLISH', ARGV[5], redis.call('ZCARD', KEYS[1]))
+  wsmq_publish(ARGV[5], redis.call('ZCARD', KEYS[1]))
 end
 return id

@@ -1,6 +1,7 @@
 -- Send many messages in one round trip; all or nothing (one too long: none is stored).
 -- KEYS[1] messages zset, KEYS[2] attributes hash
--- ARGV[1] delay in seconds or '' for the queue's default, ARGV[2] realtime channel or '',
+-- ARGV[1] delay in seconds or '' for the queue's default,
+-- ARGV[2] realtime target ('' or P/S + channel, see wsmq_publish),
 -- then per message: 22-char random id suffix, body, length in UTF-16 code units.
 -- Message i gets the id time TIME + i microseconds so the batch keeps its order in the zset
 -- (members with equal scores sort by id).
@@ -29,6 +30,6 @@ for i = 3, #ARGV, 3 do
 end
 redis.call('HINCRBY', KEYS[2], 'totalsent', #ids)
 if ARGV[2] ~= '' then
-  redis.call('PUBLISH', ARGV[2], redis.call('ZCARD', KEYS[1]))
+  wsmq_publish(ARGV[2], redis.call('ZCARD', KEYS[1]))
 end
 return ids

@@ -1,0 +1,1 @@
+"""Scale-out: connection URLs, Redis Cluster, Sentinel."""
