@@ -24,6 +24,7 @@ from typing import Any
 
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
+from wsmq.auth.store_updates import FieldUpdates
 from wsmq.auth.tokens import hash_access_token, new_access_token
 from wsmq.auth.users import (
     User,
@@ -40,7 +41,7 @@ _RECENT = 2.0  # seconds: a file changed this recently is re-read even if stat l
 Docs = dict[str, dict[str, Any]]
 
 
-class FileUserStore:
+class FileUserStore(FieldUpdates):
     """:class:`~wsmq.auth.users.UserStore` backed by a JSON file (created on first write)."""
 
     def __init__(self, path: str | os.PathLike[str], *, hasher: PasswordHasher | None = None):
@@ -190,28 +191,6 @@ class FileUserStore:
             doc.pop("accessToken", None)  # any write retires a plaintext tokens2 token
 
         await self._mutate(change)
-
-    async def set_access_token(self, user_id: str) -> str:
-        """Replace the access token; returns the new one."""
-        token = new_access_token()
-        await self._update(user_id, {"accessTokenHash": hash_access_token(token)})
-        return token
-
-    async def clear_access_token(self, user_id: str) -> None:
-        """Revoke the access token."""
-        await self._update(user_id, {"accessTokenHash": None})
-
-    async def set_password(self, user_id: str, password: str) -> None:
-        """Change the password and revoke the access token."""
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        await self._update(user_id, {"passwordHash": password_hash, "accessTokenHash": None})
-
-    async def set_disabled(self, user_id: str, disabled: bool = True) -> None:
-        """Disable (revoking the access token) or re-enable a user."""
-        fields: dict[str, Any] = {"disabled": bool(disabled)}
-        if disabled:
-            fields["accessTokenHash"] = None
-        await self._update(user_id, fields)
 
 
 def _parse(raw: bytes, path: Path) -> Docs:

@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
+from wsmq.auth.store_updates import FieldUpdates
 from wsmq.auth.tokens import hash_access_token, new_access_token
 from wsmq.auth.users import (
     User,
@@ -39,7 +40,7 @@ def _id_query(user_id: str) -> dict[str, Any]:
         return {"_id": user_id}
 
 
-class MongoUserStore:
+class MongoUserStore(FieldUpdates):
     """:class:`~wsmq.auth.users.UserStore` over an async MongoDB database handle.
 
     Args:
@@ -125,28 +126,6 @@ class MongoUserStore:
         result = await self.collection.update_one(_id_query(user_id), update)
         if result.matched_count == 0:
             raise UserNotFound(f"no user with id {user_id!r}")
-
-    async def set_access_token(self, user_id: str) -> str:
-        """Replace the access token; returns the new one."""
-        token = new_access_token()
-        await self._update(user_id, {"accessTokenHash": hash_access_token(token)})
-        return token
-
-    async def clear_access_token(self, user_id: str) -> None:
-        """Revoke the access token."""
-        await self._update(user_id, {"accessTokenHash": None})
-
-    async def set_password(self, user_id: str, password: str) -> None:
-        """Change the password and revoke the access token."""
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        await self._update(user_id, {"passwordHash": password_hash, "accessTokenHash": None})
-
-    async def set_disabled(self, user_id: str, disabled: bool = True) -> None:
-        """Disable (revoking the access token) or re-enable a user."""
-        fields: dict[str, Any] = {"disabled": bool(disabled)}
-        if disabled:
-            fields["accessTokenHash"] = None
-        await self._update(user_id, fields)
 
     async def close(self) -> None:
         """Close the client when this store opened it."""
