@@ -59,10 +59,17 @@ class Settings:
     # -- redis ---------------------------------------------------------------------------
     redis_url: str = _opt(
         "redis://127.0.0.1:6379/0",
-        "Redis URL (redis://, rediss:// for TLS, user:password@ for ACLs).",
+        "Redis URL: redis://, rediss:// (TLS), unix://, user:password@ (ACL), "
+        "redis+sentinel://h1,h2/service, redis+cluster://h1,h2 (see docs/scaleout.md).",
         group="redis",
     )
     ns: str = _opt("rsmq", "RSMQ namespace: key prefix shared with rsmq publishers.", group="redis")
+    redis_pool_size: int = _opt(
+        256,
+        "Redis connections per node for queue commands; more concurrent commands wait for a "
+        "free one (up to 10 s). Size it for busy nodes with many queues.",
+        group="redis",
+    )
     create_queues: bool = _opt(
         True, "Create a missing queue when a client subscribes to it.", group="redis"
     )
@@ -190,6 +197,7 @@ class Settings:
             ("shutdown_timeout", self.shutdown_timeout >= 0, "must be >= 0"),
             ("heartbeat", self.heartbeat >= 0, "must be >= 0 (0 disables)"),
             ("max_connections", self.max_connections >= 0, "must be >= 0"),
+            ("redis_pool_size", self.redis_pool_size >= 1, "must be >= 1"),
             ("max_connections_per_user", self.max_connections_per_user >= 0, "must be >= 0"),
             ("expiry_warning", self.expiry_warning >= 0, "must be >= 0"),
             (

@@ -246,7 +246,12 @@ async def serve(
 
             auth = Authenticator(cfg, store)
 
-    queues = Queues.from_url(settings.redis_url, ns=settings.ns, realtime=True)
+    queues = Queues.from_url(
+        settings.redis_url,
+        ns=settings.ns,
+        realtime=True,
+        max_connections=settings.redis_pool_size,
+    )
     listener = RealtimeListener(settings.redis_url, settings.ns)
     metrics = GatewayMetrics()
     engine = DeliveryEngine(

@@ -1,0 +1,363 @@
+"""Traffic and bookkeeping for the chaos suite: publishers, acking v1 clients, the checker.
+
+A :class:`Ledger` records every id a publisher got back from ``send_message`` (with its send
+time) and every delivery a client saw (with its receive time and whether the server had already
+confirmed an ack of that id). :func:`check` turns a ledger into a :class:`ChaosReport` without
+any I/O, so the verdict logic is unit-tested on its own (``test_harness.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from wsmq.queue import Queues
+
+from .procs import Cred
+
+__all__ = ["ChaosReport", "Consumer", "Ledger", "Publisher", "check"]
+
+
+@dataclass
+class Ledger:
+    """Everything sent and delivered during one run (monotonic timestamps)."""
+
+    sent: dict[str, float] = field(default_factory=dict)  # id -> when send_message returned
+    queue_of: dict[str, str] = field(default_factory=dict)  # sent id -> queue
+    bodies: dict[str, str] = field(default_factory=dict)  # id -> body (for sent and delivered)
+    # bodies whose send raised: maybe stored (the reply was lost), then sent again
+    ambiguous: set[str] = field(default_factory=set)
+    deliveries: list[tuple[str, float]] = field(default_factory=list)  # (id, when received)
+    first_seen: dict[str, float] = field(default_factory=dict)
+    confirmed: set[str] = field(default_factory=set)  # ids the server answered "acked" for
+    redelivered_after_ack: list[str] = field(default_factory=list)
+    send_errors: int = 0
+    progress: asyncio.Event = field(default_factory=asyncio.Event)  # set on every delivery
+
+    def record_send(self, msg_id: str, body: str, qname: str = "") -> None:
+        self.sent[msg_id] = time.monotonic()
+        self.bodies[msg_id] = body
+        self.queue_of[msg_id] = qname
+
+    def record_delivery(self, msg_id: str, body: str) -> None:
+        now = time.monotonic()
+        if msg_id in self.confirmed:
+            self.redelivered_after_ack.append(msg_id)
+        self.deliveries.append((msg_id, now))
+        self.first_seen.setdefault(msg_id, now)
+        self.bodies.setdefault(msg_id, body)
+        self.progress.set()
+
+    def all_delivered(self) -> bool:
+        return len(self.first_seen) >= len(self.sent) and all(
+            i in self.first_seen for i in self.sent
+        )
+
+
+@dataclass(frozen=True)
+class ChaosReport:
+    """The outcome of one fault run.
+
+    Attributes:
+        sent: ids ``send_message`` returned.
+        delivered_unique: distinct ids delivered to clients.
+        duplicates: deliveries beyond the first of an id.
+        lost: sent ids never delivered.
+        recovery_seconds: from the end of the fault until the last delivery (first or
+            repeated) of a message sent before that moment: the backlog and the in-flight
+            messages the fault orphaned are all out (``inf`` when something was lost).
+        resume_seconds: from the end of the fault until the first message sent after it was
+            delivered, for the slowest queue: every queue's consumer is flowing again.
+        redelivered_after_ack: deliveries of an id whose ack the server had confirmed.
+        unknown: delivered ids no publisher recorded and whose body no publisher sent.
+        ambiguous_extra: extra stored copies of a sent body (a send retried after its first
+            attempt had been applied but its reply lost): duplicates, not junk.
+    """
+
+    fault: str
+    sent: int
+    delivered_unique: int
+    duplicates: int
+    lost: int
+    recovery_seconds: float
+    resume_seconds: float = 0.0
+    redelivered_after_ack: int = 0
+    unknown: int = 0
+    ambiguous_extra: int = 0
+    send_errors: int = 0
+    drain_seconds: float = 0.0
+    reconnects: int = 0
+
+    def line(self) -> str:
+        """The figure line ``scripts/chaos`` prints."""
+        return (
+            f"chaos: fault={self.fault} sent={self.sent} delivered_unique={self.delivered_unique}"
+            f" duplicates={self.duplicates} lost={self.lost}"
+            f" recovery_s={self.recovery_seconds:.2f} resume_s={self.resume_seconds:.2f}"
+            f" drain_s={self.drain_seconds:.2f}"
+            f" reconnects={self.reconnects} send_errors={self.send_errors}"
+            f" acked_redelivered={self.redelivered_after_ack} resent_copies={self.ambiguous_extra}"
+            f" unknown={self.unknown}"
+        )
+
+
+def check(
+    ledger: Ledger,
+    fault: str,
+    fault_end: float,
+    *,
+    drain_seconds: float = 0.0,
+    reconnects: int = 0,
+) -> ChaosReport:
+    """Compare what was sent with what was delivered (pure)."""
+    delivered = ledger.first_seen
+    lost = [i for i in ledger.sent if i not in delivered]
+    extra = [i for i in delivered if i not in ledger.sent]
+    # A delivered id nobody recorded is a second stored copy of a send when its body is one a
+    # publisher sent: either the publisher retried after an error, or redis-py's own Retry
+    # re-ran the send script after the connection died with the first run already applied.
+    sent_bodies = {ledger.bodies[i] for i in ledger.sent} | ledger.ambiguous
+    ambiguous_extra = [i for i in extra if ledger.bodies.get(i) in sent_bodies]
+    # Recovery: the last delivery (first or repeated) of a message sent before the fault ended,
+    # i.e. when the backlog and the in-flight messages the fault orphaned were all handed out.
+    before = {i for i, t in ledger.sent.items() if t <= fault_end}
+    recovery = float("inf") if lost else 0.0
+    if not lost:
+        last = max((t for i, t in ledger.deliveries if i in before), default=fault_end)
+        recovery = max(0.0, last - fault_end)
+    first_after: dict[str, float] = {}
+    for i, t in ledger.sent.items():
+        if t > fault_end:
+            q = ledger.queue_of.get(i, "")
+            seen = delivered.get(i, float("inf"))
+            first_after[q] = min(first_after.get(q, float("inf")), seen)
+    resume = max((t - fault_end for t in first_after.values()), default=0.0)
+    return ChaosReport(
+        fault=fault,
+        sent=len(ledger.sent),
+        delivered_unique=len(delivered),
+        duplicates=len(ledger.deliveries) - len(delivered),
+        lost=len(lost),
+        recovery_seconds=recovery,
+        resume_seconds=resume,
+        redelivered_after_ack=len(ledger.redelivered_after_ack),
+        unknown=len(extra) - len(ambiguous_extra),
+        ambiguous_extra=len(ambiguous_extra),
+        send_errors=ledger.send_errors,
+        drain_seconds=drain_seconds,
+        reconnects=reconnects,
+    )
+
+
+class Publisher:
+    """Sends numbered messages (``<name>:<seq>``) round robin over ``qnames`` at ``rate``/s.
+
+    A send that raises (Redis restarting, failing over) is retried with the same body until it
+    succeeds, so every sequence number ends up stored; the body is remembered as ambiguous
+    because the failed attempt may have been stored too. ``wait_replicas`` follows each send
+    with ``WAIT n 1000`` (the documented way to know a send survives a failover).
+    """
+
+    def __init__(
+        self,
+        queues: Queues,
+        qnames: Sequence[str],
+        ledger: Ledger,
+        *,
+        name: str = "p0",
+        rate: float = 200.0,
+        wait_replicas: int = 0,
+    ) -> None:
+        self.queues = queues
+        self.qnames = list(qnames)
+        self.ledger = ledger
+        self.name = name
+        self.rate = rate
+        self.wait_replicas = wait_replicas
+        self.stop = asyncio.Event()
+        self.seq = 0
+        self._gate = asyncio.Event()  # cleared while paused
+        self._gate.set()
+        self._idle = asyncio.Event()  # set while no send is in progress
+        self._idle.set()
+
+    async def pause(self) -> None:
+        """Stop sending and wait until the send in progress (if any) has returned."""
+        self._gate.clear()
+        await self._idle.wait()
+
+    def resume(self) -> None:
+        self._gate.set()
+
+    async def _send_one(self, qname: str, body: str) -> None:
+        backoff = 0.02
+        while True:
+            try:
+                async with asyncio.timeout(15):
+                    msg_id = await self.queues.send_message(qname, body)
+                    if self.wait_replicas:
+                        wait = self.queues.redis.execute_command
+                        await wait("WAIT", self.wait_replicas, 1000)
+            except Exception:
+                # The send may have been stored before the connection died: remember the body
+                # so a second stored copy is recognised, and send again.
+                self.ledger.ambiguous.add(body)
+                self.ledger.send_errors += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 0.5)
+                continue
+            self.ledger.record_send(msg_id, body, qname)
+            return
+
+    async def run(self) -> None:
+        """Send until :attr:`stop` is set (paced at ``rate``; the pause is pacing, not sync)."""
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            qname = self.qnames[self.seq % len(self.qnames)]
+            await self._gate.wait()
+            self._idle.clear()
+            try:
+                await self._send_one(qname, f"{self.name}:{self.seq}")
+            finally:
+                self._idle.set()
+            self.seq += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.stop.wait()
+            else:
+                next_at = time.monotonic()  # fell behind (an outage): don't burst to catch up
+
+
+class Consumer:
+    """A ``wsmq.v1`` client that subscribes to ``qnames``, acks every message and records it.
+
+    On any loss of its socket it reconnects with jittered exponential backoff, trying the node
+    URLs in turn starting from ``urls[start]``, until :attr:`stop` is set.
+    """
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        cred: Cred,
+        urls: Sequence[str],
+        qnames: Sequence[str],
+        ledger: Ledger,
+        *,
+        start: int = 0,
+        heartbeat: float = 2.0,
+        ack_delay: float = 0.0,
+    ) -> None:
+        self.http = http
+        self.cred = cred
+        self.urls = list(urls)
+        self.qnames = list(qnames)
+        self.ledger = ledger
+        self.index = start
+        self.heartbeat = heartbeat
+        # Acks go out after a random 0..ack_delay s (processing time), so a fault finds a
+        # realistic number of messages in flight.
+        self.ack_delay = ack_delay
+        self._acks: set[asyncio.Task[None]] = set()
+        self.stop = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        self.connections = 0
+        self.close_codes: list[int | None] = []
+        self.errors: list[str] = []
+        self.last_url: str | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while not self.stop.is_set():
+            url = self.urls[self.index % len(self.urls)]
+            try:
+                async with asyncio.timeout(5):
+                    ws = await self.http.ws_connect(
+                        url,
+                        headers=self.cred.headers,
+                        protocols=("wsmq.v1",),
+                        heartbeat=self.heartbeat,
+                    )
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.errors.append(f"{url}: {exc!r}"[:200])
+                self.index += 1
+                await self._pause(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            self.connections += 1
+            self.last_url = url
+            try:
+                await self._session(ws)
+            finally:
+                self.subscribed.clear()
+                self.close_codes.append(ws.close_code)
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            if not self.stop.is_set():
+                self.index += 1  # this node may be gone: try the next one first
+
+    async def _ack_later(self, ws: aiohttp.ClientWebSocketResponse, ack: str) -> None:
+        await self._pause(random.uniform(0, self.ack_delay))  # simulated processing time
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            if not ws.closed:
+                await ws.send_str(ack)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stop.wait()
+
+    async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        pending = set(self.qnames)
+        for qname in self.qnames:
+            await ws.send_str(f"/subscribe/{qname}")
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            while True:
+                receive = asyncio.ensure_future(ws.receive())
+                done, _ = await asyncio.wait({receive, stopper}, return_when="FIRST_COMPLETED")
+                if receive not in done:
+                    receive.cancel()
+                    return
+                msg = receive.result()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    return
+                frame = json.loads(msg.data)
+                kind = frame.get("type")
+                if kind == "message":
+                    self.ledger.record_delivery(frame["id"], frame["message"])
+                    ack = f"/ack/{frame['queue']}/{frame['id']}"
+                    if self.ack_delay:
+                        task = asyncio.create_task(self._ack_later(ws, ack))
+                        self._acks.add(task)
+                        task.add_done_callback(self._acks.discard)
+                    else:
+                        await ws.send_str(ack)
+                elif kind == "acked":
+                    self.ledger.confirmed.add(frame["id"])
+                elif kind == "subscribed":
+                    pending.discard(frame["queue"])
+                    if not pending:
+                        self.subscribed.set()
+                elif kind == "error":
+                    self.errors.append(json.dumps(frame)[:200])
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            self.errors.append(repr(exc)[:200])
+        finally:
+            stopper.cancel()
+            for task in list(self._acks):
+                task.cancel()  # this socket is gone: those messages come back unacked
+            self._ws = None
