@@ -14,6 +14,7 @@ import pytest
 
 from wsmq.auth import AuthConfig, FileUserStore, PasswordHasher, issue_jwt
 from wsmq.gateway import Gateway, serve
+from wsmq.queue import Queues
 
 SECRET = "e2e-test-secret-0123456789abcdef0123456789"
 V1 = ("wsmq.v1",)
@@ -97,6 +98,14 @@ async def start_node(redis_url: str, users_file: Path) -> AsyncIterator[StartNod
     for gateway in nodes:
         async with asyncio.timeout(10):
             await gateway.close()
+
+
+@pytest.fixture
+async def queues(redis_url: str) -> AsyncIterator[Queues]:
+    """A queue client on the test's Redis, closed after the test."""
+    q = Queues.from_url(redis_url)
+    yield q
+    await q.close()
 
 
 @pytest.fixture

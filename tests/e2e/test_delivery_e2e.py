@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from .conftest import (
     subscribe,
     wait_for,
 )
-
-
-@pytest.fixture
-async def queues(redis_url: str) -> AsyncIterator[Queues]:
-    q = Queues.from_url(redis_url)
-    yield q
-    await q.close()
 
 
 async def test_two_nodes_offline_then_online_in_order(

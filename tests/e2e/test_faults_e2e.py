@@ -77,13 +77,6 @@ async def spawn_node(users_file: Path, tmp_path: Path) -> AsyncIterator[Callable
             await proc.wait()
 
 
-@pytest.fixture
-async def queues(redis_url: str) -> AsyncIterator[Queues]:
-    q = Queues.from_url(redis_url)
-    yield q
-    await q.close()
-
-
 class Consumer:
     """A v1 client that acks everything, reconnecting to a list of node URLs in turn."""
 

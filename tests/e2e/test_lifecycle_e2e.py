@@ -4,7 +4,7 @@ floods while Redis is slow, cancelled handlers, connection limits."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -29,13 +29,6 @@ from .conftest import (
     subscribe,
     wait_for,
 )
-
-
-@pytest.fixture
-async def queues(redis_url: str) -> AsyncIterator[Queues]:
-    q = Queues.from_url(redis_url)
-    yield q
-    await q.close()
 
 
 async def _receive_ids(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +62,6 @@ async def _line(proc: asyncio.subprocess.Process, timeout: float = 10.0) -> dict
     assert line, "node exited without output"
     data: dict[str, Any] = json.loads(line)
     return data
-
-
-@pytest.fixture
-async def queues(redis_url: str) -> AsyncIterator[Queues]:
-    q = Queues.from_url(redis_url)
-    yield q
-    await q.close()
 
 
 async def test_original_node_ws_client_unchanged(
