@@ -193,11 +193,7 @@ class RealtimeListener:
         fut: asyncio.Future[bool] = loop.create_future()
         self._confirms.setdefault(channel, []).append(fut)
         try:
-            pubsub = self._pubsub
-            if pubsub is not None:
-                with contextlib.suppress(*_LOST):
-                    async with self._write_lock:
-                        await self._sub(pubsub, channel)
+            await self._send_subscribe(channel)
             # Not connected yet: the reader subscribes every queue once it is and resolves us.
             try:
                 async with asyncio.timeout(self.confirm_timeout):
@@ -217,14 +213,26 @@ class RealtimeListener:
             return
         self._queues.discard(qname)
         self._pending.pop(qname, None)
+        await self._send_unsubscribe(self.channel(qname))
+
+    # Subclasses (the cluster listener) override these two: how a (un)subscribe goes on the wire.
+
+    async def _send_subscribe(self, channel: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is not None:
+            with contextlib.suppress(*_LOST):
+                async with self._write_lock:
+                    await self._sub(pubsub, channel)
+
+    async def _send_unsubscribe(self, channel: str) -> None:
         pubsub = self._pubsub
         if pubsub is not None:
             with contextlib.suppress(*_LOST):
                 async with self._write_lock:
                     if self._sharded:
-                        await pubsub.sunsubscribe(self.channel(qname))
+                        await pubsub.sunsubscribe(channel)
                     else:
-                        await pubsub.unsubscribe(self.channel(qname))
+                        await pubsub.unsubscribe(channel)
 
     async def aclose(self) -> None:
         """Stop the reader, close the connection; iteration ends."""

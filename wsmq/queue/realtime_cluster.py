@@ -29,7 +29,6 @@ from redis.exceptions import RedisError
 
 from ..connections import redis_from_url
 from .realtime import Callback, RealtimeListener
-from .validation import validate_qname
 
 __all__ = ["ClusterRealtimeListener"]
 
@@ -110,41 +109,16 @@ class ClusterRealtimeListener(RealtimeListener):
         self._open_lock = asyncio.Lock()
         self._failed: asyncio.Future[RedisError | OSError] | None = None
 
-    # -- public API (same contract as RealtimeListener) ------------------------------------------
+    # -- how a (un)subscribe goes on the wire: one sharded subscription per master ----------
 
-    async def subscribe(self, qname: str) -> bool:
-        """Listen to ``qname``; ``True`` once Redis confirmed it (see ``RealtimeListener``)."""
-        qname = validate_qname(qname)
-        self._queues.add(qname)
-        await self.start()
-        channel = self.channel(qname)
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._confirms.setdefault(channel, []).append(fut)
-        try:
-            if self._failed is not None and not self._failed.done():
-                try:
-                    await self._subscribe_channel(channel)
-                except (RedisError, OSError) as exc:
-                    self._fail(exc)
+    async def _send_subscribe(self, channel: str) -> None:
+        if self._failed is not None and not self._failed.done():
             try:
-                async with asyncio.timeout(self.confirm_timeout):
-                    return await fut
-            except TimeoutError:
-                return False
-        finally:
-            waiting = self._confirms.get(channel, [])
-            if fut in waiting:
-                waiting.remove(fut)
-            if not waiting:
-                self._confirms.pop(channel, None)
+                await self._subscribe_channel(channel)
+            except (RedisError, OSError) as exc:
+                self._fail(exc)
 
-    async def unsubscribe(self, qname: str) -> None:
-        """Stop listening to ``qname`` (no-op if not subscribed)."""
-        if qname not in self._queues:
-            return
-        self._queues.discard(qname)
-        self._pending.pop(qname, None)
-        channel = self.channel(qname)
+    async def _send_unsubscribe(self, channel: str) -> None:
         for sub in list(self._subs.values()):
             if channel in sub.channels:
                 sub.channels.discard(channel)
