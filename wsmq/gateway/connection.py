@@ -7,11 +7,11 @@ order here; nothing in this module decides protocol rules. Each subscription is 
 
 Three things are done here rather than in the session because they need I/O:
 
-- acks run concurrently (each waits for a Redis round trip; acks waiting together share one
-  delete) but at most ``max(MAX_CONCURRENT_ACKS, window)`` at once, so a whole window can be
-  acked in one round trip: beyond that the read loop stops reading the
-  socket (TCP backpressure) instead of queueing work; an ``/unsubscribe`` and the release of a
-  closed socket wait for the acks read before them, so an ack is never overtaken by a release;
+- acks go to an :class:`~wsmq.gateway.acks.AckPipeline`: executed in groups by one worker
+  (one delete round trip and one socket write per group), at most
+  ``max(MAX_CONCURRENT_ACKS, window)`` pending, beyond which the read loop stops reading the
+  socket (TCP backpressure); an ``/unsubscribe`` and the release of a closed socket wait for
+  the acks read before them, so an ack is never overtaken by a release;
 - an ``authorize`` hook given to ``serve()`` may be sync or async: its decision is taken (and
   awaited) before the frame reaches the session (:mod:`wsmq.gateway.authorize`);
 - cleanup (release of unacked messages) runs in ``finally`` in a shielded task, so a handler
@@ -30,8 +30,10 @@ from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.acks import AckPipeline
 from wsmq.gateway.authorize import HookDecisions
 from wsmq.gateway.delivery import EngineStopped
+from wsmq.gateway.frames import FrameBatchWriter
 from wsmq.gateway.session import (
     Action,
     Close,
@@ -64,8 +66,8 @@ _CLEANUP_TIMEOUT = 5.0
 class Connection:
     """The server side of one accepted WebSocket."""
 
-    #: Minimum number of acks of one connection executed at once; the window raises it (acks
-    #: waiting together share one delete round trip, so a whole window costs one).
+    #: Minimum number of acks of one connection pending at once; the window raises it (acks
+    #: executed together share one delete round trip, so a whole window costs one).
     MAX_CONCURRENT_ACKS = 32
 
     def __init__(
@@ -104,8 +106,9 @@ class Connection:
         self.closing = False
         self.close_code: int | None = None
         self._registered_user: str | None = None
-        self._ack_slots = asyncio.Semaphore(max(self.MAX_CONCURRENT_ACKS, state.settings.window))
-        self._ack_tasks: set[asyncio.Task[None]] = set()
+        #: Writes batches of text frames with one socket write (replies, deliveries).
+        self.frames = FrameBatchWriter(ws)
+        self._acks = AckPipeline(self, max(self.MAX_CONCURRENT_ACKS, settings.window), state.spawn)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -189,9 +192,19 @@ class Connection:
     # --- actions ----------------------------------------------------------------------------
 
     async def execute(self, actions: list[Action]) -> None:
-        """Execute session actions in order (results may produce more actions)."""
+        """Execute session actions in order (results may produce more actions).
+
+        Consecutive replies (e.g. a group of ``acked``) go out with one socket write.
+        """
         queue = list(actions)
         while queue:
+            if len(queue) > 1 and isinstance(queue[0], Reply) and isinstance(queue[1], Reply):
+                n = 2
+                while n < len(queue) and isinstance(queue[n], Reply):
+                    n += 1
+                replies, queue[:n] = queue[:n], []
+                await self._send_replies(replies)  # type: ignore[arg-type]
+                continue
             action = queue.pop(0)
             more = await self._execute_one(action)
             if more:
@@ -214,13 +227,9 @@ class Connection:
             case DoUnsubscribe(qname):
                 await self._unsubscribe(qname)
             case DoAck(qname, msg_id):
-                # Acks are independent deletes: run them concurrently so the next frame is read
-                # without waiting a Redis round trip per ack. Bounded: with every slot taken,
-                # the read loop waits here and the client's frames wait in TCP buffers.
-                await self._ack_slots.acquire()
-                task = self.state.spawn(self._ack_in_background(qname, msg_id))
-                self._ack_tasks.add(task)
-                task.add_done_callback(self._ack_tasks.discard)
+                # Queued, not awaited: the next frame is read without waiting a Redis round
+                # trip. Bounded: with the pipeline full the read loop waits here.
+                await self._acks.put(qname, msg_id)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
         return []
@@ -230,6 +239,16 @@ class Connection:
             return
         with contextlib.suppress(*_SEND_ERRORS):
             await self.ws.send_str(text)
+
+    async def _send_replies(self, replies: list[Reply]) -> None:
+        rejected = self.state.metrics.frames_rejected
+        for reply in replies:
+            if reply.error is not None:
+                rejected.labels(code=reply.error).inc()
+        if self.ws.closed:
+            return
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self.frames.send_texts([r.text.encode() for r in replies])
 
     async def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` (idempotent)."""
@@ -339,8 +358,9 @@ class Connection:
 
     async def _acks_read_before(self) -> None:
         """Wait (bounded) for the acks already read: a release must not overtake them."""
-        if self._ack_tasks:
-            await asyncio.wait(list(self._ack_tasks), timeout=_CLEANUP_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLEANUP_TIMEOUT):
+                await self._acks.drained()
 
     async def _unsubscribe(self, qname: str) -> None:
         await self._acks_read_before()
@@ -357,38 +377,21 @@ class Connection:
         except QueueError as exc:  # e.g. the queue was deleted meanwhile: nothing to release
             log.info("unsubscribe: %s", exc, extra={"event": "unsubscribe", "queue": qname})
 
-    async def _ack_in_background(self, qname: str, msg_id: str) -> None:
-        # The slot was taken by the read loop; it is held until the reply is written too, so
-        # a client that does not read its replies cannot make acks pile up either.
-        try:
-            try:
-                actions = await self._ack(qname, msg_id)
-            except Exception:
-                log.exception("ack failed", extra={"event": "ack_fail", "queue": qname})
-                actions = self.session.ack_failed(
-                    qname, msg_id, p.ErrorCode.INTERNAL_ERROR, "ack failed"
-                )
-            await self.execute(actions)
-        finally:
-            self._ack_slots.release()
+    # AckTarget (the ack pipeline's view of this connection)
 
-    async def _ack(self, qname: str, msg_id: str) -> list[Action]:
+    def subscription(self, qname: str) -> Any | None:
         entry = self.subs.get(qname)
-        if entry is None:
-            return self.session.ack_failed(
-                qname, msg_id, p.ErrorCode.NOT_SUBSCRIBED, "not subscribed"
-            )
-        handle, _sub = entry
-        try:
-            deleted = await self.state.engine.ack(handle, msg_id)
-        except (RedisError, OSError):
-            self.state.metrics.redis_errors.inc()
-            return self.session.ack_failed(
-                qname, msg_id, p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
-            )
-        if deleted:
-            self.state.metrics.messages_acked.inc()
-        return self.session.ack_done(qname, msg_id, deleted)
+        return entry[0] if entry is not None else None
+
+    async def ack_many(self, handle: Any, ids: list[str]) -> list[bool]:
+        result: list[bool] = await self.state.engine.ack_many(handle, ids)
+        return result
+
+    def count_acked(self, n: int) -> None:
+        self.state.metrics.messages_acked.inc(n)
+
+    def count_redis_error(self) -> None:
+        self.state.metrics.redis_errors.inc()
 
     async def _send_message(self, qname: str, message: str) -> list[Action]:
         try:

@@ -136,7 +136,8 @@ class Subscription:
         #: Received for this subscription, not yet handed to ``deliver()`` (its writer's queue).
         self.outbox: deque[Message] = deque()
         self.writer: asyncio.Task[None] | None = None
-        self.delivering = False
+        #: Messages being written right now (handed to the subscriber, call not returned yet).
+        self.delivering = 0
 
     @property
     def ack_mode(self) -> bool:
@@ -172,8 +173,8 @@ class Subscription:
         # Messages in the outbox were taken from Redis for this subscriber already; the one being
         # written counts too in legacy mode (a v1 one is held, so window() already counts it).
         pending = len(self.outbox)
-        if self.delivering and not self.subscriber.ack_mode:
-            pending += 1
+        if not self.subscriber.ack_mode:
+            pending += self.delivering
         return max(0, window - pending)
 
     def _hold(self, msg_id: str) -> None:
@@ -217,6 +218,8 @@ class QueueConsumer:
 
     #: Shortest timer; grows while the clock estimate says "visible" but receive finds nothing.
     MIN_TIMER = 0.01
+    #: Most messages handed to one ``deliver_batch`` call (one socket write).
+    WRITE_BATCH = 128
 
     def __init__(self, qname: str, ctx: ConsumerContext) -> None:
         self.qname = qname
@@ -372,49 +375,76 @@ class QueueConsumer:
                 task.add_done_callback(self.ctx.writers.discard)
 
     async def _write(self, sub: Subscription) -> None:
-        """The writer of one subscription: deliver its outbox in order, settle each message."""
+        """The writer of one subscription: deliver its outbox in order, settle each message.
+
+        Takes up to :attr:`WRITE_BATCH` messages at a time: a subscriber with
+        ``deliver_batch`` writes them with one socket write (see ``frames.py``); the others get
+        one ``deliver()`` call per message.
+        """
         q, settle, outbox = self.qname, self.ctx.settle, sub.outbox
         ack_mode = sub.subscriber.ack_mode
-        deliver = sub.subscriber.deliver
+        deliver_batch = getattr(sub.subscriber, "deliver_batch", None)
         try:
             while outbox:
-                msg = outbox.popleft()
-                msg_id = msg.id
-                if sub.broken or sub.closed or self._closing.is_set():
-                    self.unsettled.discard(msg_id)
-                    settle.release(q, (msg_id,))
+                batch = self._take_batch(sub, 1 if deliver_batch is None else self.WRITE_BATCH)
+                if not batch:
                     continue
-                if ack_mode:
-                    # Hold before writing: the client may ack before deliver() returns.
-                    prev = self.owner.get(msg_id)
-                    if prev is not None and prev is not sub:
-                        prev._drop(msg_id)  # its vt expired and the message came back
-                    self.owner[msg_id] = sub
-                    sub._hold(msg_id)
-                sub.delivering = True
+                sub.delivering = len(batch)
                 try:
-                    ok = await deliver(msg)
+                    if deliver_batch is not None:
+                        written = int(await deliver_batch(batch))
+                    else:
+                        written = int(bool(await sub.subscriber.deliver(batch[0])))
                 except Exception:
                     log.exception("deliver() raised for queue %s; releasing the message", q)
-                    ok = False
+                    written = 0
                 finally:
-                    sub.delivering = False
-                self.unsettled.discard(msg_id)
-                if ok:
-                    if not ack_mode:
-                        settle.delete(q, msg_id)  # pipelined: the next receive does not wait
+                    sub.delivering = 0
+                for msg in batch:
+                    self.unsettled.discard(msg.id)
+                if not ack_mode:
+                    for msg in batch[:written]:
+                        settle.delete(q, msg.id)  # pipelined: the next receive does not wait
+                if written >= len(batch):
                     continue
                 sub.broken = True
+                failed = [m.id for m in batch[written:]]
                 if not ack_mode:
-                    settle.release(q, (msg_id,))
-                elif sub._drop(msg_id):  # else unsubscribe released it already
-                    if self.owner.get(msg_id) is sub:
-                        del self.owner[msg_id]
-                    settle.release(q, (msg_id,))
+                    settle.release(q, failed)
+                    continue
+                gone = []
+                for msg_id in failed:
+                    if sub._drop(msg_id):  # else unsubscribe released it already
+                        if self.owner.get(msg_id) is sub:
+                            del self.owner[msg_id]
+                        gone.append(msg_id)
+                if gone:
+                    settle.release(q, gone)
         finally:
             sub.writer = None
             self.writers -= 1
             self.window_opened()  # the room this outbox held is free again
+
+    def _take_batch(self, sub: Subscription, limit: int) -> list[Message]:
+        """Pop up to ``limit`` messages to write; release them instead if ``sub`` is over."""
+        outbox, q = sub.outbox, self.qname
+        batch: list[Message] = []
+        while outbox and len(batch) < limit:
+            msg = outbox.popleft()
+            msg_id = msg.id
+            if sub.broken or sub.closed or self._closing.is_set():
+                self.unsettled.discard(msg_id)
+                self.ctx.settle.release(q, (msg_id,))
+                continue
+            if sub.subscriber.ack_mode:
+                # Hold before writing: the client may ack before deliver() returns.
+                prev = self.owner.get(msg_id)
+                if prev is not None and prev is not sub:
+                    prev._drop(msg_id)  # its vt expired and the message came back
+                self.owner[msg_id] = sub
+                sub._hold(msg_id)
+            batch.append(msg)
+        return batch
 
     def _release(self, ids: list[str]) -> None:
         self.unsettled.difference_update(ids)

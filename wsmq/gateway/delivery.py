@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from wsmq.gateway.consumer import (
@@ -279,16 +279,33 @@ class DeliveryEngine:
         While Redis is unreachable the delete is queued and applied when it is back (the
         message could reappear after its vt meanwhile: at-least-once); ``True`` is returned.
         """
-        if sub.closed or not sub._drop(msg_id):
-            return False
+        return (await self.ack_many(sub, [msg_id]))[0]
+
+    async def ack_many(self, sub: Subscription, ids: Sequence[str]) -> list[bool]:
+        """:meth:`ack` for several ids of one subscription: one wait for all their deletes.
+
+        Returns, per id, whether ``sub`` held it (a repeated id counts once).
+        """
+        if sub.closed:
+            return [False] * len(ids)
+        held = [sub._drop(msg_id) for msg_id in ids]
+        dropped = [msg_id for msg_id, ok in zip(ids, held, strict=True) if ok]
+        if not dropped:
+            return held
         consumer = self._consumers.get(sub.qname)
         if consumer is not None:
-            if consumer.owner.get(msg_id) is sub:
-                del consumer.owner[msg_id]
+            owner = consumer.owner
+            for msg_id in dropped:
+                if owner.get(msg_id) is sub:
+                    del owner[msg_id]
             consumer.window_opened()
-        # Group commit: acks arriving together share one delete round trip.
-        await self.settle.delete_and_wait(sub.qname, msg_id)
-        return True
+        # Group commit: acks arriving together (from every socket) share one delete round trip;
+        # waiting for the last id's round trip covers the others queued with it.
+        settle = self.settle
+        for msg_id in dropped[:-1]:
+            settle.delete(sub.qname, msg_id)
+        await settle.delete_and_wait(sub.qname, dropped[-1])
+        return held
 
     async def _release(self, qname: str, ids: list[str]) -> None:
         try:

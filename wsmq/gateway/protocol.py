@@ -55,11 +55,13 @@ __all__ = [
     "Unsubscribe",
     "close_reason",
     "dumps",
+    "dumps_utf8",
     "encode_acked",
     "encode_authenticated",
     "encode_error",
     "encode_expiring",
     "encode_message",
+    "encode_message_utf8",
     "encode_refreshed",
     "encode_sent",
     "encode_subscribed",
@@ -344,11 +346,22 @@ try:
         except TypeError:  # lone surrogates; the stdlib path handles them like JS does
             return _json_dumps(obj)
 
+    def dumps_utf8(obj: dict[str, Any]) -> bytes:
+        """:func:`dumps` as UTF-8 bytes (what goes on the wire), without a str round trip."""
+        try:
+            return orjson.dumps(obj)
+        except TypeError:
+            return _json_dumps(obj).encode()
+
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
 
     def dumps(obj: dict[str, Any]) -> str:
         """Compact JSON, identical to JavaScript's ``JSON.stringify`` for strings."""
         return _json_dumps(obj)
+
+    def dumps_utf8(obj: dict[str, Any]) -> bytes:
+        """:func:`dumps` as UTF-8 bytes (what goes on the wire)."""
+        return _json_dumps(obj).encode()
 
 
 def _num(value: float) -> int | float:
@@ -358,20 +371,31 @@ def _num(value: float) -> int | float:
     return value
 
 
+def _message_obj(
+    mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str
+) -> dict[str, Any]:
+    if mode is Mode.LEGACY:
+        return {"message": body}
+    return {
+        "type": "message",
+        "queue": qname,
+        "id": msg_id,
+        "rc": rc,
+        "sent": _num(sent),
+        "message": body,
+    }
+
+
 def encode_message(mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str) -> str:
     """A delivered message. Legacy: ``{"message":body}``; v1: the full envelope."""
-    if mode is Mode.LEGACY:
-        return dumps({"message": body})
-    return dumps(
-        {
-            "type": "message",
-            "queue": qname,
-            "id": msg_id,
-            "rc": rc,
-            "sent": _num(sent),
-            "message": body,
-        }
-    )
+    return dumps(_message_obj(mode, qname, msg_id, rc, sent, body))
+
+
+def encode_message_utf8(
+    mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str
+) -> bytes:
+    """:func:`encode_message` as the UTF-8 payload of a text frame."""
+    return dumps_utf8(_message_obj(mode, qname, msg_id, rc, sent, body))
 
 
 def encode_subscribed(qname: str) -> str:

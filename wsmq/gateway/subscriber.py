@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from wsmq.gateway import protocol as p
@@ -22,10 +23,10 @@ class SocketSubscriber:
     """The delivery engine's handle on one subscription of one socket.
 
     ``window()`` is how many more messages this subscription may take from Redis right now:
-    the per-subscription window minus what is in flight (unacked in ``wsmq.v1``, being written
-    in legacy mode), and zero while the socket's write buffer is over its limit — so a client
-    that stops reading costs Redis space, not server memory. When the buffer drains again the
-    engine is woken (``Subscription.wake``).
+    the per-subscription window minus the unacked messages (``wsmq.v1``; the engine itself
+    subtracts what it is still writing), and zero while the socket's write buffer is over its
+    limit — so a client that stops reading costs Redis space, not server memory. When the
+    buffer drains again the engine is woken (``Subscription.wake``).
     """
 
     #: How often a backed-up socket is checked for having drained (seconds).
@@ -36,10 +37,10 @@ class SocketSubscriber:
         self.qname = qname
         self.ack_mode = conn.session.v1
         self.handle: Any | None = None  # the engine's Subscription, once subscribed
-        self.writing = 0
         self.closed = False
         self.active = False  # set once the `subscribed` reply is written
         self._drain_watch: asyncio.Task[None] | None = None
+        self._frames = conn.frames
 
     def window(self) -> int:
         """Messages this subscription can take now (0 when closed or the socket is backed up)."""
@@ -50,7 +51,8 @@ class SocketSubscriber:
             self._watch_drain()
             return 0
         unacked = self.handle.unacked if self.handle is not None else 0
-        return max(0, settings.window - unacked - self.writing)
+        # Messages being written are counted by the engine (Subscription.free), not here.
+        return max(0, settings.window - unacked)
 
     def _watch_drain(self) -> None:
         if self._drain_watch is None or self._drain_watch.done():
@@ -72,14 +74,35 @@ class SocketSubscriber:
         text = p.encode_message(
             self.conn.session.mode, self.qname, msg.id, msg.rc, msg.sent, msg.message
         )
-        self.writing += 1
         try:
             await self.conn.ws.send_str(text)
         except SEND_ERRORS:
             return False
-        finally:
-            self.writing -= 1
         self.conn.state.metrics.observe_delivery(
             self.conn.mode_label, now_ms=time.time() * 1000.0, sent_ms=float(msg.sent)
         )
         return True
+
+    async def deliver_batch(self, msgs: Sequence[Message]) -> int:
+        """Write ``msgs`` in order, one frame each, with one socket write when possible.
+
+        Returns how many were written (a prefix of ``msgs``); fewer than all means the socket
+        is gone and the engine releases the rest.
+        """
+        if self.closed or self.conn.closing:
+            return 0
+        mode, q = self.conn.session.mode, self.qname
+        encode = p.encode_message_utf8
+        payloads = [encode(mode, q, m.id, m.rc, m.sent, m.message) for m in msgs]
+        try:
+            written = await self._frames.send_texts(payloads)
+        except SEND_ERRORS:  # lost while waiting for the buffer to drain: maybe never sent
+            written = 0
+        if written:
+            metrics = self.conn.state.metrics
+            metrics.messages_delivered.labels(mode=self.conn.mode_label).inc(written)
+            now_ms = time.time() * 1000.0
+            observe = metrics.delivery_latency.observe
+            for m in msgs[:written]:
+                observe(max(0.0, (now_ms - float(m.sent)) / 1000.0))
+        return written

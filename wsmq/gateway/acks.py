@@ -1,0 +1,152 @@
+"""The acks of one WebSocket connection, executed in groups (:class:`AckPipeline`).
+
+The read loop only queues an ``/ack`` (:meth:`AckPipeline.put`); one worker task per
+connection takes everything queued, deletes it with one ``DeliveryEngine.ack_many`` per queue
+(acks of every socket waiting together share one Redis round trip there) and writes the
+replies with one socket write. Whatever the client sends meanwhile forms the next group, so
+under load the groups grow by themselves and an isolated ack still goes out at once.
+
+Bounds: at most ``limit`` acks are queued or being executed; beyond that the read loop waits
+in :meth:`put`, so the client's frames wait in TCP buffers (backpressure), and a client that
+does not read its replies cannot make acks pile up either (the worker waits for the socket to
+drain before it takes the next group). :meth:`drained` lets an ``/unsubscribe`` or the
+release of a closed socket wait for the acks read before it: an ack is never overtaken by a
+release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from wsmq.gateway import protocol as p
+from wsmq.gateway.session import Action, Session
+
+__all__ = ["AckPipeline", "AckTarget"]
+
+log = logging.getLogger("wsmq.gateway")
+
+Ack = tuple[str, str]  # (qname, message id)
+
+
+class AckTarget(Protocol):
+    """What the pipeline needs from its connection."""
+
+    session: Session
+
+    def subscription(self, qname: str) -> Any | None:
+        """The engine's subscription handle for ``qname``, or ``None`` if not subscribed."""
+
+    async def ack_many(self, handle: Any, ids: list[str]) -> list[bool]:
+        """Delete the ids ``handle`` holds; per id whether it was held (engine semantics)."""
+
+    def count_acked(self, n: int) -> None: ...
+
+    def count_redis_error(self) -> None: ...
+
+    async def execute(self, actions: list[Action]) -> None: ...
+
+
+class AckPipeline:
+    """Queue of a connection's acks and the single worker that executes them in groups."""
+
+    def __init__(
+        self,
+        target: AckTarget,
+        limit: int,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+    ) -> None:
+        self._target = target
+        self._limit = max(1, limit)
+        self._spawn = spawn
+        self._queued: list[Ack] = []
+        self._running = 0  # acks taken by the worker, replies not written yet
+        self._worker: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def pending(self) -> int:
+        """Acks queued or being executed."""
+        return len(self._queued) + self._running
+
+    async def put(self, qname: str, msg_id: str) -> None:
+        """Queue one ack; waits while ``limit`` acks are pending (backpressure)."""
+        while self.pending >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+        self._queued.append((qname, msg_id))
+        if self._worker is None:
+            self._worker = self._spawn(self._run())
+
+    async def drained(self) -> None:
+        """Wait until every ack queued so far was executed and answered (the caller bounds
+        the wait; cancelling it leaves the worker running)."""
+        worker = self._worker
+        if worker is not None:
+            await asyncio.wait([worker])
+
+    async def _run(self) -> None:
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                self._running = len(group)
+                try:
+                    actions = await self._execute(group)
+                    await self._target.execute(actions)
+                finally:
+                    self._running = 0
+                    self._room.set()
+        finally:
+            self._worker = None
+            self._room.set()
+
+    async def _execute(self, group: Sequence[Ack]) -> list[Action]:
+        """Delete the group (one engine call per queue) and return the replies, in order."""
+        by_queue: dict[str, list[str]] = {}
+        for qname, msg_id in group:
+            by_queue.setdefault(qname, []).append(msg_id)
+        names = list(by_queue)
+        outcomes = await asyncio.gather(
+            *(self._ack_queue(q, by_queue[q]) for q in names), return_exceptions=True
+        )
+        session = self._target.session
+        actions: list[Action] = []
+        for qname, outcome in zip(names, outcomes, strict=True):
+            ids = by_queue[qname]
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                if isinstance(outcome, RedisError | OSError):
+                    self._target.count_redis_error()
+                    code, detail = p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
+                else:
+                    log.error(
+                        "ack failed", exc_info=outcome, extra={"event": "ack_fail", "queue": qname}
+                    )
+                    code, detail = p.ErrorCode.INTERNAL_ERROR, "ack failed"
+                for msg_id in ids:
+                    actions += session.ack_failed(qname, msg_id, code, detail)
+                continue
+            if outcome is None:
+                for msg_id in ids:
+                    actions += session.ack_failed(
+                        qname, msg_id, p.ErrorCode.NOT_SUBSCRIBED, "not subscribed"
+                    )
+                continue
+            acked = sum(outcome)
+            if acked:
+                self._target.count_acked(acked)
+            for msg_id, deleted in zip(ids, outcome, strict=True):
+                actions += session.ack_done(qname, msg_id, deleted)
+        return actions
+
+    async def _ack_queue(self, qname: str, ids: list[str]) -> list[bool] | None:
+        handle = self._target.subscription(qname)
+        if handle is None:
+            return None
+        return await self._target.ack_many(handle, ids)
