@@ -1,4 +1,11 @@
-"""End-to-end fixtures: real gateway nodes on real ports, real Redis, real WebSocket clients."""
+"""End-to-end fixtures: real gateway nodes on real ports, real Redis, real WebSocket clients.
+
+Every test that uses Redis (``redis_url``, directly or through ``start_node``/``queues``) runs on
+three backends: ``single`` (one private redis-server), ``cluster`` (3-master Redis Cluster) and
+``sentinel`` (1 master, 1 replica, 3 sentinels); ids read ``test_x[cluster]``.  A test that
+needs a particular deployment narrows the list with ``@pytest.mark.backends("single", ...)``
+and says why next to the marker.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,37 @@ from wsmq.queue import Queues
 
 SECRET = "e2e-test-secret-0123456789abcdef0123456789"
 V1 = ("wsmq.v1",)
+BACKENDS = ("single", "cluster", "sentinel")
+_BACKEND_URL_FIXTURE = {"single": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    backends = marker.args if marker is not None else BACKENDS
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown backends {unknown}")
+    metafunc.parametrize("redis_backend", backends, indirect=True)
+
+
+@pytest.fixture
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    """``single``, ``cluster`` or ``sentinel`` (parametrized by ``pytest_generate_tests``)."""
+    backend: str = request.param
+    return backend
+
+
+@pytest.fixture
+def redis_url(redis_backend: str, request: pytest.FixtureRequest) -> str:
+    """The test backend's URL, emptied before the test (overrides the root single-server one).
+
+    Requested from inside this fixture, ``redis_url`` is the root conftest's fixture it
+    overrides: the session's private single server.
+    """
+    url: str = request.getfixturevalue(_BACKEND_URL_FIXTURE[redis_backend])
+    return url
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,9 @@ async def test_sigkill_node_mid_stream_client_moves_to_other_node(
     assert duplicates <= 150, duplicates  # bounded by what was in flight on the dead node
 
 
+# Single only: it starts and restarts its own redis-server (the shared backend is unused);
+# failovers on Cluster and Sentinel are covered in tests/scaleout.
+@pytest.mark.backends("single")
 async def test_redis_restart_mid_stream(
     redis_factory: Callable[..., RedisProcess],
     start_node: StartNode,
@@ -213,6 +216,9 @@ async def test_redis_restart_mid_stream(
     await queues.close()
 
 
+# Single only: it starts and kills its own redis-server (the shared backend is unused);
+# failovers on Cluster and Sentinel are covered in tests/scaleout.
+@pytest.mark.backends("single")
 async def test_readyz_fails_while_redis_is_down(
     redis_factory: Callable[..., RedisProcess],
     start_node: StartNode,
@@ -337,6 +343,9 @@ async def test_gateway_handle_mounts_on_host_app(
     assert await close_code == 1001
 
 
+# Single only: it starts and kills its own redis-server (the shared backend is unused);
+# failovers on Cluster and Sentinel are covered in tests/scaleout.
+@pytest.mark.backends("single")
 async def test_shutdown_is_bounded_while_redis_is_down(
     redis_factory: Callable[..., RedisProcess],
     start_node: StartNode,

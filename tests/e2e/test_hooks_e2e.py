@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-import redis.asyncio as aioredis
 
 from wsmq.auth import FileUserStore, PasswordHasher
+from wsmq.connections import AnyRedis, redis_from_url
 from wsmq.gateway import Gateway
 from wsmq.redisproc import free_port
 
@@ -30,9 +30,9 @@ from .conftest import (
 
 
 @pytest.fixture
-async def acl(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+async def acl(redis_url: str) -> AsyncIterator[AnyRedis]:
     """A host app's own permission table, in (real) Redis."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = redis_from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
 
@@ -43,7 +43,7 @@ async def test_authorize_hook_sync_or_async(
     start_node: StartNode,
     make_user: MakeUser,
     http: aiohttp.ClientSession,
-    acl: aioredis.Redis,
+    acl: AnyRedis,
 ) -> None:
     allowed = {"room-1:subscribe", "room-1:send"}
     calls: list[tuple[str, str]] = []

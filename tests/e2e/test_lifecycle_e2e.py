@@ -81,6 +81,9 @@ async def test_acks_sent_before_unsubscribe_or_close_are_applied(
     assert (attrs.msgs, attrs.hiddenmsgs) == (0, 0)
 
 
+# Single only: it stalls its own redis-server with DEBUG SLEEP (off on the shared deployments);
+# the shared backend is unused, so the other backends would run the same test again.
+@pytest.mark.backends("single")
 async def test_ack_flood_while_redis_is_slow_stays_bounded(
     redis_factory: Callable[..., RedisProcess],
     start_node: StartNode,
@@ -275,6 +278,9 @@ async def test_heartbeat_cancelled_handler_still_releases_unacked(
             await runner.cleanup()
 
 
+# Single only: it freezes its own redis-server with SIGSTOP; the shared backend is unused, so
+# the other backends would run the same test again.
+@pytest.mark.backends("single")
 async def test_shutdown_stays_within_shutdown_timeout_when_everything_hangs(
     redis_factory: Callable[..., RedisProcess],
     start_node: StartNode,

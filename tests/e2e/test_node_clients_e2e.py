@@ -10,7 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio.sentinel import Sentinel
 
+from wsmq.connections import parse_redis_url
 from wsmq.queue import Queues
 
 from .conftest import MakeUser, StartNode, connect, recv_type, subscribe
@@ -106,6 +108,25 @@ async def test_original_node_ws_client_unchanged(
         await asyncio.wait_for(bad.wait(), 10)
 
 
+async def _plain_server(redis_url: str) -> tuple[str, int]:
+    """Where the npm ``rsmq`` client (one plain server, no Sentinel) must connect: the server
+    itself, or the master the sentinels name."""
+    target = parse_redis_url(redis_url)
+    if target.kind != "sentinel":
+        return target.hosts[0]
+    assert target.service_name is not None
+    sentinels = Sentinel(list(target.hosts), sentinel_kwargs={"socket_timeout": 5})  # type: ignore[no-untyped-call]
+    try:
+        host, port = await sentinels.discover_master(target.service_name)
+    finally:
+        for sentinel in sentinels.sentinels:
+            await sentinel.aclose()
+    return str(host), int(port)
+
+
+# Not on Cluster: the npm rsmq client talks to one plain server and writes the single-server
+# key layout (rsmq:q:Q), not the cluster one (rsmq:{q}:Q).
+@pytest.mark.backends("single", "sentinel")
 @pytest.mark.parametrize("realtime", [True, False])
 async def test_rsmq_publisher_reaches_connected_client(
     realtime: bool,
@@ -119,11 +140,10 @@ async def test_rsmq_publisher_reaches_connected_client(
     alice = await make_user()
     ws = await connect(http, node, alice)
     await subscribe(ws, alice.user_id)  # creates the queue rsmq then writes to
-    host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
-    host, port = host_port.rsplit(":", 1)
+    host, port = await _plain_server(redis_url)
     body = f"from rsmq realtime={realtime}"
     pub = await _node(
-        node_modules, RSMQ_PUBLISHER, host, port, alice.user_id, body, str(realtime).lower()
+        node_modules, RSMQ_PUBLISHER, host, str(port), alice.user_id, body, str(realtime).lower()
     )
     try:
         result = await _line(pub)

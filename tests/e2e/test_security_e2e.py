@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
 
 from wsmq.auth import FileUserStore
+from wsmq.connections import redis_from_url
 from wsmq.gateway import Gateway
 from wsmq.queue import Queues
 
@@ -220,7 +220,7 @@ async def test_revocation_on_other_node_closes_socket(
 ) -> None:
     node_a, node_b = await start_node(), await start_node()
     alice = await make_user()
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_from_url(redis_url)  # PUBSUB NUMSUB: summed over every cluster node
 
     async def both_listening() -> bool:
         counts = await client.pubsub_numsub("rsmq:wsmq:revoke")

@@ -1,114 +1,22 @@
-"""Real Redis Cluster and Sentinel deployments for the scale-out tests (private loopback ports).
-
-Session fixtures are shared by the non-destructive tests (flushed before each one); tests that
-kill nodes get their own deployment from a factory, so they never disturb the others.
+"""TLS fixtures for the scale-out tests; the Cluster and Sentinel deployments they use are in
+``tests/conftest.py`` (shared with the gateway e2e suite).
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from wsmq.redisproc import RedisProcess, free_port
-from wsmq.redisproc_cluster import RedisCluster3, SentinelSetup
-
-
-def _need_binaries() -> None:
-    if shutil.which("redis-cli") is None:
-        pytest.skip("redis-cli is not installed: cluster tests skipped")
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster3]:
-    """A 3-master Redis Cluster (no replicas) for the whole session."""
-    _need_binaries()
-    cluster = RedisCluster3(replicas=0)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.cleanup()
-
-
-@pytest.fixture
-def cluster_url(redis_cluster: RedisCluster3) -> str:
-    """``redis+cluster://`` URL of the session cluster, every master flushed before the test."""
-    redis_cluster.wait_ok()
-    for node in redis_cluster.masters():
-        client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5)
-        try:
-            client.flushall()
-            client.script_flush()
-        finally:
-            client.close()
-    return redis_cluster.url
-
-
-@pytest.fixture
-def cluster_factory() -> Iterator[Callable[..., RedisCluster3]]:
-    """Start private clusters (``replicas=1`` for failover tests); all removed after the test."""
-    _need_binaries()
-    started: list[RedisCluster3] = []
-
-    def factory(**kwargs: object) -> RedisCluster3:
-        cluster = RedisCluster3(**kwargs)  # type: ignore[arg-type]
-        started.append(cluster)
-        return cluster.start()
-
-    try:
-        yield factory
-    finally:
-        for cluster in started:
-            cluster.cleanup()
-
-
-@pytest.fixture(scope="session")
-def sentinel_setup() -> Iterator[SentinelSetup]:
-    """1 master, 1 replica, 3 sentinels for the whole session (never killed)."""
-    setup = SentinelSetup()
-    try:
-        yield setup.start()
-    finally:
-        setup.cleanup()
-
-
-@pytest.fixture
-def sentinel_url(sentinel_setup: SentinelSetup) -> str:
-    """``redis+sentinel://`` URL of the session setup, master flushed before the test."""
-    client = redis.Redis(host="127.0.0.1", port=sentinel_setup.current_master().port)
-    try:
-        client.flushall()
-        client.script_flush()
-    finally:
-        client.close()
-    return sentinel_setup.url
-
-
-@pytest.fixture
-def sentinel_factory() -> Iterator[Callable[..., SentinelSetup]]:
-    """Start private Sentinel setups (for failover tests); all removed after the test."""
-    started: list[SentinelSetup] = []
-
-    def factory(**kwargs: object) -> SentinelSetup:
-        setup = SentinelSetup(**kwargs)  # type: ignore[arg-type]
-        started.append(setup)
-        return setup.start()
-
-    try:
-        yield factory
-    finally:
-        for setup in started:
-            setup.cleanup()
 
 
 @dataclass(frozen=True)
