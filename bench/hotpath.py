@@ -41,6 +41,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `wsmq` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loadgen import AckBatcher
 from wsmq.gateway import protocol as p
 from wsmq.gateway.consumer import Subscription
 from wsmq.gateway.delivery import DeliveryEngine
@@ -440,6 +441,7 @@ class RealServer:
             if not ack_mode:
                 ready.set()  # legacy: no `subscribed` reply
             acked = 0
+            bulk = AckBatcher(ws) if self.args.bulk_acks else None
             # v1: close only once every ack is confirmed (closing releases unacked messages).
             while got < want or (ack_mode and acked < got):
                 msg = await ws.receive()
@@ -454,7 +456,10 @@ class RealServer:
                         acked += 1
                     if kind != "message" or got >= want:
                         continue
-                    await ws.send_str(f"/ack/{qname}/{data['id']}")
+                    if bulk is not None:
+                        bulk.add(qname, data["id"])
+                    else:
+                        await ws.send_str(f"/ack/{qname}/{data['id']}")
                 got += 1
                 if lat is not None:
                     lat.append(latency_ms(data["message"]))
@@ -629,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=ACK_CONCURRENCY,
         help="in-process v1: acks of one socket executed at once (Connection uses 32)",
+    )
+    ap.add_argument(
+        "--bulk-acks",
+        action="store_true",
+        help="--server: the v1 client acks what one socket read brought with one /ack frame",
     )
     ap.add_argument(
         "--server-ack-concurrency",

@@ -3,10 +3,11 @@
 Opens ``clients`` (each ``{"url", "queue"}``), authenticates with ``headers`` (or an ``auth_frame``
 sent first), subscribes, prints ``{"event":"ready"}``, then counts messages until ``stop`` arrives
 on stdin, ``expect`` messages have arrived, or ``timeout`` seconds pass; prints
-``{"event":"result"}``. ``protocol`` "v1" uses the ``wsmq.v1`` subprotocol and acks every message;
-"legacy" reads ``{"message": body}``. Bodies start with the publish time (``"<epoch ms>|"``), from
-which each message's latency is taken. ``emit_each`` prints an ``{"event":"msg"}`` per message
-(idle-latency runs).
+``{"event":"result"}``. ``protocol`` "v1" uses the ``wsmq.v1`` subprotocol and acks every message
+(what one read of the socket brought in one bulk ``/ack`` frame; ``"ack_batch": false`` sends one
+frame per message); "legacy" reads ``{"message": body}``. Bodies start with the publish time
+(``"<epoch ms>|"``), from which each message's latency is taken. ``emit_each`` prints an
+``{"event":"msg"}`` per message (idle-latency runs).
 """
 
 from __future__ import annotations
@@ -55,14 +56,56 @@ class Counter:
             self.done.set()
 
 
+class AckBatcher:
+    """Acks the messages one read of the socket brought with one bulk ``/ack`` frame per queue.
+
+    The flush is scheduled with ``call_soon``: aiohttp hands out the frames already buffered
+    without yielding to the event loop, so it runs once the socket's buffer is empty.
+    """
+
+    MAX_IDS = 500
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.pending: dict[str, list[str]] = {}
+        self.scheduled = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, queue: str, msg_id: str) -> None:
+        self.pending.setdefault(queue, []).append(msg_id)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        pending, self.pending = self.pending, {}
+        for queue, ids in pending.items():
+            for i in range(0, len(ids), self.MAX_IDS):
+                frame = f"/ack/{queue}/{','.join(ids[i : i + self.MAX_IDS])}"
+                task = asyncio.ensure_future(self.ws.send_str(frame))
+                self.tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a closing socket: the run's result says what arrived
+
+
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
 async def read_socket(
-    ws: aiohttp.ClientWebSocketResponse, v1: bool, counter: Counter, errors: list[str]
+    ws: aiohttp.ClientWebSocketResponse,
+    v1: bool,
+    counter: Counter,
+    errors: list[str],
+    ack_batch: bool = True,
 ) -> None:
+    acks = AckBatcher(ws) if ack_batch else None
     async for msg in ws:
         if msg.type != aiohttp.WSMsgType.TEXT:
             break
@@ -80,7 +123,10 @@ async def read_socket(
         if v1:
             if frame.get("type") != "message":
                 continue
-            await ws.send_str(f"/ack/{frame['queue']}/{frame['id']}")
+            if acks is not None:
+                acks.add(frame["queue"], frame["id"])
+            else:
+                await ws.send_str(f"/ack/{frame['queue']}/{frame['id']}")
         elif "message" not in frame:
             continue
         counter.record(str(frame["message"]))
@@ -149,7 +195,10 @@ async def run(config: dict[str, Any]) -> None:
         )
         emit({"event": "ready", "connect_s": connect_s, "connections": len(sockets)})
         subscribed_t = time.time()
-        readers = [asyncio.create_task(read_socket(ws, v1, counter, errors)) for ws in sockets]
+        ack_batch = bool(config.get("ack_batch", True))
+        readers = [
+            asyncio.create_task(read_socket(ws, v1, counter, errors, ack_batch)) for ws in sockets
+        ]
         series: list[tuple[float, int]] = []
 
         async def sample() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from wsmq.gateway import protocol as p
 from wsmq.gateway.protocol import (
     Ack,
+    AckMany,
     Auth,
     ErrorCode,
     Mode,
@@ -36,6 +37,18 @@ def code_of(frame: str | bytes, max_size: int = p.DEFAULT_MAX_FRAME_SIZE) -> str
 
 
 # --- parsing: every command ----------------------------------------------------------------
+
+
+def test_bulk_ack_parses_every_id_and_rejects_any_bad_one() -> None:
+    other = "b" * 32
+    assert parse_frame(f"/ack/q1/{MSG_ID},{other}") == AckMany("q1", (MSG_ID, other))
+    assert parse_frame(f"/ack/q1/{MSG_ID},{other}\n") == AckMany("q1", (MSG_ID, other))
+    many = ",".join([MSG_ID] * p.MAX_ACK_IDS)
+    assert parse_frame(f"/ack/q1/{many}") == AckMany("q1", (MSG_ID,) * p.MAX_ACK_IDS)
+    assert code_of(f"/ack/q1/{many},{MSG_ID}") == ErrorCode.BAD_FRAME
+    for bad in (f"{MSG_ID},", f",{MSG_ID}", f"{MSG_ID},,{other}", f"{MSG_ID},short"):
+        assert code_of(f"/ack/q1/{bad}") == ErrorCode.INVALID_ID, bad
+    assert code_of(f"/ack/bad!/{MSG_ID},{other}") == ErrorCode.INVALID_QUEUE
 
 
 @pytest.mark.parametrize(

@@ -259,6 +259,20 @@ def test_ack_v1() -> None:
     assert only_error(s.ack_failed("u1", MSG_ID, "unavailable", "x"))["code"] == "unavailable"
 
 
+def test_bulk_ack_is_one_ack_per_id_and_not_rate_limited() -> None:
+    s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=2))
+    ids = [f"{i:032d}" for i in range(5)]
+    frame = "/ack/u1/" + ",".join(ids)
+    assert only_error(s.receive(frame, T0))["code"] == "not_subscribed"  # spends a token
+    s.receive("/subscribe/u1", T0)  # the last token
+    s.subscribe_done("u1")
+    for _ in range(100):  # free like single acks: the window bounds them
+        assert s.receive(frame, T0) == [DoAck("u1", i) for i in ids]
+    legacy = open_session(Mode.LEGACY)
+    subscribed(legacy, "u1")
+    assert only_error(legacy.receive(frame, T0))["code"] == "ack_not_supported"
+
+
 def test_ack_in_legacy_mode_is_not_supported() -> None:
     s = open_session(Mode.LEGACY)
     subscribed(s, "u1")

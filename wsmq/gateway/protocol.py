@@ -40,10 +40,12 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "DEFAULT_MAX_FRAME_SIZE",
     "ID_RE",
+    "MAX_ACK_IDS",
     "QNAME_RE",
     "SUBPROTOCOL",
     "SUBPROTOCOLS",
     "Ack",
+    "AckMany",
     "Auth",
     "Command",
     "ErrorCode",
@@ -92,6 +94,8 @@ CLOSE_RATE_LIMITED: Final = 4429
 # RSMQ's own validation rules, so a name valid here is valid for every rsmq client.
 QNAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,160}")
 ID_RE: Final = re.compile(r"[A-Za-z0-9:]{32}")
+#: Most ids one ``/ack`` frame may carry (1000 ids are ~33 KB, within the default frame size).
+MAX_ACK_IDS: Final = 1000
 # Tokens are JWTs / base64url / hex: printable ASCII without spaces. The cap keeps a hostile
 # /auth frame from reaching the JWT decoder with megabytes of input.
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{1,8192}")
@@ -175,6 +179,15 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class AckMany:
+    """``/ack/<qname>/<id>,<id>,...`` (``wsmq.v1`` only): :class:`Ack` for several messages of
+    one queue in one frame (2 to :data:`MAX_ACK_IDS` ids; each is answered on its own)."""
+
+    qname: str
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Send:
     """``/send/<qname> <message>``: publish ``message`` (verbatim) to ``qname``."""
 
@@ -197,7 +210,7 @@ class Refresh:
     x_token: str = field(repr=False)
 
 
-Command = Subscribe | Unsubscribe | Ack | Send | Auth | Refresh
+Command = Subscribe | Unsubscribe | Ack | AckMany | Send | Auth | Refresh
 
 
 def is_valid_qname(qname: str) -> bool:
@@ -282,12 +295,20 @@ def _parse_unsubscribe(sep: str, rest: str) -> Command:
 def _parse_ack(sep: str, rest: str) -> Command:
     parts = _strip_eol(rest).split("/")
     if sep != "/" or len(parts) != 2:
-        raise ProtocolError(ErrorCode.BAD_FRAME, "usage: /ack/<qname>/<id>")
-    qname, msg_id = parts
+        raise ProtocolError(ErrorCode.BAD_FRAME, "usage: /ack/<qname>/<id>[,<id>...]")
+    qname, id_list = parts
     _qname(qname)
-    if ID_RE.fullmatch(msg_id) is None:
-        raise ProtocolError(ErrorCode.INVALID_ID, "message id must match [A-Za-z0-9:]{32}")
-    return Ack(qname, msg_id)
+    if "," not in id_list:
+        if ID_RE.fullmatch(id_list) is None:
+            raise ProtocolError(ErrorCode.INVALID_ID, "message id must match [A-Za-z0-9:]{32}")
+        return Ack(qname, id_list)
+    ids = tuple(id_list.split(","))
+    if len(ids) > MAX_ACK_IDS:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"at most {MAX_ACK_IDS} ids per /ack frame")
+    for msg_id in ids:
+        if ID_RE.fullmatch(msg_id) is None:
+            raise ProtocolError(ErrorCode.INVALID_ID, "message id must match [A-Za-z0-9:]{32}")
+    return AckMany(qname, ids)
 
 
 def _parse_send(sep: str, rest: str) -> Command:

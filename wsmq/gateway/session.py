@@ -269,7 +269,7 @@ class Session:
         if self.state is State.CLOSED:
             return []
         self._now = now
-        free = isinstance(command, p.Ack) and self.state is State.OPEN and self.v1
+        free = isinstance(command, p.Ack | p.AckMany) and self.state is State.OPEN and self.v1
         if not free and not self._rate_ok(now):
             return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
         return self._dispatch(command, now)
@@ -308,20 +308,9 @@ class Session:
             case p.Unsubscribe(qname):
                 return self._unsubscribe(qname)
             case p.Ack(qname, msg_id):
-                if not self.v1:
-                    return [
-                        self._error(
-                            p.ErrorCode.ACK_NOT_SUPPORTED,
-                            "acks need the wsmq.v1 subprotocol; legacy deliveries are "
-                            "deleted once written",
-                            queue=qname,
-                        )
-                    ]
-                if qname not in self._subscribed:
-                    return self._charged(
-                        self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)
-                    )
-                return [DoAck(qname, msg_id)]
+                return self._ack(qname, (msg_id,))
+            case p.AckMany(qname, ids):
+                return self._ack(qname, ids)
             case p.Send(qname, message):
                 if not self._allowed(qname, "send"):
                     return [self._forbidden(qname, "send to")]
@@ -331,6 +320,22 @@ class Session:
             case p.Refresh(x_token):
                 return [DoRefresh(x_token)]
         return []  # pragma: no cover - exhaustive
+
+    def _ack(self, qname: str, ids: tuple[str, ...]) -> list[Action]:
+        if not self.v1:
+            return [
+                self._error(
+                    p.ErrorCode.ACK_NOT_SUPPORTED,
+                    "acks need the wsmq.v1 subprotocol; legacy deliveries are "
+                    "deleted once written",
+                    queue=qname,
+                )
+            ]
+        if qname not in self._subscribed:
+            return self._charged(
+                self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)
+            )
+        return [DoAck(qname, msg_id) for msg_id in ids]
 
     def _subscribe(self, qname: str) -> list[Action]:
         if qname in self._subscribing:
