@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
 from wsmq.queue import Queues
@@ -19,7 +21,7 @@ async def test_one_ack_frame_confirms_many_messages(
     await queues.send_messages(q, [f"m{i}" for i in range(50)])
     ws = await connect(http, node, alice)
     await subscribe(ws, q)
-    ids = []
+    ids: list[str] = []
     while len(ids) < 50:
         frame = await recv(ws)
         assert frame["type"] == "message"
@@ -27,7 +29,7 @@ async def test_one_ack_frame_confirms_many_messages(
     unknown = "0" * 32
     await ws.send_str(f"/ack/{q}/{','.join([*ids, unknown])}")
     acked: set[str] = set()
-    errors = []
+    errors: list[dict[str, Any]] = []
     while len(acked) + len(errors) < 51:
         frame = await recv(ws)
         if frame["type"] == "acked":

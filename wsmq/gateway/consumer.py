@@ -342,6 +342,10 @@ class QueueConsumer:
                 self._dispatch(msgs, subs, windows)
             if len(msgs) < n:
                 break
+        if self._wake.is_set():
+            # Woken during the receive (a send under load): the next cycle comes at once, so
+            # the timer is not needed; skipping it saves a round trip per cycle.
+            return None
         nxt = await ctx.queues.next_visible_at(q)
         if nxt is None:
             return None

@@ -326,8 +326,7 @@ class Session:
             return [
                 self._error(
                     p.ErrorCode.ACK_NOT_SUPPORTED,
-                    "acks need the wsmq.v1 subprotocol; legacy deliveries are "
-                    "deleted once written",
+                    "acks need the wsmq.v1 subprotocol; legacy deliveries are deleted once written",
                     queue=qname,
                 )
             ]
