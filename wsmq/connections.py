@@ -14,11 +14,18 @@ URL forms (user name and password percent-encoded; see ``docs/scaleout.md``):
 timeout, no read timeout on blocking and pub/sub connections (a quiet subscription is not an
 error), keepalive, health checks, and a jittered exponential ``Retry`` on connection errors
 so a failover is ridden out.
+
+Pool exhaustion is backpressure, not an outage: every pool built here waits for a free
+connection, counts the waits (:class:`PoolStats`, :func:`pool_stats`) and, when none frees up
+within ``pool_timeout``, raises :class:`PoolExhaustedError`; :func:`is_pool_exhausted` also
+recognises what redis-py's own pools raise.  Cluster clients additionally ride out live
+resharding (``ASK`` redirects and ``TRYAGAIN``), see :class:`BoundedRedisCluster`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from typing import Any, Literal, TypeAlias
 
@@ -28,8 +35,8 @@ from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocket
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError
 
 from .redis_url import RedisTarget, RedisUrlError, parse_redis_url
 
@@ -37,13 +44,18 @@ __all__ = [
     "AnyRedis",
     "BlockingSentinelConnectionPool",
     "BoundedRedisCluster",
+    "PoolExhaustedError",
+    "PoolStats",
     "RedisTarget",
     "RedisUrlError",
     "Role",
     "SentinelRedis",
+    "WaitingConnectionPool",
     "broadcast_pubsub_client",
     "default_retry",
+    "is_pool_exhausted",
     "parse_redis_url",
+    "pool_stats",
     "redis_from_target",
     "redis_from_url",
 ]
@@ -63,9 +75,86 @@ def _tls_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in keys if k in options}
 
 
-class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+class PoolExhaustedError(MaxConnectionsError):
+    """No pooled connection became free within ``pool_timeout``: every one was busy.
+
+    Backpressure (more concurrent commands than ``max_connections``), not an outage: nothing
+    was sent, so the command can be retried as is.  A ``MaxConnectionsError``, hence also a
+    redis-py ``ConnectionError``: code that only knows redis-py's errors still sees one.
+    """
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class PoolStats:
+    """Counters of one client's connection pool (exported by the gateway as metrics).
+
+    ``waits``: commands that found all ``size`` connections busy and queued for one;
+    ``exhausted``: waits that reached the pool timeout without one (:class:`PoolExhaustedError`).
+    """
+
+    size: int
+    waits: int = 0
+    exhausted: int = 0
+
+    def error(self, timeout: float | None) -> PoolExhaustedError:
+        """Count one exhaustion; the error to raise for it."""
+        self.exhausted += 1
+        return PoolExhaustedError(
+            f"no free Redis connection within {timeout} s: all {self.size} (max_connections) busy"
+        )
+
+
+def is_pool_exhausted(exc: BaseException) -> bool:
+    """True when ``exc`` says "no free connection in the client's pool", for every client kind.
+
+    - ``MaxConnectionsError``: :class:`PoolExhaustedError` from the pools built here (single
+      server, Sentinel, Cluster), redis-py's non-blocking ``ConnectionPool`` and its cluster
+      nodes ("Too many connections");
+    - a plain ``ConnectionError("No connection available.")``: redis-py's own
+      ``BlockingConnectionPool`` (and Sentinel pools built on it) when its wait times out.
+
+    A refused, reset or timed-out connection is none of these: that is an outage.
+    """
+    if isinstance(exc, MaxConnectionsError):
+        return True
+    return type(exc) is RedisConnectionError and "No connection available" in str(exc)
+
+
+class WaitingConnectionPool(BlockingConnectionPool):
+    """``BlockingConnectionPool`` that counts waits and raises :class:`PoolExhaustedError`.
+
+    redis-py raises a plain ``ConnectionError("No connection available.")`` when the wait for
+    a free connection times out, indistinguishable by type from a refused connection; callers
+    would take a busy pool for a Redis outage.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stats = PoolStats(self.max_connections)
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.can_get_connection():
+            self.stats.waits += 1
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            if not is_pool_exhausted(exc):
+                raise
+            raise self.stats.error(self.timeout) from exc
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
     """Sentinel-managed pool that waits for a free connection (``timeout`` s) instead of
-    raising ``MaxConnectionsError`` when ``max_connections`` are busy."""
+    raising ``MaxConnectionsError`` at once when ``max_connections`` are busy."""
+
+
+def pool_stats(client: object) -> PoolStats | None:
+    """The :class:`PoolStats` of a client built by :func:`redis_from_url` with
+    ``max_connections`` (``None`` for any other client)."""
+    if isinstance(client, BoundedRedisCluster):
+        return client.pool_stats
+    stats = getattr(getattr(client, "connection_pool", None), "stats", None)
+    return stats if isinstance(stats, PoolStats) else None
 
 
 class SentinelRedis(Redis):
@@ -82,30 +171,83 @@ class SentinelRedis(Redis):
                 await sentinel.aclose()
 
 
-class BoundedRedisCluster(RedisCluster):
-    """A ``RedisCluster`` whose commands wait for a free slot instead of failing.
+class _StackFreeList(collections.deque[Any]):
+    """A cluster node's free connections, taken from the end they were put back to (LIFO)."""
 
-    redis-py's cluster client raises ``MaxConnectionsError`` as soon as a node has
-    ``max_connections`` busy connections; a burst of concurrent sends would fail.  Here at most
-    ``max_connections`` commands are in flight in total (so per node too) and the others wait
-    up to ``pool_timeout`` seconds, like the blocking pool of a single-server client.
+    def popleft(self) -> Any:
+        return self.pop()
+
+
+class BoundedRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands wait for a free slot and ride out live resharding.
+
+    - Bound: redis-py's cluster client raises ``MaxConnectionsError`` as soon as a node has
+      ``max_connections`` busy connections, so a burst of concurrent sends would fail.  Here
+      at most ``max_connections`` commands are in flight in total (so per node too), the
+      others wait up to ``pool_timeout`` seconds (then :class:`PoolExhaustedError`), like the
+      blocking pool of a single-server client; :attr:`pool_stats` counts the waits.
+    - ``ASK``: redis-py 8 sends ``ASKING`` and then the redirected command as two separate
+      checkouts from the target node's free list, which is FIFO: with two or more idle
+      connections they land on different connections, the target answers ``MOVED``, the
+      source ``ASK`` again, until "TTL exhausted".  The free list of every node reached
+      through :meth:`get_node` (the ``ASK`` path) is therefore made LIFO, so the command takes
+      the very connection ``ASKING`` was just sent on (no ``await`` in between).
+    - ``TRYAGAIN``: a multi-key command on a migrating slot whose keys are not all on one node
+      (a queue script while the queue's keys are split between the two nodes; a script that
+      creates a key, such as a send's idempotency marker, until the slot is handed over).
+      redis-py retries for about 0.4 s, then gives up with ``ClusterError("TTL exhausted.")``.
+      That error only follows redirect and ``TRYAGAIN`` replies, i.e. the command never ran,
+      so it is retried here with backoff (not holding a slot) for up to
+      :attr:`MIGRATION_PATIENCE` more seconds.
     """
+
+    #: Seconds of extra retries after redis-py gave up on a slot in migration.
+    MIGRATION_PATIENCE = 5.0
 
     def __init__(self, *args: Any, pool_timeout: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._bound = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+        size = int(kwargs.get("max_connections", 100))
+        self._bound = asyncio.Semaphore(size)
         self._pool_timeout = pool_timeout
+        self.pool_stats = PoolStats(size)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.MIGRATION_PATIENCE
+        delay = 0.05
+        while True:
+            try:
+                return await self._bounded(args, kwargs)
+            except ClusterError as exc:
+                # Exact type: ClusterDownError and friends are subclasses with other meanings.
+                if type(exc) is not ClusterError or "TTL exhausted" not in str(exc):
+                    raise
+                if loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)  # without holding a slot: other queues go on
+            delay = min(delay * 2, 0.5)
+
+    async def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._bound.locked():
+            self.pool_stats.waits += 1
         try:
             async with asyncio.timeout(self._pool_timeout):
                 await self._bound.acquire()
         except TimeoutError:
-            raise MaxConnectionsError(f"no free connection within {self._pool_timeout}s") from None
+            raise self.pool_stats.error(self._pool_timeout) from None
         try:
             return await super().execute_command(*args, **kwargs)
         finally:
             self._bound.release()
+
+    def get_node(
+        self, host: str | None = None, port: int | None = None, node_name: str | None = None
+    ) -> ClusterNode | None:
+        node = super().get_node(host, port, node_name)
+        free = getattr(node, "_free", None)
+        if isinstance(free, collections.deque) and not isinstance(free, _StackFreeList):
+            node._free = _StackFreeList(free, maxlen=free.maxlen)  # type: ignore[union-attr]
+        return node
 
 
 def redis_from_url(
@@ -159,8 +301,9 @@ def redis_from_target(
     - ``retry``: a redis-py ``Retry``, or a number of retries for :func:`default_retry`
       (default 3).  ``connect_timeout`` bounds each connection attempt.
     - ``max_connections``: a pool that waits up to ``pool_timeout`` for a free connection
-      instead of failing (for Cluster: at most that many commands in flight in total, see
-      :class:`BoundedRedisCluster`).
+      instead of failing at once, then raises :class:`PoolExhaustedError` (for Cluster: at
+      most that many commands in flight in total, see :class:`BoundedRedisCluster`); its
+      counters: :func:`pool_stats`.
     - Remaining ``kwargs`` go to the redis-py connection (``decode_responses=True``, ...).
       Options from the URL query string win over the defaults above but not over ``kwargs``.
 
@@ -238,7 +381,7 @@ def redis_from_target(
             conn.update(tls)
     pool: ConnectionPool
     if max_connections is not None:
-        pool = BlockingConnectionPool(max_connections=max_connections, timeout=pool_timeout, **conn)
+        pool = WaitingConnectionPool(max_connections=max_connections, timeout=pool_timeout, **conn)
     else:
         pool = ConnectionPool(**conn)
     return Redis.from_pool(pool)

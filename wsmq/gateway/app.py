@@ -140,7 +140,17 @@ class GatewayState:
         return len(conns)
 
     async def ensure_queue(self, qname: str) -> bool:
-        """True when ``qname`` exists (created with the default vt if ``create_queues``)."""
+        """True when ``qname`` exists (created with the default vt if ``create_queues``).
+
+        An exhausted Redis pool is waited out (backpressure), not answered ``unavailable``.
+        """
+        health = getattr(self.engine, "health", None)
+        if health is None:
+            return await self._ensure_queue(qname)
+        exists: bool = await health.retry_when_pool_busy(lambda: self._ensure_queue(qname))
+        return exists
+
+    async def _ensure_queue(self, qname: str) -> bool:
         from wsmq.queue import QueueExists
 
         if await self.queues.queue_exists(qname):

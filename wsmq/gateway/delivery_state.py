@@ -3,6 +3,8 @@
 - :class:`RedisHealth` turns a stream of failures and successes into *episodes*: one log line
   and one ``on_redis_error`` call when Redis becomes unreachable, one log line and one
   ``on_redis_recovered`` call when it answers again, however many retries happened in between.
+  An exhausted connection pool is backpressure, not an outage: it opens no episode, only a
+  rate-limited "pool saturated" warning; the operation backs off and retries as after an error.
 - :class:`PendingOps` remembers deletes (acks, legacy writes) and releases (visibility 0) that
   failed because Redis was down, so they are applied once it is back.
 - :class:`SettleBatcher` applies deletes (acks, legacy writes) and releases as *group commits*:
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions as rex
 
+from wsmq.connections import is_pool_exhausted
 from wsmq.queue import errors as _queue_errors
 from wsmq.queue.errors import QueueNotFound
 
@@ -29,18 +33,27 @@ if TYPE_CHECKING:
     from wsmq.queue import Queues
 
 __all__ = [
+    "POOL_LOG_EVERY",
     "TRANSIENT_ERRORS",
     "PendingOps",
     "RedisClock",
     "RedisHealth",
     "SettleBatcher",
+    "is_pool_exhausted",
     "is_transient",
 ]
 
 log = logging.getLogger("wsmq.delivery")
 
+T = TypeVar("T")
+
+#: Seconds between two "pool saturated" warnings; the occurrences in between are counted.
+POOL_LOG_EVERY = 60.0
+
 #: Errors after which a retry can succeed: connection lost or refused, timeouts, a server still
-#: loading its AOF (``BusyLoadingError`` is a ``ConnectionError``), a failover in progress.
+#: loading its AOF (``BusyLoadingError`` is a ``ConnectionError``), a failover in progress, and
+#: an exhausted pool (``MaxConnectionsError`` is a ``ConnectionError`` too; see
+#: :func:`is_pool_exhausted`: :meth:`RedisHealth.failed` does not count it as an outage).
 _QUEUE_CONNECTION_ERROR = getattr(_queue_errors, "QueueConnectionError", None)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,
@@ -58,7 +71,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class RedisHealth:
-    """Track Redis outages as episodes; call the hooks once per episode."""
+    """Track Redis outages as episodes; call the hooks once per episode.
+
+    :meth:`failed` with a pool-exhaustion error (see :func:`is_pool_exhausted`) goes to
+    :meth:`pool_busy` instead: Redis answers, this node just has more commands in flight than
+    connections, so readiness, the outage hooks and the outage log stay untouched.
+    """
 
     def __init__(
         self,
@@ -71,12 +89,19 @@ class RedisHealth:
         self._monotonic = monotonic
         self.down_since: float | None = None
         self.episodes = 0
+        #: Operations that found no free pooled connection in time (and were retried).
+        self.pool_exhausted = 0
+        self._pool_logged_at: float | None = None
+        self._pool_unlogged = 0
 
     @property
     def healthy(self) -> bool:
         return self.down_since is None
 
     def failed(self, exc: BaseException) -> None:
+        if is_pool_exhausted(exc):
+            self.pool_busy(exc)
+            return
         if self.down_since is not None:
             return
         self.down_since = self._monotonic()
@@ -87,6 +112,42 @@ class RedisHealth:
             exc,
         )
         _call_hook(self.on_error, exc)
+
+    def pool_busy(self, exc: BaseException) -> None:
+        """Count one pool exhaustion; warn at most once per :data:`POOL_LOG_EVERY` seconds."""
+        self.pool_exhausted += 1
+        self._pool_unlogged += 1
+        now = self._monotonic()
+        if self._pool_logged_at is not None and now - self._pool_logged_at < POOL_LOG_EVERY:
+            return
+        self._pool_logged_at = now
+        count, self._pool_unlogged = self._pool_unlogged, 0
+        log.warning(
+            "Redis connection pool saturated: %d operation(s) since the last report found no "
+            "free connection in time (%s); they wait and retry, Redis is not considered down. "
+            "Raise the redis_pool_size setting if this persists "
+            "(metric wsmq_redis_pool_exhausted_total)",
+            count,
+            exc,
+        )
+
+    async def retry_when_pool_busy(
+        self, op: Callable[[], Awaitable[T]], *, patience: float = 60.0
+    ) -> T:
+        """``await op()``, retried with backoff while it fails only for want of a pooled
+        connection (each time counted by :meth:`pool_busy`), for up to ``patience`` seconds;
+        any other error, or the last pool error, is raised."""
+        deadline = self._monotonic() + patience
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except Exception as exc:
+                if not is_pool_exhausted(exc) or self._monotonic() + delay > deadline:
+                    raise
+                self.pool_busy(exc)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 1.0)
 
     def ok(self) -> None:
         if self.down_since is None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from wsmq.connections import PoolStats
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -57,6 +63,13 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self._pool = _PoolCollector()
+        r.register(self._pool)
+
+    def watch_pool(self, stats: PoolStats | None) -> None:
+        """Export the queue client's pool counters (``wsmq.connections.pool_stats(client)``)."""
+        self._pool.stats = stats
+
     def observe_delivery(self, mode: str, *, now_ms: float, sent_ms: float) -> None:
         """Count one delivery and record its latency (clamped at 0 for clock skew)."""
         self.messages_delivered.labels(mode=mode).inc()
@@ -65,3 +78,33 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The registry in Prometheus text format (serve with :data:`CONTENT_TYPE`)."""
         return generate_latest(self.registry)
+
+
+class _PoolCollector(Collector):
+    """Redis command pool counters, read from :class:`PoolStats` at scrape time (0 until set).
+
+    Waits are backpressure (more commands in flight than ``redis_pool_size``), exhaustions are
+    waits that hit the pool timeout and were retried; neither is a Redis outage.
+    """
+
+    def __init__(self) -> None:
+        self.stats: PoolStats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        yield GaugeMetricFamily(
+            "wsmq_redis_pool_size",
+            "Connections in the Redis command pool (redis_pool_size).",
+            value=stats.size if stats is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "wsmq_redis_pool_waits",
+            "Redis commands that found every pooled connection busy and waited for one.",
+            value=stats.waits if stats is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "wsmq_redis_pool_exhausted",
+            "Waits for a pooled Redis connection that hit the pool timeout (retried; "
+            "backpressure, not an outage: raise redis_pool_size if this keeps growing).",
+            value=stats.exhausted if stats is not None else 0,
+        )

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from wsmq.connections import AnyRedis, redis_from_url
+from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.gateway.app import (
     STATE_KEY,
     Authenticate,
@@ -254,6 +254,7 @@ async def serve(
     )
     listener = RealtimeListener(settings.redis_url, settings.ns)
     metrics = GatewayMetrics()
+    metrics.watch_pool(pool_stats(queues.redis))
     engine = DeliveryEngine(
         queues,
         listener,
