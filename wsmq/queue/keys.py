@@ -5,6 +5,10 @@ queues.  The cluster layout (``cluster=True``) wraps the queue name in a hash ta
 sorted set, hash and realtime channel share one Redis Cluster slot: ``rsmq:{q}``,
 ``rsmq:{q}:Q``, ``rsmq:rt:{q}``.  Queue names cannot contain braces, so the default layout
 never contains a hash tag.  The registry ``rsmq:QUEUES`` is the same in both.
+
+The one key RSMQ does not have is the short-lived send marker ``rsmq:q:I:<suffix>``
+(``rsmq:{q}:I:<suffix>`` in the cluster layout), which makes a retried send idempotent; RSMQ
+never reads it and it expires on its own.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ class KeyLayout:
     def attributes(self, qname: str) -> str:
         """Hash: queue settings, counters and per-message body / ``:rc`` / ``:fr``."""
         return f"{self.prefix}{self._tag(qname)}:Q"
+
+    def send_marker(self, qname: str, suffix: str) -> str:
+        """String with a TTL: the id (batch: the base time) stored by the send whose random id
+        suffix is ``suffix``, so that a replay of that script call returns it instead of storing
+        the message again.  Queue names cannot contain ``:``, so this never names another
+        queue's key; in the cluster layout it has the queue's hash tag, hence its slot."""
+        return f"{self.prefix}{self._tag(qname)}:I:{suffix}"
 
     def realtime(self, qname: str) -> str:
         """Pub/sub channel announcing new messages (payload: queue size); sharded pub/sub

@@ -31,6 +31,12 @@ __all__ = ["Queues"]
 # Most expired/over-received messages a single receive call drops or moves, so one call never
 # blocks Redis for long; the rest are handled by the following calls.
 DROP_BUDGET = 1000
+# Seconds a send's marker (KeyLayout.send_marker) lives.  redis-py's Retry re-sends a script
+# call whose reply was lost with the same ARGV, and the marker makes that replay return the first
+# id instead of storing a second copy, so it must outlast the retry window: retries x (socket
+# timeout 10 s + connect timeout 3..5 s + backoff <= 1 s), ~27 s for from_url, ~48 s with
+# connections.default_retry.  Costs ~150 B of Redis memory per send (batch) for that long.
+SEND_MARKER_TTL = 60
 F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
 Layout = Literal["rsmq", "cluster"]
 
@@ -293,19 +299,19 @@ class Queues:
 
         ``delay`` (seconds) defaults to the queue's.  Raises ``QueueNotFound``,
         ``MessageNotString``, ``MessageTooLong`` (length in UTF-16 code units, as RSMQ).
+        Idempotent under the client's retries: a retry after a lost reply returns the stored id
+        and stores nothing more (see ``SEND_MARKER_TTL``); :meth:`send_messages` too.
         """
         qname = v.validate_qname(qname)
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
         body = v.validate_message(message)
         channel = self._publish_target(qname)
+        suffix = random_suffix()
+        keys = [*self._qkeys(qname), self.keys.send_marker(qname, suffix)]
         args: list[str | bytes | int] = [
-            random_suffix(),
-            body,
-            v.utf16_length(message),
-            delay_arg,
-            channel,
-        ]
-        return text(await run_script(self.redis, "send", self._qkeys(qname), args))
+            suffix, body, v.utf16_length(message), delay_arg, channel, SEND_MARKER_TTL,
+        ]  # fmt: skip
+        return text(await run_script(self.redis, "send", keys, args))
 
     async def send_messages(
         self, qname: str, messages: Sequence[str], delay: int | None = None
@@ -321,15 +327,15 @@ class Queues:
         if len(messages) > v.MAX_BATCH:
             v.validate_count(len(messages))  # raises InvalidValue with RSMQ's wording
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
-        args: list[str | bytes | int] = [
-            delay_arg,
-            self._publish_target(qname),
-        ]
-        for message in messages:
-            args += [random_suffix(), v.validate_message(message), v.utf16_length(message)]
-        if len(args) == 2:
+        args: list[str | bytes | int] = [delay_arg, self._publish_target(qname), SEND_MARKER_TTL]
+        suffixes = [random_suffix() for _ in messages]
+        for suffix, message in zip(suffixes, messages, strict=True):
+            args += [suffix, v.validate_message(message), v.utf16_length(message)]
+        if not suffixes:
             return []
-        reply = await run_script(self.redis, "send_batch", self._qkeys(qname), args)
+        # One marker for the batch (it is all or nothing), named after the first suffix.
+        keys = [*self._qkeys(qname), self.keys.send_marker(qname, suffixes[0])]
+        reply = await run_script(self.redis, "send_batch", keys, args)
         return [text(i) for i in reply]
 
     async def receive_message(self, qname: str, vt: int | None = None) -> Message | None:
