@@ -18,7 +18,7 @@ from wsmq.auth import (
     open_user_store,
     verify_password,
 )
-from wsmq.auth.users import new_user_id
+from wsmq.auth.users import new_user_id, user_from_doc
 
 
 async def test_create_get_and_list(store: UserStore) -> None:
@@ -144,3 +144,13 @@ async def test_ping_reports_an_unreachable_mongodb_quickly() -> None:
             assert await store.ping() is False
     finally:
         await store.close()
+
+
+def test_users_with_equal_queue_lists_share_one_tuple() -> None:
+    names = [f"q{i}" for i in range(1000)]
+    a = user_from_doc({"_id": "u1", "queues": list(names), "publish": ["p"]})
+    b = user_from_doc({"_id": "u1", "queues": list(names), "publish": ["p"]})
+    assert a.queues == tuple(names) and a.queues is b.queues  # one copy for every socket
+    assert a.publish is b.publish
+    c = user_from_doc({"_id": "u2", "queues": names[:10]})
+    assert c.queues == tuple(names[:10])

@@ -10,6 +10,7 @@ Both stores keep the same document shape (MongoDB collection ``users``)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -155,6 +156,13 @@ def validate_queue_names(
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _shared(names: tuple[str, ...]) -> tuple[str, ...]:
+    # Every socket of a user keeps its User: equal queue lists share one tuple instead of one
+    # copy per socket (a service account allowed on 1000 queues costs ~8 KB per copy).
+    return names
+
+
 def user_from_doc(doc: Mapping[str, Any]) -> User:
     """Build a :class:`User` from a stored document (tolerant of missing optional fields)."""
     legacy = doc.get("accessToken")
@@ -163,8 +171,8 @@ def user_from_doc(doc: Mapping[str, Any]) -> User:
         user_name=str(doc.get("userName", "")),
         password_hash=doc.get("passwordHash"),
         access_token_hash=doc.get("accessTokenHash"),
-        queues=tuple(str(q) for q in doc.get("queues") or ()),
-        publish=tuple(str(q) for q in doc.get("publish") or ()),
+        queues=_shared(tuple(str(q) for q in doc.get("queues") or ())),
+        publish=_shared(tuple(str(q) for q in doc.get("publish") or ())),
         disabled=bool(doc.get("disabled", False)),
         legacy_access_token=legacy if isinstance(legacy, str) else None,
     )

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.flag import Flag
 from wsmq.gateway.session import Action, Session
 
 __all__ = ["AckPipeline", "AckTarget"]
@@ -66,8 +67,7 @@ class AckPipeline:
         self._queued: list[Ack] = []
         self._running = 0  # acks taken by the worker, replies not written yet
         self._worker: asyncio.Task[None] | None = None
-        self._room = asyncio.Event()
-        self._room.set()
+        self._room = Flag()  # set whenever pending may have dropped below the limit
 
     @property
     def pending(self) -> int:
