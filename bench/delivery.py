@@ -81,6 +81,8 @@ async def start_publishers(
     try:
         for i in range(processes):
             cfg = {"redis": running.redis.url, "kind": running.kind, "queues": queues, **config}
+            if running.send_script is not None:
+                cfg["send_script"] = running.send_script
             pubs.append(await procs.publisher(f"publisher[{i}]", cfg))
         for pub in pubs:
             await pub.event("ready", 30)

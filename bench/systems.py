@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Literal
 
 from bench.procs import PEERS, Child, ChildError, node_env, node_modules, wait_http_ok
+from wsmq.queue.scripts import SCRIPTS
 from wsmq.redisproc import RedisProcess, free_port
+
+SEND_SCRIPT = SCRIPTS["send"].source
 
 Kind = Literal["rsmq", "pubsub"]
 
@@ -41,6 +44,9 @@ class Running:
     children: list[Child]
     headers: dict[str, str] = field(default_factory=dict)
     protocols: tuple[str, ...] = ("legacy",)
+    #: The Lua source publishers run to send (wsmq's own send script: one round trip, as
+    #: ``wsmq.send_message``); ``None``: the npm ``rsmq`` client (three round trips).
+    send_script: str | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -258,7 +264,11 @@ class Wsmq(System):
             await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
             raise
         urls = [f"ws://127.0.0.1:{p}/" for p in ports]
-        return Running(self.name, self.kind, redis, urls, children, headers, ("legacy", "v1"))
+        # WSMQ_BENCH_RSMQ_PUBLISHER=1: publish to wsmq with the npm rsmq client instead.
+        script = None if os.environ.get("WSMQ_BENCH_RSMQ_PUBLISHER") == "1" else SEND_SCRIPT
+        return Running(
+            self.name, self.kind, redis, urls, children, headers, ("legacy", "v1"), script
+        )
 
     async def close(self) -> None:
         if self._tmpdir:
