@@ -17,6 +17,7 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -250,7 +251,13 @@ async def run(config: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    config = json.loads(sys.argv[1])
+    arg = sys.argv[1]
+    if arg.startswith("@"):  # a file written by bench.procs.loadgen (removed once read)
+        path = Path(arg[1:])
+        config = json.loads(path.read_text())
+        path.unlink(missing_ok=True)
+    else:
+        config = json.loads(arg)
     try:
         import uvloop
     except ImportError:

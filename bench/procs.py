@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,15 @@ def python_child_argv(module: str, *args: str) -> list[str]:
 
 
 async def loadgen(name: str, config: Mapping[str, Any]) -> Child:
-    """Start a Python WebSocket load generator (``bench.loadgen``) with ``config``."""
-    return await Child.start(name, python_child_argv("bench.loadgen", json.dumps(config)))
+    """Start a Python WebSocket load generator (``bench.loadgen``) with ``config``.
+
+    The config goes in a file (``@path``): with 10k clients it is too long for argv.
+    """
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="wsmq-loadgen-", suffix=".json", delete=False
+    ) as f:
+        json.dump(config, f)
+    return await Child.start(name, python_child_argv("bench.loadgen", "@" + f.name))
 
 
 async def publisher(name: str, config: Mapping[str, Any]) -> Child:

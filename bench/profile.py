@@ -22,9 +22,9 @@ class Profile:
         ("v1", 100),
         ("v1", 4096),
     )
-    tp_backlog_cap: int = 100_000
-    tp_prefill: int = 60_000
-    tp_prefill_bytes: int = 64 * 1024 * 1024
+    tp_backlog_cap: int = 150_000
+    tp_prefill: int = 150_000
+    tp_prefill_bytes: int = 256 * 1024 * 1024
     # latency at a fixed offered rate, and for one message at a time on an idle queue
     lat_rates: tuple[int, ...] = (1000, 5000)
     lat_clients: int = 4
