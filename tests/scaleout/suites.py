@@ -20,6 +20,7 @@ MODULES = (
     "tests.queue.test_failures",
     "tests.queue.test_layout",
     "tests.queue.test_realtime",
+    "tests.queue.test_idempotent_send",
 )
 
 
