@@ -86,6 +86,13 @@ class GatewayState:
     by_user: dict[str, set[Connection]] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     accepting: bool = True
+    #: Subscribes being set up at once (queue check, engine subscribe); the others wait here,
+    #: cheaply, instead of as deep coroutine chains queued on the Redis pool: a reconnect
+    #: storm of 10k sockets otherwise leaves ~10 KiB per socket of freed-but-resident memory.
+    subscribe_gate: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.subscribe_gate = asyncio.Semaphore(max(8, self.settings.redis_pool_size // 4))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""

@@ -308,13 +308,14 @@ class Connection:
     async def _subscribe(self, qname: str) -> list[Action]:
         state = self.state
         try:
-            if not await state.ensure_queue(qname):
-                return self.session.subscribe_failed(
-                    qname, p.ErrorCode.QUEUE_NOT_FOUND, f"queue {qname} does not exist"
-                )
-            sub = SocketSubscriber(self, qname)
-            handle = await self._engine_subscribe(qname, sub)
-            sub.handle = handle
+            async with state.subscribe_gate:
+                if not await state.ensure_queue(qname):
+                    return self.session.subscribe_failed(
+                        qname, p.ErrorCode.QUEUE_NOT_FOUND, f"queue {qname} does not exist"
+                    )
+                sub = SocketSubscriber(self, qname)
+                handle = await self._engine_subscribe(qname, sub)
+                sub.handle = handle
         except EngineStopped:
             return self.session.subscribe_failed(
                 qname, p.ErrorCode.UNAVAILABLE, "this node is shutting down"
