@@ -15,7 +15,7 @@ from redis.asyncio.sentinel import Sentinel
 from wsmq.connections import parse_redis_url
 from wsmq.queue import Queues
 
-from .conftest import MakeUser, StartNode, connect, recv_type, subscribe
+from .conftest import MakeUser, StartNode, connect, recv_type, subscribe, wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -88,8 +88,12 @@ async def test_original_node_ws_client_unchanged(
         await queues.send_message(alice.user_id, '{"json":true}')
         second = await _line(proc)
         assert json.loads(second["data"]) == {"message": '{"json":true}'}  # double-encoded
-        attrs = await queues.get_queue_attributes(alice.user_id)
-        assert attrs.msgs == 0  # legacy: deleted once written
+
+        async def emptied() -> bool:
+            return (await queues.get_queue_attributes(alice.user_id)).msgs == 0
+
+        # Legacy: deleted once written (the delete follows the write; it does not wait for it).
+        await wait_for(emptied)
         assert proc.stdin is not None
         proc.stdin.write(b"bye\n")
         await proc.stdin.drain()

@@ -56,7 +56,15 @@ async def test_sentinel_client_survives_a_failover(
             old_master = next(n for n in setup.data_nodes if n is not new_master)
             await asyncio.to_thread(setup.restart, old_master)
             assert setup.current_master() is new_master
-            assert await client.execute_command("WAIT", 1, 2000) == 1
+            # It replicates again once the sentinels have reconfigured it and a sync finished
+            # (seconds on a busy machine): WAIT blocks until then (bounded by the 40 s above).
+            try:
+                async with asyncio.timeout(15):
+                    while await client.execute_command("WAIT", 1, 1000) != 1:
+                        pass
+            except TimeoutError:
+                state = {n.port: _replication(n.port) for n in setup.data_nodes}
+                raise AssertionError(f"no replica acknowledged; replication: {state}") from None
     finally:
         await client.aclose()
 
@@ -191,3 +199,12 @@ async def test_broadcast_pubsub_client_elsewhere_is_a_pubsub_client(
         await client.aclose()
     with pytest.raises(redis.exceptions.ConnectionError, match="no cluster node reachable"):
         await broadcast_pubsub_client(f"redis+cluster://127.0.0.1:{free_port()}", connect_timeout=1)
+
+
+def _replication(port: int) -> dict[str, str]:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, decode_responses=True)
+    try:
+        info = client.info("replication")
+        return {k: str(v) for k, v in info.items() if not k.startswith("master_repl")}
+    finally:
+        client.close()
