@@ -68,20 +68,11 @@ class SocketSubscriber:
             await asyncio.sleep(self.DRAIN_CHECK)
 
     async def deliver(self, msg: Message) -> bool:
-        """Write ``msg`` to the socket; False when the socket is gone (the engine releases it)."""
-        if self.closed or self.conn.closing:
-            return False
-        text = p.encode_message(
-            self.conn.session.mode, self.qname, msg.id, msg.rc, msg.sent, msg.message
-        )
-        try:
-            await self.conn.ws.send_str(text)
-        except SEND_ERRORS:
-            return False
-        self.conn.state.metrics.observe_delivery(
-            self.conn.mode_label, now_ms=time.time() * 1000.0, sent_ms=float(msg.sent)
-        )
-        return True
+        """Write ``msg`` to the socket; False when the socket is gone (the engine releases it).
+
+        The engine uses :meth:`deliver_batch`; this is the ``Subscriber`` protocol's form.
+        """
+        return await self.deliver_batch((msg,)) == 1
 
     async def deliver_batch(self, msgs: Sequence[Message]) -> int:
         """Write ``msgs`` in order, one frame each, with one socket write when possible.

@@ -236,6 +236,11 @@ class RealtimeListener:
 
     async def aclose(self) -> None:
         """Stop the reader, close the connection; iteration ends."""
+        await self._stop_reader()
+        await self._client.aclose()
+
+    async def _stop_reader(self) -> None:
+        """Mark closed, wake iterators and end the reader task (shared with the cluster one)."""
         self._closed = True
         self._wakeup.set()
         task, self._task = self._task, None
@@ -243,7 +248,6 @@ class RealtimeListener:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._client.aclose()
 
     close = aclose
 

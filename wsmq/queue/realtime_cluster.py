@@ -128,13 +128,7 @@ class ClusterRealtimeListener(RealtimeListener):
 
     async def aclose(self) -> None:
         """Stop the readers, close every connection; iteration ends."""
-        self._closed = True
-        self._wakeup.set()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop_reader()
         await self._close_subs()
         if self._owns_cluster:
             await self._cluster.aclose()
