@@ -148,17 +148,27 @@ async def throughput(running: Running, profile: Profile, say: Say) -> Metrics:
             backlog_cap=profile.tp_backlog_cap,
         )  # fmt: skip
         children = [*pubs, consumers]
+        roles = {
+            "nodes": running.pids,
+            "redis": [running.redis.pid or 0],
+            "publishers": [p.pid for p in pubs],
+            "clients": [consumers.pid],
+        }
+        go = time.time()
+        # the window is the measurement: it lasts `tp_duration` even if publishers end early
+        cpu_task = asyncio.ensure_future(
+            window_cpu(roles, go + profile.tp_warmup, go + profile.tp_duration)
+        )
         try:
-            go = time.time()
             for pub in pubs:
                 await pub.send("go")
             results = [await p.event("result", profile.tp_duration + 30) for p in pubs]
-            # the window is the measurement: it lasts `tp_duration` even if publishers end early
-            await asyncio.sleep(max(0.0, go + profile.tp_duration - time.time()))
+            cpu_used = await cpu_task
             await consumers.send("stop")
             got = await consumers.event("result", 30)
             left = await fill.backlog(running.redis.url, queues) if running.kind == "rsmq" else None
         finally:
+            cpu_task.cancel()
             await stop_all(children)
         rate = window_rate([got["series"]], go + profile.tp_warmup, go + profile.tp_duration)
         sent = sum(int(r["sent"]) for r in results)
@@ -169,9 +179,24 @@ async def throughput(running: Running, profile: Profile, say: Say) -> Metrics:
         errors = [str(r["first_error"]) for r in results if r.get("first_error")]
         if errors or got["errors"]:
             out[f"{key}_errors"] = "; ".join(errors + got["errors"])[:200]
+        window = profile.tp_duration - profile.tp_warmup
+        for role, seconds in cpu_used.items():
+            out[f"{key}_cpu_{role}_pct"] = round(100 * seconds / window, 1)
+        if rate > 0:  # what one delivered message costs the nodes, whatever share they got
+            out[f"{key}_node_cpu_us_per_msg"] = round(1e6 * cpu_used["nodes"] / (rate * window), 1)
         published = sent / profile.tp_duration
-        say(f"{key}: {rate:,.0f} msg/s delivered ({published:,.0f} published/s)")
+        cpu = " ".join(f"{r} {100 * s / window:.0f}%" for r, s in cpu_used.items())
+        say(f"{key}: {rate:,.0f} msg/s delivered ({published:,.0f} published/s; CPU {cpu})")
     return out
+
+
+async def window_cpu(roles: dict[str, list[int]], start: float, end: float) -> dict[str, float]:
+    """CPU seconds each role's processes used between the wall-clock times ``start`` and ``end``."""
+    await asyncio.sleep(max(0.0, start - time.time()))
+    before = procs.cpu_snapshot(roles)
+    await asyncio.sleep(max(0.0, end - time.time()))
+    after = procs.cpu_snapshot(roles)
+    return {role: max(0.0, after[role] - before[role]) for role in roles}
 
 
 # --- latency ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -128,8 +129,23 @@ def python_child_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def client_kind() -> str:
+    """Which WebSocket load generator runs: ``node`` (default) or ``python``.
+
+    ``WSMQ_BENCH_CLIENT=python`` picks ``bench.loadgen`` (aiohttp); the Node one
+    (``bench/peers/loadgen.js``, npm ``ws``) spends less of the shared CPU per received frame.
+    Without Node.js or the pinned ``ws`` package the Python one runs.
+    """
+    wanted = os.environ.get("WSMQ_BENCH_CLIENT", "node")
+    if wanted not in ("node", "python"):
+        raise ValueError(f"WSMQ_BENCH_CLIENT must be 'node' or 'python', not {wanted!r}")
+    if wanted == "node" and (shutil.which("node") is None or not (node_modules() / "ws").is_dir()):
+        return "python"
+    return wanted
+
+
 async def loadgen(name: str, config: Mapping[str, Any]) -> Child:
-    """Start a Python WebSocket load generator (``bench.loadgen``) with ``config``.
+    """Start a WebSocket load generator (see :func:`client_kind`) with ``config``.
 
     The config goes in a file (``@path``): with 10k clients it is too long for argv.
     """
@@ -137,6 +153,9 @@ async def loadgen(name: str, config: Mapping[str, Any]) -> Child:
         "w", prefix="wsmq-loadgen-", suffix=".json", delete=False
     ) as f:
         json.dump(config, f)
+    if client_kind() == "node":
+        argv = ["node", str(PEERS / "loadgen.js"), "@" + f.name]
+        return await Child.start(name, argv, env=node_env())
     return await Child.start(name, python_child_argv("bench.loadgen", "@" + f.name))
 
 
@@ -173,3 +192,18 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds (0 when it is gone)."""
+    try:
+        # Fields after the command name (which may hold spaces) start at the state, field 3.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(roles: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each role's processes, summed (``{"nodes": 12.3, ...}``)."""
+    return {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in roles.items()}

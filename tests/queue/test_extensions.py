@@ -37,6 +37,22 @@ async def test_receive_messages_batch_in_order(queues: Queues) -> None:
     assert (attrs.totalrecv, attrs.hiddenmsgs) == (7, 7)
 
 
+async def test_receive_of_a_full_batch_writes_every_field(queues: Queues, raw: Redis) -> None:
+    # 1000 messages in one receive: the script writes scores and counters in chunks.
+    await queues.create_queue("big")
+    ids = await queues.send_messages("big", [f"m{i}" for i in range(1000)])
+    first = await queues.receive_messages("big", 1000, vt=0)
+    assert [m.id for m in first] == ids and all(m.rc == 1 for m in first)
+    fr = {m.id: m.fr for m in first}
+    again = await queues.receive_messages("big", 1000, vt=60)
+    assert sorted(m.id for m in again) == sorted(ids)
+    assert all(m.rc == 2 and m.fr == fr[m.id] for m in again)  # first receive time kept
+    attrs = await queues.get_queue_attributes("big")
+    assert (attrs.totalrecv, attrs.hiddenmsgs) == (2000, 1000)
+    stored = await raw.hmget("rsmq:big:Q", [f"{ids[999]}:rc", f"{ids[999]}:fr"])
+    assert stored == ["2", str(fr[ids[999]])]
+
+
 async def test_receive_messages_with_vt_zero_returns_each_once(queues: Queues) -> None:
     await queues.create_queue("z")
     ids = [await queues.send_message("z", str(i)) for i in range(3)]

@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..connections import parse_redis_url, redis_from_url
 from .keys import KeyLayout
+from .pubsub_reader import PubSubReader
 from .validation import validate_qname
 
 __all__ = ["Callback", "RealtimeListener"]
@@ -311,10 +312,11 @@ class RealtimeListener:
         loop = asyncio.get_running_loop()
         last_ping = loop.time()
         ping_sent: float | None = None
+        reader = PubSubReader(pubsub)
         while True:
-            msg = await pubsub.get_message(timeout=1.0)
+            replies = await reader.read(1.0)
             now = loop.time()
-            if msg is None:
+            if not replies:
                 if ping_sent is not None and now - ping_sent > self.ping_interval:
                     raise RedisConnectionError("no PONG from Redis")
                 if ping_sent is None and now - last_ping >= self.ping_interval:
@@ -325,18 +327,21 @@ class RealtimeListener:
             # Any reply proves the link is alive. Not only "pong": with decode_responses=True
             # redis-py 8.1 splits a subscribed-mode PONG into {'type': 'P', 'channel': 'O'}.
             ping_sent = None
-            kind = msg.get("type")
-            channel = msg.get("channel")
-            if kind in ("subscribe", "ssubscribe") and isinstance(channel, str):
-                # A subscribe() call that gets this confirmation tells its caller to check the
-                # queue; every other (re)subscribed queue is reported here instead.
-                confirmed_to_caller = self._confirm(channel)
-                if channel in self._report_on_ack:
-                    self._report_on_ack.discard(channel)
-                    if not confirmed_to_caller:
-                        await self._notify(channel)
-            elif kind in ("message", "smessage") and isinstance(channel, str):
-                await self._notify(channel)
+            notified: set[str] = set()  # one wake-up per queue for what one read brought
+            for kind, channel in replies:
+                if channel is None:
+                    continue
+                if kind in ("subscribe", "ssubscribe"):
+                    # A subscribe() call that gets this confirmation tells its caller to check
+                    # the queue; every other (re)subscribed queue is reported here instead.
+                    confirmed_to_caller = self._confirm(channel)
+                    if channel in self._report_on_ack:
+                        self._report_on_ack.discard(channel)
+                        if not confirmed_to_caller:
+                            await self._notify(channel)
+                elif kind in ("message", "smessage") and channel not in notified:
+                    notified.add(channel)
+                    await self._notify(channel)
 
     def _confirm(self, channel: str) -> bool:
         confirmed = False
@@ -370,7 +375,7 @@ class RealtimeListener:
             return
         try:
             result = callback(qname)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception:
             log.exception("realtime listener callback failed for queue %r", qname)

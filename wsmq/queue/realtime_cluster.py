@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..connections import redis_from_url
+from .pubsub_reader import PubSubReader
 from .realtime import Callback, RealtimeListener
 
 __all__ = ["ClusterRealtimeListener"]
@@ -244,10 +245,11 @@ class ClusterRealtimeListener(RealtimeListener):
         loop = asyncio.get_running_loop()
         last_ping = loop.time()
         ping_sent: float | None = None
+        reader = PubSubReader(sub.pubsub)
         while True:
-            msg = await sub.pubsub.get_message(timeout=1.0)
+            replies = await reader.read(1.0)
             now = loop.time()
-            if msg is None:
+            if not replies:
                 if ping_sent is not None and now - ping_sent > self.ping_interval:
                     raise RedisConnectionError(f"no PONG from {sub.name}")
                 if ping_sent is None and now - last_ping >= self.ping_interval:
@@ -258,16 +260,19 @@ class ClusterRealtimeListener(RealtimeListener):
             # Any reply proves the link is alive. Not only "pong": with decode_responses=True
             # redis-py 8.1 splits a subscribed-mode PONG into {'type': 'P', 'channel': 'O'}.
             ping_sent = None
-            kind = msg.get("type")
-            channel = msg.get("channel")
-            if kind == "ssubscribe" and isinstance(channel, str):
-                confirmed_to_caller = self._confirm(channel)
-                if channel in self._report_on_ack:
-                    self._report_on_ack.discard(channel)
-                    if not confirmed_to_caller:
-                        await self._notify(channel)
-            elif kind == "sunsubscribe" and isinstance(channel, str):
-                if channel in sub.channels:  # not asked for: the slot moved away
-                    raise _TopologyChanged(f"{sub.name} dropped {channel} (slot moved)")
-            elif kind == "smessage" and isinstance(channel, str):
-                await self._notify(channel)
+            notified: set[str] = set()  # one wake-up per queue for what one read brought
+            for kind, channel in replies:
+                if channel is None:
+                    continue
+                if kind == "ssubscribe":
+                    confirmed_to_caller = self._confirm(channel)
+                    if channel in self._report_on_ack:
+                        self._report_on_ack.discard(channel)
+                        if not confirmed_to_caller:
+                            await self._notify(channel)
+                elif kind == "sunsubscribe":
+                    if channel in sub.channels:  # not asked for: the slot moved away
+                        raise _TopologyChanged(f"{sub.name} dropped {channel} (slot moved)")
+                elif kind == "smessage" and channel not in notified:
+                    notified.add(channel)
+                    await self._notify(channel)

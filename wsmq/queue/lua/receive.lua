@@ -50,16 +50,33 @@ end
 local out = {0}
 local got = 0
 local seen = {}
+local visible_at = wsmq_fmt(ms + vt * 1000)
+
+-- The new scores and receive counts of one pass, written with one ZADD and one HSET per
+-- CHUNK pairs (one redis.call per message each made the receive several times dearer).
+local CHUNK = 500
+local function write_back(zargs, hargs)
+  for i = 1, #zargs, 2 * CHUNK do
+    redis.call('ZADD', zkey, unpack(zargs, i, math.min(i + 2 * CHUNK - 1, #zargs)))
+  end
+  for i = 1, #hargs, 2 * CHUNK do
+    redis.call('HSET', hkey, unpack(hargs, i, math.min(i + 2 * CHUNK - 1, #hargs)))
+  end
+end
+
 while got < count and budget >= 0 do
   -- Messages delivered with vt 0 stay visible (at most `got` of them), so a window of `count`
   -- ids always holds enough unseen ones; `seen` skips the delivered ones.
   local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, count)
   local removed = 0
+  local received = 0
+  local zargs, hargs = {}, {}
   for _, id in ipairs(ids) do
     if got >= count then break end
     if not seen[id] then
-      local body = redis.call('HGET', hkey, id)
-      local rc = tonumber(redis.call('HGET', hkey, id .. ':rc') or '0') or 0
+      local f = redis.call('HMGET', hkey, id, id .. ':rc', id .. ':fr')
+      local body = f[1]
+      local rc = tonumber(f[2] or '0') or 0
       local sent = tonumber(string.sub(id, 1, 10), 36)
       if not body then
         forget(id) -- an id without a body can never be delivered
@@ -79,21 +96,24 @@ while got < count and budget >= 0 do
       else
         seen[id] = true
         got = got + 1
-        redis.call('HINCRBY', hkey, 'totalrecv', 1)
+        received = received + 1
         rc = rc + 1
         local fr
+        if rc == 1 then
+          fr = now
+        else
+          fr = f[3] or (pop and now or '0')
+        end
         if pop then
-          fr = redis.call('HGET', hkey, id .. ':fr') or now
-          if rc == 1 then fr = now end
           forget(id)
         else
-          redis.call('ZADD', zkey, wsmq_fmt(ms + vt * 1000), id)
-          redis.call('HSET', hkey, id .. ':rc', rc)
+          zargs[#zargs + 1] = visible_at
+          zargs[#zargs + 1] = id
+          hargs[#hargs + 1] = id .. ':rc'
+          hargs[#hargs + 1] = rc
           if rc == 1 then
-            redis.call('HSET', hkey, id .. ':fr', now)
-            fr = now
-          else
-            fr = redis.call('HGET', hkey, id .. ':fr') or '0'
+            hargs[#hargs + 1] = id .. ':fr'
+            hargs[#hargs + 1] = now
           end
         end
         table.insert(out, id)
@@ -102,6 +122,10 @@ while got < count and budget >= 0 do
         table.insert(out, fr)
       end
     end
+  end
+  write_back(zargs, hargs)
+  if received > 0 then
+    redis.call('HINCRBY', hkey, 'totalrecv', received)
   end
   budget = budget - removed
   -- Nothing dropped or moved: every unseen visible id in the window was delivered, so either

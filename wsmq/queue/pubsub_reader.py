@@ -1,0 +1,107 @@
+"""Read pub/sub replies in bulk, straight from a connection's hiredis reader.
+
+Every send publishes a notification, so under load a node's listener reads one reply per
+message sent to its queues. Through ``PubSub.get_message`` each costs a stack of redis-py
+layers (a retry wrapper, two timeout contexts, the push-notification handler, which formats a
+debug string for every message) — about half of a node's CPU in the benchmark's throughput
+scenario. :class:`PubSubReader` takes every reply the socket already brought with
+``hiredis.Reader.gets()`` in a plain loop and awaits the socket only when that buffer is
+empty, under one timeout per read instead of per reply.
+
+It leans on three private parts of redis-py's asyncio hiredis parser (``_parser``,
+``_reader``, ``read_from_socket``). When they are missing (no hiredis, another redis-py) it
+falls back to ``get_message``, one reply per call; ``tests/queue/test_pubsub_reader.py``
+fails if the installed redis-py stops taking the fast path, so an upgrade cannot silently
+slow delivery down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+try:  # redis-py's "not enough data yet" sentinel for its hiredis readers
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - another redis-py layout: the slow path only
+    _NOT_ENOUGH_DATA = None
+
+__all__ = ["PubSubReader", "Reply"]
+
+#: ``(kind, channel)``: kind is ``"message"``, ``"smessage"``, ``"subscribe"``, ... (lower
+#: case); channel is ``None`` for replies without one (a PONG).
+Reply = tuple[str, str | None]
+
+
+class PubSubReader:
+    """Reads the replies of one connected ``PubSub`` (``decode_responses=True``)."""
+
+    __slots__ = ("_gets", "_parser", "_pubsub")
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+        self._parser: Any = None
+        self._gets: Any = None
+        conn = pubsub.connection
+        parser = getattr(conn, "_parser", None)
+        reader = getattr(parser, "_reader", None)
+        if (
+            _NOT_ENOUGH_DATA is not None
+            and reader is not None
+            and callable(getattr(reader, "gets", None))
+            and callable(getattr(parser, "read_from_socket", None))
+        ):
+            self._parser = parser
+            self._gets = reader.gets
+
+    @property
+    def fast(self) -> bool:
+        """Whether replies are taken from the hiredis reader in bulk."""
+        return self._gets is not None
+
+    async def read(self, wait_s: float) -> list[Reply]:
+        """Every reply available now, else those that arrive within ``wait_s`` seconds.
+
+        Returns ``[]`` when nothing came in time. Raises a redis-py ``ConnectionError`` when the
+        server closed the connection, and an error reply (e.g. ``ResponseError``) as itself.
+        """
+        if self._gets is None:
+            msg = await self._pubsub.get_message(timeout=wait_s)
+            if msg is None:
+                return []
+            channel = msg.get("channel")
+            return [(str(msg.get("type")), channel if isinstance(channel, str) else None)]
+        replies = self._drain()
+        if replies:
+            return replies
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._parser.read_from_socket()  # feeds the reader; raises on EOF
+        except TimeoutError:
+            return []
+        return self._drain()
+
+    def _drain(self) -> list[Reply]:
+        out: list[Reply] = []
+        gets = self._gets
+        while True:
+            reply = gets()
+            if reply is _NOT_ENOUGH_DATA:
+                return out
+            if isinstance(reply, list):  # RESP2 arrays and RESP3 push notifications alike
+                kind = reply[0] if reply else ""
+                channel = reply[1] if len(reply) > 1 else None
+                out.append(
+                    (
+                        kind.lower() if isinstance(kind, str) else str(kind),
+                        channel if isinstance(channel, str) else None,
+                    )
+                )
+            elif isinstance(reply, RedisConnectionError):
+                raise reply
+            elif isinstance(reply, Exception):
+                raise reply  # an error reply (e.g. NOAUTH): the caller reconnects
+            else:  # a plain reply in subscribed mode: RESP3's PONG
+                out.append((str(reply).lower(), None))
