@@ -126,7 +126,7 @@ class CallCounter:
     """Count the engine's Redis round trips (each ``Queues`` method below is one)."""
 
     METHODS = (
-        "receive_messages",
+        "receive_with_next",
         "delete_messages",
         "change_messages_visibility",
         "next_visible_at",
@@ -216,7 +216,7 @@ class InProcess:
             "delivered_per_s": a.n / delivered,
             "settled_per_s": a.n / settled,
             "redis_calls_per_msg": rt,
-            "msgs_per_receive": a.n / max(1, counter.calls["receive_messages"]),
+            "msgs_per_receive": a.n / max(1, counter.calls["receive_with_next"]),
             "msgs_per_delete": a.n / max(1, counter.calls["delete_messages"]),
         }
 

@@ -43,6 +43,12 @@ function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
+function exitAfterOutput(code) {
+  // stdout is a pipe written asynchronously: exiting at once would cut a long result line
+  // (latency samples) at the pipe's 64 KiB. Exit once everything written so far is flushed.
+  process.stdout.write('', () => process.exit(code));
+}
+
 function nowMs() {
   return performance.timeOrigin + performance.now();
 }
@@ -104,7 +110,7 @@ class AckBatcher {
 
 function fail(message) {
   emit({ event: 'error', message });
-  process.exit(1);
+  exitAfterOutput(1);
 }
 
 function openSocket(client) {
@@ -243,7 +249,7 @@ async function main() {
     series,
     latencies: counter.latencies,
   });
-  process.exit(0);
+  exitAfterOutput(0);
 }
 
 main().catch((err) => fail(String(err && err.stack ? err.stack : err)));

@@ -338,14 +338,14 @@ async def test_window_zero_takes_nothing_from_redis(
     queues: Queues, make_engine: EngineFactory
 ) -> None:
     await queues.create_queue("q1")
-    counting = Counting(queues, "visible_counts", "receive_messages")
+    counting = Counting(queues, "visible_counts", "receive_with_next")
     engine = await make_engine(poll_interval=0.05)
     sink = Sink(cap=0)
     sub = await engine.subscribe("q1", sink)
     for i in range(5):
         await queues.send_message("q1", f"m{i}")
     await counting.wait_calls("visible_counts", 4)  # several polls saw visible messages
-    assert counting.calls["receive_messages"] == 0
+    assert counting.calls["receive_with_next"] == 0
     assert sink.got == []
     assert await attrs(queues, "q1") == (5, 0, 0)  # nothing received: totalrecv 0
     sink.cap = 2
@@ -388,18 +388,18 @@ async def test_delayed_message_arrives_by_timer_without_polling(
     queues: Queues, make_engine: EngineFactory
 ) -> None:
     await queues.create_queue("q1")
-    counting = Counting(queues, "receive_messages", "visible_counts")
+    counting = Counting(queues, "receive_with_next", "visible_counts")
     engine = await make_engine(poll_interval=60)
     sink = Sink()
     await engine.subscribe("q1", sink)
-    await counting.wait_calls("receive_messages", 1)
+    await counting.wait_calls("receive_with_next", 1)
     sent = time.monotonic()
     await queues.send_message("q1", "later", delay=1)
     await sink.wait_for(1, timeout=4)
     elapsed = time.monotonic() - sent
     assert 0.8 <= elapsed < 3.0
     # initial check + realtime wake + timer (+1 for a timer a hair early): no polling loop.
-    assert counting.calls["receive_messages"] <= 5
+    assert counting.calls["receive_with_next"] <= 5
     assert counting.calls["visible_counts"] == 0
 
 
@@ -443,12 +443,12 @@ async def test_one_poll_round_trip_covers_all_queues(
     names = [f"q{i}" for i in range(20)]
     for name in names:
         await queues.create_queue(name)
-    counting = Counting(queues, "visible_counts", "next_visible_at")
+    counting = Counting(queues, "visible_counts", "receive_with_next")
     # No realtime: its subscription confirmations would wake the consumers once more.
     engine = await make_engine(realtime=False, poll_interval=0.05)
     for name in names:
         await engine.subscribe(name, Sink())
-    await counting.wait_calls("next_visible_at", len(names))  # every consumer went idle
+    await counting.wait_calls("receive_with_next", len(names))  # every consumer went idle
     await counting.wait_calls("visible_counts", counting.calls["visible_counts"] + 1)
     before = _commandstats(redis_url)
     start = counting.calls["visible_counts"]
@@ -584,14 +584,14 @@ async def test_acks_arriving_together_share_one_delete_round_trip(
     sink = Sink(ack_mode=True, cap=50)
     sub = await engine.subscribe("q1", sink)
     got = await sink.wait_for(50)
-    counting = Counting(queues, "delete_messages", "receive_messages")
+    counting = Counting(queues, "delete_messages", "receive_with_next")
     # The sink's window stays 0 (it counts its own unacked): the acks cause no receive, so
     # every Redis command from here on is one of theirs.
     before = _commandstats(redis_url)
     results = await asyncio.gather(*(engine.ack(sub, m.id) for m in got))
     after = _commandstats(redis_url)
     assert results == [True] * 50 and sub.unacked == 0
-    assert counting.calls == {"delete_messages": 1, "receive_messages": 0}
+    assert counting.calls == {"delete_messages": 1, "receive_with_next": 0}
     scripts = sum(after.get(c, 0) - before.get(c, 0) for c in ("evalsha", "eval"))
     assert scripts == 1  # Redis agrees: 50 acks, one round trip
     assert (await attrs(queues, "q1"))[:2] == (0, 0)

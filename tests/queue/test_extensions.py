@@ -99,6 +99,33 @@ async def test_visible_counts_and_next_visible_at(queues: Queues, raw: Redis) ->
     assert first is not None and first <= now_ms
 
 
+async def test_receive_with_next_reports_the_timer_in_the_same_call(
+    queues: Queues, raw: Redis
+) -> None:
+    await queues.create_queue("rn", vt=30)
+    assert await queues.receive_with_next("rn", 10) == ([], None)  # empty queue
+    later = await queues.send_message("rn", "later", delay=100)
+    ids = await queues.send_messages("rn", ["a", "b", "c"])
+    sec, usec = await redis_time(raw)
+    now_ms = sec * 1000 + usec // 1000
+    # A full batch: more may be visible, so no timer (the caller receives again at once).
+    got, nxt = await queues.receive_with_next("rn", 2)
+    assert [m.id for m in got] == ids[:2] and nxt is None
+    # A partial batch: the earliest score left is what next_visible_at says now.
+    got, nxt = await queues.receive_with_next("rn", 5, vt=20)
+    assert [m.id for m in got] == ids[2:]
+    assert nxt == await queues.next_visible_at("rn")
+    assert nxt is not None and now_ms + 19_000 <= nxt <= now_ms + 21_000  # c's new vt
+    got, nxt = await queues.receive_with_next("rn", 5)
+    assert got == [] and nxt == await queues.next_visible_at("rn")
+    await queues.delete_messages("rn", ids)
+    got, nxt = await queues.receive_with_next("rn", 5)
+    assert got == [] and nxt is not None and nxt >= now_ms + 99_000  # only `later` is left
+    assert await queues.delete_message("rn", later)
+    with pytest.raises(InvalidValue):
+        await queues.receive_with_next("rn", 0)
+
+
 async def test_dead_letter_after_max_receive_count(queues: Queues, raw: Redis) -> None:
     await queues.create_queue("dlq")
     await queues.create_queue("work", max_receive_count=2, dead_letter_queue="dlq")

@@ -327,6 +327,7 @@ class QueueConsumer:
         q, ctx = self.qname, self.ctx
         if ctx.pending.deletes or ctx.pending.releases:
             await ctx.pending.flush(ctx.queues, q, ctx.health)
+        nxt: float | None = None
         while True:
             if self.closing:
                 return None
@@ -338,7 +339,8 @@ class QueueConsumer:
                 return None
             self._window_bound = False
             n = min(ctx.batch_size, free)
-            msgs = await ctx.queues.receive_messages(q, n, ctx.default_vt)
+            # The reply also says when the next message becomes visible (the timer below).
+            msgs, nxt = await ctx.queues.receive_with_next(q, n, ctx.default_vt)
             if not ctx.health.healthy:
                 ctx.health.ok()
             self._missing_logged = False
@@ -348,10 +350,7 @@ class QueueConsumer:
             if len(msgs) < n:
                 break
         if self._wake.is_set():
-            # Woken during the receive (a send under load): the next cycle comes at once, so
-            # the timer is not needed; skipping it saves a round trip per cycle.
-            return None
-        nxt = await ctx.queues.next_visible_at(q)
+            return None  # woken during the receive (a send under load): the next cycle comes now
         if nxt is None:
             return None
         delay = (nxt - ctx.clock.now_ms()) / 1000.0

@@ -356,6 +356,11 @@ class Queues:
         return got[0] if got else None
 
     async def _receive(self, qname: str, count: int, vt: int | None, pop: bool) -> list[Message]:
+        return (await self._receive_reply(qname, count, vt, pop, report_next=False))[0]
+
+    async def _receive_reply(
+        self, qname: str, count: int, vt: int | None, pop: bool, *, report_next: bool
+    ) -> tuple[list[Message], float | None]:
         qname = v.validate_qname(qname)
         vt_arg: str | int = "" if vt is None else v.validate_vt(vt)
         for _ in range(3):
@@ -367,11 +372,16 @@ class Queues:
                 keys += [self.keys.messages(dlq), self.keys.attributes(dlq)]
             channel = self._publish_target(dlq) if dlq else ""
             args = [count, vt_arg, "1" if pop else "0", dlq, channel, DROP_BUDGET]
+            if report_next:
+                args.append("1")
             reply = await run_script(self.redis, "receive", keys, args)
             if int(reply[0]) == 1:  # our dead-letter assumption was stale: retry with its keys
                 self._dlq_hint[qname] = text(reply[1])
                 continue
-            return messages_from_reply(reply, 1)
+            if not report_next:
+                return messages_from_reply(reply, 1), None
+            nxt = text(reply[1])
+            return messages_from_reply(reply, 2), float(nxt) if nxt else None
         raise RuntimeError("dead-letter queue setting kept changing during receive")
 
     async def delete_message(self, qname: str, id: str) -> bool:
@@ -409,6 +419,20 @@ class Queues:
         qname = v.validate_qname(qname)
         first = await self.redis.zrange(self.keys.messages(qname), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
+
+    async def receive_with_next(
+        self, qname: str, count: int, vt: int | None = None
+    ) -> tuple[list[Message], float | None]:
+        """:meth:`receive_messages`, plus when the queue's next message becomes visible.
+
+        The second value is what :meth:`next_visible_at` would answer right after this receive
+        (epoch ms, may be in the past; ``None`` for an empty queue), taken in the same round
+        trip; it is ``None`` too when all ``count`` messages came back (receive again at once).
+        A consumer sets its timer from it without a second round trip.
+        """
+        return await self._receive_reply(
+            qname, v.validate_count(count), vt, False, report_next=True
+        )
 
     async def now_ms(self) -> int:
         """Redis server time in epoch ms (the clock all scores use), for timers that compare

@@ -6,9 +6,13 @@
 -- ARGV[1] count, ARGV[2] vt in seconds or '' for the queue's default, ARGV[3] '1' = pop,
 -- ARGV[4] dead-letter queue name the caller assumed ('' = none),
 -- ARGV[5] dead-letter realtime target ('' or P/S + channel, see wsmq_publish),
--- ARGV[6] most messages to drop/move in this call
+-- ARGV[6] most messages to drop/move in this call,
+-- ARGV[7] '1' = also report when the queue's next message becomes visible (for consumers)
 -- Returns {1, dlq} when the caller's dead-letter assumption is stale (it retries with the right
--- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}.
+-- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}; with
+-- ARGV[7] '1': {0, next, id, body, ...} where next is the lowest score left in the queue (epoch
+-- ms, maybe in the past) or '' when the queue is empty or the batch came back full (the caller
+-- receives again at once), so a consumer needs no second round trip to set its timer.
 local zkey, hkey = KEYS[1], KEYS[2]
 local q = redis.call('HMGET', hkey, 'vt', 'delay', 'maxsize', 'wsmq:maxrc', 'wsmq:dlq', 'wsmq:ttl')
 if not q[1] or not q[2] or not q[3] then
@@ -47,7 +51,11 @@ local function dead_letter(id, body, rc)
   end
 end
 
+local report_next = ARGV[7] == '1'
 local out = {0}
+if report_next then
+  out[2] = ''
+end
 local got = 0
 local seen = {}
 local visible_at = wsmq_fmt(ms + vt * 1000)
@@ -132,6 +140,12 @@ while got < count and budget >= 0 do
   -- the batch is full or the queue has no more visible messages.
   if removed == 0 then
     break
+  end
+end
+if report_next and got < count then
+  local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  if first[2] then
+    out[2] = first[2]
   end
 end
 return out
