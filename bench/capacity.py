@@ -9,7 +9,10 @@ import importlib
 import importlib.util
 import io
 import shutil
+import time
 from typing import Any
+
+import aiohttp
 
 from bench import procs
 from bench.delivery import Say, prepare, start_consumers
@@ -52,6 +55,11 @@ async def connections(running: Running, profile: Profile, say: Say) -> Metrics:
         running, queues, "legacy", connect_concurrency=profile.conn_concurrency
     )
     try:
+        started = time.monotonic()
+        # Legacy clients get no reply to /subscribe: on wsmq, wait until the node reports every
+        # subscription set up (its metrics), so RSS is measured with all of them in place.
+        subscribed = await wait_subscriptions(running, int(ready["connections"]))
+        subscribe_s = time.monotonic() - started if subscribed else None
         after = await settled_rss(pid)
         await consumers.send("stop")
         with contextlib.suppress(procs.ChildError):
@@ -62,13 +70,35 @@ async def connections(running: Running, profile: Profile, say: Say) -> Metrics:
     handshakes = k / max(float(ready["connect_s"]), 1e-9)
     per_conn = (after - before) / k if k else None
     say(f"{k} connections: {handshakes:,.0f} handshakes/s, {per_conn:.1f} KiB RSS each")
-    return {
+    out: Metrics = {
         "connections": k,
         "handshakes_per_s": round(handshakes, 1),
         "rss_per_conn_kib": round(per_conn, 2) if per_conn is not None else None,
         "rss_idle_mib": round(before / 1024, 1),
         "rss_loaded_mib": round(after / 1024, 1),
     }
+    if subscribe_s is not None:  # all subscriptions in place this long after the last handshake
+        out["subscribed_after_s"] = round(subscribe_s, 2)
+    return out
+
+
+async def wait_subscriptions(running: Running, count: int, wait_s: float = 120.0) -> bool:
+    """Wait until wsmq's first node counts ``count`` subscriptions (``wsmq_subscriptions``).
+
+    Returns ``False`` at once for systems without that metric (the peers).
+    """
+    if running.name != "wsmq":
+        return False
+    url = running.urls[0].replace("ws://", "http://", 1) + "metrics"
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(wait_s):
+            while True:
+                async with http.get(url) as resp:
+                    text = await resp.text()
+                for line in text.splitlines():
+                    if line.startswith("wsmq_subscriptions ") and float(line.split()[-1]) >= count:
+                        return True
+                await asyncio.sleep(0.2)
 
 
 # One RSMQ message life (send, receive with vt, delete) in a single script: the Redis-side work of

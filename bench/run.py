@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -255,9 +256,29 @@ class _QuietChildWatcher(logging.Filter):
         return not record.getMessage().startswith("Unknown child process pid")
 
 
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise this process's open-file limit (children inherit it); return the limit now in force.
+
+    The connections scenario holds 10k sockets per system, and the rsmq-worker bridge a Redis
+    connection per socket on top: 20k descriptors in one process. Root may raise the hard limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for new_hard in (max(hard, wanted), hard):
+        target = min(wanted, new_hard) if new_hard != resource.RLIM_INFINITY else wanted
+        if target <= soft:
+            return soft
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, new_hard))
+            return target
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("asyncio").addFilter(_QuietChildWatcher())
     args = parse_args(argv)
+    raise_fd_limit()
     say = Progress()
     results = asyncio.run(run(args, say))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -55,6 +55,22 @@ async def test_other_instance_sees_changes_at_once(tmp_path: Path) -> None:
     assert got is not None and got.disabled
 
 
+async def test_get_reuses_the_user_until_the_file_changes(tmp_path: Path) -> None:
+    # A handshake looks the user up: it must not rebuild a service account's 10k-queue list.
+    path = tmp_path / "users.json"
+    cli = FileUserStore(path, hasher=CHEAP)
+    bot, _ = await cli.create("bot", "pw", queues=[f"q{i}" for i in range(10_000)])
+    node = FileUserStore(path, hasher=CHEAP)
+    first = await node.get(bot.id)
+    assert first is not None and len(first.queues) == 10_000
+    assert await node.get(bot.id) is first
+    assert await node.get("nobody") is None
+    await cli.set_disabled(bot.id)  # another instance writes: the next lookup sees it
+    changed = await node.get(bot.id)
+    assert changed is not None and changed is not first and changed.disabled
+    assert changed.queues is first.queues  # equal queue lists are still one tuple
+
+
 async def test_other_process_write_is_seen(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     node = FileUserStore(path, hasher=CHEAP)

@@ -51,6 +51,10 @@ class FileUserStore(FieldUpdates):
         self._docs: Docs = {}
         self._signature: tuple[int, int, int] | None = None
         self._raw: bytes | None = None
+        # Users built from the current docs (User is frozen): a handshake costs a dict lookup,
+        # not a rebuild. Every change of the file gives a new docs dict, which empties it.
+        self._users: dict[str, User] = {}
+        self._users_of: Docs | None = None
         self._thread_lock = threading.Lock()
         self._refresh(strict=True)
 
@@ -88,8 +92,16 @@ class FileUserStore(FieldUpdates):
 
     async def get(self, user_id: str) -> User | None:
         """The user with this id, or None."""
-        doc = self._refresh().get(user_id)
-        return None if doc is None else user_from_doc(doc)
+        docs = self._refresh()
+        if docs is not self._users_of:
+            self._users, self._users_of = {}, docs
+        user = self._users.get(user_id)
+        if user is None:
+            doc = docs.get(user_id)
+            if doc is None:
+                return None
+            user = self._users[user_id] = user_from_doc(doc)
+        return user
 
     async def get_by_name(self, user_name: str) -> User | None:
         """The user with this name, or None."""

@@ -171,8 +171,9 @@ def user_from_doc(doc: Mapping[str, Any]) -> User:
         user_name=str(doc.get("userName", "")),
         password_hash=doc.get("passwordHash"),
         access_token_hash=doc.get("accessTokenHash"),
-        queues=_shared(tuple(str(q) for q in doc.get("queues") or ())),
-        publish=_shared(tuple(str(q) for q in doc.get("publish") or ())),
+        # map(str, ...) runs in C: a service account's list of 10k queues is read per handshake
+        queues=_shared(tuple(map(str, doc.get("queues") or ()))),
+        publish=_shared(tuple(map(str, doc.get("publish") or ()))),
         disabled=bool(doc.get("disabled", False)),
         legacy_access_token=legacy if isinstance(legacy, str) else None,
     )
