@@ -42,6 +42,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.queue_sets import membership
 from wsmq.gateway.ratelimit import TokenBucket
 
 __all__ = [
@@ -89,9 +90,9 @@ Authorize = Callable[[Any, str, str], bool]
 def default_authorize(user: User, qname: str, action: str) -> bool:
     """Own-queue rule: subscribe to your own id and ``queues``; send to ``publish``."""
     if action == "subscribe":
-        return qname == user.user_id or qname in user.queues
+        return qname == user.user_id or qname in membership(user.queues)
     if action == "send":
-        return qname in user.publish
+        return qname in membership(user.publish)
     return False
 
 
