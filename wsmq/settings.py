@@ -139,7 +139,11 @@ class Settings:
     )
     # -- delivery ------------------------------------------------------------------------
     window: int = _opt(
-        100, "Unacknowledged messages per subscription (wsmq.v1) in flight.", group="delivery"
+        200,
+        "Messages per subscription in flight: unacknowledged (wsmq.v1), or taken from Redis "
+        "and not yet written (legacy). Two receive batches, so one is fetched while the other "
+        "is written.",
+        group="delivery",
     )
     write_buffer_limit: int = _opt(
         1 << 20, "Bytes queued on a socket after which no more is taken from Redis.", "delivery"
