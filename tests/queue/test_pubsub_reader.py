@@ -127,3 +127,19 @@ async def test_listener_wakes_once_per_read_for_a_burst(redis_url: str, raw: Red
         assert 1 <= calls.count("burst") <= 50
     finally:
         await listener.aclose()
+
+
+async def test_unsubscribed_channels_leave_redis_py_bookkeeping(
+    request: pytest.FixtureRequest, pubsub: PubSub
+) -> None:
+    # A long-lived listener subscribes and unsubscribes queues as sockets come and go: the
+    # connection's channel table must not keep the ones it left.
+    reader = make_reader(pubsub, request)
+    names = [f"ch{i}" for i in range(50)]
+    await pubsub.subscribe(*names)
+    await read_until(reader, len(names))
+    await pubsub.unsubscribe(*names[:40])
+    replies, _ = await read_until(reader, 40)
+    assert {kind for kind, _ in replies} == {"unsubscribe"}
+    assert set(pubsub.channels) == set(names[40:])
+    assert not pubsub.pending_unsubscribe_channels

@@ -8,6 +8,10 @@ scenario. :class:`PubSubReader` takes every reply the socket already brought wit
 ``hiredis.Reader.gets()`` in a plain loop and awaits the socket only when that buffer is
 empty, under one timeout per read instead of per reply.
 
+Unsubscribe confirmations (rare) still go through ``PubSub.handle_message``, which keeps
+redis-py's own channel bookkeeping: without it ``PubSub.channels`` would keep every channel
+ever unsubscribed on the connection.
+
 It leans on three private parts of redis-py's asyncio hiredis parser (``_parser``,
 ``_reader``, ``read_from_socket``). When they are missing (no hiredis, another redis-py) it
 falls back to ``get_message``, one reply per call; ``tests/queue/test_pubsub_reader.py``
@@ -29,6 +33,9 @@ except ImportError:  # pragma: no cover - another redis-py layout: the slow path
     _NOT_ENOUGH_DATA = None
 
 __all__ = ["PubSubReader", "Reply"]
+
+#: Replies whose bookkeeping redis-py does in ``PubSub.handle_message``.
+_UNSUBSCRIBE_KINDS = frozenset({"unsubscribe", "sunsubscribe", "punsubscribe"})
 
 #: ``(kind, channel)``: kind is ``"message"``, ``"smessage"``, ``"subscribe"``, ... (lower
 #: case); channel is ``None`` for replies without one (a PONG).
@@ -73,32 +80,33 @@ class PubSubReader:
                 return []
             channel = msg.get("channel")
             return [(str(msg.get("type")), channel if isinstance(channel, str) else None)]
-        replies = self._drain()
-        if replies:
-            return replies
-        try:
-            async with asyncio.timeout(wait_s):
-                await self._parser.read_from_socket()  # feeds the reader; raises on EOF
-        except TimeoutError:
-            return []
-        return self._drain()
+        replies, unsubscribed = self._drain()
+        if not replies:
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._parser.read_from_socket()  # feeds the reader; raises on EOF
+            except TimeoutError:
+                return []
+            replies, unsubscribed = self._drain()
+        for raw in unsubscribed:
+            await self._pubsub.handle_message(raw)  # type: ignore[no-untyped-call]
+        return replies
 
-    def _drain(self) -> list[Reply]:
+    def _drain(self) -> tuple[list[Reply], list[list[Any]]]:
         out: list[Reply] = []
+        unsubscribed: list[list[Any]] = []
         gets = self._gets
         while True:
             reply = gets()
             if reply is _NOT_ENOUGH_DATA:
-                return out
+                return out, unsubscribed
             if isinstance(reply, list):  # RESP2 arrays and RESP3 push notifications alike
                 kind = reply[0] if reply else ""
+                kind = kind.lower() if isinstance(kind, str) else str(kind)
                 channel = reply[1] if len(reply) > 1 else None
-                out.append(
-                    (
-                        kind.lower() if isinstance(kind, str) else str(kind),
-                        channel if isinstance(channel, str) else None,
-                    )
-                )
+                out.append((kind, channel if isinstance(channel, str) else None))
+                if kind in _UNSUBSCRIBE_KINDS:
+                    unsubscribed.append(reply)
             elif isinstance(reply, RedisConnectionError):
                 raise reply
             elif isinstance(reply, Exception):
