@@ -730,3 +730,35 @@ async def test_a_partly_written_batch_settles_the_written_and_releases_the_rest(
         got = await again.wait_for(6)
     assert [m.message for m in got] == [f"m{i}" for i in range(4, 10)]
     assert len(sink.got) == 4
+
+
+async def test_listener_subscriptions_of_different_queues_run_concurrently(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    # A reconnect storm subscribes thousands of queues: each needs a confirmed SUBSCRIBE (one
+    # round trip). They must overlap, not queue behind one engine-wide lock.
+    names = [f"par{i}" for i in range(5)]
+    engine = await make_engine(poll_interval=60)
+    listener = engine.listener
+    assert listener is not None
+    original = listener.subscribe
+    inside = 0
+    all_inside = asyncio.Event()
+
+    async def slow_subscribe(qname: str) -> bool:
+        nonlocal inside
+        inside += 1
+        if inside == len(names):
+            all_inside.set()
+        await all_inside.wait()  # only returns once every queue's subscribe is in here at once
+        return await original(qname)
+
+    listener.subscribe = slow_subscribe  # type: ignore[method-assign]
+    await queues.create_queue("par0")
+    sinks = [Sink() for _ in names]
+    async with asyncio.timeout(10):
+        pairs = zip(names, sinks, strict=True)
+        subs = await asyncio.gather(*(engine.subscribe(n, s) for n, s in pairs))
+    assert [s.qname for s in subs] == names
+    await queues.send_message("par0", "woken by the confirmed subscription")
+    await sinks[0].wait_for(1)

@@ -46,6 +46,7 @@ from wsmq.gateway.delivery_state import (
     RedisHealth,
     SettleBatcher,
 )
+from wsmq.gateway.keyed_locks import KeyedLocks
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
 if TYPE_CHECKING:
@@ -124,7 +125,8 @@ class DeliveryEngine:
         # must release what those writers hold.
         self._retired: set[QueueConsumer] = set()
         self._listened: set[str] = set()
-        self._listener_lock = asyncio.Lock()
+        # Per queue: a subscribe and an unsubscribe of one queue stay in order; queues don't wait.
+        self._listener_locks = KeyedLocks()
         self._poll_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._running = False
@@ -352,9 +354,9 @@ class DeliveryEngine:
         """Make the realtime subscriptions match the consumers (one queue, or all)."""
         if self.listener is None:
             return
-        async with self._listener_lock:
-            names = [qname] if qname is not None else list(self._listened | set(self._consumers))
-            for name in names:
+        names = [qname] if qname is not None else list(self._listened | set(self._consumers))
+        for name in names:
+            async with self._listener_locks.hold(name):
                 want = self._running and name in self._consumers
                 try:
                     if want and name not in self._listened:
