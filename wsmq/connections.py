@@ -33,12 +33,18 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .redis_url import RedisTarget, RedisUrlError, parse_redis_url
+from .redis_write import direct_write
 
 __all__ = [
     "AnyRedis",
@@ -401,6 +407,8 @@ def redis_from_target(
         if target.tls:
             conn.update(ssl=True, **tls)
             sentinel_kwargs.update(ssl=True, **tls)
+        managed = SentinelManagedSSLConnection if target.tls else SentinelManagedConnection
+        conn["connection_class"] = direct_write(managed)
         pool_class: type[SentinelConnectionPool] = SentinelConnectionPool
         if max_connections is not None:
             conn.update(max_connections=max_connections, timeout=pool_timeout)
@@ -417,12 +425,12 @@ def redis_from_target(
         return client
 
     if target.kind == "unix":
-        conn.update(connection_class=UnixDomainSocketConnection, path=target.path)
+        conn.update(connection_class=direct_write(UnixDomainSocketConnection), path=target.path)
         conn.pop("socket_keepalive", None)
     else:
         host, port = target.hosts[0]
         conn.update(host=host, port=port)
-        conn["connection_class"] = SSLConnection if target.tls else Connection
+        conn["connection_class"] = direct_write(SSLConnection if target.tls else Connection)
         if target.tls:
             conn.update(tls)
     pool: ConnectionPool

@@ -179,7 +179,7 @@ async def test_url_options_and_kwargs_precedence() -> None:
         pool = client.connection_pool
         assert isinstance(pool, BlockingConnectionPool)
         assert pool.max_connections == 4
-        assert pool.connection_class is SSLConnection
+        assert issubclass(pool.connection_class, SSLConnection)
         assert pool.connection_kwargs["socket_timeout"] == 2.0
         assert pool.connection_kwargs["ssl_cert_reqs"] == "none"
         assert pool.connection_kwargs["decode_responses"] is True
@@ -196,7 +196,7 @@ async def test_kinds_build_the_right_clients() -> None:
         assert isinstance(sentinel, SentinelRedis)
         assert isinstance(cluster, RedisCluster)
         assert isinstance(unix, Redis)
-        assert unix.connection_pool.connection_class is UnixDomainSocketConnection
+        assert issubclass(unix.connection_pool.connection_class, UnixDomainSocketConnection)
         assert unix.connection_pool.connection_kwargs["db"] == 2
     finally:
         await sentinel.aclose()

@@ -1,0 +1,80 @@
+"""Redis connections that write a command without a task per write.
+
+redis-py 8 sends every command of a connection that has a ``socket_timeout`` through
+``asyncio.wait_for(self._send_packed_command(...), socket_timeout)``. ``wait_for`` wraps the
+write in a new task, which costs CPU and one event-loop iteration before the bytes leave, for
+every command, although the write almost never waits: the socket takes the bytes at once.
+:func:`direct_write` gives a connection class whose ``send_packed_command`` hands the bytes to
+the transport directly and falls back to a bounded wait (the same ``wait_for``, the same
+errors) only when the transport kept some of them buffered, i.e. when a wait is really needed.
+Everything else (connecting, health checks, errors, disconnects) is redis-py's.
+
+In a 10k-socket subscribe storm ``wait_for`` was ~24 % of a node's CPU (py-spy).
+``tests/test_redis_write.py`` checks the direct path is taken with the installed redis-py, and
+that a write that does wait still obeys ``socket_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["direct_write"]
+
+
+class _DirectWrite:
+    """Mixin over a redis-py asyncio connection class (see the module docstring)."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        conn: Any = self
+        if not conn.socket_timeout or not conn.is_connected:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        if check_health:
+            await conn.check_health()  # may PING, or reconnect: take the writer after it
+        writer: Any = getattr(conn, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size():
+            await super().send_packed_command(command, False)  # type: ignore[misc]
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            writer.writelines(command)
+            if transport.get_write_buffer_size():  # the socket did not take it all: wait
+                await asyncio.wait_for(writer.drain(), conn.socket_timeout)
+        except TimeoutError:
+            await conn.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await conn.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:
+            # As redis-py: a write cut short leaves the stream in an unknown state.
+            await conn.disconnect(nowait=True)
+            raise
+
+
+_classes: dict[type[Any], type[Any]] = {}
+
+
+def direct_write(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` with the direct write path (one subclass per class, cached)."""
+    if issubclass(connection_class, _DirectWrite):
+        return connection_class
+    fast = _classes.get(connection_class)
+    if fast is None:
+        fast = _classes[connection_class] = type(
+            f"DirectWrite{connection_class.__name__}",
+            (_DirectWrite, connection_class),
+            {"__module__": __name__},
+        )
+    return fast
