@@ -14,8 +14,9 @@ __all__ = ["membership"]
 
 #: Below this length a scan is as fast as a set lookup and costs no memory.
 SCAN_BELOW = 16
-#: Distinct large lists remembered (LRU); each costs about 60 bytes per name.
-MAX_SETS = 256
+#: Distinct large lists remembered (LRU); each costs about 50 bytes per name (a 10k-queue list
+#: ~0.5 MB), so the bound keeps the worst case near 32 MB.
+MAX_SETS = 64
 
 # id(list) -> (the list itself, so its id cannot be reused while cached; its set)
 _sets: dict[int, tuple[tuple[str, ...], frozenset[str]]] = {}
