@@ -48,6 +48,25 @@ async def test_commands_are_written_without_a_task_each(
         await client.aclose()
 
 
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+async def test_cluster_and_sentinel_clients_write_directly(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = request.getfixturevalue(f"{kind}_url")
+    client = redis_from_url(url)
+    try:
+        keys = [f"{{k{i}}}" for i in range(30)]  # spread over the cluster's masters
+        for key in keys:
+            await client.set(key, "v")  # connect everything first
+        counting = CountingWaitFor()
+        monkeypatch.setattr(asyncio, "wait_for", counting)
+        for key in keys:
+            assert await client.get(key) == b"v"
+        assert counting.calls == 0
+    finally:
+        await client.aclose()
+
+
 def test_one_subclass_per_connection_class() -> None:
     from redis.asyncio.connection import Connection
 

@@ -258,6 +258,14 @@ class BoundedRedisCluster(RedisCluster):
 
     def __init__(self, *args: Any, pool_timeout: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # redis-py's cluster client fixes its connection class: give the nodes it knows and
+        # those it discovers later the direct command write (wsmq.redis_write).
+        manager = self.nodes_manager
+        manager.connection_kwargs["connection_class"] = direct_write(
+            manager.connection_kwargs["connection_class"]
+        )
+        for node in manager.startup_nodes.values():
+            node.connection_class = direct_write(node.connection_class)
         size = int(kwargs.get("max_connections", 100))
         self._bound = asyncio.Semaphore(size)
         self._pool_timeout = pool_timeout
