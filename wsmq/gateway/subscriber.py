@@ -90,10 +90,9 @@ class SocketSubscriber:
         except SEND_ERRORS:  # lost while waiting for the buffer to drain: maybe never sent
             written = 0
         if written:
-            metrics = self.conn.state.metrics
-            metrics.messages_delivered.labels(mode=self.conn.mode_label).inc(written)
-            now_ms = time.time() * 1000.0
-            observe = metrics.delivery_latency.observe
-            for m in msgs[:written]:
-                observe(max(0.0, (now_ms - float(m.sent)) / 1000.0))
+            self.conn.state.metrics.observe_deliveries(
+                self.conn.mode_label,
+                now_ms=time.time() * 1000.0,
+                sent_ms=[float(m.sent) for m in msgs[:written]],
+            )
         return written
