@@ -316,3 +316,32 @@ async def test_hypothesis_frame_burst_never_hurts_the_node(
         assert resp.status == 200
     await bystander.close()
     await queues.close()
+
+
+async def test_session_deadlines_share_the_node_timer_and_leave_with_the_socket(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
+) -> None:
+    """Each open socket has one entry on the node's DeadlineTimer (its token expiry); frames
+    do not add entries, and a closed socket takes its entry with it (no reference kept until
+    its expiry). An unauthenticated socket still gets 4408 from the same timer."""
+    node = await start_node(auth_deadline=1.5)
+    timer = node.state.deadlines
+    alice = await make_user()
+    sockets = [await connect(http, node, alice) for _ in range(5)]
+    assert len(timer) == 5
+    for ws in sockets:
+        await subscribe(ws, alice.user_id)
+        await ws.send_str("/nonsense")
+        assert (await recv_type(ws, "error"))["code"] == "unknown_command"
+    assert len(timer) == 5 and len(timer._heap) <= 10
+    waiting = await connect(http, node, None)  # no tokens: must send /auth within the deadline
+    assert len(timer) == 6
+    for ws in sockets:
+        await ws.close()
+
+    async def only_the_waiting_one() -> bool:
+        return len(timer) == 1
+
+    await wait_for(only_the_waiting_one)
+    assert await recv_close(waiting, timeout=5) == 4408
+    await wait_for(lambda: asyncio.sleep(0, len(timer) == 0))

@@ -55,6 +55,16 @@ class AckTarget(Protocol):
 class AckPipeline:
     """Queue of a connection's acks and the single worker that executes them in groups."""
 
+    __slots__ = (
+        "_limit",
+        "_queued",
+        "_room",
+        "_running",
+        "_spawn",
+        "_target",
+        "_worker",
+    )
+
     def __init__(
         self,
         target: AckTarget,

@@ -21,6 +21,7 @@ from aiohttp import web
 from wsmq.gateway import protocol as p
 from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
+from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.settings import Settings
@@ -90,9 +91,12 @@ class GatewayState:
     #: cheaply, instead of as deep coroutine chains queued on the Redis pool: a reconnect
     #: storm of 10k sockets otherwise leaves ~10 KiB per socket of freed-but-resident memory.
     subscribe_gate: asyncio.Semaphore = field(init=False)
+    #: Every connection's next session deadline (auth, token expiry) on one loop timer.
+    deadlines: DeadlineTimer[Connection] = field(init=False)
 
     def __post_init__(self) -> None:
         self.subscribe_gate = asyncio.Semaphore(max(8, self.settings.redis_pool_size // 4))
+        self.deadlines = DeadlineTimer(Connection.deadline_due)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""
@@ -211,6 +215,17 @@ def _tokens_from(request: web.Request, allow_query: bool) -> tuple[str | None, s
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """The WebSocket endpoint: handshake checks, then one :class:`Connection`."""
     state = request.app[STATE_KEY]
+    accepted = await _accept(request, state)
+    if not isinstance(accepted, Connection):
+        return accepted
+    # This frame lives as long as the socket: the handshake's locals (tokens, the reject
+    # helper, a frame object made for the log record) stayed in `_accept`'s, now freed.
+    await accepted.run()  # unregisters in its `finally`, whatever happens
+    return accepted.ws
+
+
+async def _accept(request: web.Request, state: GatewayState) -> Connection | web.Response:
+    """Check the handshake and upgrade: the accepted connection, or the HTTP rejection."""
     settings = state.settings
     metrics = state.metrics
     peer = _peer(request)
@@ -285,5 +300,4 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         extra={"event": "ws_open", "peer": peer, "user": conn.session.user_id,
                "mode": conn.mode_label},
     )  # fmt: skip
-    await conn.run()  # unregisters in its `finally`, whatever happens
-    return ws
+    return conn

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from wsmq.gateway import protocol as p
 from wsmq.gateway.acks import AckPipeline
 from wsmq.gateway.authorize import HookDecisions
+from wsmq.gateway.deadlines import Entry
 from wsmq.gateway.delivery import EngineStopped
 from wsmq.gateway.frames import FrameBatchWriter
 from wsmq.gateway.session import (
@@ -65,6 +66,24 @@ _CLEANUP_TIMEOUT = 5.0
 
 class Connection:
     """The server side of one accepted WebSocket."""
+
+    __slots__ = (
+        "_acks",
+        "_deadline",
+        "_deadline_at",
+        "_hook",
+        "_registered_user",
+        "close_code",
+        "closing",
+        "frames",
+        "mode_label",
+        "peer",
+        "request",
+        "session",
+        "state",
+        "subs",
+        "ws",
+    )
 
     #: Minimum number of acks of one connection pending at once; the window raises it (acks
     #: executed together share one delete round trip, so a whole window costs one).
@@ -109,6 +128,8 @@ class Connection:
         #: Writes batches of text frames with one socket write (replies, deliveries).
         self.frames = FrameBatchWriter(ws)
         self._acks = AckPipeline(self, max(self.MAX_CONCURRENT_ACKS, settings.window), state.spawn)
+        self._deadline: Entry | None = None  # the session's next deadline on the node's timer
+        self._deadline_at: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -133,6 +154,8 @@ class Connection:
                 await self.close(_CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             self.closing = True
+            self.state.deadlines.cancel(self._deadline)
+            self._deadline = None
             self.state.forget(self)
             # Shielded task: a second cancellation (heartbeat timeout, shutdown) must not stop
             # this socket's unacked messages from being released at once.
@@ -142,19 +165,10 @@ class Connection:
 
     async def _loop(self) -> None:
         ws = self.ws
+        self._arm_deadline()
         while not ws.closed and not self.session.closed:
-            deadline = self.session.next_deadline()
-            timeout: float | None = None
-            if deadline is not None:
-                timeout = deadline - time.time()
-                if timeout <= 0:
-                    await self.execute(self.session.tick(time.time()))
-                    continue
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                await self.execute(self.session.tick(time.time()))
-                continue
+            # No receive timeout: the session's deadlines run on the node's DeadlineTimer.
+            msg = await ws.receive()
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 try:
                     command: p.Command | p.ProtocolError = p.parse_frame(
@@ -168,6 +182,7 @@ class Connection:
                 if self._hook is not None:
                     self._hook.clear()
                 await self.execute(actions)
+                self._arm_deadline()
             elif msg.type is WSMsgType.ERROR:
                 await self._close_for_error(ws.exception())
                 return
@@ -188,6 +203,33 @@ class Connection:
         with contextlib.suppress(TimeoutError, *_SEND_ERRORS):
             async with asyncio.timeout(5.0):
                 await self.ws.close(code=code, message=b"protocol error")
+
+    # --- deadlines --------------------------------------------------------------------------
+
+    def _arm_deadline(self) -> None:
+        """Keep the node's timer in step with the session's next deadline (after each frame)."""
+        when = None if self.closing else self.session.next_deadline()
+        if when == self._deadline_at and (when is None) == (self._deadline is None):
+            return
+        timer = self.state.deadlines
+        timer.cancel(self._deadline)
+        self._deadline = timer.schedule(when, self) if when is not None else None
+        self._deadline_at = when
+
+    def deadline_due(self) -> None:
+        """The session's deadline passed (called by the node's :class:`DeadlineTimer`).
+
+        Runs outside the read loop, like a revocation: what the tick decides (close with
+        4408/4403, the v1 ``expiring`` warning) is executed in a task of its own.
+        """
+        self._deadline = None
+        self._deadline_at = None
+        if self.closing:
+            return
+        actions = self.session.tick(time.time())
+        if actions:
+            self.state.spawn(self.execute(actions))
+        self._arm_deadline()
 
     # --- actions ----------------------------------------------------------------------------
 

@@ -200,6 +200,22 @@ class Session:
         authorize: ``authorize(user, qname, action) -> bool``; default :func:`default_authorize`.
     """
 
+    __slots__ = (
+        "_authorize",
+        "_bucket",
+        "_now",
+        "_pending",
+        "_subscribed",
+        "_subscribing",
+        "_warned",
+        "auth_deadline",
+        "limits",
+        "mode",
+        "state",
+        "token_exp",
+        "user",
+    )
+
     def __init__(
         self,
         mode: p.Mode,
@@ -216,8 +232,9 @@ class Session:
         self.token_exp: float | None = user.token_exp if user is not None else None
         self.state = State.OPEN if user is not None else State.AWAITING_AUTH
         self.auth_deadline: float | None = None if user else now + self.limits.auth_timeout
-        self._subscribed: set[str] = set()
-        self._subscribing: set[str] = set()
+        # Ordered sets as dicts: an empty dict is 64 bytes, an empty set 216 (x 10k sockets).
+        self._subscribed: dict[str, None] = {}
+        self._subscribing: dict[str, None] = {}
         self._pending: list[Pending] = []
         self._warned = False
         self._now = now
@@ -235,7 +252,7 @@ class Session:
     @property
     def subscriptions(self) -> frozenset[str]:
         """Queues subscribed or being subscribed."""
-        return frozenset(self._subscribed | self._subscribing)
+        return frozenset((*self._subscribed, *self._subscribing))
 
     @property
     def closed(self) -> bool:
@@ -352,14 +369,14 @@ class Session:
                     queue=qname,
                 )
             ]
-        self._subscribing.add(qname)
+        self._subscribing[qname] = None
         return [DoSubscribe(qname)]
 
     def _unsubscribe(self, qname: str) -> list[Action]:
         actions: list[Action] = []
         if qname in self._subscribed or qname in self._subscribing:
-            self._subscribed.discard(qname)
-            self._subscribing.discard(qname)
+            self._subscribed.pop(qname, None)
+            self._subscribing.pop(qname, None)
             actions.append(DoUnsubscribe(qname))
         return actions + self._v1_reply(p.encode_unsubscribed(qname))
 
@@ -416,15 +433,15 @@ class Session:
         """The subscription is active."""
         if qname not in self._subscribing or self.state is not State.OPEN:
             return []
-        self._subscribing.discard(qname)
-        self._subscribed.add(qname)
+        self._subscribing.pop(qname, None)
+        self._subscribed[qname] = None
         return self._v1_reply(p.encode_subscribed(qname))
 
     def subscribe_failed(self, qname: str, code: str, detail: str) -> list[Action]:
         """The subscription could not be made (e.g. ``queue_not_found``, ``unavailable``)."""
         if qname not in self._subscribing or self.state is not State.OPEN:
             return []
-        self._subscribing.discard(qname)
+        self._subscribing.pop(qname, None)
         return [self._error(code, detail, queue=qname)]
 
     def send_done(self, qname: str, msg_id: str) -> list[Action]:

@@ -29,6 +29,17 @@ class SocketSubscriber:
     buffer drains again the engine is woken (``Subscription.wake``).
     """
 
+    __slots__ = (
+        "_drain_watch",
+        "_frames",
+        "ack_mode",
+        "active",
+        "closed",
+        "conn",
+        "handle",
+        "qname",
+    )
+
     #: How often a backed-up socket is checked for having drained (seconds).
     DRAIN_CHECK = 0.05
 
