@@ -67,10 +67,12 @@ async def test_iteration_coalesces_repeated_notifications(
 async def test_callback_mode(queues: Queues, redis_url: str) -> None:
     seen: asyncio.Queue[str] = asyncio.Queue()
     calls: list[str] = []
+    failed = asyncio.Event()
 
     async def on_message(qname: str) -> None:
         calls.append(qname)
         if len(calls) == 1:
+            failed.set()
             raise RuntimeError("a failing callback does not stop the listener")
         await seen.put(qname)
 
@@ -78,6 +80,9 @@ async def test_callback_mode(queues: Queues, redis_url: str) -> None:
         await queues.create_queue("cb")
         await lst.subscribe("cb")
         await queues.send_message("cb", "1")
+        # Notifications read together wake a queue once: send the second after the failure.
+        async with asyncio.timeout(5):
+            await failed.wait()
         await queues.send_message("cb", "2")
         async with asyncio.timeout(5):
             assert await seen.get() == "cb"
