@@ -762,3 +762,46 @@ async def test_listener_subscriptions_of_different_queues_run_concurrently(
     assert [s.qname for s in subs] == names
     await queues.send_message("par0", "woken by the confirmed subscription")
     await sinks[0].wait_for(1)
+
+
+async def test_an_idle_consumer_parks_without_a_task_and_any_wake_up_restarts_it(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    """10k idle queues must not cost 10k tasks: an idle consumer's task ends (parks); a send,
+    a window opening and the last unsubscribe each start it again; stop() is not held."""
+    await queues.create_queue("q1")
+    engine = await make_engine(poll_interval=60)
+    sink = Sink(ack_mode=True, cap=1)
+    sub = await engine.subscribe("q1", sink)
+    consumer = engine._consumers["q1"]
+
+    def consumer_tasks() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t.get_name().startswith("wsmq-consumer:")]
+
+    def parked_check(c: Any) -> Callable[[], Awaitable[bool]]:
+        async def parked() -> bool:
+            return c.task is not None and c.task.done() and not consumer_tasks()
+
+        return parked
+
+    parked = parked_check(consumer)
+    await eventually(parked)
+    await queues.send_message("q1", "m0")  # realtime notification
+    await sink.wait_for(1)
+    await queues.send_message("q1", "m1")  # the window (1) is full: parks window-bound
+    await eventually(parked)
+    assert sink.bodies() == ["m0"]
+    sink.unacked -= 1
+    assert await engine.ack(sub, sink.got[0].id)  # the window opens: a new task receives m1
+    await sink.wait_for(2)
+    assert sink.bodies() == ["m0", "m1"]
+    await engine.unsubscribe(sub)  # last subscriber gone: the woken consumer retires
+    await eventually(lambda: _eq(asyncio.sleep(0, "q1" in engine._consumers), False))
+    assert await attrs(queues, "q1") == (1, 0, 2)  # m1, unacked, is visible again at once
+
+    await queues.create_queue("q2")
+    await engine.subscribe("q2", Sink())
+    await eventually(parked_check(engine._consumers["q2"]))
+    started = time.monotonic()
+    await engine.stop()  # a parked consumer does not hold the stop
+    assert time.monotonic() - started < 2.0 and not consumer_tasks()

@@ -5,11 +5,13 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
 - :func:`plan_round_robin` and :class:`Backoff` are pure (no I/O, no clock of their own);
 - :class:`Subscriber` is the protocol a WebSocket session implements, :class:`Subscription` what
   the engine hands back for it (its unacked, in-flight message ids);
-- :class:`QueueConsumer` is the asyncio task of one queue. It sleeps until woken (realtime
-  notification, fallback poll, an opened window) or until its timer at the queue's next visible
-  score fires, then receives at most the subscribers' total free window and hands each
-  subscription its share. Each subscription has its own writer task, so a slow socket delays
-  only itself: the consumer goes on receiving for the others.
+- :class:`QueueConsumer` consumes one queue with at most one asyncio task. Woken (realtime
+  notification, fallback poll, an opened window) or at its timer at the queue's next visible
+  score, it receives at most the subscribers' total free window and hands each subscription
+  its share. With nothing to wait for but a wake-up it parks: its task ends, and the next
+  wake-up starts a new one, so an idle queue costs no task. Each subscription has its own
+  writer task, so a slow socket delays only itself: the consumer goes on receiving for the
+  others.
 
 Shared state (Redis health episodes, operations to retry after an outage, the Redis clock) lives
 in :mod:`wsmq.gateway.delivery_state`.
@@ -215,11 +217,12 @@ class ConsumerContext:
 
 
 class QueueConsumer:
-    """The single consumer task of one queue on this node."""
+    """The consumer of one queue on this node: one task while it has work, none while parked."""
 
     __slots__ = (
         "_closing",
         "_missing_logged",
+        "_parked",
         "_rr",
         "_skew_delay",
         "_wake",
@@ -256,22 +259,28 @@ class QueueConsumer:
         # only then does an opening window (ack, finished write, drained socket) need a cycle.
         self._window_bound = False
         self.task: asyncio.Task[None] | None = None
+        #: Idle with nothing to wait for but a wake-up: no task runs (a task and its coroutine
+        #: frame cost ~1 KiB per queue, x 10k idle queues); :meth:`wake` starts a new one.
+        self._parked = False
 
     def start(self) -> None:
+        self._parked = False
         self.task = asyncio.create_task(self._run(), name=f"wsmq-consumer:{self.qname}")
 
     def wake(self) -> None:
         self._wake.set()
+        if self._parked:
+            self.start()
 
     def window_opened(self) -> None:
         """An ack, a finished write or a drained socket: wake only if the windows held us."""
         if self._window_bound:
-            self._wake.set()
+            self.wake()
 
     def close(self) -> None:
         """Stop after the current receive (engine shutdown); writers stop after their write."""
         self._closing.set()
-        self._wake.set()
+        self.wake()
 
     @property
     def closing(self) -> bool:
@@ -315,12 +324,13 @@ class QueueConsumer:
                     await self._pause(backoff.next())
                     continue
                 if timer is None and not self._wake.is_set():
-                    # The usual idle state: no timeout object and no extra coroutine frame.
-                    await self._wake.waiter()
-                else:
-                    await self._wait(timer)
+                    # The usual idle state: park (end this task); the next wake() starts one.
+                    self._parked = True
+                    return
+                await self._wait(timer)
         finally:
-            self.ctx.on_exit(self)
+            if not self._parked:
+                self.ctx.on_exit(self)
 
     async def _pause(self, delay: float) -> None:
         """Sleep through a backoff; only closing cuts it short (wake-ups do not)."""
