@@ -155,7 +155,9 @@ class Settings:
     # -- limits --------------------------------------------------------------------------
     max_frame_size: int = _opt(65536, "Largest client frame (bytes); bigger closes 1009.", "limits")
     compress: bool = _opt(False, "Offer permessage-deflate.", group="limits")
-    heartbeat: float = _opt(20.0, "Ping interval (s); a peer silent for it is dropped.", "limits")
+    heartbeat: float = _opt(
+        20.0, "Ping a socket silent this long (s); drop it unanswered after half of it.", "limits"
+    )
     rate_limit: float = _opt(100.0, "Client frames per second per connection.", group="limits")
     rate_burst: int = _opt(200, "Burst of frames allowed above `rate_limit` (else 4429).", "limits")
     max_subscriptions: int = _opt(32, "Subscriptions per connection.", group="limits")

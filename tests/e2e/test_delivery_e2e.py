@@ -256,7 +256,45 @@ async def test_heartbeat_drops_dead_peer_and_releases_its_messages(
     assert not await released()
     await wait_for(released, timeout=5)  # heartbeat timeout, not the 300 s vt
     async with http.get(f"{node.http_url}/metrics") as resp:
-        assert "wsmq_connections 0.0" in await resp.text()
+        text = await resp.text()
+    assert "wsmq_connections 0.0" in text
+    assert 'wsmq_closes_total{code="1006"} 1.0' in text  # dropped (aborted), not closed
+    await ws.close()
+
+
+async def test_heartbeat_keeps_a_silent_live_peer_and_answers_its_pings(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
+) -> None:
+    """The node pings a socket that sends nothing (one sweeper for the whole node); a peer
+    that answers stays however long it is silent, and the node answers the peer's pings."""
+    node = await start_node(heartbeat=0.4)
+    alice = await make_user()
+    ws = await connect(http, node, alice, autoping=False)  # the test sees and answers pings
+    await subscribe(ws, alice.user_id)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2.0  # 5 intervals; a peer not answering is dropped within 0.6 s
+    pings = 0
+    while (left := until - loop.time()) > 0:
+        try:
+            msg = await ws.receive(timeout=left)
+        except TimeoutError:
+            break
+        assert msg.type is aiohttp.WSMsgType.PING, (msg.type, msg.data)
+        pings += 1
+        await ws.pong(msg.data)
+    assert pings >= 3  # about one per interval of silence
+    await ws.ping(b"are you there")
+    msg = await ws.receive(timeout=5)
+    while msg.type is aiohttp.WSMsgType.PING:  # a heartbeat ping may come first
+        await ws.pong(msg.data)
+        msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"are you there")
+    await queues.send_message(alice.user_id, "after 2 s of silence")
+    msg = await ws.receive(timeout=5)
+    while msg.type is aiohttp.WSMsgType.PING:
+        await ws.pong(msg.data)
+        msg = await ws.receive(timeout=5)
+    assert json.loads(msg.data)["message"] == "after 2 s of silence"
     await ws.close()
 
 

@@ -780,7 +780,7 @@ async def test_an_idle_consumer_parks_without_a_task_and_any_wake_up_restarts_it
 
     def parked_check(c: Any) -> Callable[[], Awaitable[bool]]:
         async def parked() -> bool:
-            return c.task is not None and c.task.done() and not consumer_tasks()
+            return bool(c.parked and c.task is None and not consumer_tasks())
 
         return parked
 

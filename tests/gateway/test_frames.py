@@ -110,3 +110,25 @@ async def test_a_closing_socket_takes_nothing(aiohttp_client: MakeClient) -> Non
         await done.wait()
         await ws.close()
     assert results == [0]
+
+
+async def test_ping_is_written_raw_and_the_client_sees_a_ping(aiohttp_client: MakeClient) -> None:
+    """The heartbeat's ping: two bytes straight to the transport, a real PING for the client;
+    ``False`` (the caller falls back to ``ws.ping()``) when aiohttp's writer is out of reach."""
+    results: list[bool] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        results.append(FrameBatchWriter(ws).ping())
+        await ws.receive()  # until the client closes
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    async with client.ws_connect("/", autoping=False) as ws:
+        msg = await ws.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.PING, b"")
+    assert results == [True]
+    assert FrameBatchWriter(web.WebSocketResponse()).ping() is False  # not prepared: no writer

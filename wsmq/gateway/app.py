@@ -23,6 +23,7 @@ from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
 from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.health import HealthChecks
+from wsmq.gateway.heartbeat import HeartbeatSweeper
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.settings import Settings
 
@@ -93,10 +94,13 @@ class GatewayState:
     subscribe_gate: asyncio.Semaphore = field(init=False)
     #: Every connection's next session deadline (auth, token expiry) on one loop timer.
     deadlines: DeadlineTimer[Connection] = field(init=False)
+    #: Pings silent sockets and drops dead peers, every socket of the node on one timer.
+    heartbeat: HeartbeatSweeper = field(init=False)
 
     def __post_init__(self) -> None:
         self.subscribe_gate = asyncio.Semaphore(max(8, self.settings.redis_pool_size // 4))
         self.deadlines = DeadlineTimer(Connection.deadline_due)
+        self.heartbeat = HeartbeatSweeper(self.settings.heartbeat, lambda: self.connections)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""
@@ -119,6 +123,7 @@ class GatewayState:
             return "too_many_user_connections"
         self.connections.add(conn)
         self.metrics.connections.inc()
+        self.heartbeat.start()
         return None
 
     def admit_user(self, conn: Connection, user_id: str) -> bool:
@@ -246,7 +251,10 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         return reject(403, "forbidden_origin", "this Origin may not open WebSockets here")
     ws = web.WebSocketResponse(
         protocols=p.SUBPROTOCOLS,
-        heartbeat=settings.heartbeat or None,
+        # The node's HeartbeatSweeper pings and drops dead peers (no timer per socket); pings
+        # and pongs reach the read loop, which answers pings itself.
+        heartbeat=None,
+        autoping=False,
         max_msg_size=settings.max_frame_size,
         compress=settings.compress,
     )

@@ -5,7 +5,7 @@ Every client frame goes through ``Session.handle`` and the returned actions are 
 order here; nothing in this module decides protocol rules. Each subscription is a
 :class:`~wsmq.gateway.subscriber.SocketSubscriber`, the delivery engine's view of this socket.
 
-Three things are done here rather than in the session because they need I/O:
+Four things are done here rather than in the session because they need I/O:
 
 - acks go to an :class:`~wsmq.gateway.acks.AckPipeline`: executed in groups by one worker
   (one delete round trip and one socket write per group), at most
@@ -15,7 +15,10 @@ Three things are done here rather than in the session because they need I/O:
 - an ``authorize`` hook given to ``serve()`` may be sync or async: its decision is taken (and
   awaited) before the frame reaches the session (:mod:`wsmq.gateway.authorize`);
 - cleanup (release of unacked messages) runs in ``finally`` in a shielded task, so a handler
-  cancelled by a dropped peer or a heartbeat timeout still gives its messages back at once.
+  cancelled (a lost peer on a host app with ``handler_cancellation``) still gives its
+  messages back at once;
+- the heartbeat: the node's :class:`~wsmq.gateway.heartbeat.HeartbeatSweeper` pings silent
+  sockets and drops peers that do not answer; the read loop answers the client's pings.
 """
 
 from __future__ import annotations
@@ -73,9 +76,11 @@ class Connection:
         "_deadline_at",
         "_hook",
         "_registered_user",
+        "awaiting_frame",
         "close_code",
         "closing",
         "frames",
+        "heartbeat_misses",
         "mode_label",
         "peer",
         "request",
@@ -127,9 +132,13 @@ class Connection:
         self._registered_user: str | None = None
         #: Writes batches of text frames with one socket write (replies, deliveries).
         self.frames = FrameBatchWriter(ws)
-        self._acks = AckPipeline(self, max(self.MAX_CONCURRENT_ACKS, settings.window), state.spawn)
+        # Made on the first ack: legacy sockets never ack, and an idle one need not pay for it.
+        self._acks: AckPipeline | None = None
         self._deadline: Entry | None = None  # the session's next deadline on the node's timer
         self._deadline_at: float | None = None
+        #: The node's :class:`~wsmq.gateway.heartbeat.HeartbeatSweeper` reads and counts these.
+        self.awaiting_frame = False
+        self.heartbeat_misses = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -144,10 +153,33 @@ class Connection:
         The connection must already be registered (:meth:`GatewayState.admit`): whatever
         happens from here on — even a cancellation — ends in :meth:`GatewayState.forget`.
         """
+        ws = self.ws
         try:
             if not self.state.accepting:  # shutdown started during the handshake
                 await self.shutdown()
-            await self._loop()
+            # The read loop is inlined here rather than a coroutine of its own: one frame less
+            # held by each idle socket.
+            self._arm_deadline()
+            while not ws.closed and not self.session.closed:
+                # No receive timeout: the session's deadlines run on the node's DeadlineTimer,
+                # the heartbeat on its HeartbeatSweeper (which any frame here proves alive).
+                self.awaiting_frame = True
+                msg = await ws.receive()
+                self.awaiting_frame = False
+                self.heartbeat_misses = 0
+                kind = msg.type
+                if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
+                    if kind is WSMsgType.PING:  # autoping is off: pongs come here too
+                        await self._pong(msg.data)
+                        continue
+                    if kind is WSMsgType.PONG:
+                        continue
+                    if kind is WSMsgType.ERROR:
+                        await self._close_for_error(ws.exception())
+                    return  # CLOSE, CLOSING, CLOSED
+                await self._handle_frame(msg.data)
+                # Nothing of the last frame stays referenced while the next one is awaited.
+                del msg
         except Exception:  # a bug of ours must cost this socket, never the node
             log.exception("connection failed", extra={"event": "ws_fail", "peer": self.peer})
             with contextlib.suppress(Exception):
@@ -157,41 +189,33 @@ class Connection:
             self.state.deadlines.cancel(self._deadline)
             self._deadline = None
             self.state.forget(self)
-            # Shielded task: a second cancellation (heartbeat timeout, shutdown) must not stop
+            # Shielded task: a second cancellation (lost peer, shutdown) must not stop
             # this socket's unacked messages from being released at once.
             release = self.state.spawn(self._release_all())
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(release)
 
-    async def _loop(self) -> None:
-        ws = self.ws
+    async def _handle_frame(self, data: str | bytes) -> None:
+        """One client frame: parse it, let the session decide, execute what it decided."""
+        try:
+            command: p.Command | p.ProtocolError = p.parse_frame(
+                data, max_size=self.session.limits.max_frame_size
+            )
+        except p.ProtocolError as exc:
+            command = exc
+        if self._hook is not None:
+            await self._hook.before(self.session, command)
+        actions = self.session.handle(command, time.time())
+        if self._hook is not None:
+            self._hook.clear()
+        await self.execute(actions)
         self._arm_deadline()
-        while not ws.closed and not self.session.closed:
-            # No receive timeout: the session's deadlines run on the node's DeadlineTimer.
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                try:
-                    command: p.Command | p.ProtocolError = p.parse_frame(
-                        msg.data, max_size=self.session.limits.max_frame_size
-                    )
-                except p.ProtocolError as exc:
-                    command = exc
-                if self._hook is not None:
-                    await self._hook.before(self.session, command)
-                actions = self.session.handle(command, time.time())
-                if self._hook is not None:
-                    self._hook.clear()
-                await self.execute(actions)
-                self._arm_deadline()
-            elif msg.type is WSMsgType.ERROR:
-                await self._close_for_error(ws.exception())
-                return
-            else:  # CLOSE, CLOSING, CLOSED
-                return
 
     async def _close_for_error(self, exc: BaseException | None) -> None:
         # aiohttp reports a protocol violation (oversized frame: 1009, bad UTF-8: 1007) as an
         # error and has usually sent the close frame already; this covers the other cases.
+        if self.closing:  # already closing (or dropped by the heartbeat): nothing to add
+            return
         code = getattr(exc, "code", None)
         code = code if isinstance(code, int) and 1000 <= code < 5000 else p.CLOSE_POLICY
         log.info(
@@ -203,6 +227,42 @@ class Connection:
         with contextlib.suppress(TimeoutError, *_SEND_ERRORS):
             async with asyncio.timeout(5.0):
                 await self.ws.close(code=code, message=b"protocol error")
+
+    # --- heartbeat (HeartbeatMember) -------------------------------------------------------
+
+    def send_ping(self) -> None:
+        if self.closing:
+            return
+        if not self.frames.ping():
+            self.state.spawn(self._ping_slow())
+
+    async def _ping_slow(self) -> None:
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self.ws.ping()
+
+    async def _pong(self, data: bytes) -> None:
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self.ws.pong(data)
+
+    def heartbeat_lost(self) -> None:
+        """The peer left a ping unanswered: drop the socket at once.
+
+        Aborted, not closed: a dead peer or a black hole takes no close frame, and what is
+        buffered for it would never drain. The read loop then ends and releases as usual.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = p.CLOSE_ABNORMAL
+        self.state.metrics.closes.labels(code=str(p.CLOSE_ABNORMAL)).inc()
+        log.info(
+            "peer did not answer the heartbeat; dropped",
+            extra={"event": "ws_heartbeat_timeout", "peer": self.peer,
+                   "user": self.session.user_id},
+        )  # fmt: skip
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
 
     # --- deadlines --------------------------------------------------------------------------
 
@@ -271,6 +331,12 @@ class Connection:
             case DoAck(qname, msg_id):
                 # Queued, not awaited: the next frame is read without waiting a Redis round
                 # trip. Bounded: with the pipeline full the read loop waits here.
+                if self._acks is None:
+                    self._acks = AckPipeline(
+                        self,
+                        max(self.MAX_CONCURRENT_ACKS, self.state.settings.window),
+                        self.state.spawn,
+                    )
                 await self._acks.put(qname, msg_id)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
@@ -401,6 +467,8 @@ class Connection:
 
     async def _acks_read_before(self) -> None:
         """Wait (bounded) for the acks already read: a release must not overtake them."""
+        if self._acks is None:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_CLEANUP_TIMEOUT):
                 await self._acks.drained()
@@ -473,7 +541,7 @@ class Connection:
         self._registered_user = value
 
     async def _release_all(self) -> None:
-        # Runs in `finally`, possibly in a cancelled task (heartbeat timeout): unsubscribing
+        # Runs in `finally`, possibly in a cancelled task (a lost peer): unsubscribing
         # releases this socket's unacked messages at once (vt 0) instead of after vt. Acks the
         # client sent before it went away are applied first (else they would be released).
         with contextlib.suppress(Exception):

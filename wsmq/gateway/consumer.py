@@ -267,6 +267,11 @@ class QueueConsumer:
         self._parked = False
         self.task = asyncio.create_task(self._run(), name=f"wsmq-consumer:{self.qname}")
 
+    @property
+    def parked(self) -> bool:
+        """Idle with no task: the next wake-up starts one."""
+        return self._parked
+
     def wake(self) -> None:
         self._wake.set()
         if self._parked:
@@ -325,7 +330,9 @@ class QueueConsumer:
                     continue
                 if timer is None and not self._wake.is_set():
                     # The usual idle state: park (end this task); the next wake() starts one.
+                    # A finished task still holds its coroutine: let it go too.
                     self._parked = True
+                    self.task = None
                     return
                 await self._wait(timer)
         finally:

@@ -23,9 +23,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-__all__ = ["FrameBatchWriter", "frame_text"]
+__all__ = ["PING_FRAME", "FrameBatchWriter", "frame_text"]
 
 _TEXT_FIN: Final = 0x81
+#: An unmasked, final ping frame with no payload (RFC 6455 §5.5.2).
+PING_FRAME: Final = b"\x89\x00"
 _PACK2: Final = struct.Struct("!BBH").pack
 _PACK8: Final = struct.Struct("!BBQ").pack
 
@@ -61,6 +63,20 @@ class FrameBatchWriter:
     def fast(self) -> bool:
         """Whether :meth:`send_texts` writes a batch with one transport write."""
         return self._fast_writer() is not None
+
+    def ping(self) -> bool:
+        """Write a ping frame now, without flow control (2 bytes).
+
+        ``False`` when aiohttp's transport is not reachable (another aiohttp version): the
+        caller sends it with ``ws.ping()`` instead. A closing socket gets nothing (``True``).
+        """
+        writer: Any = getattr(self._ws, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is None:
+            return False
+        if not getattr(writer, "_closing", False) and not transport.is_closing():
+            transport.write(PING_FRAME)
+        return True
 
     async def send_texts(self, payloads: Sequence[bytes]) -> int:
         """Send each UTF-8 payload as one text frame, in order; return how many were written.

@@ -82,6 +82,9 @@ DEFAULT_MAX_FRAME_SIZE: Final = 64 * 1024
 # RFC 6455 codes.
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001  # node shutting down: reconnect elsewhere
+#: Never sent (RFC 6455 reserves it): what a socket dropped without a close frame is counted as
+#: (a peer that did not answer the heartbeat).
+CLOSE_ABNORMAL: Final = 1006
 CLOSE_POLICY: Final = 1008  # policy violation (e.g. too many frames before /auth completes)
 CLOSE_TOO_BIG: Final = 1009  # frame larger than the limit
 CLOSE_SERVICE_RESTART: Final = 1012  # node restarting: reconnect elsewhere

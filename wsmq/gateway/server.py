@@ -154,6 +154,8 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(budget * 0.1 + 1.0):
                     await self._runner.cleanup()
+        state.heartbeat.close()
+        state.deadlines.close()
         log.info("shutdown complete", extra={"event": "shutdown_done"})
 
     async def __aenter__(self) -> Gateway:
