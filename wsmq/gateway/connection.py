@@ -5,7 +5,8 @@ Every client frame goes through ``Session.handle`` and the returned actions are 
 order here; nothing in this module decides protocol rules. Each subscription is a
 :class:`~wsmq.gateway.subscriber.SocketSubscriber`, the delivery engine's view of this socket.
 
-Four things are done here rather than in the session because they need I/O:
+Four things are done here (the queue actions in :mod:`wsmq.gateway.connection_queues`, a
+mixin of :class:`Connection`) rather than in the session because they need I/O:
 
 - acks go to an :class:`~wsmq.gateway.acks.AckPipeline`: executed in groups by one worker
   (one delete round trip and one socket write per group), at most
@@ -30,13 +31,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
-from redis.exceptions import RedisError
 
 from wsmq.gateway import protocol as p
 from wsmq.gateway.acks import AckPipeline
 from wsmq.gateway.authorize import HookDecisions
+from wsmq.gateway.connection_queues import QueueActions
 from wsmq.gateway.deadlines import Entry
-from wsmq.gateway.delivery import EngineStopped
 from wsmq.gateway.frames import FrameBatchWriter
 from wsmq.gateway.session import (
     Action,
@@ -53,7 +53,6 @@ from wsmq.gateway.session import (
 )
 from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
 from wsmq.gateway.subscriber import SocketSubscriber
-from wsmq.queue import QueueError
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState
@@ -63,12 +62,10 @@ __all__ = ["Connection", "SocketSubscriber"]
 log = logging.getLogger("wsmq.gateway")
 
 _CLOSE_INTERNAL_ERROR = 1011
-#: Bound of each cleanup step of a closing socket (acks in flight, one release).
-_CLEANUP_TIMEOUT = 5.0
 
 
-class Connection:
-    """The server side of one accepted WebSocket."""
+class Connection(QueueActions):
+    """The server side of one accepted WebSocket (its queue actions: :class:`QueueActions`)."""
 
     __slots__ = (
         "_acks",
@@ -329,18 +326,19 @@ class Connection:
             case DoUnsubscribe(qname):
                 await self._unsubscribe(qname)
             case DoAck(qname, msg_id):
-                # Queued, not awaited: the next frame is read without waiting a Redis round
-                # trip. Bounded: with the pipeline full the read loop waits here.
-                if self._acks is None:
-                    self._acks = AckPipeline(
-                        self,
-                        max(self.MAX_CONCURRENT_ACKS, self.state.settings.window),
-                        self.state.spawn,
-                    )
-                await self._acks.put(qname, msg_id)
+                await self._put_ack(qname, msg_id)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
         return []
+
+    async def _put_ack(self, qname: str, msg_id: str) -> None:
+        # Queued, not awaited: the next frame is read without waiting a Redis round trip.
+        # Bounded: with the pipeline full the read loop waits here.
+        if self._acks is None:
+            self._acks = AckPipeline(
+                self, max(self.MAX_CONCURRENT_ACKS, self.state.settings.window), self.state.spawn
+            )
+        await self._acks.put(qname, msg_id)
 
     async def _send(self, text: str) -> None:
         if self.ws.closed:
@@ -413,114 +411,6 @@ class Connection:
             return self.session.refresh_failed(exc.message)
         return self.session.refreshed(claims.user_id, float(claims.exp), time.time())
 
-    async def _subscribe(self, qname: str) -> list[Action]:
-        state = self.state
-        try:
-            async with state.subscribe_gate:
-                if not await state.ensure_queue(qname):
-                    return self.session.subscribe_failed(
-                        qname, p.ErrorCode.QUEUE_NOT_FOUND, f"queue {qname} does not exist"
-                    )
-                sub = SocketSubscriber(self, qname)
-                handle = await self._engine_subscribe(qname, sub)
-                sub.handle = handle
-        except EngineStopped:
-            return self.session.subscribe_failed(
-                qname, p.ErrorCode.UNAVAILABLE, "this node is shutting down"
-            )
-        except (RedisError, OSError):
-            state.metrics.redis_errors.inc()
-            return self.session.subscribe_failed(
-                qname, p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
-            )
-        except QueueError as exc:
-            return self.session.subscribe_failed(qname, p.ErrorCode.INTERNAL_ERROR, str(exc))
-        if self.closing:  # the socket died while we were subscribing
-            sub.closed = True
-            await state.engine.unsubscribe(handle)
-            return []
-        self.subs[qname] = (handle, sub)
-        state.metrics.subscriptions.inc()
-        # The `subscribed` reply goes out before the first message of the queue does.
-        await self.execute(self.session.subscribe_done(qname))
-        sub.active = True
-        handle.wake()
-        return []
-
-    async def _engine_subscribe(self, qname: str, sub: SocketSubscriber) -> Any:
-        # Shielded: once the engine has added the subscription, a cancellation of this handler
-        # (peer gone, host app with handler_cancellation) must not leave it behind, consuming
-        # for a socket nobody reads; it is unsubscribed as soon as the engine hands it over.
-        engine = self.state.engine
-        task = self.state.spawn(engine.subscribe(qname, sub))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            sub.closed = True
-
-            def orphaned(done: asyncio.Task[Any]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    self.state.spawn(engine.unsubscribe(done.result()))
-
-            task.add_done_callback(orphaned)
-            raise
-
-    async def _acks_read_before(self) -> None:
-        """Wait (bounded) for the acks already read: a release must not overtake them."""
-        if self._acks is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_CLEANUP_TIMEOUT):
-                await self._acks.drained()
-
-    async def _unsubscribe(self, qname: str) -> None:
-        await self._acks_read_before()
-        entry = self.subs.pop(qname, None)
-        if entry is None:
-            return
-        handle, sub = entry
-        sub.closed = True
-        self.state.metrics.subscriptions.dec()
-        try:
-            await self.state.engine.unsubscribe(handle)
-        except (RedisError, OSError):
-            self.state.metrics.redis_errors.inc()
-        except QueueError as exc:  # e.g. the queue was deleted meanwhile: nothing to release
-            log.info("unsubscribe: %s", exc, extra={"event": "unsubscribe", "queue": qname})
-
-    # AckTarget (the ack pipeline's view of this connection)
-
-    def subscription(self, qname: str) -> Any | None:
-        entry = self.subs.get(qname)
-        return entry[0] if entry is not None else None
-
-    async def ack_many(self, handle: Any, ids: list[str]) -> list[bool]:
-        result: list[bool] = await self.state.engine.ack_many(handle, ids)
-        return result
-
-    def count_acked(self, n: int) -> None:
-        self.state.metrics.messages_acked.inc(n)
-
-    def count_redis_error(self) -> None:
-        self.state.metrics.redis_errors.inc()
-
-    async def _send_message(self, qname: str, message: str) -> list[Action]:
-        try:
-            msg_id = await self.state.queues.send_message(qname, message)
-        except QueueError as exc:
-            code = {
-                "queueNotFound": p.ErrorCode.QUEUE_NOT_FOUND,
-                "messageTooLong": p.ErrorCode.MESSAGE_TOO_LONG,
-            }.get(getattr(exc, "name", ""), p.ErrorCode.BAD_FRAME)
-            return self.session.send_failed(qname, code, str(exc))
-        except (RedisError, OSError):
-            self.state.metrics.redis_errors.inc()
-            return self.session.send_failed(
-                qname, p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
-            )
-        self.state.metrics.messages_sent.inc()
-        return self.session.send_done(qname, msg_id)
-
     # --- server events ----------------------------------------------------------------------
 
     async def revoke(self) -> None:
@@ -539,20 +429,3 @@ class Connection:
     @user_id.setter
     def user_id(self, value: str) -> None:
         self._registered_user = value
-
-    async def _release_all(self) -> None:
-        # Runs in `finally`, possibly in a cancelled task (a lost peer): unsubscribing
-        # releases this socket's unacked messages at once (vt 0) instead of after vt. Acks the
-        # client sent before it went away are applied first (else they would be released).
-        with contextlib.suppress(Exception):
-            await self._acks_read_before()
-        for qname in list(self.subs):
-            self.subs[qname][1].closed = True
-        for qname in list(self.subs):
-            try:
-                async with asyncio.timeout(_CLEANUP_TIMEOUT):
-                    await self._unsubscribe(qname)
-            except (TimeoutError, asyncio.CancelledError):
-                log.warning("releasing a subscription timed out", extra={"queue": qname})
-            except Exception:  # never let cleanup of one queue skip the others
-                log.exception("releasing a subscription failed", extra={"queue": qname})
