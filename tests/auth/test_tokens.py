@@ -288,3 +288,18 @@ def test_hs256_token_refused_when_rs256_configured(tmp_path: Path, rsa_key: Any)
     body = b64(json.dumps(claims()).encode())
     mac = hmac.new(pub.read_bytes(), f"{header}.{body}".encode(), hashlib.sha256).digest()
     assert reason_of(verifier, f"{header}.{body}.{b64(mac)}") == "invalid_signature"
+
+
+def test_access_tokens_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token is passed after an option on command lines (``--access-token TOKEN``); argparse
+    takes a value starting with ``-`` for an option (the demo test failed on one in 64)."""
+    import secrets
+
+    from wsmq.auth import tokens
+
+    draws = iter(["-starts-with-a-dash", "-again", "fine-token"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(draws))
+    assert tokens.new_access_token() == "fine-token"
+    monkeypatch.undo()
+    token = tokens.new_access_token()
+    assert len(token) == 43 and not token.startswith("-")

@@ -65,8 +65,21 @@ class IssuedTokens:
 
 
 def new_access_token() -> str:
-    """A fresh access token: 32 random bytes (256 bits), URL-safe base64 (43 characters)."""
-    return secrets.token_urlsafe(32)
+    """A fresh access token: 32 random bytes (256 bits), URL-safe base64 (43 characters).
+
+    Never starts with ``-``, so it can follow an option on a command line
+    (``--access-token TOKEN``); redrawing the 1 in 64 that would costs 0.02 bits.
+    """
+    return cli_safe_token(32)
+
+
+def cli_safe_token(nbytes: int) -> str:
+    """``secrets.token_urlsafe(nbytes)`` that does not start with ``-`` (argparse would take it
+    for an option)."""
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if not token.startswith("-"):
+            return token
 
 
 def hash_access_token(token: str) -> str:

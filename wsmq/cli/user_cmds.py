@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import secrets
 import sys
 from typing import Any
 
@@ -24,6 +23,7 @@ from wsmq.auth import (
     issue_jwt,
     open_user_store,
 )
+from wsmq.auth.tokens import cli_safe_token
 from wsmq.cli.common import EXIT_OK, CliError, print_json, run
 
 DEFAULT_NS = "rsmq"
@@ -109,7 +109,7 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
             if getpass.getpass("Repeat password: ") != first:
                 raise CliError("password_mismatch", "the passwords differ")
             return first, False
-    return secrets.token_urlsafe(18), True
+    return cli_safe_token(18), True  # shown once; may be typed after `--password`
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
