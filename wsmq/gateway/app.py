@@ -24,7 +24,9 @@ from wsmq.gateway.connection import Connection
 from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.heartbeat import HeartbeatSweeper
+from wsmq.gateway.http_release import release_http_state
 from wsmq.gateway.metrics import GatewayMetrics
+from wsmq.gateway.session import SessionLimits
 from wsmq.settings import Settings
 
 __all__ = [
@@ -96,11 +98,22 @@ class GatewayState:
     deadlines: DeadlineTimer[Connection] = field(init=False)
     #: Pings silent sockets and drops dead peers, every socket of the node on one timer.
     heartbeat: HeartbeatSweeper = field(init=False)
+    #: The limits of every session of this node (one object, not one per socket).
+    session_limits: SessionLimits = field(init=False)
 
     def __post_init__(self) -> None:
         self.subscribe_gate = asyncio.Semaphore(max(8, self.settings.redis_pool_size // 4))
         self.deadlines = DeadlineTimer(Connection.deadline_due)
         self.heartbeat = HeartbeatSweeper(self.settings.heartbeat, lambda: self.connections)
+        settings = self.settings
+        self.session_limits = SessionLimits(
+            max_subscriptions=settings.max_subscriptions,
+            rate=settings.rate_limit,
+            burst=float(settings.rate_burst),
+            auth_timeout=settings.auth_deadline,
+            expiring_warning=settings.expiry_warning,
+            max_frame_size=settings.max_frame_size,
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""
@@ -302,6 +315,7 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
     except BaseException:  # the peer left during the upgrade (or we are cancelled)
         state.forget(conn)
         raise
+    release_http_state(request)  # ~2.5 KiB per socket aiohttp keeps for HTTP, unused from here
     metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
     log.info(
         "connection open",

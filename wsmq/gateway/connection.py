@@ -49,7 +49,6 @@ from wsmq.gateway.session import (
     DoUnsubscribe,
     Reply,
     Session,
-    SessionLimits,
 )
 from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
 from wsmq.gateway.subscriber import SocketSubscriber
@@ -104,22 +103,13 @@ class Connection(QueueActions):
         self.request = request
         self.ws = ws
         self.peer = peer
-        settings = state.settings
-        limits = SessionLimits(
-            max_subscriptions=settings.max_subscriptions,
-            rate=settings.rate_limit,
-            burst=float(settings.rate_burst),
-            auth_timeout=settings.auth_deadline,
-            expiring_warning=settings.expiry_warning,
-            max_frame_size=settings.max_frame_size,
-        )
         # A user hook (sync or async) decides before a frame reaches the session.
         self._hook = HookDecisions(state.authorize) if state.authorize is not None else None
         self.session = Session(
             mode,
             now=time.time(),
             user=user,
-            limits=limits,
+            limits=state.session_limits,
             authorize=self._hook.lookup if self._hook is not None else None,
         )
         self.mode_label = "v1" if mode is p.Mode.V1 else "legacy"

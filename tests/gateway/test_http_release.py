@@ -1,0 +1,85 @@
+"""``release_http_state``: an upgraded connection lets go of aiohttp's HTTP parser and request
+queue, and keeps working (frames both ways, closes from either side) without aiohttp errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from wsmq.gateway.http_release import VERIFIED, release_http_state, supported
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+def test_the_installed_aiohttp_is_one_the_release_was_checked_against() -> None:
+    """Fails after an aiohttp upgrade: read its ``web_protocol.RequestHandler`` (uses of
+    ``_parser`` and ``_messages`` after an accepted upgrade), then add the version to
+    ``VERIFIED`` — or memory per socket silently grows by ~2.5 KiB."""
+    assert supported(), f"aiohttp {aiohttp.__version__} not in {VERIFIED}"
+
+
+class Server:
+    def __init__(self) -> None:
+        self.released: list[bool] = []
+        self.handler_done = asyncio.Event()
+        self.close_from_server = False
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            self.released.append(release_http_state(request))  # plain HTTP: left alone
+            return web.Response(text="plain")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.released.append(release_http_state(request))
+        handler: Any = request.protocol
+        assert handler._parser is None and not handler._messages and len(handler._messages) == 0
+        try:
+            async for msg in ws:
+                if msg.data == "bye":
+                    self.close_from_server = True
+                    await ws.close(code=4000, message=b"server closes")
+                    break
+                await ws.send_str(f"echo {msg.data}")
+        finally:
+            self.handler_done.set()
+        return ws
+
+
+@pytest.mark.parametrize("closer", ["client", "server"])
+async def test_a_released_connection_works_and_closes_cleanly(
+    aiohttp_client: MakeClient, caplog: pytest.LogCaptureFixture, closer: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    server = Server()
+    app = web.Application()
+    app.router.add_get("/", server.handler)
+    client = await aiohttp_client(app)
+    async with client.get("/") as resp:  # the same app serves plain HTTP: nothing released
+        assert await resp.text() == "plain"
+    async with client.ws_connect("/") as ws:
+        for i in range(3):
+            await ws.send_str(f"m{i}")
+            assert (await ws.receive(timeout=5)).data == f"echo m{i}"
+        if closer == "server":
+            await ws.send_str("bye")
+            msg = await ws.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 4000
+        else:
+            await ws.close()
+    async with asyncio.timeout(5):
+        await server.handler_done.wait()
+    assert server.released == [False, True]
+    assert server.close_from_server is (closer == "server")
+    # The connection after the handler: another request on a new connection still works,
+    # and aiohttp logged no error for the released one.
+    async with client.get("/") as resp:
+        assert resp.status == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
