@@ -83,3 +83,33 @@ async def test_a_released_connection_works_and_closes_cleanly(
         assert resp.status == 200
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_an_unverified_aiohttp_is_left_alone_and_said_once(
+    aiohttp_client: MakeClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsmq.gateway import http_release
+
+    monkeypatch.setattr(http_release, "VERIFIED", ("0.0.",))
+    http_release._note_unsupported.cache_clear()
+    kept: list[Any] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        kept.append((release_http_state(request), request.protocol._parser))
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.INFO, logger="wsmq.gateway"):
+        for _ in range(2):
+            async with client.ws_connect("/") as ws:
+                await ws.receive(timeout=5)
+    assert [released for released, _ in kept] == [False, False]
+    assert all(parser is not None for _, parser in kept)  # untouched
+    notes = [r for r in caplog.records if getattr(r, "event", "") == "http_release_unsupported"]
+    assert len(notes) == 1 and "~2.5 KiB more" in notes[0].getMessage()
+    http_release._note_unsupported.cache_clear()
