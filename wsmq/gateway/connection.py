@@ -156,7 +156,7 @@ class Connection(QueueActions):
                 self.heartbeat_misses = 0
                 kind = msg.type
                 if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
-                    if kind is WSMsgType.PING:  # autoping is off: pongs come here too
+                    if kind is WSMsgType.PING:  # autoping is off: pings and pongs reach us
                         await self._pong(msg.data)
                         continue
                     if kind is WSMsgType.PONG:
