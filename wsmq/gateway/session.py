@@ -37,11 +37,22 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.actions import (
+    Action,
+    Close,
+    DoAck,
+    DoAuthenticate,
+    DoRefresh,
+    DoSend,
+    DoSubscribe,
+    DoUnsubscribe,
+    Reply,
+)
 from wsmq.gateway.queue_sets import membership
 from wsmq.gateway.ratelimit import TokenBucket
 
@@ -107,73 +118,6 @@ class SessionLimits:
     expiring_warning: float = 60.0  # v1: send `expiring` this long before the token's exp
     max_frame_size: int = p.DEFAULT_MAX_FRAME_SIZE  # UTF-8 bytes
     max_pending: int = 32  # frames buffered while /auth is being verified
-
-
-# --- actions --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Send ``text`` to the client. ``error`` is the error code when it is an error frame."""
-
-    text: str
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the socket with ``code`` and ``reason`` (≤ 123 bytes). Always the last action."""
-
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class DoAuthenticate:
-    """Verify the tokens; report with ``authenticated()`` or ``auth_failed()``."""
-
-    x_token: str = field(repr=False)
-    x_access_token: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DoRefresh:
-    """Verify the JWT; report with ``refreshed()`` or ``refresh_failed()``."""
-
-    x_token: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DoSubscribe:
-    """Start consuming ``qname``; report with ``subscribe_done()`` or ``subscribe_failed()``."""
-
-    qname: str
-
-
-@dataclass(frozen=True, slots=True)
-class DoUnsubscribe:
-    """Stop consuming ``qname`` (release its in-flight messages). No report needed."""
-
-    qname: str
-
-
-@dataclass(frozen=True, slots=True)
-class DoAck:
-    """Delete message ``id`` of ``qname``; report with ``ack_done()`` or ``ack_failed()``."""
-
-    qname: str
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class DoSend:
-    """Publish ``message`` to ``qname``; report with ``send_done()`` or ``send_failed()``."""
-
-    qname: str
-    message: str = field(repr=False)
-
-
-Action = Reply | Close | DoAuthenticate | DoRefresh | DoSubscribe | DoUnsubscribe | DoAck | DoSend
 
 
 class State(Enum):

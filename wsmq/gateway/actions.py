@@ -1,0 +1,87 @@
+"""What a :class:`~wsmq.gateway.session.Session` asks its server layer to do.
+
+The session is pure: it never touches a socket, Redis or the user store. Each of its methods
+returns a list of these actions, which the server layer (:mod:`wsmq.gateway.connection`)
+executes in order; the ``Do*`` ones report their outcome back through the session method
+their docstring names, which may return more actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Action",
+    "Close",
+    "DoAck",
+    "DoAuthenticate",
+    "DoRefresh",
+    "DoSend",
+    "DoSubscribe",
+    "DoUnsubscribe",
+    "Reply",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``text`` to the client. ``error`` is the error code when it is an error frame."""
+
+    text: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the socket with ``code`` and ``reason`` (≤ 123 bytes). Always the last action."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoAuthenticate:
+    """Verify the tokens; report with ``authenticated()`` or ``auth_failed()``."""
+
+    x_token: str = field(repr=False)
+    x_access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DoRefresh:
+    """Verify the JWT; report with ``refreshed()`` or ``refresh_failed()``."""
+
+    x_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DoSubscribe:
+    """Start consuming ``qname``; report with ``subscribe_done()`` or ``subscribe_failed()``."""
+
+    qname: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoUnsubscribe:
+    """Stop consuming ``qname`` (release its in-flight messages). No report needed."""
+
+    qname: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoAck:
+    """Delete message ``id`` of ``qname``; report with ``ack_done()`` or ``ack_failed()``."""
+
+    qname: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoSend:
+    """Publish ``message`` to ``qname``; report with ``send_done()`` or ``send_failed()``."""
+
+    qname: str
+    message: str = field(repr=False)
+
+
+Action = Reply | Close | DoAuthenticate | DoRefresh | DoSubscribe | DoUnsubscribe | DoAck | DoSend
