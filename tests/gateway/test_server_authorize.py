@@ -9,9 +9,10 @@ import pytest
 
 from wsmq.gateway import authorize
 from wsmq.gateway import protocol as p
+from wsmq.gateway.actions import DoSubscribe, Reply
 from wsmq.gateway.app import HookUser
 from wsmq.gateway.authorize import HookDecisions
-from wsmq.gateway.session import DoSubscribe, Reply, Session
+from wsmq.gateway.session import Session
 
 ALICE = HookUser("alice")
 

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsmq.gateway import protocol as p
-from wsmq.gateway.protocol import Mode
-from wsmq.gateway.session import (
+from wsmq.gateway.actions import (
     Action,
     Close,
     DoAck,
@@ -21,6 +20,9 @@ from wsmq.gateway.session import (
     DoSubscribe,
     DoUnsubscribe,
     Reply,
+)
+from wsmq.gateway.protocol import Mode
+from wsmq.gateway.session import (
     Session,
     SessionLimits,
     State,

@@ -24,8 +24,9 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from wsmq.gateway import protocol as p
+from wsmq.gateway.actions import Action
 from wsmq.gateway.flag import Flag
-from wsmq.gateway.session import Action, Session
+from wsmq.gateway.session import Session
 
 __all__ = ["AckPipeline", "AckTarget"]
 

@@ -34,11 +34,7 @@ from aiohttp import WSMsgType, web
 
 from wsmq.gateway import protocol as p
 from wsmq.gateway.acks import AckPipeline
-from wsmq.gateway.authorize import HookDecisions
-from wsmq.gateway.connection_queues import QueueActions
-from wsmq.gateway.deadlines import Entry
-from wsmq.gateway.frames import FrameBatchWriter
-from wsmq.gateway.session import (
+from wsmq.gateway.actions import (
     Action,
     Close,
     DoAck,
@@ -48,8 +44,12 @@ from wsmq.gateway.session import (
     DoSubscribe,
     DoUnsubscribe,
     Reply,
-    Session,
 )
+from wsmq.gateway.authorize import HookDecisions
+from wsmq.gateway.connection_queues import QueueActions
+from wsmq.gateway.deadlines import Entry
+from wsmq.gateway.frames import FrameBatchWriter
+from wsmq.gateway.session import Session
 from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
 from wsmq.gateway.subscriber import SocketSubscriber
 

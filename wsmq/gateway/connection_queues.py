@@ -27,9 +27,10 @@ from wsmq.gateway.subscriber import SocketSubscriber
 from wsmq.queue import QueueError
 
 if TYPE_CHECKING:
+    from wsmq.gateway.actions import Action
     from wsmq.gateway.app import GatewayState
     from wsmq.gateway.connection import Connection
-    from wsmq.gateway.session import Action, Session
+    from wsmq.gateway.session import Session
 
 __all__ = ["QueueActions"]
 

@@ -57,16 +57,7 @@ from wsmq.gateway.queue_sets import membership
 from wsmq.gateway.ratelimit import TokenBucket
 
 __all__ = [
-    "Action",
     "Authorize",
-    "Close",
-    "DoAck",
-    "DoAuthenticate",
-    "DoRefresh",
-    "DoSend",
-    "DoSubscribe",
-    "DoUnsubscribe",
-    "Reply",
     "Session",
     "SessionLimits",
     "State",
