@@ -15,10 +15,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 __all__ = ["RedisProcess", "RedisProcessError", "find_redis_server", "free_port"]
+
+#: Starts tried on fresh ports when a picked port was taken before redis-server bound it.
+BIND_ATTEMPTS = 5
 
 
 class RedisProcessError(RuntimeError):
@@ -67,9 +70,15 @@ class RedisProcess:
         appendonly: bool = False,
         extra_args: Sequence[str] = (),
         data_dir: str | None = None,
+        on_new_port: Callable[[RedisProcess], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # A port picked here may be taken by someone else (any socket's ephemeral port) before
+        # redis-server binds it: the first start then retries on fresh ports. ``on_new_port``
+        # re-picks whatever other ports ``extra_args`` holds (a cluster bus port).
+        self._retry_bind = port is None
+        self._on_new_port = on_new_port
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
         self._own_dir = data_dir is None
@@ -102,14 +111,26 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         if self.process and self.process.poll() is None:
             return self
-        self.process = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self.wait_ready(timeout)
+        attempts = BIND_ATTEMPTS if self._retry_bind else 1
+        for attempt in range(1, attempts + 1):
+            self.process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            try:
+                self.wait_ready(timeout)
+            except RedisProcessError as exc:
+                if attempt == attempts or "Address already in use" not in str(exc):
+                    raise
+                self.port = free_port(self.host)
+                if self._on_new_port is not None:
+                    self._on_new_port(self)
+                continue
+            break
+        self._retry_bind = False  # from now on the port is the server's (restart keeps it)
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> None:

@@ -63,6 +63,12 @@ def _redis_cli() -> str:
     raise RedisProcessError("redis-cli not found (needed to create a cluster)")
 
 
+def _new_bus_port(proc: RedisProcess) -> None:
+    """A node's ports were taken before it bound them: its cluster bus gets a fresh one too."""
+    args = proc.extra_args
+    args[args.index("--cluster-port") + 1] = str(free_port())
+
+
 class RedisCluster3:
     """A real Redis Cluster: 3 masters (+ ``replicas`` per master) on free loopback ports.
 
@@ -80,6 +86,7 @@ class RedisCluster3:
             bus_port = free_port()
             # The bus port must differ from the data port picked inside RedisProcess.
             proc = RedisProcess(
+                on_new_port=_new_bus_port,
                 appendonly=appendonly,
                 extra_args=[
                     "--cluster-enabled", "yes",
@@ -227,7 +234,8 @@ class SentinelProcess(RedisProcess):
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
     ) -> None:
-        super().__init__()
+        # An explicit port: the config file below names it, so a start must not move it.
+        super().__init__(port=free_port())
         self.master_name = master_name
         self.conf = Path(self.data_dir, "sentinel.conf")
         # Sentinel rewrites its config file, so it must be a writable file of its own.
@@ -271,7 +279,8 @@ class SentinelSetup:
         # No diskless-sync delay (5 s by default): the replica is in sync at once.
         fast_sync = ["--repl-diskless-sync-delay", "0"]
         self._fast_sync = fast_sync
-        self.master = RedisProcess(appendonly=appendonly, extra_args=fast_sync)
+        # An explicit port: the replica and the sentinels name it, so a start must not move it.
+        self.master = RedisProcess(port=free_port(), appendonly=appendonly, extra_args=fast_sync)
         self.replica = RedisProcess(
             appendonly=appendonly,
             extra_args=[*fast_sync, "--replicaof", "127.0.0.1", str(self.master.port)],
