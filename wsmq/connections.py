@@ -421,7 +421,7 @@ def redis_from_target(
         if max_connections is not None:
             conn.update(max_connections=max_connections, timeout=pool_timeout)
             pool_class = BlockingSentinelConnectionPool
-        manager = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        manager = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         # check_connection: PING right after connecting, so a stale address is noticed at once.
         client: SentinelRedis = manager.master_for(
             target.service_name,

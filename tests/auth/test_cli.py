@@ -110,7 +110,7 @@ def test_disable_publishes_revocation(
 ) -> None:
     users = str(tmp_path / "users.json")
     run_json(capsys, "user", "add", "alice", "--password", "pw", "--users-file", users, "--json")
-    sub = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    sub = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
     sub.subscribe("rsmq:wsmq:revoke")
     try:
         code, out = run_json(

@@ -152,7 +152,7 @@ async def test_logout_revokes_and_publishes(env: Env, redis_url: str) -> None:
                 pass
         assert json.loads(msg["data"]) == {"userId": user.id}
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         await listener.aclose()
     with pytest.raises(Exception, match="access token"):
         await env.auth.verify(token, access)

@@ -119,7 +119,7 @@ async def _plain_server(redis_url: str) -> tuple[str, int]:
     if target.kind != "sentinel":
         return target.hosts[0]
     assert target.service_name is not None
-    sentinels = Sentinel(list(target.hosts), sentinel_kwargs={"socket_timeout": 5})  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(list(target.hosts), sentinel_kwargs={"socket_timeout": 5})  # type: ignore[no-untyped-call, unused-ignore]
     try:
         host, port = await sentinels.discover_master(target.service_name)
     finally:

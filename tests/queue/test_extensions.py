@@ -211,7 +211,7 @@ async def test_dlq_realtime_notification(queues: Queues, raw: Redis) -> None:
                 pass
         assert msg["data"] == "1"
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 async def test_extra_settings_validation_and_clearing(queues: Queues, raw: Redis) -> None:
@@ -307,7 +307,7 @@ async def test_send_messages_batch(queues: Queues, raw: Redis) -> None:
         assert msg["data"] == "50"  # one notification for the batch
         assert await pubsub.get_message(True, timeout=0.1) is None
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
     with pytest.raises(MessageTooLong):
         await queues.send_messages("sb", ["ok", "x" * 1025])
     with pytest.raises(MessageNotString):

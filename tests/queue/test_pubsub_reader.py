@@ -21,7 +21,7 @@ async def pubsub(request: pytest.FixtureRequest, raw: Redis) -> AsyncIterator[Pu
     try:
         yield ps
     finally:
-        await ps.aclose()  # type: ignore[no-untyped-call]
+        await ps.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def make_reader(ps: PubSub, request: pytest.FixtureRequest) -> PubSubReader:
@@ -50,7 +50,7 @@ async def test_installed_redis_py_takes_the_fast_path(raw: Redis) -> None:
         # again: update PubSubReader to the new parser internals.
         assert PubSubReader(ps).fast
     finally:
-        await ps.aclose()  # type: ignore[no-untyped-call]
+        await ps.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 async def test_burst_arrives_complete_in_order_and_in_bulk(

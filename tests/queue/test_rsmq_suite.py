@@ -308,6 +308,6 @@ async def test_realtime_publishes_queue_size(redis_url: str, raw: Redis) -> None
         await quiet.send_message(Q1, "no realtime")  # realtime off: nothing published
         assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         await quiet.close()
         await loud.close()

@@ -176,7 +176,7 @@ async def test_broadcast_pubsub_client_hears_cluster_wide_publish(cluster_url: s
                     heard.add(msg["data"])
             assert len(heard) == 3
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         await subscriber.aclose()
         await publisher.aclose()
 

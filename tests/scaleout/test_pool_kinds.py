@@ -91,7 +91,7 @@ async def test_refused_connection_is_an_outage_not_pool_exhaustion() -> None:
 async def test_sentinel(sentinel_url: str) -> None:
     target = parse_redis_url(sentinel_url)
     assert target.service_name is not None
-    manager = Sentinel(list(target.hosts))  # type: ignore[no-untyped-call]
+    manager = Sentinel(list(target.hosts))  # type: ignore[no-untyped-call, unused-ignore]
     own = manager.master_for(target.service_name, max_connections=1)
     ours = tiny(sentinel_url)
     assert isinstance(ours, aredis.Redis)

@@ -112,7 +112,7 @@ class RevocationBus:
             finally:
                 try:
                     if pubsub is not None:
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                     if client is not None:
                         await client.aclose()
                 except Exception:  # closing a dead connection may fail: nothing to do

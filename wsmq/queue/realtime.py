@@ -302,7 +302,7 @@ class RealtimeListener:
                 self.connected.clear()
                 self._fail_confirms()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             if self._closed:
                 return
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))

@@ -190,7 +190,7 @@ class ClusterRealtimeListener(RealtimeListener):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sub.task
             with contextlib.suppress(Exception):
-                await sub.pubsub.aclose()  # type: ignore[no-untyped-call]
+                await sub.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             with contextlib.suppress(Exception):
                 await sub.client.aclose()
 
