@@ -93,8 +93,8 @@ class Authenticator:
             log.error("user store failed: %s", type(exc).__name__)
             raise AuthError("unavailable", "the user store is unavailable", status=503) from None
 
-    async def _load(self, user_id: str, *, recent: bool = False) -> User:
-        user = await (self._recent.get(user_id) if recent else self._read_user(user_id))
+    async def _load(self, user_id: str) -> User:
+        user = await self._read_user(user_id)
         if user is None:
             raise AuthError("unknown_user")
         if user.disabled:
@@ -118,18 +118,31 @@ class Authenticator:
             hash_access_token(legacy).encode(), revision.encode()
         )
 
-    async def check_access(self, user_id: str, revision: str | None) -> User:
-        """For ``/refresh``: the user still exists, is enabled and, given the connection's
-        ``revision`` (:func:`access_revision`), still holds that access token.
-
-        A store read up to :attr:`RECENT_USER_TTL` seconds old may answer. Raises
-        :class:`AuthError`: ``unknown_user``, ``disabled``, ``access_token_mismatch`` (all in
-        :data:`REVOKED_REASONS`) or ``unavailable``.
+    def revoked_reason(self, user: User | None, revision: str | None) -> str | None:
+        """Why a connection authenticated with access-token ``revision`` (:func:`access_revision`)
+        must end, given its user as now stored (``None``: not in the store); ``None`` if it may
+        go on. A connection without a revision (a host hook's user, which need not be in the
+        store) ends only when the store has its user disabled.
         """
-        user = await self._load(user_id, recent=True)
+        if user is None:
+            return None if revision is None else "unknown_user"
+        if user.disabled:
+            return "disabled"
         if revision is not None and not self.access_current(user, revision):
-            raise AuthError("access_token_mismatch", "the access token was revoked")
-        return user
+            return "access_token_mismatch"
+        return None
+
+    async def check_access(self, user_id: str, revision: str | None) -> None:
+        """For ``/refresh``: raise :class:`AuthError` if :meth:`revoked_reason` says the
+        connection must end (reasons in :data:`REVOKED_REASONS`), or ``unavailable``.
+
+        A store read up to :attr:`RECENT_USER_TTL` seconds old may answer.
+        """
+        reason = self.revoked_reason(await self._recent.get(user_id), revision)
+        if reason == "access_token_mismatch":
+            raise AuthError(reason, "the access token was revoked")
+        if reason is not None:
+            raise AuthError(reason)
 
     def _legacy_matches(self, user: User, access_token: str) -> bool:
         secret = self.config.legacy_secret or self.config.secret or ""

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wsmq.auth.authenticator import access_revision
 from wsmq.gateway.consumer import Backoff
@@ -139,13 +139,6 @@ class StoreRecheck:
             return 0
         async with asyncio.timeout(self.read_timeout):
             user = await auth.store.get(user_id)
-        stale = [c for c in conns if not _still_allowed(auth, user, c)]
+        stale = [c for c in conns if auth.revoked_reason(user, access_revision(c.session.user))]
         await asyncio.gather(*(c.revoke() for c in stale), return_exceptions=True)
         return len(stale)
-
-
-def _still_allowed(auth: Any, user: Any, conn: Any) -> bool:
-    revision = access_revision(conn.session.user)
-    if revision is None:  # a hook user: it need not be in the store at all
-        return user is None or not user.disabled
-    return user is not None and not user.disabled and bool(auth.access_current(user, revision))
