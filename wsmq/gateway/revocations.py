@@ -70,8 +70,6 @@ class StoreRecheck:
         self.read_timeout = read_timeout
         self.max_backoff = max_backoff
         self._task: asyncio.Task[int] | None = None
-        #: Completed re-checks (tests wait on it).
-        self.rounds = 0
 
     def start(self) -> None:
         """Begin a re-check in the background (the ``on_reconnect`` callback)."""
@@ -106,7 +104,6 @@ class StoreRecheck:
                 extra={"event": "revoke_recheck_retry", "users": len(pending)},
             )
             await asyncio.sleep(delay)
-        self.rounds += 1
         if closed:
             log.info(
                 "revocation re-check closed sockets",
