@@ -327,3 +327,11 @@ def test_acl_user_password_and_errors(redis_factory: Callable[..., RedisProcess]
     code, err = cli("send", "acl", "y", url=f"redis://reader:readerpw@{base}")
     assert code == 1 and err["error"] == "redis_error" and "no permissions" in err["message"]
     assert "readerpw" not in err["message"]
+
+
+def test_reserved_queue_names_are_refused(cli: Cli, sync_redis: redis.Redis) -> None:
+    for args in (("queue", "create", "QUEUES"), ("send", "QUEUES", "x"), ("receive", "QUEUES")):
+        code, err = cli(*args)
+        assert (code, err["error"]) == (1, "invalidFormat")
+        assert err["message"].startswith("Invalid qname format: QUEUES is reserved")
+    assert sync_redis.type("rsmq:QUEUES") == "none"  # nothing was created

@@ -20,7 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.exceptions
 
 from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
+from wsmq.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueError, Queues
+
+_QNAME_HELP = f"queue name ([A-Za-z0-9_-], 1..160; reserved: {', '.join(sorted(RESERVED_QNAMES))})"
 
 T = TypeVar("T")
 
@@ -342,7 +345,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="send a message to a queue",
         description="Send MESSAGE to queue QNAME (MESSAGE '-' reads stdin, kept byte for byte).",
     )
-    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("message", metavar="MESSAGE", help="the message text, or - to read stdin")
     p.add_argument(
         "--delay", metavar="S", type=_nonneg_int, help="seconds before it becomes visible"
@@ -357,7 +360,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Receive up to --count visible messages in one round trip. They stay in "
         "the queue, invisible for --vt seconds, unless --delete is given.",
     )
-    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument(
         "--vt", metavar="S", type=_nonneg_int, help="visibility timeout (default: the queue's)"
     )
@@ -379,7 +382,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("create", parents=[conn], help="create a queue")
-    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=True)
     p.set_defaults(func=cmd_queue_create)
 
@@ -387,15 +390,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=cmd_queue_list)
 
     p = sub.add_parser("stats", parents=[conn], help="show every attribute of a queue")
-    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.set_defaults(func=cmd_queue_stats)
 
     p = sub.add_parser("set", parents=[conn], help="change settings of a queue")
-    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=False)
     p.set_defaults(func=cmd_queue_set)
 
     p = sub.add_parser("delete", parents=[conn], help="delete a queue and its messages")
-    p.add_argument("qname", metavar="QNAME", help="queue name ([A-Za-z0-9_-], 1..160)")
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_queue_delete)

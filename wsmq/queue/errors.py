@@ -61,9 +61,9 @@ class InvalidFormat(QueueError):
 
     name = "invalidFormat"
 
-    def __init__(self, item: str) -> None:
+    def __init__(self, item: str, message: str | None = None) -> None:
         self.item = item
-        super().__init__(f"Invalid {item} format")
+        super().__init__(message or f"Invalid {item} format")
 
 
 class InvalidValue(QueueError):
