@@ -98,7 +98,7 @@ async def test_cluster_cross_slot_multi_key_is_refused(cluster_url: str) -> None
         async with asyncio.timeout(10):
             # redis-py >= 8.2 refuses it client-side; older versions send it and Redis refuses.
             refused = (redis.exceptions.ResponseError, redis.exceptions.RedisClusterException)
-            with pytest.raises(refused, match="same (key )?slot"):
+            with pytest.raises(refused, match=r"same (key )?slot"):
                 await client.execute_command("MGET", "a", "b")
     finally:
         await client.aclose()
