@@ -100,3 +100,16 @@ def test_delay_schedule() -> None:
 )
 def test_json_depth(raw: bytes, deep: bool) -> None:
     assert json_depth_exceeds(raw, 8) is deep
+
+
+async def test_shared_counters_on_a_cluster(cluster_url: str) -> None:
+    """One key per call: counters spread over every master, no CROSSSLOT."""
+    counters = SharedCounters(cluster_url, timeout=2.0)
+    try:
+        for i in range(30):
+            key = counter_key("rsmq", "ip", f"10.0.0.{i}", b"")
+            retries = [(await counters.step(key, 0, 10, 20, "take")).retry for _ in range(3)]
+            assert retries == [0, 0, 10]
+        assert counters.shared
+    finally:
+        await counters.aclose()

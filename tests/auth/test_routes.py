@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -260,3 +260,16 @@ async def test_brackets_inside_strings_are_not_nesting(env: Env) -> None:
     body = json.dumps({"userName": "[[[[[[[[[[[[", "password": 'p\\"[[[[[[[[[[{{{{{{'})
     status, got = await post(env, "/auth/login", body)
     assert status == 200, got
+
+
+async def test_a_body_sent_in_pieces_is_read_whole(env: Env) -> None:
+    await make_user(env)
+    body = json.dumps({"userName": "alice", "password": "s3cret", "pad": " " * 12_000}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+            await asyncio.sleep(0)  # let the server read what has arrived
+
+    resp = await env.client.post("/auth/login", data=pieces())
+    assert resp.status == 200, await resp.text()

@@ -43,10 +43,15 @@ def error_response(exc: AuthError) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise AuthError("bad_request", "the request body is too large", status=413)
-    raw = await request.content.read(MAX_BODY + 1)
+    raw = bytearray()
+    while len(raw) <= MAX_BODY:  # read() returns what has arrived: loop to the end
+        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_BODY:
         raise AuthError("bad_request", "the request body is too large", status=413)
-    return parse_json_object(raw)
+    return parse_json_object(bytes(raw))
 
 
 def _string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
