@@ -137,6 +137,28 @@ class Settings:
         "the client address for login rate limits. Empty: the peer address is the client.",
         group="auth",
     )
+    auth_attempts_per_ip: int = _opt(
+        50,
+        "Requests to /auth/login, /auth/token and /auth/logout per client address per "
+        "`auth_window` (sliding, all nodes together); more get 429 with Retry-After.",
+        group="auth",
+    )
+    auth_window: float = _opt(60.0, "Window (s) of the auth endpoints' rate limits.", group="auth")
+    auth_user_free_failures: int = _opt(
+        10,
+        "Failed auth attempts per user per `auth_window` before that user's attempts slow "
+        "down (0.25 s, doubling with each further failure).",
+        group="auth",
+    )
+    auth_user_max_delay: float = _opt(
+        5.0, "Longest slowdown (s) of one user's auth attempts.", group="auth"
+    )
+    auth_user_lockout: int = _opt(
+        0,
+        "Failed attempts per user per `auth_window` after which that user's attempts get 429 "
+        "(0 = never: slow down only; a lock-out lets anyone lock a user out).",
+        group="auth",
+    )
     # -- delivery ------------------------------------------------------------------------
     window: int = _opt(
         200,
@@ -200,6 +222,11 @@ class Settings:
             ("max_header_size", self.max_header_size >= 1024, "must be >= 1024"),
             ("poll_interval", self.poll_interval > 0, "must be > 0"),
             ("auth_deadline", self.auth_deadline > 0, "must be > 0"),
+            ("auth_attempts_per_ip", self.auth_attempts_per_ip >= 1, "must be >= 1"),
+            ("auth_window", 1 <= self.auth_window <= 86_400, "must be 1..86400"),
+            ("auth_user_free_failures", self.auth_user_free_failures >= 1, "must be >= 1"),
+            ("auth_user_max_delay", 0 <= self.auth_user_max_delay <= 60, "must be 0..60"),
+            ("auth_user_lockout", self.auth_user_lockout >= 0, "must be >= 0"),
             ("shutdown_timeout", self.shutdown_timeout >= 0, "must be >= 0"),
             ("heartbeat", self.heartbeat >= 0, "must be >= 0 (0 disables)"),
             ("max_connections", self.max_connections >= 0, "must be >= 0"),

@@ -103,7 +103,7 @@ async def test_legacy_token_accepted_only_when_enabled(
     off, token = await legacy_env(vector, legacy=False)
     with pytest.raises(AuthError) as info:
         await off.verify(token, vector)
-    assert info.value.reason == "access_token_mismatch"
+    assert info.value.reason == "invalid_credentials"
 
 
 async def test_forged_legacy_tokens_are_refused(vector: str) -> None:

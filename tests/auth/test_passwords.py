@@ -1,12 +1,10 @@
-"""scrypt password hashes and the login rate limiter (pure)."""
+"""scrypt password hashes (pure); the auth rate limits are tested in test_ratelimit.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from wsmq.auth import AuthError, PasswordHasher, verify_password
-from wsmq.auth.ratelimit import SlidingWindowLimiter
-from wsmq.auth.routes import LoginLimiter
+from wsmq.auth import PasswordHasher, verify_password
 
 CHEAP = PasswordHasher(n=2**4)
 
@@ -37,37 +35,3 @@ def test_empty_and_huge_passwords() -> None:
 
 def test_default_cost_is_production_grade() -> None:
     assert PasswordHasher().n >= 2**15
-
-
-def test_sliding_window() -> None:
-    lim = SlidingWindowLimiter(3, 10.0)
-    assert [lim.hit("k", t) for t in (0.0, 1.0, 2.0)] == [0.0, 0.0, 0.0]
-    assert lim.hit("k", 3.0) == pytest.approx(7.0)  # the oldest hit leaves at t=10
-    assert lim.hit("other", 3.0) == 0.0
-    assert lim.hit("k", 10.0) == 0.0
-    assert lim.hit("k", 10.5) > 0
-    lim.reset("k")
-    assert lim.hit("k", 10.5) == 0.0
-
-
-def test_sliding_window_memory_is_bounded() -> None:
-    lim = SlidingWindowLimiter(1, 60.0, max_keys=100)
-    for i in range(1000):
-        lim.hit(f"ip{i}", 0.0)
-    assert len(lim._hits) == 100
-
-
-def test_login_limiter_per_user_and_per_ip() -> None:
-    now = [0.0]
-    lim = LoginLimiter(per_user=2, per_ip=3, window=60.0, clock=lambda: now[0])
-    lim.check("alice", "1.1.1.1")
-    lim.check("alice", "2.2.2.2")
-    with pytest.raises(AuthError) as info:
-        lim.check("alice", "3.3.3.3")  # per user, from any address
-    assert info.value.status == 429 and info.value.retry_after == pytest.approx(60.0)
-    lim.check("bob", "1.1.1.1")
-    lim.check("dave", "1.1.1.1")
-    with pytest.raises(AuthError):
-        lim.check("carol", "1.1.1.1")  # per address, for any name
-    now[0] = 61.0
-    lim.check("alice", "1.1.1.1")

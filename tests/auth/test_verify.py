@@ -48,7 +48,7 @@ async def test_issue_tokens_helper_rotates_access_token(store: UserStore, cfg: A
     assert issued.expires_in == 900 and issued.access_token != first
     assert (await verify_tokens(issued.token, issued.access_token, config=cfg, store=store)).user_id
     auth = Authenticator(cfg, store)
-    assert await reason(auth, issued.token, first) == "access_token_mismatch"
+    assert await reason(auth, issued.token, first) == "invalid_credentials"
 
 
 async def test_only_the_hash_is_stored(store: UserStore) -> None:
@@ -63,7 +63,7 @@ async def test_only_the_hash_is_stored(store: UserStore) -> None:
 async def test_unknown_user(store: UserStore, cfg: AuthConfig) -> None:
     auth = Authenticator(cfg, store)
     token, _ = issue_jwt("65f0a1b2c3d4e5f6a7b8c9d0", cfg)
-    assert await reason(auth, token, "x" * 43) == "unknown_user"
+    assert await reason(auth, token, "x" * 43) == "invalid_credentials"  # as a wrong token
 
 
 async def test_disabled_user_is_403(store: UserStore, cfg: AuthConfig) -> None:
@@ -79,26 +79,26 @@ async def test_wrong_rotated_and_revoked_access_tokens(store: UserStore, cfg: Au
     user, access_token = await store.create("alice", "pw")
     auth = Authenticator(cfg, store)
     token, _ = issue_jwt(user.id, cfg)
-    assert await reason(auth, token, "wrong-" + access_token[6:]) == "access_token_mismatch"
+    assert await reason(auth, token, "wrong-" + access_token[6:]) == "invalid_credentials"
     _bob, other_token = await store.create("bob", "pw")
-    assert await reason(auth, token, other_token) == "access_token_mismatch"  # bob's token
+    assert await reason(auth, token, other_token) == "invalid_credentials"  # bob's token
     new = await store.set_access_token(user.id)
-    assert await reason(auth, token, access_token) == "access_token_mismatch"  # rotated
+    assert await reason(auth, token, access_token) == "invalid_credentials"  # rotated
     assert (await auth.verify(token, new)).user_id == user.id
     await store.clear_access_token(user.id)
-    assert await reason(auth, token, new) == "access_token_mismatch"  # revoked
+    assert await reason(auth, token, new) == "invalid_credentials"  # revoked
     await store.set_password(user.id, "pw2")
-    assert await reason(auth, token, new) == "access_token_mismatch"
+    assert await reason(auth, token, new) == "invalid_credentials"
 
 
 async def test_password_change_revokes(store: UserStore, cfg: AuthConfig) -> None:
     user, access_token = await store.create("alice", "pw")
     await store.set_password(user.id, "new-password")
     auth = Authenticator(cfg, store)
-    assert await reason(auth, issue_jwt(user.id, cfg)[0], access_token) == "access_token_mismatch"
+    assert await reason(auth, issue_jwt(user.id, cfg)[0], access_token) == "invalid_credentials"
     issued = await auth.login("alice", "new-password")
     assert (await auth.verify(issued.token, issued.access_token)).user_name == "alice"
-    with pytest.raises(AuthError, match="wrong user name or password"):
+    with pytest.raises(AuthError, match="invalid credentials"):
         await auth.login("alice", "pw")
 
 
@@ -133,7 +133,7 @@ async def test_access_token_compare_is_constant_time(
     await auth.verify(token, access_token)
     assert (hash_access_token(access_token), hash_access_token(access_token)) in calls
     calls.clear()
-    assert await reason(auth, token, "nope") == "access_token_mismatch"
+    assert await reason(auth, token, "nope") == "invalid_credentials"
     assert any(a == hash_access_token("nope") for a, _ in calls)  # pyjwt uses it too
 
 
@@ -158,7 +158,7 @@ async def test_login(store: UserStore, cfg: AuthConfig) -> None:
     issued = await auth.login("alice", "s3cret")
     assert issued.user_id == user.id
     assert (await auth.verify(issued.token, issued.access_token)).user_id == user.id
-    assert await reason(auth, issued.token, first) == "access_token_mismatch"
+    assert await reason(auth, issued.token, first) == "invalid_credentials"
     await store.set_disabled(user.id)
     with pytest.raises(AuthError) as disabled:
         await auth.login("alice", "s3cret")

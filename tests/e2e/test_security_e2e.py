@@ -81,8 +81,8 @@ async def test_handshake_rejections_never_upgrade(
         ({"x-token": "garbage", "x-access-token": alice.access_token}, 401, "malformed"),
         ({"x-token": expired, "x-access-token": alice.access_token}, 401, "expired"),
         ({"x-token": forged, "x-access-token": alice.access_token}, 401, "invalid_signature"),
-        ({"x-token": alice.x_token, "x-access-token": "a" * 64}, 401, "access_token_mismatch"),
-        ({"x-token": ghost, "x-access-token": alice.access_token}, 401, "unknown_user"),
+        ({"x-token": alice.x_token, "x-access-token": "a" * 64}, 401, "invalid_credentials"),
+        ({"x-token": ghost, "x-access-token": alice.access_token}, 401, "invalid_credentials"),
         ({"x-token": alice.x_token}, 401, "missing"),
     ]
     for headers, status, code in cases:
@@ -94,7 +94,7 @@ async def test_handshake_rejections_never_upgrade(
     await user_store.set_disabled(alice.user_id)
     status, body = await handshake(http, node, {"x-token": alice.x_token,
                                                 "x-access-token": alice.access_token})  # fmt: skip
-    assert status in (401, 403) and body["error"] in ("disabled", "access_token_mismatch")
+    assert status in (401, 403) and body["error"] in ("disabled", "invalid_credentials")
 
 
 async def test_origin_allow_list(

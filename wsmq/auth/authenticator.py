@@ -74,7 +74,7 @@ class Authenticator:
         self.store = store
         self.codec = codec_for(config)
         self._dummy = PasswordHasher(n=config.scrypt_n)
-        self._recent = RecentUsers(self._read_user, ttl=self.RECENT_USER_TTL)
+        self._recent = RecentUsers(self._fetch, ttl=self.RECENT_USER_TTL)
 
     def verify_jwt(self, x_token: object) -> TokenClaims:
         """Check an x-token alone (for ``/refresh``); raises :class:`AuthError`."""
@@ -84,21 +84,38 @@ class Authenticator:
         """Sign a new x-token: ``(token, expires_in)``."""
         return self.codec.issue(user_id, ttl=ttl)
 
-    async def _read_user(self, user_id: str) -> User | None:
+    async def _fetch(self, user_id: object = None, user_name: object = None) -> User | None:
+        """The user by id, else by name, or None; a failing store is ``unavailable`` (503)."""
         try:
-            return await self.store.get(user_id)
+            if isinstance(user_id, str) and user_id:
+                return await self.store.get(user_id)
+            if isinstance(user_name, str) and user_name:
+                return await self.store.get_by_name(user_name)
         except AuthError:
             raise
         except Exception as exc:
             log.error("user store failed: %s", type(exc).__name__)
             raise AuthError("unavailable", "the user store is unavailable", status=503) from None
+        return None
 
     async def _load(self, user_id: str) -> User:
-        user = await self._read_user(user_id)
+        user = await self._fetch(user_id)
         if user is None:
             raise AuthError("unknown_user")
         if user.disabled:
             raise AuthError("disabled")
+        return user
+
+    def _holder(self, user: User | None, access_token: str) -> User:
+        """``user`` if ``access_token`` is its current one; else ``invalid_credentials``.
+
+        An unknown user costs the same hashing and gets the same answer as a wrong token, so
+        the answer does not tell whether the user exists.
+        """
+        if user is None:
+            access_token_matches(access_token, None)
+            raise AuthError("invalid_credentials")
+        self._check_access_token(user, access_token)
         return user
 
     def _check_access_token(self, user: User, access_token: str) -> None:
@@ -106,7 +123,7 @@ class Authenticator:
             return
         if self.config.legacy_tokens2 and self._legacy_matches(user, access_token):
             return
-        raise AuthError("access_token_mismatch")
+        raise AuthError("invalid_credentials")
 
     def access_current(self, user: User, revision: str) -> bool:
         """Whether the access token whose hash is ``revision`` is still ``user``'s."""
@@ -164,8 +181,10 @@ class Authenticator:
         """Check both handshake tokens; returns the user or raises :class:`AuthError`."""
         claims = self.codec.verify(x_token)
         access_token = check_header_value(x_access_token, self.config, "x-access-token")
-        user = await self._load(claims.user_id)
-        self._check_access_token(user, access_token)
+        user = await self._fetch(claims.user_id)
+        if user is not None and user.disabled:
+            raise AuthError("disabled")  # told only to the holder of a valid x-token
+        user = self._holder(user, access_token)
         return AuthenticatedUser(
             user_id=user.id,
             user_name=user.user_name,
@@ -197,7 +216,7 @@ class Authenticator:
 
     async def login(self, user_name: str, password: str) -> IssuedTokens:
         """Check a password and issue tokens (replacing the user's previous access token)."""
-        user = await self.store.get_by_name(user_name) if user_name else None
+        user = await self._fetch(user_name=user_name)
         ok = await asyncio.to_thread(
             verify_password, password, user.password_hash if user else None, self._dummy
         )
@@ -207,13 +226,25 @@ class Authenticator:
             raise AuthError("disabled")
         return await self.issue_tokens(user)
 
+    async def _token_holder(self, access_token: object, user_id: object, user_name: object) -> User:
+        """The user named by id or name whose current access token this is (token, logout).
+
+        Unknown user and wrong token are the same ``invalid_credentials``; ``disabled`` is only
+        told to the holder of the valid access token.
+        """
+        token = check_header_value(access_token, self.config, "x-access-token")
+        if not any(isinstance(ref, str) and ref for ref in (user_id, user_name)):
+            raise AuthError("bad_request", "userId or userName is required")
+        user = self._holder(await self._fetch(user_id, user_name), token)
+        if user.disabled:
+            raise AuthError("disabled")
+        return user
+
     async def token_for(
         self, access_token: object, *, user_id: object = None, user_name: object = None
     ) -> IssuedTokens:
         """A fresh x-token for the holder of a valid access token (``/auth/token``)."""
-        token = check_header_value(access_token, self.config, "x-access-token")
-        user = await self.find_user(user_id, user_name)
-        self._check_access_token(user, token)
+        user = await self._token_holder(access_token, user_id, user_name)
         jwt_token, expires_in = self.codec.issue(user.id)
         return IssuedTokens(
             token=jwt_token, access_token=None, expires_in=expires_in, user_id=user.id
@@ -223,9 +254,7 @@ class Authenticator:
         self, access_token: object, *, user_id: object = None, user_name: object = None
     ) -> User:
         """Revoke the access token (which must be valid); returns the user."""
-        token = check_header_value(access_token, self.config, "x-access-token")
-        user = await self.find_user(user_id, user_name)
-        self._check_access_token(user, token)
+        user = await self._token_holder(access_token, user_id, user_name)
         await self.store.clear_access_token(user.id)
         return user
 

@@ -19,7 +19,9 @@ REASONS: Final[dict[str, tuple[int, str]]] = {
     "invalid_claims": (401, "the token claims are not valid"),
     "unknown_user": (401, "unknown user"),
     "access_token_mismatch": (401, "the access token is not valid for this user"),
-    "invalid_credentials": (401, "wrong user name or password"),
+    # Every failure that depends on a user record (unknown user, wrong password, wrong access
+    # token) on every endpoint: one answer, so it does not tell whether the user exists.
+    "invalid_credentials": (401, "invalid credentials"),
     "disabled": (403, "the user is disabled"),
     "rate_limited": (429, "too many attempts, try again later"),
     "bad_request": (400, "bad request"),

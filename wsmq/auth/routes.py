@@ -2,54 +2,34 @@
 
 Errors are JSON ``{"error": <reason>, "message": ...}`` with the :class:`AuthError` status
 (400 bad JSON, 401, 403 disabled, 429 rate limited with ``Retry-After``, 503 store down).
+Each request is counted against its client address before its body is read (bounded in size
+and nesting), then waits its user's slowdown (:mod:`wsmq.auth.limiter`).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import web
 
 from wsmq.auth.authenticator import Authenticator
+from wsmq.auth.config import AuthConfig
 from wsmq.auth.errors import AuthError, InvalidUserData
-from wsmq.auth.ratelimit import SlidingWindowLimiter
+from wsmq.auth.json_body import parse_json_object
+from wsmq.auth.limiter import AuthLimiter, AuthLimits
 from wsmq.auth.revocation import RevocationBus
+from wsmq.auth.shared_counters import SharedCounters
 from wsmq.auth.users import UserStore
 
 log = logging.getLogger("wsmq.auth")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: What an endpoint makes of a request: the per-user counter's subject, and the attempt itself.
+Attempt = tuple[str, Callable[[], Awaitable[web.StreamResponse]]]
 MAX_BODY = 16 * 1024
-
-
-class LoginLimiter:
-    """Login attempts limited per user name and per client address (explicit clock)."""
-
-    def __init__(
-        self,
-        per_user: int = 10,
-        per_ip: int = 50,
-        window: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.users = SlidingWindowLimiter(per_user, window)
-        self.ips = SlidingWindowLimiter(per_ip, window)
-        self.clock = clock
-
-    def check(self, user_name: str, ip: str) -> None:
-        """Record an attempt or raise ``AuthError("rate_limited")``."""
-        now = self.clock()
-        wait = max(self.users.retry_after(user_name, now), self.ips.retry_after(ip, now))
-        if wait > 0:
-            raise AuthError(
-                "rate_limited", f"too many attempts, retry in {math.ceil(wait)} s", retry_after=wait
-            )
-        self.users.hit(user_name, now)
-        self.ips.hit(ip, now)
 
 
 def error_response(exc: AuthError) -> web.Response:
@@ -63,16 +43,15 @@ def error_response(exc: AuthError) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise AuthError("bad_request", "the request body is too large", status=413)
-    raw = await request.content.read(MAX_BODY + 1)
+    raw = bytearray()
+    while len(raw) <= MAX_BODY:  # read() returns what has arrived: loop to the end
+        chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_BODY:
         raise AuthError("bad_request", "the request body is too large", status=413)
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise AuthError("bad_request", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise AuthError("bad_request", "the body must be a JSON object")
-    return body
+    return parse_json_object(bytes(raw))
 
 
 def _string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
@@ -117,6 +96,13 @@ def client_address(
     return address
 
 
+def key_salt(config: AuthConfig) -> bytes:
+    """What keys the rate-limit counters' digests: derived from the JWT secret when there is
+    one (the same on every node), so the keys in Redis do not give user names away."""
+    secret = (config.secret or "").encode()
+    return hashlib.blake2b(secret, digest_size=32, person=b"wsmq-ratelimit").digest()
+
+
 def add_auth_routes(
     app: web.Application,
     auth: Authenticator,
@@ -124,10 +110,13 @@ def add_auth_routes(
     bus: RevocationBus | None,
     *,
     prefix: str = "/auth",
-    limiter: LoginLimiter | None = None,
+    limiter: AuthLimiter | None = None,
+    limits: AuthLimits | None = None,
+    redis_url: str | None = None,
+    ns: str = "rsmq",
     trusted_proxies: Collection[str] = (),
-) -> LoginLimiter:
-    """Mount the auth endpoints on ``app``; returns the login limiter (for tests and metrics).
+) -> AuthLimiter:
+    """Mount the auth endpoints on ``app``; returns their limiter (for tests and metrics).
 
     ``POST {prefix}/login`` ``{"userName", "password"}`` -> ``{"token", "accessToken",
     "expiresIn"}``: the new access token replaces the user's previous one.
@@ -136,55 +125,101 @@ def add_auth_routes(
     ``POST {prefix}/logout`` with header ``x-access-token`` and the user (body, or the
     ``x-token`` header) -> ``{"revoked": true}``; every node drops the user's sockets.
 
-    Login attempts are limited per user name and per client address; give the addresses of
-    your reverse proxies as ``trusted_proxies`` so :func:`client_address` reads
-    ``X-Forwarded-For`` from them.
+    Every failure that depends on a user record is the same 401 ``invalid_credentials``. All
+    three endpoints share one :class:`AuthLimiter`: per client address, checked before the body
+    is read, and a per-user slowdown. Without ``limiter`` one is built on ``limits`` (default:
+    the ``login_*`` numbers of the :class:`AuthConfig`) with counters shared through
+    ``redis_url`` under ``{ns}:ratelimit:`` (in memory without it), closed with ``app``.
+    Give the addresses of your reverse proxies as ``trusted_proxies`` so
+    :func:`client_address` reads ``X-Forwarded-For`` from them.
     """
     proxies = frozenset(trusted_proxies)
-    cfg = auth.config
-    limiter = limiter or LoginLimiter(
-        cfg.login_attempts_per_user, cfg.login_attempts_per_ip, cfg.login_window
-    )
+    if limiter is None:
+        cfg = auth.config
+        limits = limits or AuthLimits(
+            attempts_per_ip=cfg.login_attempts_per_ip,
+            window=cfg.login_window,
+            user_free_failures=cfg.login_attempts_per_user,
+        )
+        own = AuthLimiter(limits, SharedCounters(redis_url), ns=ns, salt=key_salt(cfg))
 
-    async def login(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request)
+        async def close_limiter(_app: web.Application) -> None:
+            await own.aclose()
+
+        app.on_cleanup.append(close_limiter)
+        limiter = own
+    checked = limiter
+
+    def limited(prepare: Callable[[web.Request, dict[str, Any]], Attempt]) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            address = client_address(
+                request.remote, request.headers.get("X-Forwarded-For"), proxies
+            )
+            await checked.admit(address)  # before the body is read or parsed
+            subject, attempt = prepare(request, await _json_body(request))
+            await checked.before_attempt(subject)
+            try:
+                return await attempt()
+            except AuthError as exc:
+                if exc.reason == "invalid_credentials":
+                    await checked.failed(subject)
+                raise
+
+        return _guard(handler)
+
+    def login(request: web.Request, body: dict[str, Any]) -> Attempt:
         user_name = _string_field(body, "userName")
         password = _string_field(body, "password")
         assert user_name is not None and password is not None
-        address = client_address(request.remote, request.headers.get("X-Forwarded-For"), proxies)
-        limiter.check(user_name, address)
-        issued = await auth.login(user_name, password)
-        return web.json_response(issued.to_json(), headers={"Cache-Control": "no-store"})
+
+        async def attempt() -> web.StreamResponse:
+            issued = await auth.login(user_name, password)
+            return web.json_response(issued.to_json(), headers={"Cache-Control": "no-store"})
+
+        return f"name:{user_name}", attempt
 
     def _user_ref(request: web.Request, body: dict[str, Any]) -> tuple[str | None, str | None]:
         user_id = _string_field(body, "userId", required=False)
         user_name = _string_field(body, "userName", required=False)
         if user_id is None and user_name is None and request.headers.get("x-token"):
             user_id = auth.verify_jwt(request.headers["x-token"]).user_id
+        if user_id is None and user_name is None:
+            raise AuthError("bad_request", "userId or userName is required")
         return user_id, user_name
 
-    async def token(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request)
+    def token(request: web.Request, body: dict[str, Any]) -> Attempt:
         user_id, user_name = _user_ref(request, body)
-        issued = await auth.token_for(
-            request.headers.get("x-access-token"), user_id=user_id, user_name=user_name
-        )
-        return web.json_response(issued.to_json(), headers={"Cache-Control": "no-store"})
 
-    async def logout(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request)
+        async def attempt() -> web.StreamResponse:
+            issued = await auth.token_for(
+                request.headers.get("x-access-token"), user_id=user_id, user_name=user_name
+            )
+            return web.json_response(issued.to_json(), headers={"Cache-Control": "no-store"})
+
+        return _subject(user_id, user_name), attempt
+
+    def logout(request: web.Request, body: dict[str, Any]) -> Attempt:
         user_id, user_name = _user_ref(request, body)
-        user = await auth.logout(
-            request.headers.get("x-access-token"), user_id=user_id, user_name=user_name
-        )
-        if bus is not None:
-            try:
-                await bus.revoke(user.id)
-            except Exception as exc:  # the store change already revoked it durably
-                log.error("could not publish the revocation: %s", type(exc).__name__)
-        return web.json_response({"revoked": True})
 
-    app.router.add_post(f"{prefix}/login", _guard(login))
-    app.router.add_post(f"{prefix}/token", _guard(token))
-    app.router.add_post(f"{prefix}/logout", _guard(logout))
-    return limiter
+        async def attempt() -> web.StreamResponse:
+            user = await auth.logout(
+                request.headers.get("x-access-token"), user_id=user_id, user_name=user_name
+            )
+            if bus is not None:
+                try:
+                    await bus.revoke(user.id)
+                except Exception as exc:  # the store change already revoked it durably
+                    log.error("could not publish the revocation: %s", type(exc).__name__)
+            return web.json_response({"revoked": True})
+
+        return _subject(user_id, user_name), attempt
+
+    app.router.add_post(f"{prefix}/login", limited(login))
+    app.router.add_post(f"{prefix}/token", limited(token))
+    app.router.add_post(f"{prefix}/logout", limited(logout))
+    return checked
+
+
+def _subject(user_id: str | None, user_name: str | None) -> str:
+    """The per-user counter's subject: the id when given, else the name (as login counts it)."""
+    return f"id:{user_id}" if user_id is not None else f"name:{user_name}"

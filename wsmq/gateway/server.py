@@ -289,9 +289,19 @@ async def serve(
     add_health_routes(app, health, metrics_text)
     if settings.auth_routes and auth is not None and store is not None:
         from wsmq.auth import RevocationBus, add_auth_routes
+        from wsmq.auth.limiter import AuthLimits
 
         publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
-        add_auth_routes(app, auth, store, publish_bus, trusted_proxies=settings.trusted_proxies)
+        add_auth_routes(
+            app,
+            auth,
+            store,
+            publish_bus,
+            trusted_proxies=settings.trusted_proxies,
+            limits=AuthLimits.from_settings(settings),
+            redis_url=settings.redis_url,
+            ns=settings.ns,
+        )
         closers.append(publish_bus.aclose)
 
     await engine.start()
