@@ -16,9 +16,10 @@ Chat format (shared with the demo page): each message body is the JSON object
 ``{"from": "<user name>", "text": "<line>"}``; any other body is shown as plain text from an
 unknown sender (``?: <body>``).
 
-When the node goes away (close 1001/1012, or the connection is lost) the chat logs in and
-reconnects, to the next ``--url`` in turn, with jittered backoff, giving up after ``--retries``
-failed attempts in a row (exit 1). Bad credentials exit 1 at once with a clear message.
+When the node goes away (close 1001/1012, or the connection is lost) the chat reconnects, to
+the next ``--url`` in turn, with jittered backoff, giving up after ``--retries`` failed attempts
+in a row (exit 1). An expired x-token is renewed with ``/auth/token``; it logs in again only when
+its access token is refused. Bad credentials exit 1 at once with a clear message.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ SEEN_IDS = 1000  # ids already printed, so a redelivery after a reconnect is not
 
 class CredentialsRefused(Exception):
     """The node refused the user name and password (or the tokens they gave): do not retry."""
+
+
+class TokensRefused(Exception):
+    """The WebSocket handshake refused the x-token (expired, or revoked): get a fresh one."""
 
 
 def chat_body(user: str, text: str) -> str:
@@ -86,6 +91,22 @@ async def login(
         return headers, str(data.get("userId") or user_id_of(data["token"]))
 
 
+async def fresh_x_token(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], user_id: str
+) -> str | None:
+    """A new x-token from ``/auth/token`` (the access token stays valid); None if refused."""
+    access = {"x-access-token": headers["x-access-token"]}
+    async with http.post(
+        f"{http_base(url)}/auth/token", json={"userId": user_id}, headers=access
+    ) as r:
+        data = await r.json(content_type=None)
+        if r.status in (401, 403):
+            return None  # the access token was revoked: only a new login helps
+        if r.status != 200:
+            raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
+        return str(data["token"])
+
+
 def user_id_of(token: str) -> str:
     """The user id in an x-token's ``sub`` (``users/<id>``); no verification needed here."""
     payload = token.split(".")[1]
@@ -111,6 +132,10 @@ class Chat:
         self.finished = asyncio.Event()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.ready = False  # subscribed on the current socket
+        # Kept across reconnects: each login issues a new access token and revokes the last
+        # one, which would log this user out of the page or another terminal.
+        self.headers: dict[str, str] | None = None
+        self.my_id = ""
 
     def check_finished(self) -> None:
         count = self.args.count
@@ -173,19 +198,45 @@ class Chat:
                 self.line_answered()  # that line was refused (e.g. forbidden): dropped
         return False
 
-    async def connection(self, http: aiohttp.ClientSession, url: str) -> tuple[int | None, bool]:
-        """One connection until it closes: its close code, and whether it got subscribed."""
-        headers, my_id = await login(http, url, self.args.user, self.args.password)
+    async def log_in(self, http: aiohttp.ClientSession, url: str) -> dict[str, str]:
+        self.headers, self.my_id = await login(http, url, self.args.user, self.args.password)
+        return self.headers
+
+    async def open_socket(
+        self, http: aiohttp.ClientSession, url: str, headers: dict[str, str]
+    ) -> aiohttp.ClientWebSocketResponse:
         try:
-            ws = await http.ws_connect(url, headers=headers, protocols=(SUBPROTOCOL,), heartbeat=20)
+            return await http.ws_connect(
+                url, headers=headers, protocols=(SUBPROTOCOL,), heartbeat=20
+            )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
-                raise CredentialsRefused(f"{url} refused the tokens: HTTP {exc.status}") from exc
+                raise TokensRefused(f"{url} refused the tokens: HTTP {exc.status}") from exc
             raise
+
+    async def connect(
+        self, http: aiohttp.ClientSession, url: str
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A socket with the tokens we have; when refused, a fresh x-token, else a new login."""
+        headers = self.headers or await self.log_in(http, url)
+        try:
+            return await self.open_socket(http, url, headers)
+        except TokensRefused:
+            token = await fresh_x_token(http, url, headers, self.my_id)
+            headers = {**headers, "x-token": token} if token else await self.log_in(http, url)
+            self.headers = headers
+        try:
+            return await self.open_socket(http, url, headers)
+        except TokensRefused as exc:
+            raise CredentialsRefused(str(exc)) from exc
+
+    async def connection(self, http: aiohttp.ClientSession, url: str) -> tuple[int | None, bool]:
+        """One connection until it closes: its close code, and whether it got subscribed."""
+        ws = await self.connect(http, url)
         subscribed = False
         self.ws, self.ready, self.in_flight = ws, False, 0
         try:
-            await ws.send_str(f"/subscribe/{my_id}")  # my own queue: my id
+            await ws.send_str(f"/subscribe/{self.my_id}")  # my own queue: my id
             async for frame in ws:
                 if frame.type != aiohttp.WSMsgType.TEXT:
                     break

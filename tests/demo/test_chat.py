@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,13 +23,34 @@ async def test_chat_reconnects_to_the_other_node_when_its_node_stops(stack: Demo
     cmd = chat_command(stack, 0, [node_a, node_b], bob.id)
     async with chat_process(*cmd, "--count", "1") as proc:
         await wait_for_stderr(proc, f"is here (on {node_a})")
+        access_token_hash = access_token_hash_of(stack, alice.id)
         await stack.nodes[0].stop()  # SIGTERM: the node closes its sockets with 1001
         lines = await wait_for_stderr(proc, f"is here (on {node_b})")
         assert any("closed with 1001" in line for line in lines), lines
+        # No new login (which would revoke alice's access token elsewhere, e.g. in the page).
+        assert access_token_hash_of(stack, alice.id) == access_token_hash
         wsmq_send(stack, alice.id, json.dumps({"from": bob.name, "text": "after the failover"}))
         code, out, err = await finish(proc)
     assert code == 0, err
     assert out == "bob: after the failover\n"
+
+
+async def test_chat_gets_a_fresh_token_when_its_token_expires(tmp_path: Path) -> None:
+    """The node closes at the x-token's expiry (4403): chat.py reconnects with a new x-token
+    from /auth/token, keeping its access token."""
+    async with DemoStack(port=0, log_to=tmp_path, token_ttl=3) as stack:
+        alice, bob = stack.users
+        cmd = chat_command(stack, 0, [stack.node_urls[0]], bob.id)
+        async with chat_process(*cmd, "--count", "1") as proc:
+            await wait_for_stderr(proc, "is here")
+            access_token_hash = access_token_hash_of(stack, alice.id)
+            lines = await wait_for_stderr(proc, "is here")
+            assert any("closed with 4403" in line for line in lines), lines
+            assert access_token_hash_of(stack, alice.id) == access_token_hash
+            wsmq_send(stack, alice.id, json.dumps({"from": "bob", "text": "still there?"}))
+            code, out, err = await finish(proc)
+    assert code == 0, err
+    assert out == "bob: still there?\n"
 
 
 async def test_chat_gives_up_with_an_error_when_no_node_answers(stack: DemoStack) -> None:
@@ -51,6 +73,12 @@ async def test_chat_and_plain_text_bodies(stack: DemoStack) -> None:
     assert code == 0, err
     assert out == "?: plain words\n"
     assert json.loads(await _receive_raw(stack, alice.id)) == {"from": "bob", "text": "hello alice"}
+
+
+def access_token_hash_of(stack: DemoStack, user_id: str) -> str:
+    """The stored hash of the user's access token: it changes on every login."""
+    users = json.loads(stack.users_file.read_text())["users"]
+    return str(next(u["accessTokenHash"] for u in users if str(u["_id"]) == user_id))
 
 
 async def _receive_raw(stack: DemoStack, qname: str) -> str:
