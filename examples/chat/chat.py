@@ -194,7 +194,10 @@ class Chat:
             self.line_answered()
         elif kind == "error":
             say(f"error {msg.get('code')}: {msg.get('detail')}")
-            if msg.get("queue") == self.args.to and not msg.get("id"):
+            if msg.get("id"):  # an ack that failed: the message comes back, unprinted
+                self.unacked.discard(str(msg["id"]))
+                self.check_finished()
+            elif msg.get("queue") == self.args.to:
                 self.line_answered()  # that line was refused (e.g. forbidden): dropped
         return False
 

@@ -135,7 +135,7 @@ async def test_page_login_subscribe_receive_ack_send_and_failover(
     # Bob's queue is not alice's to read: an error frame, the connection stays.
     await page.get_by_label("Queue name").fill(bob.id)
     await page.get_by_label("Queue name").press("Enter")
-    await expect(page.locator("#events")).to_contain_text(f"forbidden (bob's inbox ({bob.id}))")
+    await expect(page.locator("#events")).to_contain_text(f"forbidden on bob's inbox ({bob.id})")
     await expect(page.locator(f'#subscriptions li[data-queue="{bob.id}"]')).to_have_count(0)
     await expect(state).to_have_attribute("data-state", "connected")
 
@@ -350,7 +350,7 @@ async def test_page_errors_inline_refused_send_kept_logout_clears_and_labels(
         "Not sent to not-alices-to-write: you may not use this queue"
     )
     await expect(send_error).to_be_visible()
-    await expect(page.locator("#events")).to_contain_text("forbidden (not-alices-to-write)")
+    await expect(page.locator("#events")).to_contain_text("forbidden on not-alices-to-write:")
     await expect(box).to_have_value("keep me")
     # Sent for real: only the node's "sent" empties the box, and the error goes away.
     await page.get_by_label("To queue").fill(bob.id)

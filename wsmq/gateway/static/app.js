@@ -627,7 +627,7 @@
   }
 
   function onErrorFrame(frame) {
-    const where = frame.queue ? ` (${queueText(frame.queue)})` : "";
+    const where = frame.queue ? ` on ${queueText(frame.queue)}` : "";
     event("error", `${frame.code}${where}: ${frame.detail || ""}`);
     // An error names the queue, not the command: a pending subscription to that queue takes
     // it first, else a send waiting for its reply. Acks carry an id.
@@ -781,7 +781,8 @@
         return;
       }
       if (!connected()) {
-        showError("send", "Not connected: log in first (your message is still in the box).");
+        showError("send", "Not connected: your message is still in the box; send it once "
+          + "the page is connected.");
         return;
       }
       showError("send", "");
