@@ -410,7 +410,5 @@ async def test_page_and_chat_py_talk_to_each_other(
     assert code == 0, err
     assert out == "alice: hi bob, from the page\n"
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "demo-page-chat.png"), full_page=True)
     assert errors == []
     assert outside == []
