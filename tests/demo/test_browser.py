@@ -2,13 +2,17 @@
 
 Logs in (keyboard only), subscribes, receives a message published with ``wsmq send`` in a
 subprocess, acknowledges automatically and by hand, sends from the page, and keeps receiving
-after the node it was connected to restarts. Saves ``artifacts/demo-page.png``.
+after the node it was connected to restarts. Saves ``artifacts/demo-page.png``. Also: errors
+show next to their form and go away when resolved, a refused send keeps its text, logging out
+leaves nothing of the user, own queues are labelled, and the page chats with
+``examples/chat/chat.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.demo.chat_proc import chat_command, chat_process, finish
 from tests.demo.helpers import ARTIFACTS, chromium_path, wsmq_send
 from wsmq.demo import DemoStack
 from wsmq.queue import Queues
@@ -83,6 +88,14 @@ async def _queue_counts(stack: DemoStack, qname: str) -> tuple[int, int]:
         await queues.close()
 
 
+async def _open(page: Any, stack: DemoStack) -> None:
+    """Load the page and wait until it has read the stack's config.json."""
+    from playwright.async_api import expect
+
+    await page.goto(stack.page_url)
+    await expect(page.get_by_text("Demo users: alice, bob")).to_be_visible()
+
+
 async def test_page_login_subscribe_receive_ack_send_and_failover(
     stack: DemoStack, browser_page: tuple[Any, list[str], list[str]]
 ) -> None:
@@ -90,8 +103,7 @@ async def test_page_login_subscribe_receive_ack_send_and_failover(
 
     page, errors, outside = browser_page
     alice, bob = stack.users
-    await page.goto(stack.page_url)
-    await expect(page.get_by_text("Demo users: alice, bob")).to_be_visible()
+    await _open(page, stack)
 
     # Log in with the keyboard only: labels name the fields, Enter submits.
     await page.get_by_label("User name").focus()
@@ -123,7 +135,7 @@ async def test_page_login_subscribe_receive_ack_send_and_failover(
     # Bob's queue is not alice's to read: an error frame, the connection stays.
     await page.get_by_label("Queue name").fill(bob.id)
     await page.get_by_label("Queue name").press("Enter")
-    await expect(page.locator("#events")).to_contain_text(f"forbidden ({bob.id})")
+    await expect(page.locator("#events")).to_contain_text(f"forbidden on bob's inbox ({bob.id})")
     await expect(page.locator(f'#subscriptions li[data-queue="{bob.id}"]')).to_have_count(0)
     await expect(state).to_have_attribute("data-state", "connected")
 
@@ -142,13 +154,14 @@ async def test_page_login_subscribe_receive_ack_send_and_failover(
     await expect(page.get_by_label("To queue")).to_have_value(bob.id)
     await page.get_by_label("Message", exact=True).fill("hi bob, from the page")
     await page.get_by_label("Message", exact=True).press("Enter")
-    await expect(page.locator("#events")).to_contain_text(f"sent to {bob.id}")
+    await expect(page.locator("#events")).to_contain_text(f"sent to bob's inbox ({bob.id})")
     queues = Queues.from_url(stack.queue_redis_url)
     try:
         got = await queues.receive_message(bob.id)
     finally:
         await queues.close()
-    assert got is not None and got.message == "hi bob, from the page"
+    assert got is not None  # in the chat format examples/chat/chat.py reads
+    assert json.loads(got.message) == {"from": "alice", "text": "hi bob, from the page"}
 
     # 4. Restart the node the page is connected to: it reconnects and keeps receiving.
     before = await page.locator("#node-url").inner_text()
@@ -185,8 +198,7 @@ async def test_page_refreshes_its_token_then_handles_revocation(
     page, errors, outside = browser_page
     async with DemoStack(port=0, log_to=tmp_path, token_ttl=6) as stack:
         alice = stack.users[0]
-        await page.goto(stack.page_url)
-        await expect(page.get_by_text("Demo users: alice, bob")).to_be_visible()
+        await _open(page, stack)
         await page.get_by_label("User name").fill(alice.name)
         await page.get_by_label("Password").fill(alice.password)
         await page.get_by_role("button", name="Log in and connect").click()
@@ -277,3 +289,126 @@ async def test_page_served_by_a_node_itself(
     finally:
         await page.close()
         await gateway.close()
+
+
+async def _log_in(page: Any, name: str, password: str) -> None:
+    await page.get_by_label("User name").fill(name)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_label("Password").press("Enter")
+
+
+async def test_page_errors_inline_refused_send_kept_logout_clears_and_labels(
+    stack: DemoStack, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    from playwright.async_api import expect
+
+    page, errors, outside = browser_page
+    alice, bob = stack.users
+    await _open(page, stack)
+    state = page.locator("#state")
+
+    # A failed login says so next to the form; the next, successful one clears it.
+    await _log_in(page, alice.name, "wrong-" + alice.password)
+    login_error = page.locator("#login-error")
+    await expect(page.locator("#login-form").get_by_role("alert")).to_contain_text("Login failed")
+    await expect(login_error).to_be_visible()
+    await _log_in(page, alice.name, alice.password)
+    await expect(state).to_have_attribute("data-state", "connected")
+    await expect(login_error).to_be_hidden()
+    await expect(login_error).to_have_text("")
+    await expect(page.locator("#login-panel")).not_to_contain_text("failed", ignore_case=True)
+
+    # Own queue and the other user's are labelled, not bare hex ids.
+    await expect(page.get_by_label("Queue name")).to_have_value(alice.id)
+    await expect(page.locator("#subscribe-queue-label")).to_have_text("your inbox")
+    await expect(page.locator("#send-queue-label")).to_have_text("bob's inbox")
+    await page.get_by_role("button", name="Subscribe", exact=True).click()
+    chip = page.locator(f'#subscriptions li[data-queue="{alice.id}"]')
+    await expect(chip).to_have_attribute("data-status", "active")
+    await expect(chip.locator(".chip-name")).to_have_text("your inbox")
+    await expect(chip.locator(".chip-name")).to_have_attribute("title", alice.id)
+    await expect(page.get_by_role("button", name="Unsubscribe from your inbox")).to_be_visible()
+    msg_id = wsmq_send(stack, alice.id, "labelled")
+    row = page.locator(f'#log li.msg[data-id="{msg_id}"]')
+    await expect(row.locator(".queue")).to_have_text("your inbox")
+
+    # A refused subscribe is said next to the subscribe form.
+    await page.get_by_label("Queue name").fill(bob.id)
+    await page.get_by_label("Queue name").press("Enter")
+    subscribe_error = page.locator("#subscribe-form").get_by_role("alert")
+    await expect(subscribe_error).to_have_text(
+        "Not subscribed to bob's inbox: you may not use this queue"
+    )
+
+    # A refused send keeps the text and says why next to the form (and in the events list).
+    box = page.get_by_label("Message", exact=True)
+    await page.get_by_label("To queue").fill("not-alices-to-write")
+    await box.fill("keep me")
+    await box.press("Enter")
+    send_error = page.locator("#send-form").get_by_role("alert")
+    await expect(send_error).to_contain_text(
+        "Not sent to not-alices-to-write: you may not use this queue"
+    )
+    await expect(send_error).to_be_visible()
+    await expect(page.locator("#events")).to_contain_text("forbidden on not-alices-to-write:")
+    await expect(box).to_have_value("keep me")
+    # Sent for real: only the node's "sent" empties the box, and the error goes away.
+    await page.get_by_label("To queue").fill(bob.id)
+    await box.press("Enter")
+    await expect(page.locator("#events")).to_contain_text(f"sent to bob's inbox ({bob.id})")
+    await expect(box).to_have_value("")
+    await expect(page.locator("#send-error")).to_be_hidden()
+
+    # Log out: nothing of alice is left on the page.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(state).to_have_attribute("data-state", "offline")
+    await expect(page.get_by_role("button", name="Log in and connect")).to_be_visible()
+    await expect(page.locator("#whoami")).to_be_hidden()
+    for field in ("#user-id", "#node-url", "#user-name-shown"):
+        await expect(page.locator(field)).to_have_text("\N{EN DASH}")
+    await expect(page.locator("#subscriptions li")).to_have_text(["None yet."])
+    await expect(page.locator("#log li")).to_have_count(0)
+    await expect(page.locator("#events li")).to_have_count(1)
+    await expect(page.locator("#events")).to_contain_text("logged out")
+    for label in ("User name", "Password", "Queue name", "To queue"):
+        await expect(page.get_by_label(label)).to_have_value("")
+    await expect(box).to_have_value("")
+    await expect(page.locator(".form-error")).to_have_text(["", "", ""])
+    await expect(page.locator("#subscribe-queue-label")).to_have_text("")
+    session = await page.evaluate(
+        "({...window.wsmqDemo.session, subscriptions: window.wsmqDemo.session.subscriptions.size})"
+    )
+    assert (session["userId"], session["userName"], session["token"]) == (None, None, None)
+    assert session["subscriptions"] == 0
+    assert [e for e in errors if "status of 401" not in e] == []  # the refused login only
+    assert outside == []
+
+
+async def test_page_and_chat_py_talk_to_each_other(
+    stack: DemoStack, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    """Alice on the page (node 1), bob in examples/chat/chat.py (node 2): each reads the other."""
+    from playwright.async_api import expect
+
+    page, errors, outside = browser_page
+    alice, bob = stack.users
+    cmd = chat_command(stack, 1, [stack.node_urls[1]], alice.id)
+    async with chat_process(*cmd, "--count", "1", stdin=b"hello alice, from chat.py\n") as chat:
+        await _open(page, stack)
+        await _log_in(page, alice.name, alice.password)
+        await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        await page.get_by_role("button", name="Subscribe", exact=True).click()
+        row = page.locator('#log li.msg[data-from="bob"]')
+        await expect(row.locator(".from")).to_have_text("bob")
+        await expect(row.locator(".body")).to_have_text("hello alice, from chat.py")
+        await expect(row).to_have_attribute("data-acked", "true")
+
+        await expect(page.get_by_label("To queue")).to_have_value(bob.id)
+        await page.get_by_label("Message", exact=True).fill("hi bob, from the page")
+        await page.get_by_label("Message", exact=True).press("Enter")
+        code, out, err = await finish(chat)
+    assert code == 0, err
+    assert out == "alice: hi bob, from the page\n"
+
+    assert errors == []
+    assert outside == []

@@ -232,3 +232,18 @@ async def test_chat_between_two_users_on_two_nodes(stack: DemoStack) -> None:
     assert b_code == 0, b_err
     assert a_out == "bob: hello alice\n"
     assert b_out == "alice: hi bob\n"
+
+
+async def test_chat_exits_non_zero_on_bad_credentials(stack: DemoStack) -> None:
+    """A wrong password is said once and ends the chat (exit 1), no reconnect loop."""
+    alice, bob = stack.users
+    code, out, err = await run(
+        *py("chat/chat.py"),
+        *("--url", stack.node_urls[0], "--url", stack.node_urls[1]),
+        *("--user", alice.name, "--password", "not-" + alice.password, "--to", bob.id),
+        stdin=b"",
+    )
+    assert (code, out) == (1, "")
+    assert "login refused for 'alice': HTTP 401" in err
+    assert "check --user and --password" in err
+    assert "reconnecting" not in err

@@ -7,6 +7,16 @@
   const SUBPROTOCOL = "wsmq.v1";
   // The server's rule (wsmq/names.py): QUEUES is the RSMQ registry key, reserved.
   const QNAME_RE = /^(?!QUEUES$)[A-Za-z0-9_-]{1,160}$/;
+  const HEX_ID_RE = /^[0-9a-f]{24}$/;
+  // What an error reply to /send or /subscribe means, in words (codes: docs/protocol.md).
+  const ERROR_TEXT = {
+    forbidden: "you may not use this queue",
+    queue_not_found: "this queue does not exist",
+    invalid_queue: "not a valid queue name",
+    message_too_long: "the message is too long for this queue",
+    too_many_subscriptions: "too many subscriptions on this connection",
+    unavailable: "the node is busy: try again",
+  };
   const MAX_LOG = 500;
   const MAX_EVENTS = 200;
   const BACKOFF_MIN_MS = 250;
@@ -33,6 +43,7 @@
     refreshAt: 0,
     refreshing: null,
     subscriptions: new Map(), // qname -> "pending" | "active"
+    pendingSends: [], // {queue, text} sent on this socket, waiting for "sent" or an error
     delivered: 0,
     authenticated: false,
     knownUsers: [],
@@ -91,6 +102,43 @@
     return sub.startsWith("users/") ? sub.slice("users/".length) : sub;
   }
 
+  // A queue as people read it: a user's own queue is named by its 24-hex id.
+  function queueLabel(qname) {
+    if (qname && qname === session.userId) return "your inbox";
+    const owner = (session.knownUsers || []).find((u) => u.id === qname);
+    if (owner) return `${owner.userName}'s inbox`;
+    if (HEX_ID_RE.test(qname)) return `${qname.slice(0, 6)}…${qname.slice(-4)}`;
+    return qname;
+  }
+
+  // For the events list: the label and the exact name when they differ.
+  function queueText(qname) {
+    const label = queueLabel(qname);
+    return label === qname ? qname : `${label} (${qname})`;
+  }
+
+  // The chat format shared with examples/chat/chat.py: a JSON object with string "from" and
+  // "text". Anything else is plain text from an unknown sender.
+  function parseChat(body) {
+    let data;
+    try { data = JSON.parse(body); } catch (_e) { return null; }
+    if (data && typeof data === "object" && typeof data.from === "string"
+        && typeof data.text === "string") return { from: data.from, text: data.text };
+    return null;
+  }
+
+  function chatBody(text) {
+    return JSON.stringify({ from: session.userName || session.userId, text });
+  }
+
+  function errorText(frame) {
+    return ERROR_TEXT[frame.code] || frame.detail || frame.code;
+  }
+
+  function showError(formId, text) {
+    $(`${formId}-error`).textContent = text;
+  }
+
   function timeText(ms) {
     const d = new Date(ms);
     return Number.isNaN(d.getTime()) ? "–" : d.toLocaleTimeString();
@@ -128,7 +176,9 @@
       li.dataset.queue = qname;
       li.dataset.status = status;
       const name = document.createElement("span");
-      name.textContent = qname;
+      name.className = "chip-name";
+      name.textContent = queueLabel(qname);
+      if (name.textContent !== qname) name.title = qname;
       const st = document.createElement("span");
       st.className = "chip-status";
       st.textContent = status === "active" ? "subscribed" : "pending";
@@ -136,7 +186,7 @@
       btn.type = "button";
       btn.className = "chip-remove";
       btn.textContent = "×";
-      btn.setAttribute("aria-label", `Unsubscribe from ${qname}`);
+      btn.setAttribute("aria-label", `Unsubscribe from ${queueLabel(qname)}`);
       btn.addEventListener("click", () => unsubscribe(qname));
       li.append(name, " ", st, " ", btn);
       ul.append(li);
@@ -152,6 +202,7 @@
   function renderWhoami() {
     const box = $("whoami");
     box.hidden = !session.token;
+    $("user-name-shown").textContent = session.userName || "–";
     $("user-id").textContent = session.userId || "–";
     $("token-exp").textContent = session.expiresAt ? timeText(session.expiresAt) : "–";
     $("logout-button").hidden = !session.token;
@@ -170,7 +221,8 @@
     meta.className = "meta";
     const q = document.createElement("span");
     q.className = "queue";
-    q.textContent = msg.queue;
+    q.textContent = queueLabel(msg.queue);
+    if (q.textContent !== msg.queue) q.title = msg.queue;
     const time = document.createElement("time");
     time.dateTime = new Date(msg.sent).toISOString();
     time.textContent = timeText(msg.sent);
@@ -186,9 +238,18 @@
     status.textContent = "not acknowledged";
     meta.append(q, time, rc, id, status);
 
+    const chat = parseChat(msg.message);
     const body = document.createElement("pre");
     body.className = "body";
-    body.textContent = msg.message;
+    body.textContent = chat ? chat.text : msg.message;
+    if (chat) {
+      const from = document.createElement("span");
+      from.className = "from";
+      from.textContent = chat.from;
+      from.title = "sender (as the sender wrote it)";
+      meta.prepend(from);
+      li.dataset.from = chat.from;
+    }
 
     li.append(meta, body);
     if (!$("auto-ack").checked) {
@@ -330,13 +391,20 @@
     session.nodes = nodes;
     const userName = $("user-name").value.trim();
     const password = $("password").value;
+    showError("login", "");
+    const before = [$("state").dataset.state, $("state-text").textContent];
     setState("connecting", "Logging in…");
     try {
       const data = await postJson("/auth/login", { userName, password });
+      if (session.userName && session.userName !== userName) {
+        closeSocket(CLOSE.NORMAL, "another user");
+        clearUserState(); // nothing of the previous user's carries over
+      }
       session.userName = userName;
       session.userId = null;
       acceptTokens(data);
       $("password").value = "";
+      showError("login", "");
       event("info", `logged in as ${userName} (user id ${session.userId})`);
       prefillQueues();
       session.wanted = true;
@@ -344,9 +412,9 @@
       closeSocket(CLOSE.NORMAL, "new login");
       connect();
     } catch (e) {
-      setState("offline", "Not connected");
+      setState(...before); // a failed attempt leaves a live connection as it was
       event("error", `login failed: ${e.message}`);
-      $("login-hint").textContent = `Login failed: ${e.message}`;
+      showError("login", `Login failed: ${e.message}`);
     }
   }
 
@@ -356,6 +424,48 @@
       const other = (session.knownUsers || []).find((u) => u.id !== session.userId);
       $("send-queue").value = other ? other.id : (session.sharedQueue || "");
     }
+    renderQueueOptions();
+  }
+
+  // Suggestions for both queue fields, and the label under each (e.g. "bob's inbox").
+  function renderQueueOptions() {
+    const queues = [];
+    if (session.userId) queues.push(session.userId);
+    for (const u of session.knownUsers || []) if (!queues.includes(u.id)) queues.push(u.id);
+    if (session.sharedQueue) queues.push(session.sharedQueue);
+    $("queue-options").replaceChildren(...queues.map((q) => {
+      const opt = document.createElement("option");
+      opt.value = q;
+      opt.label = queueLabel(q);
+      return opt;
+    }));
+    renderQueueLabel("subscribe-queue");
+    renderQueueLabel("send-queue");
+  }
+
+  function renderQueueLabel(fieldId) {
+    const qname = $(fieldId).value.trim();
+    const label = QNAME_RE.test(qname) ? queueLabel(qname) : "";
+    $(`${fieldId}-label`).textContent = label && label !== qname ? label : "";
+  }
+
+  // Forget everything about the user: on logout, revocation, or a login as someone else.
+  function clearUserState() {
+    session.userName = null;
+    session.userId = null;
+    session.subscriptions.clear();
+    session.pendingSends = [];
+    session.delivered = 0;
+    $("node-url").textContent = "–";
+    $("log").replaceChildren();
+    $("events").replaceChildren();
+    for (const id of ["subscribe-queue", "send-queue", "send-message", "password"]) {
+      $(id).value = "";
+    }
+    for (const form of ["login", "subscribe", "send"]) showError(form, "");
+    $("send-status-live").textContent = "";
+    renderSubscriptions();
+    renderQueueOptions();
   }
 
   async function logout() {
@@ -368,9 +478,12 @@
           { "x-access-token": session.accessToken, "x-token": session.token });
       } catch (_e) { /* the token is dropped locally either way */ }
     }
+    $("user-name").value = "";
     loggedOut("logged out");
   }
 
+  // Back to the login form with nothing of the user left on the page (the user name field is
+  // kept after a revocation, to log in again).
   function loggedOut(why) {
     session.wanted = false;
     cancelRefresh();
@@ -380,8 +493,7 @@
     session.token = null;
     session.accessToken = null;
     session.expiresAt = 0;
-    for (const q of session.subscriptions.keys()) session.subscriptions.set(q, "pending");
-    renderSubscriptions();
+    clearUserState();
     renderWhoami();
     setState("offline", `Not connected (${why})`);
     event("info", why);
@@ -464,10 +576,10 @@
       case "subscribed":
         session.subscriptions.set(frame.queue, "active");
         renderSubscriptions();
-        event("info", `subscribed to ${frame.queue}`);
+        event("info", `subscribed to ${queueText(frame.queue)}`);
         break;
       case "unsubscribed":
-        event("info", `unsubscribed from ${frame.queue}`);
+        event("info", `unsubscribed from ${queueText(frame.queue)}`);
         break;
       case "message": {
         session.delivered += 1;
@@ -478,10 +590,15 @@
       case "acked":
         markAcked(frame.queue, frame.id);
         break;
-      case "sent":
-        event("info", `sent to ${frame.queue} (id ${frame.id})`);
-        $("send-status-live").textContent = `Sent to ${frame.queue}.`;
+      case "sent": {
+        event("info", `sent to ${queueText(frame.queue)}, id ${frame.id}`);
+        const sent = takePendingSend(frame.queue);
+        // Only now is the message safe in Redis: empty the box, unless it was edited since.
+        if (sent && $("send-message").value === sent.text) $("send-message").value = "";
+        showError("send", "");
+        $("send-status-live").textContent = `Sent to ${queueLabel(frame.queue)}.`;
         break;
+      }
       case "expiring":
         // Halfway to the deadline: a short TTL does not turn into a refresh storm.
         event("info", `token expires in ${frame.seconds} s`);
@@ -505,13 +622,24 @@
     }
   }
 
+  function takePendingSend(qname) {
+    const i = session.pendingSends.findIndex((p) => p.queue === qname);
+    return i < 0 ? null : session.pendingSends.splice(i, 1)[0];
+  }
+
   function onErrorFrame(frame) {
-    const where = frame.queue ? ` (${frame.queue})` : "";
+    const where = frame.queue ? ` on ${queueText(frame.queue)}` : "";
     event("error", `${frame.code}${where}: ${frame.detail || ""}`);
-    if (frame.queue && ["forbidden", "invalid_queue", "too_many_subscriptions",
-      "queue_not_found"].includes(frame.code) && session.subscriptions.get(frame.queue) === "pending") {
+    // An error names the queue, not the command: a pending subscription to that queue takes
+    // it first, else a send waiting for its reply. Acks carry an id.
+    const subscribing = frame.queue && session.subscriptions.get(frame.queue) === "pending";
+    if (frame.queue && !frame.id && subscribing && frame.code !== "message_too_long") {
       session.subscriptions.delete(frame.queue);
       renderSubscriptions();
+      showError("subscribe", `Not subscribed to ${queueLabel(frame.queue)}: ${errorText(frame)}`);
+    } else if (frame.queue && !frame.id && takePendingSend(frame.queue)) {
+      showError("send", `Not sent to ${queueLabel(frame.queue)}: ${errorText(frame)}. `
+        + "Your message is still in the box.");
     }
     if (frame.id && frame.queue) {
       for (const li of $("log").querySelectorAll("li.msg")) {
@@ -527,6 +655,12 @@
   function onClose(url, ev) {
     const why = ev.reason ? `${ev.code} ${ev.reason}` : String(ev.code);
     event("warn", `disconnected from ${url} (${why})`);
+    if (session.pendingSends.length) {
+      // No reply came: the message may or may not be queued, so it stays in the box.
+      session.pendingSends = [];
+      showError("send", "The connection closed before the node confirmed your message; "
+        + "it is still in the box: send it again once connected.");
+    }
     if (!session.wanted) {
       setState("offline", "Not connected");
       return;
@@ -554,9 +688,14 @@
     session.reconnectTimer = setTimeout(connect, delay);
   }
 
+  function connected() {
+    const ws = session.ws;
+    return Boolean(ws && ws.readyState === WebSocket.OPEN && session.authenticated);
+  }
+
   function sendFrame(text) {
     const ws = session.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || !session.authenticated) {
+    if (!connected()) {
       event("error", "not connected");
       return false;
     }
@@ -566,9 +705,10 @@
 
   function subscribe(qname) {
     if (!QNAME_RE.test(qname)) {
-      event("error", "queue names use letters, digits, _ and - (up to 160), and QUEUES is reserved");
+      showError("subscribe", "Queue names use letters, digits, _ and - (up to 160); QUEUES is reserved.");
       return;
     }
+    showError("subscribe", "");
     if (session.subscriptions.get(qname) === "active") return;
     session.subscriptions.set(qname, "pending");
     renderSubscriptions();
@@ -613,6 +753,7 @@
       session.knownUsers = config.users;
     }
     if (config.sharedQueue) session.sharedQueue = config.sharedQueue;
+    renderQueueOptions();
   }
 
   function init() {
@@ -635,13 +776,25 @@
     $("send-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       const qname = $("send-queue").value.trim();
-      const message = $("send-message").value;
+      const text = $("send-message").value;
       if (!QNAME_RE.test(qname)) {
-        event("error", "queue names use letters, digits, _ and - (up to 160), and QUEUES is reserved");
+        showError("send", "Queue names use letters, digits, _ and - (up to 160); QUEUES is reserved.");
         return;
       }
-      if (sendFrame(`/send/${qname} ${message}`)) $("send-message").value = "";
+      if (!connected()) {
+        showError("send", "Not connected: your message is still in the box; send it once "
+          + "the page is connected.");
+        return;
+      }
+      showError("send", "");
+      const body = $("send-as-chat").checked ? chatBody(text) : text;
+      // The box is emptied on the node's "sent" reply, not now: a refusal keeps the text.
+      session.pendingSends.push({ queue: qname, text });
+      sendFrame(`/send/${qname} ${body}`);
     });
+    for (const id of ["subscribe-queue", "send-queue"]) {
+      $(id).addEventListener("input", () => renderQueueLabel(id));
+    }
     $("send-message").addEventListener("keydown", (ev) => {
       // Enter sends, Shift+Enter adds a line (chat habit).
       if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
