@@ -232,3 +232,41 @@ async def test_chat_between_two_users_on_two_nodes(stack: DemoStack) -> None:
     assert b_code == 0, b_err
     assert a_out == "bob: hello alice\n"
     assert b_out == "alice: hi bob\n"
+
+
+def readme_node_snippet(url: str) -> str:
+    """The README's Node.js `ws` client, with its free variables taken from argv."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("**Node.js `ws` client**", 1)[1].split("```js\n", 1)[1].split("```")[0]
+    assert '"ws://127.0.0.1:8080/"' in block
+    prelude = "const [token, accessToken, userId] = process.argv.slice(2);\n"
+    return prelude + block.replace('"ws://127.0.0.1:8080/"', json.dumps(url))
+
+
+@pytest.mark.interop
+async def test_readme_node_snippet_receives_and_exits_on_a_refused_token(
+    stack: DemoStack, node_env: dict[str, str], tmp_path: Path
+) -> None:
+    alice = stack.users[0]
+    script = tmp_path / "readme_client.js"
+    script.write_text(readme_node_snippet(stack.node_urls[0]))
+
+    # Refused tokens: an HTTP 401 before the upgrade, and the process ends (no hang).
+    code, _, err = await run("node", str(script), "x.y.z", "nope", alice.id, env=node_env)
+    assert code == 1 and "rejected 401" in err
+
+    # Good tokens: the message arrives as the original's {"message": ...} frame.
+    tokens = await login(stack, 0)
+    wsmq_send(stack, alice.id, "hello from the README")
+    argv = ["node", str(script), tokens["token"], tokens["accessToken"], alice.id]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **node_env}
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(TIMEOUT):
+            line = await proc.stdout.readline()
+        assert line == b"hello from the README\n"
+    finally:
+        proc.kill()
+        await proc.communicate()
