@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from wsmq.queue import Queues
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 TIMEOUT = 30.0
+PROMPTLY = 10.0  # seconds for a refused Node client to exit (it takes well under one)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -184,8 +186,10 @@ async def test_node_ws_client_with_headers_gets_legacy_frames(
     code, out, err = await run("node", script, stack.node_urls[0], alice.id, env=env)
     assert (code, out) == (0, "second\n"), err
     env = {**node_env, "WSMQ_X_TOKEN": "x.y.z", "WSMQ_X_ACCESS_TOKEN": "nope"}
+    started = time.monotonic()
     code, out, err = await run("node", script, stack.node_urls[0], alice.id, env=env)
     assert code == 1 and "rejected: HTTP 401" in err
+    assert time.monotonic() - started < PROMPTLY  # the refused request is destroyed
 
 
 @pytest.mark.interop
@@ -252,8 +256,10 @@ async def test_readme_node_snippet_receives_and_exits_on_a_refused_token(
     script.write_text(readme_node_snippet(stack.node_urls[0]))
 
     # Refused tokens: an HTTP 401 before the upgrade, and the process ends (no hang).
+    started = time.monotonic()
     code, _, err = await run("node", str(script), "x.y.z", "nope", alice.id, env=node_env)
     assert code == 1 and "rejected 401" in err
+    assert time.monotonic() - started < PROMPTLY
 
     # Good tokens: the message arrives as the original's {"message": ...} frame.
     tokens = await login(stack, 0)
