@@ -172,3 +172,12 @@ def test_user_add_subprocess(tmp_path: Path) -> None:
     assert set(body) == {"id", "userName", "accessToken"} and body["userName"] == "carol"
     stored = json.loads(users.read_text())["users"][0]
     assert stored["_id"] == body["id"] and body["accessToken"] not in users.read_text()
+
+
+def test_reserved_queue_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_json(
+        capsys, "user", "add", "x", "--publish", "QUEUES", "--password", "p",
+        "--users-file", str(tmp_path / "u.json"), "--json",
+    )  # fmt: skip
+    assert (code, err["error"]) == (1, "invalid_user_data")
+    assert "QUEUES" in err["message"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from wsmq.cli import build_parser, main
+from wsmq.names import QNAME_RULE
 
 SECRET = "s" * 48
 
@@ -67,8 +68,8 @@ def test_invalid_queue_name_states_the_allowed_characters(
     line, error = fail(capsys, ["queue", "create", "bad name!", "--redis-url", redis_url])
     assert line.startswith("wsmq queue create: error: Invalid queue name 'bad name!'")
     assert error["error"] == "invalidFormat"
-    assert "A-Z, a-z" in error["message"] and "'_' or '-'" in error["message"]
-    assert "1 to 160" in error["message"]
+    assert error["message"].endswith(f": {QNAME_RULE}")
+    assert "1-160 characters of A-Z a-z 0-9 _ -" in QNAME_RULE  # the allowed characters
 
 
 def test_token_refuses_an_unknown_user_when_it_sees_the_store(

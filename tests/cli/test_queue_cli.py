@@ -91,7 +91,7 @@ def test_queue_create_errors_use_rsmq_names(cli: Cli) -> None:
     )
     code, err = cli("queue", "create", "bad name")
     assert (code, err["error"]) == (1, "invalidFormat")
-    assert err["message"].startswith("Invalid queue name 'bad name': a queue name is 1 to 160 ")
+    assert err["message"].startswith("Invalid queue name 'bad name': a queue name is 1-160 ")
     assert cli("queue", "create", "big", "--vt", "10000000") == (
         1,
         {"error": "invalidValue", "message": "vt must be between 0 and 9999999 (queue 'big')"},
@@ -327,3 +327,11 @@ def test_acl_user_password_and_errors(redis_factory: Callable[..., RedisProcess]
     code, err = cli("send", "acl", "y", url=f"redis://reader:readerpw@{base}")
     assert code == 1 and err["error"] == "redis_error" and "no permissions" in err["message"]
     assert "readerpw" not in err["message"]
+
+
+def test_reserved_queue_names_are_refused(cli: Cli, sync_redis: redis.Redis) -> None:
+    for args in (("queue", "create", "QUEUES"), ("send", "QUEUES", "x"), ("receive", "QUEUES")):
+        code, err = cli(*args)
+        assert (code, err["error"]) == (1, "invalidFormat")
+        assert err["message"].startswith("Invalid queue name 'QUEUES': QUEUES is reserved")
+    assert sync_redis.type("rsmq:QUEUES") == "none"  # nothing was created

@@ -354,6 +354,19 @@ def test_refresh_other_user_rejected() -> None:
     assert s.tick(T0 + 900) == [Close(4403, "token expired")]
 
 
+def test_refresh_of_a_revoked_user_errors_then_closes_4403() -> None:
+    s = open_session()
+    s.receive(f"/refresh {JWT}", T0)
+    actions = s.refresh_revoked("the user is disabled")
+    assert only_error(actions[:1]) == {
+        "type": "error",
+        "code": "refresh_failed",
+        "detail": "the user is disabled",
+    }
+    assert actions[1:] == [Close(4403, "access revoked")]
+    assert s.closed and s.refresh_revoked() == [] and s.refreshed("u1", T0 + 1800, T0) == []
+
+
 def test_expiry_warning_then_close_4403() -> None:
     s = open_session(limits=SessionLimits(expiring_warning=60, rate=None))
     assert s.next_deadline() == T0 + 840

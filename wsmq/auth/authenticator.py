@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wsmq.auth.config import AuthConfig
 from wsmq.auth.errors import AuthError
 from wsmq.auth.legacy import tokens2_user_id
 from wsmq.auth.passwords import PasswordHasher, verify_password
+from wsmq.auth.recent_users import RecentUsers
 from wsmq.auth.tokens import (
     IssuedTokens,
     TokenClaims,
     access_token_matches,
     check_header_value,
     codec_for,
+    hash_access_token,
 )
 from wsmq.auth.users import User, UserStore
 
@@ -32,6 +34,8 @@ class AuthenticatedUser:
         queues: queues the user may subscribe to besides its own id.
         publish: queues the user may send to.
         token_exp: the x-token's ``exp`` (epoch seconds): the connection expires then.
+        access_revision: the SHA-256 hex of the access token presented: the connection lasts
+            only while the store still holds that token (see :meth:`Authenticator.check_access`).
     """
 
     user_id: str
@@ -39,6 +43,19 @@ class AuthenticatedUser:
     queues: tuple[str, ...]
     publish: tuple[str, ...]
     token_exp: float
+    access_revision: str | None = field(default=None, repr=False, compare=False)
+
+
+#: Reasons of :meth:`Authenticator.check_access` meaning the access itself is gone (as opposed
+#: to the store being unreachable, or a bad x-token).
+REVOKED_REASONS = frozenset({"unknown_user", "disabled", "access_token_mismatch"})
+
+
+def access_revision(user: object) -> str | None:
+    """The access-token revision a connection's user was authenticated with (``None`` for a
+    user from a host app's ``authenticate`` hook, which has no access token)."""
+    revision = getattr(user, "access_revision", None)
+    return revision if isinstance(revision, str) else None
 
 
 class Authenticator:
@@ -49,11 +66,15 @@ class Authenticator:
         store: any :class:`UserStore`.
     """
 
+    #: How long ``/refresh`` may rely on a store read (a disable is seen this much later).
+    RECENT_USER_TTL = 1.0
+
     def __init__(self, config: AuthConfig, store: UserStore) -> None:
         self.config = config
         self.store = store
         self.codec = codec_for(config)
         self._dummy = PasswordHasher(n=config.scrypt_n)
+        self._recent = RecentUsers(self._read_user, ttl=self.RECENT_USER_TTL)
 
     def verify_jwt(self, x_token: object) -> TokenClaims:
         """Check an x-token alone (for ``/refresh``); raises :class:`AuthError`."""
@@ -63,14 +84,17 @@ class Authenticator:
         """Sign a new x-token: ``(token, expires_in)``."""
         return self.codec.issue(user_id, ttl=ttl)
 
-    async def _load(self, user_id: str) -> User:
+    async def _read_user(self, user_id: str) -> User | None:
         try:
-            user = await self.store.get(user_id)
+            return await self.store.get(user_id)
         except AuthError:
             raise
         except Exception as exc:
             log.error("user store failed: %s", type(exc).__name__)
             raise AuthError("unavailable", "the user store is unavailable", status=503) from None
+
+    async def _load(self, user_id: str) -> User:
+        user = await self._read_user(user_id)
         if user is None:
             raise AuthError("unknown_user")
         if user.disabled:
@@ -83,6 +107,42 @@ class Authenticator:
         if self.config.legacy_tokens2 and self._legacy_matches(user, access_token):
             return
         raise AuthError("access_token_mismatch")
+
+    def access_current(self, user: User, revision: str) -> bool:
+        """Whether the access token whose hash is ``revision`` is still ``user``'s."""
+        stored = user.access_token_hash
+        if stored and hmac.compare_digest(stored.encode(), revision.encode()):
+            return True
+        legacy = user.legacy_access_token if self.config.legacy_tokens2 else None
+        return legacy is not None and hmac.compare_digest(
+            hash_access_token(legacy).encode(), revision.encode()
+        )
+
+    def revoked_reason(self, user: User | None, revision: str | None) -> str | None:
+        """Why a connection authenticated with access-token ``revision`` (:func:`access_revision`)
+        must end, given its user as now stored (``None``: not in the store); ``None`` if it may
+        go on. A connection without a revision (a host hook's user, which need not be in the
+        store) ends only when the store has its user disabled.
+        """
+        if user is None:
+            return None if revision is None else "unknown_user"
+        if user.disabled:
+            return "disabled"
+        if revision is not None and not self.access_current(user, revision):
+            return "access_token_mismatch"
+        return None
+
+    async def check_access(self, user_id: str, revision: str | None) -> None:
+        """For ``/refresh``: raise :class:`AuthError` if :meth:`revoked_reason` says the
+        connection must end (reasons in :data:`REVOKED_REASONS`), or ``unavailable``.
+
+        A store read up to :attr:`RECENT_USER_TTL` seconds old may answer.
+        """
+        reason = self.revoked_reason(await self._recent.get(user_id), revision)
+        if reason == "access_token_mismatch":
+            raise AuthError(reason, "the access token was revoked")
+        if reason is not None:
+            raise AuthError(reason)
 
     def _legacy_matches(self, user: User, access_token: str) -> bool:
         secret = self.config.legacy_secret or self.config.secret or ""
@@ -112,6 +172,7 @@ class Authenticator:
             queues=user.queues,
             publish=user.publish,
             token_exp=claims.exp,
+            access_revision=hash_access_token(access_token),
         )
 
     async def find_user(self, user_id: object = None, user_name: object = None) -> User:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import re
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -21,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from wsmq.auth.errors import InvalidUserData
+from wsmq.names import QNAME_RULE, is_valid_qname
 
-# RSMQ's queue name rule.
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,160}\Z")
 MAX_USER_NAME = 128
 
 
@@ -149,8 +147,8 @@ def validate_queue_names(
         queues = [q.strip() for q in queues.split(",") if q.strip()]
     out: list[str] = []
     for q in queues:
-        if not isinstance(q, str) or not QUEUE_NAME_RE.match(q):
-            raise InvalidUserData(f"{what}: {q!r} is not a valid queue name")
+        if not is_valid_qname(q):
+            raise InvalidUserData(f"{what}: {q!r} is not a valid queue name ({QNAME_RULE})")
         if q not in out:
             out.append(q)
     return tuple(out)

@@ -20,15 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.exceptions
 
 from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
+from wsmq.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueError, Queues
-from wsmq.queue.errors import QNAME_RULE, DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
+from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
+
+_QNAME_HELP = f"queue name ([A-Za-z0-9_-], 1..160; reserved: {', '.join(sorted(RESERVED_QNAMES))})"
 
 T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_NS = "rsmq"
 DEFAULT_TIMEOUT = 10.0
-QNAME_HELP = f"queue name: {QNAME_RULE}"
 
 
 def _nonneg_int(text: str) -> int:
@@ -359,7 +361,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="send a message to a queue",
         description="Send MESSAGE to queue QNAME (MESSAGE '-' reads stdin, kept byte for byte).",
     )
-    p.add_argument("qname", metavar="QNAME", help=QNAME_HELP)
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("message", metavar="MESSAGE", help="the message text, or - to read stdin")
     p.add_argument(
         "--delay", metavar="S", type=_nonneg_int, help="seconds before it becomes visible"
@@ -374,7 +376,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Receive up to --count visible messages in one round trip. They stay in "
         "the queue, invisible for --vt seconds, unless --delete is given.",
     )
-    p.add_argument("qname", metavar="QNAME", help=QNAME_HELP)
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument(
         "--vt", metavar="S", type=_nonneg_int, help="visibility timeout (default: the queue's)"
     )
@@ -402,7 +404,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Create queue QNAME with RSMQ's defaults (vt 30 s, delay 0, maxsize 65536) "
         "or the settings given; fails with queueExists if it exists.",
     )
-    p.add_argument("qname", metavar="QNAME", help=QNAME_HELP)
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=True)
     p.set_defaults(func=cmd_queue_create)
 
@@ -421,7 +423,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Print every attribute of queue QNAME: RSMQ's (vt, delay, maxsize, "
         "totalrecv, totalsent, created, modified, msgs, hiddenmsgs) and wsmq's extras.",
     )
-    p.add_argument("qname", metavar="QNAME", help=QNAME_HELP)
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.set_defaults(func=cmd_queue_stats)
 
     p = sub.add_parser(
@@ -431,7 +433,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Change settings of the existing queue QNAME; settings not given keep "
         "their values.",
     )
-    p.add_argument("qname", metavar="QNAME", help=QNAME_HELP)
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=False)
     p.set_defaults(func=cmd_queue_set)
 
@@ -442,6 +444,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Delete queue QNAME and all its messages. Asks for confirmation on a "
         "terminal; elsewhere --yes is required.",
     )
-    p.add_argument("qname", metavar="QNAME", help=QNAME_HELP)
+    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_queue_delete)

@@ -49,7 +49,8 @@ class DoAuthenticate:
 
 @dataclass(frozen=True, slots=True)
 class DoRefresh:
-    """Verify the JWT; report with ``refreshed()`` or ``refresh_failed()``."""
+    """Verify the JWT and the user's access in the store; report with ``refreshed()``,
+    ``refresh_failed()`` or ``refresh_revoked()``."""
 
     x_token: str = field(repr=False)
 

@@ -394,10 +394,16 @@ class Connection(QueueActions):
         if auth is None:
             return self.session.refresh_failed("token authentication is not configured")
         from wsmq.auth import AuthError
+        from wsmq.auth.authenticator import REVOKED_REASONS, access_revision
 
         try:
             claims = auth.verify_jwt(x_token)
+            if claims.user_id == self.session.user_id:
+                # A valid JWT outlives a disable or a logout nobody broadcast: the store decides.
+                await auth.check_access(claims.user_id, access_revision(self.session.user))
         except AuthError as exc:
+            if exc.reason in REVOKED_REASONS:
+                return self.session.refresh_revoked(exc.message)
             return self.session.refresh_failed(exc.message)
         return self.session.refreshed(claims.user_id, float(claims.exp), time.time())
 

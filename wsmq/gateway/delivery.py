@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -47,6 +46,7 @@ from wsmq.gateway.delivery_state import (
     SettleBatcher,
 )
 from wsmq.gateway.keyed_locks import KeyedLocks
+from wsmq.names import is_valid_qname
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
 if TYPE_CHECKING:
@@ -63,8 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("wsmq.delivery")
-
-_QNAME = re.compile(r"[A-Za-z0-9_-]{1,160}")
 
 
 class EngineStopped(RuntimeError):
@@ -125,6 +123,8 @@ class DeliveryEngine:
         # must release what those writers hold.
         self._retired: set[QueueConsumer] = set()
         self._listened: set[str] = set()
+        #: Queues the poll found with a key of the wrong type (warned once, until healed).
+        self._broken: set[str] = set()
         # Per queue: a subscribe and an unsubscribe of one queue stay in order; queues don't wait.
         self._listener_locks = KeyedLocks()
         self._poll_task: asyncio.Task[None] | None = None
@@ -231,7 +231,7 @@ class DeliveryEngine:
         Raises ``InvalidFormat`` for a bad queue name and :class:`EngineStopped` when the engine
         is not running. The queue need not exist yet (nothing is created or deleted here).
         """
-        if not isinstance(qname, str) or not _QNAME.fullmatch(qname):
+        if not is_valid_qname(qname):
             raise InvalidFormat("qname")
         if not self._running:
             raise EngineStopped("delivery engine is not running")
@@ -390,6 +390,17 @@ class DeliveryEngine:
             else:
                 backoff.reset()
 
+    def _note_broken(self, broken: set[str]) -> None:
+        # Counted -1 by visible_counts, the others polled as usual; one warning per queue.
+        for name in broken - self._broken:
+            log.warning(
+                "queue %s: its messages key is not a sorted set (written by another program?); "
+                "the poll skips it",
+                name,
+                extra={"event": "queue_broken", "queue": name},
+            )
+        self._broken = broken
+
     async def _poll_once(self) -> None:
         names = list(self._consumers)
         if names:
@@ -399,6 +410,7 @@ class DeliveryEngine:
                 consumer = self._consumers.get(name)
                 if count > 0 and consumer is not None:
                     consumer.wake()
+            self._note_broken({name for name, count in counts.items() if count < 0})
         if self.pending.count():
             await self.pending.flush_all(self.queues, self.health)
         if self.clock.due(self.CLOCK_SYNC_EVERY) or not self.health.healthy:

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, Final
 
+from wsmq import names
+from wsmq.names import QNAME_PATTERN, RESERVED_QNAMES
+
 __all__ = [
     "CLOSE_AUTH_FAILED",
     "CLOSE_AUTH_TIMEOUT",
@@ -94,8 +97,9 @@ CLOSE_TOKEN_EXPIRED: Final = 4403  # token expired or access revoked
 CLOSE_AUTH_TIMEOUT: Final = 4408
 CLOSE_RATE_LIMITED: Final = 4429
 
-# RSMQ's own validation rules, so a name valid here is valid for every rsmq client.
-QNAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,160}")
+# RSMQ's own validation rules, so a name valid here is valid for every rsmq client; queue
+# names also avoid the reserved ones (wsmq.names, the one rule).
+QNAME_RE: Final = QNAME_PATTERN
 ID_RE: Final = re.compile(r"[A-Za-z0-9:]{32}")
 #: Most ids one ``/ack`` frame may carry (1000 ids are ~33 KB, within the default frame size).
 MAX_ACK_IDS: Final = 1000
@@ -217,8 +221,8 @@ Command = Subscribe | Unsubscribe | Ack | AckMany | Send | Auth | Refresh
 
 
 def is_valid_qname(qname: str) -> bool:
-    """RSMQ's queue-name rule: ``^[A-Za-z0-9_-]{1,160}$``."""
-    return QNAME_RE.fullmatch(qname) is not None
+    """The queue-name rule (:data:`wsmq.names.QNAME_RULE`): RSMQ's, minus reserved names."""
+    return names.is_valid_qname(qname)
 
 
 def is_valid_id(msg_id: str) -> bool:
@@ -229,6 +233,8 @@ def is_valid_id(msg_id: str) -> bool:
 def _qname(value: str) -> str:
     if QNAME_RE.fullmatch(value) is None:
         raise ProtocolError(ErrorCode.INVALID_QUEUE, "queue name must match [A-Za-z0-9_-]{1,160}")
+    if value in RESERVED_QNAMES:
+        raise ProtocolError(ErrorCode.INVALID_QUEUE, names.reserved_detail(value))
     return value
 
 

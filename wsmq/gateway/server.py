@@ -355,27 +355,7 @@ def listener_close(listener: Any) -> Any:
 
 
 async def _revocations(state: GatewayState) -> None:
-    """Close local sockets of users revoked on any node (logout, disable)."""
-    from wsmq.auth import RevocationBus
+    """Close local sockets of users revoked on any node (:mod:`wsmq.gateway.revocations`)."""
+    from wsmq.gateway.revocations import run_revocations
 
-    bus = RevocationBus(state.settings.redis_url, ns=state.settings.ns)
-
-    async def recheck() -> None:
-        # Revocations published while our subscription was down were missed: ask the store.
-        store = state.auth.store if state.auth is not None else None
-        for user_id in list(state.by_user):
-            with contextlib.suppress(Exception):
-                user = await store.get(user_id) if store is not None else None
-                if store is not None and (user is None or getattr(user, "disabled", False)):
-                    await state.revoke_user(user_id)
-
-    try:
-        async for user_id in bus.revocations(on_reconnect=recheck):
-            closed = await state.revoke_user(user_id)
-            if closed:
-                log.info(
-                    "revoked user's sockets closed",
-                    extra={"event": "revoke", "user": user_id, "sockets": closed},
-                )
-    finally:
-        await bus.aclose()
+    await run_revocations(state)

@@ -13,7 +13,8 @@ The server layer owns the socket and the clock; for every event it calls one met
             case DoAuthenticate(x_token, x_access_token):
                 ...  # auth.verify → session.authenticated(user, now) / auth_failed(reason)
             case DoRefresh(x_token):
-                ...  # auth.verify_jwt → session.refreshed(uid, exp, now) / refresh_failed()
+                ...  # auth.verify_jwt + auth.check_access → session.refreshed(uid, exp, now)
+                     # / refresh_failed() / refresh_revoked()
             case DoSubscribe(qname):
                 ...  # engine.subscribe → session.subscribe_done(q) / subscribe_failed(...)
             case DoUnsubscribe(qname):
@@ -363,6 +364,13 @@ class Session:
         if self.state is not State.OPEN:
             return []
         return [self._error(p.ErrorCode.REFRESH_FAILED, reason)]
+
+    def refresh_revoked(self, reason: str = "access revoked") -> list[Action]:
+        """``/refresh`` found the user's access gone in the store (disabled, deleted, access
+        token revoked or replaced): error frame, then close with 4403 like a revocation."""
+        if self.state is not State.OPEN:
+            return []
+        return [self._error(p.ErrorCode.REFRESH_FAILED, reason), *self.revoked()]
 
     def subscribe_done(self, qname: str) -> list[Action]:
         """The subscription is active."""

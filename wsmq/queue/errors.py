@@ -8,8 +8,9 @@ they are about; :meth:`QueueError.describe` gives the sentence to show a person,
 
 from __future__ import annotations
 
+from wsmq.names import QNAME_RULE, RESERVED_QNAMES, reserved_detail
+
 __all__ = [
-    "QNAME_RULE",
     "DeadLetterQueueNotFound",
     "InvalidFormat",
     "InvalidValue",
@@ -22,9 +23,6 @@ __all__ = [
     "QueueNotFound",
     "error_from_reply",
 ]
-
-#: The queue-name rule in words, for messages and help texts.
-QNAME_RULE = "1 to 160 characters, each a letter (A-Z, a-z), a digit, '_' or '-'"
 
 
 class QueueError(Exception):
@@ -70,15 +68,16 @@ class InvalidFormat(QueueError):
 
     name = "invalidFormat"
 
-    def __init__(self, item: str) -> None:
+    def __init__(self, item: str, message: str | None = None) -> None:
         self.item = item
-        super().__init__(f"Invalid {item} format")
+        super().__init__(message or f"Invalid {item} format")
 
     def describe(self, qname: str | None = None) -> str:
         """For a queue name (``qname`` or ``dead_letter_queue``): the name and the rule."""
         if qname is None or self.item not in ("qname", "dead_letter_queue"):
             return super().describe(qname)
-        return f"Invalid queue name {qname!r}: a queue name is {QNAME_RULE}"
+        why = reserved_detail(qname) if qname in RESERVED_QNAMES else QNAME_RULE
+        return f"Invalid queue name {qname!r}: {why}"
 
 
 class InvalidValue(QueueError):

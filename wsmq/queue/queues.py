@@ -441,7 +441,11 @@ class Queues:
         return int(sec) * 1000 + int(usec) // 1000
 
     async def visible_counts(self, qnames: Iterable[str]) -> dict[str, int]:
-        """Receivable-now message counts for many queues in one round trip."""
+        """Receivable-now message counts for many queues in one round trip.
+
+        A queue whose messages key is not a sorted set (overwritten by another program) counts
+        ``-1``; the others are answered as usual.
+        """
         names = [v.validate_qname(q) for q in qnames]
         if not names:
             return {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+from wsmq.names import QNAME_PATTERN, RESERVED_QNAMES, reserved_detail
+
 from .errors import InvalidFormat, InvalidValue, MessageNotString, MissingParameter
 
 __all__ = [
@@ -38,7 +40,7 @@ MAX_RECEIVE_COUNT = 9_999_999
 MAX_TTL = 9_999_999
 MAX_BATCH = 1000
 
-QNAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,160}")
+QNAME_RE = QNAME_PATTERN
 ID_RE = re.compile(r"[a-zA-Z0-9:]{32}")
 # JS parseInt skips leading white space, takes an optional sign and the leading decimal digits.
 _JS_INT_RE = re.compile(r"[\s\ufeff]*([+-]?[0-9]+)")
@@ -82,12 +84,16 @@ def _validate_name(value: object, item: str, pattern: re.Pattern[str]) -> str:
 
 
 def validate_qname(qname: object, item: str = "qname") -> str:
-    """Return ``qname`` if it matches ``^[a-zA-Z0-9_-]{1,160}$``.
+    """Return ``qname`` if it follows :data:`wsmq.names.QNAME_RULE`: RSMQ's
+    ``^[a-zA-Z0-9_-]{1,160}$``, and not a reserved name (``QUEUES``).
 
-    Raises ``MissingParameter`` ("No qname supplied") or ``InvalidFormat``
-    ("Invalid qname format").
+    Raises ``MissingParameter`` ("No qname supplied") or ``InvalidFormat`` ("Invalid qname
+    format", RSMQ's text; for a reserved name "Invalid qname format: QUEUES is reserved: ...").
     """
-    return _validate_name(qname, item, QNAME_RE)
+    name = _validate_name(qname, item, QNAME_RE)
+    if name in RESERVED_QNAMES:
+        raise InvalidFormat(item, f"Invalid {item} format: {reserved_detail(name)}")
+    return name
 
 
 def validate_id(msg_id: object) -> str:

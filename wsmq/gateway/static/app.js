@@ -5,7 +5,8 @@
 
 (() => {
   const SUBPROTOCOL = "wsmq.v1";
-  const QNAME_RE = /^[A-Za-z0-9_-]{1,160}$/;
+  // The server's rule (wsmq/names.py): QUEUES is the RSMQ registry key, reserved.
+  const QNAME_RE = /^(?!QUEUES$)[A-Za-z0-9_-]{1,160}$/;
   const MAX_LOG = 500;
   const MAX_EVENTS = 200;
   const BACKOFF_MIN_MS = 250;
@@ -565,7 +566,7 @@
 
   function subscribe(qname) {
     if (!QNAME_RE.test(qname)) {
-      event("error", "queue names use letters, digits, _ and - (up to 160)");
+      event("error", "queue names use letters, digits, _ and - (up to 160), and QUEUES is reserved");
       return;
     }
     if (session.subscriptions.get(qname) === "active") return;
@@ -636,7 +637,7 @@
       const qname = $("send-queue").value.trim();
       const message = $("send-message").value;
       if (!QNAME_RE.test(qname)) {
-        event("error", "queue names use letters, digits, _ and - (up to 160)");
+        event("error", "queue names use letters, digits, _ and - (up to 160), and QUEUES is reserved");
         return;
       }
       if (sendFrame(`/send/${qname} ${message}`)) $("send-message").value = "";

@@ -1,0 +1,38 @@
+"""The one queue-name rule, shared by the queue layer, the protocol, the engine, the user
+store and the CLI.
+
+RSMQ's pattern ``^[A-Za-z0-9_-]{1,160}$``, minus the names that would collide with the key
+layout (:mod:`wsmq.queue.keys`): a queue's sorted set is ``{ns}:{qname}``, so a queue named
+``QUEUES`` would be the registry ``{ns}:QUEUES`` itself (and its fallback poll would fail with
+WRONGTYPE). Every other key and channel wsmq adds (``{ns}:{q}:Q``, ``{ns}:{q}:I:...``,
+``{ns}:rt:{q}``, ``{ns}:wsmq:revoke``) has a ``:`` after the first part, which a name cannot hold.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["QNAME_PATTERN", "QNAME_RULE", "RESERVED_QNAMES", "is_valid_qname", "reserved_detail"]
+
+QNAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,160}")
+RESERVED_QNAMES: Final = frozenset({"QUEUES"})
+QNAME_RULE: Final = (
+    "a queue name is 1-160 characters of A-Z a-z 0-9 _ - and not a reserved name ("
+    + ", ".join(sorted(RESERVED_QNAMES))
+    + ")"
+)
+
+
+def is_valid_qname(qname: object) -> bool:
+    """Whether ``qname`` is a string that follows :data:`QNAME_RULE`."""
+    return (
+        isinstance(qname, str)
+        and QNAME_PATTERN.fullmatch(qname) is not None
+        and qname not in RESERVED_QNAMES
+    )
+
+
+def reserved_detail(qname: str) -> str:
+    """Why a reserved name is refused, stating the rule."""
+    return f"{qname} is reserved: {QNAME_RULE}"
