@@ -185,3 +185,6 @@ def test_no_option_claims_an_effect_its_command_does_not_have() -> None:
                 )
     enable = {p.prog: p for p, _ in _parsers(build_parser())}["wsmq user enable"]
     assert "--redis-url" not in enable.format_help()
+    # Still accepted (and ignored), so scripts that passed it keep working.
+    argv = ["user", "enable", "bob", "--redis-url", "redis://127.0.0.1:1/0", "--users-file", "f"]
+    assert build_parser().parse_args(argv).redis_url == "redis://127.0.0.1:1/0"
