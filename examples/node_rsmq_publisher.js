@@ -1,7 +1,7 @@
 // Publish into a wsmq queue from Node.js with the `rsmq` package, as the original websocketmq
 // README did: wsmq keeps RSMQ's Redis layout, so rsmq and wsmq read and write the same queues.
 //
-//   NODE_PATH=.npm-interop/node_modules \
+//   npm install --prefix examples        # once: ws and rsmq, pinned in examples/package.json
 //   node examples/node_rsmq_publisher.js QUEUE "hello" [redis://127.0.0.1:6379/0]
 //
 // `realtime: true` makes rsmq PUBLISH on rsmq:rt:<queue> after each send, so wsmq delivers at

@@ -2,7 +2,7 @@
 // token headers, the `/subscribe/<id>` frame and `{"message": ...}` frames (legacy mode: no
 // subprotocol, so each message is deleted from the queue once written to the socket).
 //
-//   NODE_PATH=.npm-interop/node_modules \
+//   npm install --prefix examples        # once: ws and rsmq, pinned in examples/package.json
 //   WSMQ_X_TOKEN=... WSMQ_X_ACCESS_TOKEN=... node examples/node_ws_client.js ws://127.0.0.1:8080/ QUEUE
 //
 // Without tokens, WSMQ_USER and WSMQ_PASSWORD log in first (POST /auth/login on the same node).
@@ -62,6 +62,8 @@ async function main() {
   });
 
   // wsmq refuses bad tokens before the upgrade (HTTP 401/403), so this fires instead of open.
+  // Destroying the request matters: otherwise the refused connection stays open and Node never
+  // exits.
   ws.on("unexpected-response", (req, res) => {
     console.error(`# rejected: HTTP ${res.statusCode}`);
     process.exitCode = 1;

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from wsmq.demo_nodes import DemoRedis, NodeProcess
+from wsmq.demo_nodes import DemoRedis, NodeProcess, NodeStartError
 from wsmq.demo_page import page_app
 from wsmq.redisproc import RedisProcess, free_port
 
@@ -395,9 +395,8 @@ async def run_demo(
                 # Keep the demo whole: a crashed node comes back, a few times.
                 restarts += 1
                 note = f"node on port {node.port} exited ({node.returncode()}); see {node.log_path}"
-                if restarts > MAX_RESTARTS:
-                    out(json.dumps({"error": "node_failed", "message": note}) if as_json else note)
-                    return 1
+                if restarts > MAX_RESTARTS:  # reported by the CLI like every other error
+                    raise NodeStartError(f"{note}; gave up after {MAX_RESTARTS} restarts")
                 out(json.dumps({"restarting": node.port}) if as_json else f"{note}: restarting")
                 node.start()
             with contextlib.suppress(TimeoutError):

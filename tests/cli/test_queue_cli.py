@@ -77,23 +77,24 @@ def test_queue_create_stats_list_delete(cli: Cli, sync_redis: redis.Redis) -> No
     assert cli("queue", "list") == (0, {"queues": ["q0", "q1"]})
     assert cli("queue", "delete", "q1", "--yes") == (0, {"queue": "q1", "deleted": True})
     assert cli("queue", "list") == (0, {"queues": ["q0"]})
-    assert cli("queue", "stats", "q1") == (
-        1,
-        {"error": "queueNotFound", "message": "Queue not found"},
-    )
+    code, err = cli("queue", "stats", "q1")
+    assert (code, err["error"]) == (1, "queueNotFound")
+    assert err["message"] == "Queue 'q1' not found: create it with `wsmq queue create q1`"
     assert cli("queue", "delete", "q1", "--yes")[1]["error"] == "queueNotFound"
 
 
 def test_queue_create_errors_use_rsmq_names(cli: Cli) -> None:
     assert cli("queue", "create", "dup")[0] == 0
-    assert cli("queue", "create", "dup") == (1, {"error": "queueExists", "message": "Queue exists"})
-    assert cli("queue", "create", "bad name") == (
+    assert cli("queue", "create", "dup") == (
         1,
-        {"error": "invalidFormat", "message": "Invalid qname format"},
+        {"error": "queueExists", "message": "Queue 'dup' exists"},
     )
+    code, err = cli("queue", "create", "bad name")
+    assert (code, err["error"]) == (1, "invalidFormat")
+    assert err["message"].startswith("Invalid queue name 'bad name': a queue name is 1-160 ")
     assert cli("queue", "create", "big", "--vt", "10000000") == (
         1,
-        {"error": "invalidValue", "message": "vt must be between 0 and 9999999"},
+        {"error": "invalidValue", "message": "vt must be between 0 and 9999999 (queue 'big')"},
     )
     assert cli("queue", "create", "small", "--maxsize", "900")[1]["error"] == "invalidValue"
     assert cli("queue", "list") == (0, {"queues": ["dup"]})
@@ -157,7 +158,9 @@ def test_receive_batch_and_delete(cli: Cli) -> None:
 
 
 def test_send_delay_and_create(cli: Cli) -> None:
-    assert cli("send", "auto", "x") == (1, {"error": "queueNotFound", "message": "Queue not found"})
+    code, err = cli("send", "auto", "x")
+    assert (code, err["error"]) == (1, "queueNotFound")
+    assert err["message"].endswith("`wsmq queue create auto` or pass --create")
     assert cli("queue", "list")[1] == {"queues": []}  # no silent creation
     code, first = cli("send", "auto", "x", "--create", "--delay", "100")
     assert code == 0 and len(first["id"]) == 32
@@ -170,10 +173,8 @@ def test_send_delay_and_create(cli: Cli) -> None:
 
 def test_send_errors(cli: Cli) -> None:
     cli("queue", "create", "small", "--maxsize", "1024")
-    assert cli("send", "small", "😀" * 513) == (
-        1,
-        {"error": "messageTooLong", "message": "Message too long"},
-    )
+    too_long = "Message too long for queue 'small' (longer than its maxsize)"
+    assert cli("send", "small", "😀" * 513) == (1, {"error": "messageTooLong", "message": too_long})
     assert cli("send", "small", "é" * 1024)[0] == 0  # 1024 UTF-16 units fit
     assert cli("send", "small", "x", "--delay", "10000000")[1]["error"] == "invalidValue"
     assert cli("send", "a:b", "x")[1]["error"] == "invalidFormat"
@@ -261,10 +262,9 @@ def test_bad_url_is_a_usage_error(cli: Cli) -> None:
     ],
 )
 def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"wsmq {argv[0]}" in err.splitlines()[-1] and ": error: " in err
 
 
 def test_human_output(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -278,7 +278,9 @@ def test_human_output(redis_url: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["queue", "stats", "nope", "--redis-url", redis_url]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == "wsmq: error: Queue not found (queueNotFound)\n"
+    assert captured.err == (
+        "wsmq queue stats: error: Queue 'nope' not found: create it with `wsmq queue create nope`\n"
+    )
 
 
 def test_real_subprocess_send_and_receive(redis_url: str) -> None:
@@ -302,10 +304,8 @@ def test_real_subprocess_send_and_receive(redis_url: str) -> None:
     assert code == 0 and got["deleted"] == 1
     assert [(m["id"], m["message"]) for m in got["messages"]] == [(sent["id"], "from a shell ✓")]
     assert wsmq("receive", "sub") == (0, {"messages": []})
-    assert wsmq("send", "missing", "x") == (
-        1,
-        {"error": "queueNotFound", "message": "Queue not found"},
-    )
+    code, err = wsmq("send", "missing", "x")
+    assert (code, err["error"]) == (1, "queueNotFound") and "'missing'" in err["message"]
 
 
 def test_acl_user_password_and_errors(redis_factory: Callable[..., RedisProcess], cli: Cli) -> None:
@@ -333,5 +333,5 @@ def test_reserved_queue_names_are_refused(cli: Cli, sync_redis: redis.Redis) -> 
     for args in (("queue", "create", "QUEUES"), ("send", "QUEUES", "x"), ("receive", "QUEUES")):
         code, err = cli(*args)
         assert (code, err["error"]) == (1, "invalidFormat")
-        assert err["message"].startswith("Invalid qname format: QUEUES is reserved")
+        assert err["message"].startswith("Invalid queue name 'QUEUES': QUEUES is reserved")
     assert sync_redis.type("rsmq:QUEUES") == "none"  # nothing was created

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from wsmq.queue import Queues
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 TIMEOUT = 30.0
+PROMPTLY = 10.0  # seconds for a refused Node client to exit (it takes well under one)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -184,8 +186,10 @@ async def test_node_ws_client_with_headers_gets_legacy_frames(
     code, out, err = await run("node", script, stack.node_urls[0], alice.id, env=env)
     assert (code, out) == (0, "second\n"), err
     env = {**node_env, "WSMQ_X_TOKEN": "x.y.z", "WSMQ_X_ACCESS_TOKEN": "nope"}
+    started = time.monotonic()
     code, out, err = await run("node", script, stack.node_urls[0], alice.id, env=env)
     assert code == 1 and "rejected: HTTP 401" in err
+    assert time.monotonic() - started < PROMPTLY  # the refused request is destroyed
 
 
 @pytest.mark.interop
@@ -247,3 +251,43 @@ async def test_chat_exits_non_zero_on_bad_credentials(stack: DemoStack) -> None:
     assert "login refused for 'alice': HTTP 401" in err
     assert "check --user and --password" in err
     assert "reconnecting" not in err
+
+
+def readme_node_snippet(url: str) -> str:
+    """The README's Node.js `ws` client, with its free variables taken from argv."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("**Node.js `ws` client**", 1)[1].split("```js\n", 1)[1].split("```")[0]
+    assert '"ws://127.0.0.1:8080/"' in block
+    prelude = "const [token, accessToken, userId] = process.argv.slice(2);\n"
+    return prelude + block.replace('"ws://127.0.0.1:8080/"', json.dumps(url))
+
+
+@pytest.mark.interop
+async def test_readme_node_snippet_receives_and_exits_on_a_refused_token(
+    stack: DemoStack, node_env: dict[str, str], tmp_path: Path
+) -> None:
+    alice = stack.users[0]
+    script = tmp_path / "readme_client.js"
+    script.write_text(readme_node_snippet(stack.node_urls[0]))
+
+    # Refused tokens: an HTTP 401 before the upgrade, and the process ends (no hang).
+    started = time.monotonic()
+    code, _, err = await run("node", str(script), "x.y.z", "nope", alice.id, env=node_env)
+    assert code == 1 and "rejected 401" in err
+    assert time.monotonic() - started < PROMPTLY
+
+    # Good tokens: the message arrives as the original's {"message": ...} frame.
+    tokens = await login(stack, 0)
+    wsmq_send(stack, alice.id, "hello from the README")
+    argv = ["node", str(script), tokens["token"], tokens["accessToken"], alice.id]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **node_env}
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(TIMEOUT):
+            line = await proc.stdout.readline()
+        assert line == b"hello from the README\n"
+    finally:
+        proc.kill()
+        await proc.communicate()

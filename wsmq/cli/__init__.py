@@ -3,18 +3,18 @@
 Each group of subcommands lives in its own module and exposes ``register(subparsers)``; a
 subcommand sets ``func(args) -> int`` on its parser. Settings come from flags, ``WSMQ_*``
 environment variables (a flag's default) or a TOML file (``--config``) where a command says so.
+Errors, from argparse or from a command, are all printed by
+:func:`wsmq.cli.common.report_error`.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 
 from wsmq import __version__
-from wsmq.cli.common import EXIT_ERROR, EXIT_USAGE, CliError
+from wsmq.cli.common import EXIT_USAGE, ArgumentParser, CliError, report_error
 
 # Order is the order of `wsmq --help`.
 _COMMAND_MODULES = (
@@ -25,8 +25,8 @@ _COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="wsmq",
         description=(
             "wsmq: durable Redis queues (RSMQ-compatible) delivered to authenticated "
@@ -43,25 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return EXIT_USAGE
+    prog, as_json = parser.prog, "--json" in argv  # until the arguments are parsed
     try:
+        args, extra = parser.parse_known_args(argv)
+        prog, as_json = args.command_prog, bool(getattr(args, "json", False))
+        if extra:  # named here so the message names the subcommand, not just `wsmq`
+            message = f"unrecognized arguments: {' '.join(extra)} (see {prog} --help)"
+            raise CliError("usage", message, EXIT_USAGE)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return EXIT_USAGE
         return int(func(args))
     except CliError as exc:
-        if getattr(args, "json", False):
-            sys.stdout.write(json.dumps({"error": exc.code, "message": exc.message}) + "\n")
-        else:
-            sys.stderr.write(f"wsmq: error: {exc.message} ({exc.code})\n")
-        return exc.exit_code
+        return report_error(exc, prog, as_json=as_json)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: one line, not a traceback
-        sys.stderr.write(f"wsmq: error: {type(exc).__name__}: {exc}\n")
-        return EXIT_ERROR
+        error = CliError("internal_error", f"{type(exc).__name__}: {exc}")
+        return report_error(error, prog, as_json=as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

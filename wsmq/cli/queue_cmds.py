@@ -22,6 +22,7 @@ import redis.exceptions
 from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
 from wsmq.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueError, Queues
+from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
 
 _QNAME_HELP = f"queue name ([A-Za-z0-9_-], 1..160; reserved: {', '.join(sorted(RESERVED_QNAMES))})"
 
@@ -121,7 +122,7 @@ async def _with_queues(args: argparse.Namespace, action: Callable[[Queues], Awai
     except QueueError as exc:
         if isinstance(exc.__cause__, redis.exceptions.ConnectionError):
             raise _unavailable(url, exc.__cause__) from exc
-        raise CliError(exc.name, str(exc)) from exc
+        raise _queue_error(exc, args) from exc
     except TimeoutError as exc:  # the --timeout budget ran out (before OSError: a subclass)
         raise CliError(
             "redis_unavailable", f"no answer from Redis at {redact_url(url)} in {args.timeout:g}s"
@@ -137,6 +138,21 @@ async def _with_queues(args: argparse.Namespace, action: Callable[[Queues], Awai
                 await queues.close()
         except (TimeoutError, OSError, redis.exceptions.RedisError):
             pass
+
+
+def _queue_error(exc: QueueError, args: argparse.Namespace) -> CliError:
+    """RSMQ's error name as the code; the message names the queue and what to do about it."""
+    qname: str | None = getattr(args, "qname", None)
+    dlq: str | None = getattr(args, "dead_letter_queue", None)
+    about_dlq = isinstance(exc, DeadLetterQueueNotFound) or (
+        isinstance(exc, InvalidFormat) and exc.item == "dead_letter_queue"
+    )
+    message = exc.describe(dlq if about_dlq and dlq else qname)
+    if type(exc) is QueueNotFound and qname:
+        create = f"`wsmq queue create {qname}`"
+        hint = f"{create} or pass --create" if args.func is cmd_send else create
+        message += f": create it with {hint}"
+    return CliError(exc.name, message)
 
 
 def _unavailable(url: str, exc: BaseException) -> CliError:
@@ -381,24 +397,53 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     sub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("create", parents=[conn], help="create a queue")
+    p = sub.add_parser(
+        "create",
+        parents=[conn],
+        help="create a queue",
+        description="Create queue QNAME with RSMQ's defaults (vt 30 s, delay 0, maxsize 65536) "
+        "or the settings given; fails with queueExists if it exists.",
+    )
     p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=True)
     p.set_defaults(func=cmd_queue_create)
 
-    p = sub.add_parser("list", parents=[conn], help="list queues")
+    p = sub.add_parser(
+        "list",
+        parents=[conn],
+        help="list queues",
+        description="Print the names of all queues in the namespace (--ns), sorted.",
+    )
     p.set_defaults(func=cmd_queue_list)
 
-    p = sub.add_parser("stats", parents=[conn], help="show every attribute of a queue")
+    p = sub.add_parser(
+        "stats",
+        parents=[conn],
+        help="show every attribute of a queue",
+        description="Print every attribute of queue QNAME: RSMQ's (vt, delay, maxsize, "
+        "totalrecv, totalsent, created, modified, msgs, hiddenmsgs) and wsmq's extras.",
+    )
     p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.set_defaults(func=cmd_queue_stats)
 
-    p = sub.add_parser("set", parents=[conn], help="change settings of a queue")
+    p = sub.add_parser(
+        "set",
+        parents=[conn],
+        help="change settings of a queue",
+        description="Change settings of the existing queue QNAME; settings not given keep "
+        "their values.",
+    )
     p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=False)
     p.set_defaults(func=cmd_queue_set)
 
-    p = sub.add_parser("delete", parents=[conn], help="delete a queue and its messages")
+    p = sub.add_parser(
+        "delete",
+        parents=[conn],
+        help="delete a queue and its messages",
+        description="Delete queue QNAME and all its messages. Asks for confirmation on a "
+        "terminal; elsewhere --yes is required.",
+    )
     p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_queue_delete)

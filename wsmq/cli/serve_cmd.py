@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -68,6 +69,21 @@ def _check_required(settings: Settings) -> None:
         raise CliError("usage", "give either --mongo-url or --users-file, not both", 2)
 
 
+def start_error(exc: OSError | ValueError, settings: Settings) -> CliError:
+    """The error for a node that could not start; a listening failure names host and port."""
+    where = f"{settings.host}:{settings.port}"
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.EADDRINUSE:
+        return CliError(
+            "port_in_use",
+            f"cannot listen on {where}: the port is in use by another process "
+            "(pick another --port, or stop that process)",
+        )
+    if code == errno.EADDRNOTAVAIL:
+        return CliError("start_failed", f"cannot listen on {where}: no such local address")
+    return CliError("start_failed", str(exc))
+
+
 async def _run(settings: Settings, json_output: bool) -> int:
     from wsmq.gateway import serve
 
@@ -78,7 +94,7 @@ async def _run(settings: Settings, json_output: bool) -> int:
     try:
         gateway = await serve(settings=settings)
     except (OSError, ValueError) as exc:
-        raise CliError("start_failed", str(exc)) from exc
+        raise start_error(exc, settings) from exc
     ready = {"event": "listening", "url": gateway.url, "port": gateway.port, "pid": os.getpid()}
     if json_output:
         print_json(ready)

@@ -2,7 +2,8 @@
 
 User commands work on the same store as ``wsmq serve`` (``--mongo-url`` or ``--users-file``), so
 they may run while nodes are up: nodes re-read the users file when it changes. ``user disable``
-revokes at once on every node when given ``--redis-url``.
+and ``user passwd`` revoke at once on every node when given ``--redis-url``. Only ``user add``
+creates a missing users file; the other commands report it missing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from wsmq.auth import (
@@ -43,8 +45,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_store_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("user store (one of)")
+def _add_store_flags(parser: argparse.ArgumentParser, title: str = "user store (one of)") -> None:
+    group = parser.add_argument_group(title)
     group.add_argument(
         "--mongo-url",
         default=_env("WSMQ_MONGO_URL"),
@@ -58,9 +60,8 @@ def _add_store_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--users-file",
         default=_env("WSMQ_USERS_FILE"),
-        help="JSON users file, created if missing (env WSMQ_USERS_FILE)",
+        help="JSON users file (env WSMQ_USERS_FILE)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _add_password_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +70,22 @@ def _add_password_flags(parser: argparse.ArgumentParser) -> None:
     pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
 
-def _open_store(args: argparse.Namespace) -> UserStore:
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _open_store(args: argparse.Namespace, *, create: bool = False) -> UserStore:
+    """The store named by the flags; a users file must exist unless ``create``."""
     if args.mongo_url and args.users_file:
         raise CliError("usage", "give either --mongo-url or --users-file, not both", 2)
     if not (args.mongo_url or args.users_file):
         raise CliError("usage", "a user store is needed: --mongo-url URL or --users-file F", 2)
+    if args.users_file and not create and not Path(args.users_file).exists():
+        raise CliError(
+            "users_file_missing",
+            f"users file {args.users_file} does not exist: `wsmq user add NAME --users-file "
+            f"{args.users_file}` creates it",
+        )
     n = _env("WSMQ_SCRYPT_N")
     hasher = PasswordHasher(n=int(n)) if n else None
     try:
@@ -87,8 +99,8 @@ def _open_store(args: argparse.Namespace) -> UserStore:
         raise CliError(exc.code, str(exc)) from None
 
 
-async def _with_store(args: argparse.Namespace, action: Any) -> Any:
-    store = _open_store(args)
+async def _with_store(args: argparse.Namespace, action: Any, *, create: bool = False) -> Any:
+    store = _open_store(args, create=create)
     try:
         return await action(store)
     except UserStoreError as exc:
@@ -120,7 +132,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     async def action(store: UserStore) -> tuple[User, str]:
         return await store.create(args.name, password, args.queues or (), args.publish or ())
 
-    user, access_token = run(_with_store(args, action))
+    user, access_token = run(_with_store(args, action, create=True))
     out: dict[str, Any] = {"id": user.id, "userName": user.user_name, "accessToken": access_token}
     if generated:
         out["password"] = password
@@ -151,10 +163,14 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _find(store: UserStore, name: str) -> User:
+async def _find(store: UserStore, args: argparse.Namespace, name: str) -> User:
     user = await store.get_by_name(name) or await store.get(name)
     if user is None:
-        raise CliError("user_not_found", f"no user named {name!r}")
+        where = f"users file {args.users_file}" if args.users_file else "MongoDB"
+        raise CliError(
+            "user_not_found",
+            f"no user named {name!r} (nor with that id) in {where}: `wsmq user list` lists them",
+        )
     return user
 
 
@@ -176,7 +192,7 @@ async def _publish_revocation(args: argparse.Namespace, user: User) -> int | Non
 
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     async def action(store: UserStore) -> tuple[User, int | None]:
-        user = await _find(store, args.name)
+        user = await _find(store, args, args.name)
         await store.set_disabled(user.id, disabled)
         return user, (await _publish_revocation(args, user) if disabled else None)
 
@@ -207,7 +223,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
         raise CliError("invalid_user_data", "the password must not be empty")
 
     async def action(store: UserStore) -> tuple[User, int | None]:
-        user = await _find(store, args.name)
+        user = await _find(store, args, args.name)
         await store.set_password(user.id, password)  # also revokes the access token
         return user, await _publish_revocation(args, user)
 
@@ -224,9 +240,24 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _token_subject(args: argparse.Namespace) -> str:
+    """The user id to sign for: checked against the store when one is given."""
+    if not (args.mongo_url or args.users_file):
+        return str(args.user)
+
+    async def action(store: UserStore) -> str:
+        user = await _find(store, args, args.user)
+        if user.disabled:
+            raise CliError("user_disabled", f"user {user.user_name!r} is disabled")
+        return user.id
+
+    return str(await _with_store(args, action))
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     if not args.secret and not args.private_key_file:
         raise CliError("usage", "a signing key is needed: --secret S (or WSMQ_SECRET)", 2)
+    user_id = run(_token_subject(args))
     try:
         config = AuthConfig(
             secret=args.secret,
@@ -236,7 +267,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             audience=args.audience,
             private_key_file=args.private_key_file,
         )
-        token, expires_in = issue_jwt(args.user_id, config)
+        token, expires_in = issue_jwt(user_id, config)
     except ValueError as exc:  # also AuthError for a malformed user id
         raise CliError("invalid_value", str(exc)) from None
     except OSError as exc:
@@ -248,44 +279,103 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_revocation_flags(parser: argparse.ArgumentParser, *, hidden: bool = False) -> None:
+    """``--redis-url`` and ``--ns``; ``hidden``: accepted but ignored and not in ``--help``."""
+    parser.add_argument(
+        "--redis-url",
+        default=_env("WSMQ_REDIS_URL"),
+        help=argparse.SUPPRESS
+        if hidden
+        else "also publish the revocation on this Redis so every node drops the user's sockets "
+        "now (env WSMQ_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--ns",
+        default=_env("WSMQ_NS") or DEFAULT_NS,
+        help=argparse.SUPPRESS
+        if hidden
+        else f"the nodes' Redis key namespace (env WSMQ_NS; default {DEFAULT_NS!r})",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``wsmq user ...`` and ``wsmq token``."""
-    user = subparsers.add_parser("user", help="manage users (add, list, disable, enable, passwd)")
+    user = subparsers.add_parser(
+        "user",
+        help="manage users (add, list, disable, enable, passwd)",
+        description="Manage the users of a user store (--mongo-url or --users-file), also "
+        "while nodes are running.",
+    )
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
 
-    add = user_sub.add_parser("add", help="create a user and print its access token once")
+    add = user_sub.add_parser(
+        "add",
+        help="create a user and print its access token once",
+        description="Create user NAME and print its id and access token (shown only now). "
+        "Without --password a password is prompted for, or generated and printed. Creates "
+        "the users file if it does not exist.",
+    )
     add.add_argument("name", metavar="NAME", help="user name")
     add.add_argument("--queues", default="", help="queues it may subscribe to, comma-separated")
     add.add_argument("--publish", default="", help="queues it may send to, comma-separated")
     _add_password_flags(add)
     _add_store_flags(add)
+    _add_json_flag(add)
     add.set_defaults(func=cmd_user_add)
 
-    lst = user_sub.add_parser("list", help="list users (no secrets)")
+    lst = user_sub.add_parser(
+        "list",
+        help="list users (no secrets)",
+        description="List every user: id, name, disabled, queues and publish lists (never a "
+        "hash or a token).",
+    )
     _add_store_flags(lst)
+    _add_json_flag(lst)
     lst.set_defaults(func=cmd_user_list)
 
-    for name, func, text in (
-        ("disable", cmd_user_disable, "disable a user and revoke its access token"),
-        ("enable", cmd_user_enable, "re-enable a disabled user"),
-        ("passwd", cmd_user_passwd, "change a password (revokes the access token)"),
+    for name, func, text, description in (
+        (
+            "disable",
+            cmd_user_disable,
+            "disable a user and revoke its access token",
+            "Disable user NAME: its tokens stop working. With --redis-url every node also "
+            "closes its open sockets at once.",
+        ),
+        (
+            "enable",
+            cmd_user_enable,
+            "re-enable a disabled user",
+            "Re-enable user NAME. Disabling revoked its access token: it logs in again "
+            "(POST /auth/login) for a new one.",
+        ),
+        (
+            "passwd",
+            cmd_user_passwd,
+            "change a password (revokes the access token)",
+            "Change the password of user NAME (prompted, given, or generated and printed); "
+            "this revokes its access token. With --redis-url every node also closes its open "
+            "sockets at once.",
+        ),
     ):
-        p = user_sub.add_parser(name, help=text)
+        p = user_sub.add_parser(name, help=text, description=description)
         p.add_argument("name", metavar="NAME", help="user name (or id)")
         if name == "passwd":
             _add_password_flags(p)
-        p.add_argument(
-            "--redis-url",
-            default=_env("WSMQ_REDIS_URL"),
-            help="publish the revocation so every node drops the user's sockets now "
-            "(env WSMQ_REDIS_URL)",
-        )
-        p.add_argument("--ns", default=_env("WSMQ_NS") or DEFAULT_NS, help="Redis namespace")
+        # Enabling revokes nothing; the flags stay accepted for scripts written when every
+        # user action listed them.
+        _add_revocation_flags(p, hidden=name == "enable")
         _add_store_flags(p)
+        _add_json_flag(p)
         p.set_defaults(func=func)
 
-    tok = subparsers.add_parser("token", help="sign an x-token (JWT) for a user id")
-    tok.add_argument("user_id", metavar="USER_ID", help="the user's id")
+    tok = subparsers.add_parser(
+        "token",
+        help="sign an x-token (JWT) for a user",
+        description="Sign an x-token (JWT) for USER with the nodes' key. Given the user store "
+        "(--users-file or --mongo-url, or their WSMQ_* variables), USER may be a name or an "
+        "id, and an unknown or disabled user is refused; without it, USER is the id, unchecked.",
+    )
+    tok.add_argument("user", metavar="USER", help="the user's id (or name, with a user store)")
     tok.add_argument("--secret", default=_env("WSMQ_SECRET"), help="HMAC secret (env WSMQ_SECRET)")
     tok.add_argument(
         "--ttl",
@@ -301,5 +391,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     tok.add_argument("--issuer", default=_env("WSMQ_ISSUER"), help="iss claim")
     tok.add_argument("--audience", default=_env("WSMQ_AUDIENCE"), help="aud claim")
-    tok.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_store_flags(tok, "user store to check USER against (optional)")
+    _add_json_flag(tok)
     tok.set_defaults(func=cmd_token)

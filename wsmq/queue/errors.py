@@ -2,10 +2,13 @@
 
 RSMQ reports errors as ``Error`` objects whose ``name`` is a short code (``queueNotFound``) and
 whose ``message`` comes from a template.  These classes keep both, byte for byte, so code ported
-from RSMQ can branch on ``err.name`` and show the same text.
+from RSMQ can branch on ``err.name`` and show the same text.  RSMQ's texts do not say which queue
+they are about; :meth:`QueueError.describe` gives the sentence to show a person, naming it.
 """
 
 from __future__ import annotations
+
+from wsmq.names import QNAME_RULE, RESERVED_QNAMES, reserved_detail
 
 __all__ = [
     "DeadLetterQueueNotFound",
@@ -38,6 +41,10 @@ class QueueError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, message={self.message!r})"
 
+    def describe(self, qname: str | None = None) -> str:
+        """The error for a person: RSMQ's message, naming ``qname`` (the queue it is about)."""
+        return self.message if qname is None else f"{self.message} (queue {qname!r})"
+
 
 class NoAttributeSupplied(QueueError):
     """``set_queue_attributes`` was called without any attribute."""
@@ -65,6 +72,13 @@ class InvalidFormat(QueueError):
         self.item = item
         super().__init__(message or f"Invalid {item} format")
 
+    def describe(self, qname: str | None = None) -> str:
+        """For a queue name (``qname`` or ``dead_letter_queue``): the name and the rule."""
+        if qname is None or self.item not in ("qname", "dead_letter_queue"):
+            return super().describe(qname)
+        why = reserved_detail(qname) if qname in RESERVED_QNAMES else QNAME_RULE
+        return f"Invalid queue name {qname!r}: {why}"
+
 
 class InvalidValue(QueueError):
     """A numeric parameter is out of range or not a number."""
@@ -91,6 +105,11 @@ class MessageTooLong(QueueError):
     name = "messageTooLong"
     default_message = "Message too long"
 
+    def describe(self, qname: str | None = None) -> str:
+        if qname is None:
+            return self.message
+        return f"Message too long for queue {qname!r} (longer than its maxsize)"
+
 
 class QueueNotFound(QueueError):
     """The queue does not exist."""
@@ -98,11 +117,18 @@ class QueueNotFound(QueueError):
     name = "queueNotFound"
     default_message = "Queue not found"
 
+    def describe(self, qname: str | None = None) -> str:
+        return self.message if qname is None else f"Queue {qname!r} not found"
+
 
 class DeadLetterQueueNotFound(QueueNotFound):
     """The configured dead-letter queue does not exist (wsmq extension)."""
 
     default_message = "Dead-letter queue not found"
+
+    def describe(self, qname: str | None = None) -> str:
+        """``qname`` is the dead-letter queue's name here."""
+        return self.message if qname is None else f"Dead-letter queue {qname!r} not found"
 
 
 class QueueExists(QueueError):
@@ -110,6 +136,9 @@ class QueueExists(QueueError):
 
     name = "queueExists"
     default_message = "Queue exists"
+
+    def describe(self, qname: str | None = None) -> str:
+        return self.message if qname is None else f"Queue {qname!r} exists"
 
 
 # Lua scripts signal these by ``redis.error_reply(<name>)``.
