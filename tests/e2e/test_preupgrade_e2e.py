@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import struct
@@ -58,8 +59,9 @@ async def http_get(node: Gateway, path: str) -> bytes:
 
 @pytest.mark.parametrize("sends", ["nothing", "half a request", "a header at a time"])
 async def test_a_connection_without_complete_headers_is_closed_after_header_timeout(
-    start_node: StartNode, sends: str
+    start_node: StartNode, sends: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     node = await start_node(header_timeout=0.5)
     reader, writer = await open_raw(node)
     loop = asyncio.get_running_loop()
@@ -83,6 +85,8 @@ async def test_a_connection_without_complete_headers_is_closed_after_header_time
     assert loop.time() - started >= 0.4
     # A complete request in time is served as always.
     assert b" 200 " in (await http_get(node, "/healthz")).split(b"\r\n")[0]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any(r.__dict__.get("event") == "header_timeout" for r in caplog.records)
 
 
 async def test_the_deadline_ends_with_the_headers_and_a_websocket_lives_on(
@@ -101,7 +105,10 @@ async def test_the_deadline_ends_with_the_headers_and_a_websocket_lives_on(
 
 
 async def test_connections_over_the_cap_get_503_at_once_and_slots_free_up(
-    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
+    start_node: StartNode,
+    make_user: MakeUser,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     node = await start_node(header_timeout=30.0, max_http_connections=20)
     cred = await make_user()
@@ -124,6 +131,10 @@ async def test_connections_over_the_cap_get_503_at_once_and_slots_free_up(
         w.close()
     for ws in upgraded:
         await ws.close()
+    # Refusals are one throttled warning, never a traceback (aiohttp's request task included).
+    gc.collect()  # a task that failed unretrieved is reported when collected
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.__dict__.get("event") for r in warnings] == ["http_connections_full"]
 
 
 async def test_an_oversized_header_is_neither_echoed_nor_logged(
@@ -208,13 +219,15 @@ async def test_an_unmasked_client_frame_closes_with_1002(
 async def test_a_frame_of_exactly_max_frame_size_is_accepted_one_more_byte_closes_1009(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:
-    node = await start_node(max_frame_size=4096)
+    node = await start_node()
+    limit = node.settings.max_frame_size
+    assert limit == 65536
     cred = await make_user()
-    ws = await connect(http, node, cred, max_msg_size=0)
-    await ws.send_str("x" * 4096)  # not a command, but within the limit: an error frame
+    ws = await connect(http, node, cred)
+    await ws.send_str("x" * limit)  # not a command, but within the limit: an error frame
     reply = await recv(ws)
     assert reply["type"] == "error" and reply["code"] != "frame_too_large", reply
-    await ws.send_str("x" * 4097)
+    await ws.send_str("x" * (limit + 1))
     assert await recv_close(ws) == 1009
 
 
