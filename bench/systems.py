@@ -182,8 +182,9 @@ class Wsmq(System):
     name = "wsmq"
     kind: Kind = "rsmq"
     label = "wsmq serve (realtime wake-up, batch receive; legacy and wsmq.v1/ack)"
-    # wsmq runs with its defaults: valid wsmq.v1 acks do not count toward the frame rate limit.
-    DEFAULT_ARGS: tuple[str, ...] = ()
+    # wsmq runs with its defaults (valid wsmq.v1 acks do not count toward the frame rate
+    # limit) but one: every benchmark client is the same user, so no per-user socket cap.
+    DEFAULT_ARGS: tuple[str, ...] = ("--max-connections-per-user", "0")
 
     def __init__(self, extra_args: list[str] | None = None) -> None:
         env_args = shlex.split(os.environ.get("WSMQ_BENCH_SERVE_ARGS", ""))

@@ -8,7 +8,10 @@ before it is formatted. What is masked:
 * ``x-token``, ``x-access-token``, ``Authorization``, ``accessToken``, ``token``, ``password``
   and ``secret`` values in ``key: value`` / ``key=value`` / JSON / dict-repr form;
 * ``/auth <x-token> <x-access-token>`` and ``/refresh <x-token>`` frames;
-* anything that looks like a JWT (``eyJ...``).
+* anything that looks like a JWT (``eyJ...``);
+* the excerpt aiohttp puts in its error for an over-long request line or header
+  (``Got more than 8190 bytes when reading: b'<first 100 bytes of the value>...'``): a bare
+  value, a cookie or token without its header name.
 
 The gateway never logs message bodies (it logs queue names, ids and sizes), so payloads need no
 redaction; a ``/send`` frame is never logged either.
@@ -53,6 +56,7 @@ _PATTERNS: Final = (
     (re.compile(r"(/auth)(?:[ \t]+\S+){1,2}"), rf"\1 {REDACTED}"),
     (re.compile(r"(/refresh)[ \t]+\S+"), rf"\1 {REDACTED}"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){0,2}"), REDACTED),
+    (re.compile(r"(Got more than \S+ bytes when reading: )[^\r\n]*"), rf"\1{REDACTED}"),
 )
 
 # LogRecord attributes that are not user `extra` fields.

@@ -188,9 +188,21 @@ class Settings:
     )
     max_connections: int = _opt(0, "Open WebSockets per node (0 = unlimited).", group="limits")
     max_connections_per_user: int = _opt(
-        0,
+        32,
         "Open WebSockets of one user on this node (0 = unlimited); more get HTTP 429 "
         "(4429 after first-message `/auth`).",
+        group="limits",
+    )
+    header_timeout: float = _opt(
+        5.0,
+        "Seconds a new TCP connection has to send its request line and headers (else closed).",
+        group="limits",
+    )
+    max_http_connections: int = _opt(
+        1024,
+        "TCP connections per node not (yet) WebSockets: handshakes in progress, HTTP requests "
+        "and keep-alive connections; more get 503 at once (0 = unlimited). At most a quarter "
+        "of the open-file limit.",
         group="limits",
     )
     # -- operations ----------------------------------------------------------------------
@@ -232,6 +244,8 @@ class Settings:
             ("max_connections", self.max_connections >= 0, "must be >= 0"),
             ("redis_pool_size", self.redis_pool_size >= 1, "must be >= 1"),
             ("max_connections_per_user", self.max_connections_per_user >= 0, "must be >= 0"),
+            ("header_timeout", self.header_timeout > 0, "must be > 0"),
+            ("max_http_connections", self.max_http_connections >= 0, "must be >= 0"),
             ("expiry_warning", self.expiry_warning >= 0, "must be >= 0"),
             (
                 "log_level",

@@ -22,6 +22,7 @@ from wsmq.gateway import protocol as p
 from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
 from wsmq.gateway.deadlines import DeadlineTimer
+from wsmq.gateway.frames import require_masked_frames
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.heartbeat import HeartbeatSweeper
 from wsmq.gateway.http_release import release_http_state
@@ -268,7 +269,7 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         # and pongs reach the read loop, which answers pings itself.
         heartbeat=None,
         autoping=False,
-        max_msg_size=settings.max_frame_size,
+        max_msg_size=settings.max_frame_size + 1,  # aiohttp refuses a payload equal to it
         compress=settings.compress,
     )
     ready = ws.can_prepare(request)
@@ -316,6 +317,7 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         state.forget(conn)
         raise
     release_http_state(request)  # ~2.5 KiB per socket aiohttp keeps for HTTP, unused from here
+    require_masked_frames(request, ws)  # RFC 6455 §5.1: an unmasked client frame closes 1002
     metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
     log.info(
         "connection open",

@@ -156,10 +156,9 @@ class Connection(QueueActions):
                 self.heartbeat_misses = 0
                 kind = msg.type
                 if kind is not WSMsgType.TEXT and kind is not WSMsgType.BINARY:
-                    if kind is WSMsgType.PING:  # autoping is off: pings and pongs reach us
-                        await self._pong(msg.data)
-                        continue
-                    if kind is WSMsgType.PONG:
+                    if kind is WSMsgType.PING or kind is WSMsgType.PONG:
+                        # autoping is off: pings and pongs reach us, and count as frames
+                        await self._control_frame(kind, msg.data)
                         continue
                     if kind is WSMsgType.ERROR:
                         await self._close_for_error(ws.exception())
@@ -226,6 +225,13 @@ class Connection(QueueActions):
     async def _ping_slow(self) -> None:
         with contextlib.suppress(*_SEND_ERRORS):
             await self.ws.ping()
+
+    async def _control_frame(self, kind: WSMsgType, data: bytes) -> None:
+        over_limit = self.session.control_frame(time.time())
+        if over_limit:
+            await self.execute(over_limit)
+        elif kind is WSMsgType.PING:
+            await self._pong(data)
 
     async def _pong(self, data: bytes) -> None:
         with contextlib.suppress(*_SEND_ERRORS):

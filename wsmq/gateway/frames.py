@@ -13,6 +13,13 @@ bytes were written since the last check). When they are missing (another aiohttp
 permessage-deflate was negotiated, :meth:`send_texts` falls back to one ``send_str`` per
 frame; ``tests/gateway/test_frames.py`` fails if the installed aiohttp stops taking the
 fast path, so an upgrade cannot silently slow delivery down.
+
+:func:`require_masked_frames` closes a socket with 1002 on the first client frame that is not
+masked (RFC 6455 §5.1), which aiohttp's reader accepts: :class:`MaskedFramesOnly` follows the
+frame boundaries of the bytes received and hands them on to aiohttp's reader. It replaces the
+reader on aiohttp's ``RequestHandler`` (``_payload_parser``, read against aiohttp 3.14.5), and
+only where that handler has one and the queue reports errors as aiohttp's reader does;
+elsewhere it changes nothing (``tests/e2e/test_preupgrade_e2e.py`` fails then).
 """
 
 from __future__ import annotations
@@ -21,9 +28,15 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import WebSocketError, WSCloseCode, web
 
-__all__ = ["PING_FRAME", "FrameBatchWriter", "frame_text"]
+__all__ = [
+    "PING_FRAME",
+    "FrameBatchWriter",
+    "MaskedFramesOnly",
+    "frame_text",
+    "require_masked_frames",
+]
 
 _TEXT_FIN: Final = 0x81
 #: An unmasked, final ping frame with no payload (RFC 6455 §5.5.2).
@@ -108,3 +121,88 @@ class FrameBatchWriter:
         else:
             writer._output_size = size
         return len(payloads)
+
+
+class MaskedFramesOnly:
+    """Stands in for aiohttp's WebSocket reader on one connection: checks that every client
+    frame is masked, then passes the bytes on unchanged.
+
+    Only frame headers are looked at (2 to 14 bytes per frame); payloads are skipped by length.
+    On an unmasked frame the connection fails as on any protocol error of aiohttp's reader:
+    the error goes to the message queue (``receive()`` then closes with 1002) and nothing more
+    is parsed.
+    """
+
+    __slots__ = ("_failed", "_head", "_queue", "_reader", "_skip")
+
+    def __init__(self, reader: Any, queue: Any) -> None:
+        self._reader = reader
+        self._queue = queue
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._head = b""  # the start of a frame header split across reads
+        self._failed = False
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._failed:
+            return True, b""
+        data = bytes(data)
+        bad = self._unmasked_at(data)
+        if bad < 0:
+            result: tuple[bool, bytes] = self._reader.feed_data(data)
+            return result
+        self._failed = True
+        if bad > 0:  # the frames before it are handled, as aiohttp's reader would
+            self._reader.feed_data(data[:bad])
+        self._queue.set_exception(
+            WebSocketError(WSCloseCode.PROTOCOL_ERROR, "client frame not masked")
+        )
+        return True, b""
+
+    def _unmasked_at(self, data: bytes) -> int:
+        """Where in ``data`` the first unmasked frame starts (``0`` when its header began in
+        an earlier read), or ``-1`` when every frame header in it is masked."""
+        n = len(data)
+        pos = self._skip
+        if pos >= n:
+            self._skip = pos - n
+            return -1
+        held = len(self._head)
+        if held:  # a header split across reads (rare): join it with this read
+            data, pos, self._head = self._head + data, 0, b""
+            n = len(data)
+        while n - pos >= 2:
+            second = data[pos + 1]
+            if not second & 0x80:
+                return max(pos - held, 0)
+            length = second & 0x7F
+            size = 6 if length < 126 else 8 if length == 126 else 14
+            if n - pos < size:
+                break
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            pos += size + length
+        if pos >= n:
+            self._skip = pos - n
+        else:
+            self._head = data[pos:]
+            self._skip = 0
+        return -1
+
+
+def require_masked_frames(request: web.Request, ws: web.WebSocketResponse) -> bool:
+    """Close ``ws`` with 1002 on its first unmasked client frame (call right after
+    ``await ws.prepare(request)``). ``False`` when aiohttp's reader could not be wrapped."""
+    handler: Any = request.protocol
+    reader = getattr(handler, "_payload_parser", None)
+    queue = getattr(ws, "_reader", None)
+    if reader is None or isinstance(reader, MaskedFramesOnly) or queue is None:
+        return False
+    if not callable(getattr(queue, "set_exception", None)):
+        return False
+    handler._payload_parser = MaskedFramesOnly(reader, queue)
+    return True

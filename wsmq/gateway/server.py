@@ -28,6 +28,7 @@ from wsmq.gateway.app import (
 from wsmq.gateway.delivery import DeliveryEngine
 from wsmq.gateway.health import HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from wsmq.gateway.preupgrade import setup_runner
 from wsmq.settings import Settings
 
 __all__ = ["Gateway", "serve"]
@@ -321,7 +322,7 @@ async def serve(
             max_line_size=settings.max_header_size,
             max_field_size=settings.max_header_size,
         )
-        await runner.setup()
+        await setup_runner(runner, settings)  # header deadline, connection cap, fd limit
     gateway = Gateway(app, state, runner=runner, closers=closers, background=background)
     if runner is not None:
         try:

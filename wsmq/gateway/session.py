@@ -228,6 +228,13 @@ class Session:
             return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
         return self._dispatch(command, now)
 
+    def control_frame(self, now: float) -> list[Action]:
+        """A client ping or pong: nothing to answer here, but it counts toward the rate limit
+        like any frame (the connection sends the pong)."""
+        if self.state is State.CLOSED or self._rate_ok(now):
+            return []
+        return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
+
     def _rate_ok(self, now: float) -> bool:
         return self._bucket is None or self._bucket.take(now)
 
