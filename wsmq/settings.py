@@ -178,6 +178,12 @@ class Settings:
     log_level: str = _opt("info", "debug, info, warning or error.", group="ops")
     log_json: bool = _opt(False, "Write logs as one JSON object per line.", group="ops")
     metrics: bool = _opt(True, "Serve Prometheus metrics on GET /metrics.", group="ops")
+    routes_prefix: str = _opt(
+        "",
+        "URL path prefix of /healthz, /readyz, /metrics and /auth/* (e.g. `/wsmq` when "
+        "mounted on a host app whose own routes use those paths).",
+        group="ops",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -188,6 +194,12 @@ class Settings:
         checks: list[tuple[str, bool, str]] = [
             ("port", 0 <= self.port <= 65535, "must be 0..65535"),
             ("path", self.path.startswith("/"), "must start with /"),
+            (
+                "routes_prefix",
+                self.routes_prefix == ""
+                or (self.routes_prefix.startswith("/") and not self.routes_prefix.endswith("/")),
+                "must be empty or start with / and not end with /",
+            ),
             ("leeway", 0 <= self.leeway <= 5, "must be 0..5"),
             ("default_vt", 0 <= self.default_vt <= 9_999_999, "must be 0..9999999"),
             ("window", self.window >= 1, "must be >= 1"),

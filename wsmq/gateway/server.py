@@ -3,8 +3,13 @@
 A node is: the WebSocket endpoint, the delivery engine (one consumer per queue with local
 subscribers), the revocation listener (other nodes' logouts close sockets here), the auth HTTP
 endpoints and ``/healthz``, ``/readyz``, ``/metrics``. It runs its own aiohttp server, or mounts
-on a host application (``serve(app)``), in which case the host runs the server and the gateway
-closes with the app's ``on_shutdown``.
+on a host application (``serve(app)``), in which case the host runs the server: the gateway
+starts with the app's ``on_startup`` and closes with its ``on_shutdown``, so ``web.run_app(app)``
+works.
+
+``serve()`` assembles the node at once (routes are mounted before a host app starts) and
+returns a :class:`GatewayStart`: ``await`` it, or ``async with`` it, to start the node. A
+start that fails half-way closes everything it opened.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Generator
 from typing import Any
 
 from aiohttp import web
@@ -26,11 +32,11 @@ from wsmq.gateway.app import (
     websocket_handler,
 )
 from wsmq.gateway.delivery import DeliveryEngine
-from wsmq.gateway.health import HealthChecks, add_health_routes
+from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from wsmq.settings import Settings
 
-__all__ = ["Gateway", "serve"]
+__all__ = ["Gateway", "GatewayStart", "serve"]
 
 log = logging.getLogger("wsmq.gateway")
 
@@ -50,17 +56,21 @@ class Gateway:
         app: web.Application,
         state: GatewayState,
         *,
-        runner: web.AppRunner | None,
+        own_app: bool,
         closers: list[Any],
-        background: list[asyncio.Task[Any]],
+        redis_probe: Any = None,
     ) -> None:
         self.app = app
         self.state = state
         self.settings = state.settings
-        self._runner = runner
+        self._own_app = own_app
+        self._runner: web.AppRunner | None = None
         self._closers = closers
-        self._background = background
+        self._redis_probe = redis_probe
+        self._background: list[asyncio.Task[Any]] = []
+        self._starting: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
+        self._closing = asyncio.Event()  # no loop needed until awaited
         self.port: int | None = None
         self.host: str | None = None
 
@@ -93,6 +103,70 @@ class Gateway:
         host = rest.split("/", 1)[0]
         return f"{'https' if scheme == 'wss' else 'http'}://{host}"
 
+    async def _start(self) -> None:
+        """Start consuming, listening for revocations and (own server) accepting; once.
+
+        Whatever fails or is cancelled half-way, everything opened so far is closed.
+        """
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+            return
+        self._starting = asyncio.get_running_loop().create_future()
+        try:
+            await self._start_parts()
+        except BaseException as exc:
+            await self.close()
+            self._starting.set_exception(exc)
+            self._starting.exception()  # retrieved: concurrent callers re-raise it
+            raise
+        self._starting.set_result(None)
+        settings = self.settings
+        log.info(
+            "gateway listening",
+            extra={
+                "event": "listen",
+                "url": self.url,
+                "node": socket.gethostname(),
+                "users": _store_kind(self.state),
+                "redis": _redis_host(settings.redis_url),
+            },
+        )
+        log.debug("settings", extra={"event": "settings", "settings": settings.redacted()})
+
+    async def _start_parts(self) -> None:
+        state, settings = self.state, self.settings
+        if self._redis_probe is not None:
+            await _check_redis(self._redis_probe, settings.redis_url)
+        await state.engine.start()
+        if state.auth is not None:
+            self._background.append(
+                asyncio.create_task(_revocations(state), name="wsmq-revocations")
+            )
+        if self._own_app:
+            runner = self._runner = web.AppRunner(
+                self.app,
+                access_log=None,  # request lines may carry tokens (allow_query_token)
+                shutdown_timeout=max(settings.shutdown_timeout * 0.1, 0.1),
+                max_line_size=settings.max_header_size,
+                max_field_size=settings.max_header_size,
+            )
+            await runner.setup()
+            sock = _listen(settings.host, settings.port)
+            await web.SockSite(runner, sock).start()
+            self._bound(runner)
+
+    async def serve_forever(self) -> None:
+        """Wait until the node is closed (by :meth:`close`, a host app's shutdown, or a
+        signal handler). Cancelling the wait closes the node."""
+        await self._start()
+        try:
+            await self._closing.wait()
+            assert self._closed is not None  # set together with `_closing`
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.close())
+            raise
+
     @property
     def closed(self) -> bool:
         return self._closed is not None and self._closed.done()
@@ -109,6 +183,7 @@ class Gateway:
             await asyncio.shield(self._closed)
             return
         self._closed = asyncio.get_running_loop().create_future()
+        self._closing.set()
         try:
             await self._shutdown(restart)
         finally:
@@ -191,7 +266,28 @@ def _auth_config(settings: Settings) -> Any | None:
     )
 
 
-async def serve(
+class GatewayStart:
+    """What :func:`serve` returns: ``await`` it for the started :class:`Gateway`, or use it as
+    ``async with serve(...) as gateway:`` (closed on exit)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def _started(self) -> Gateway:
+        await self.gateway._start()
+        return self.gateway
+
+    def __await__(self) -> Generator[Any, None, Gateway]:
+        return self._started().__await__()
+
+    async def __aenter__(self) -> Gateway:
+        return await self._started()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.gateway.close()
+
+
+def serve(
     app: web.Application | None = None,
     *,
     settings: Settings | None = None,
@@ -199,12 +295,17 @@ async def serve(
     authenticate: Authenticate | None = None,
     user_store: Any | None = None,
     **overrides: Any,
-) -> Gateway:
-    """Start a gateway node and return its :class:`Gateway` handle.
+) -> GatewayStart:
+    """Assemble a gateway node; ``await`` the result to start it (or ``async with`` it).
+
+    ``gateway = await serve(...)`` returns the started :class:`Gateway`;
+    ``await gateway.serve_forever()`` then runs until it is closed or the wait is cancelled.
 
     Args:
-        app: mount on this aiohttp application instead of running a server of our own
-            (call before the app starts; the gateway closes on the app's ``on_shutdown``).
+        app: mount on this aiohttp application instead of running a server of our own. The
+            routes are added at once; the node starts with the app's ``on_startup`` (or when
+            awaited) and closes with its ``on_shutdown``, so ``serve(app, ...)`` followed by
+            ``web.run_app(app)`` works without awaiting anything.
         settings: a :class:`~wsmq.settings.Settings`; keyword ``overrides`` change single
             fields (``serve(redis_url=..., secret=..., users_file=..., port=0)``).
         authorize: ``authorize(user, qname, action) -> bool``, sync or ``async`` (action
@@ -219,12 +320,34 @@ async def serve(
         wsmq.settings.SettingsError: invalid settings.
         ValueError: token authentication needs ``secret`` (or key files) and a user store.
     """
+    settings = (settings or Settings()).replace(**overrides) if overrides else settings
+    settings = settings or Settings()
+    gateway = _assemble(app, settings, authorize, authenticate, user_store)
+    if app is not None:
+
+        async def on_startup(_app: web.Application) -> None:
+            await gateway._start()
+
+        async def on_shutdown(_app: web.Application) -> None:
+            await gateway.close()
+
+        app.on_startup.append(on_startup)
+        app.on_shutdown.append(on_shutdown)
+        app.on_cleanup.append(on_shutdown)  # a failed startup skips on_shutdown
+    return GatewayStart(gateway)
+
+
+def _assemble(
+    app: web.Application | None,
+    settings: Settings,
+    authorize: AuthorizeHook | None,
+    authenticate: Authenticate | None,
+    user_store: Any | None,
+) -> Gateway:
+    """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
     from wsmq.queue.realtime import RealtimeListener
 
-    settings = (settings or Settings()).replace(**overrides) if overrides else settings
-    settings = settings or Settings()
-    closers: list[Any] = []
     auth: Any | None = None
     store = user_store
     owns_store = False
@@ -280,59 +403,58 @@ async def serve(
         authorize=authorize,
         authenticate=authenticate,
     )
+    closers: list[Any] = [listener_close(listener), queues.close, health_redis.aclose]
+    if owns_store and store is not None:
+        closers.append(store.close)
     own_app = app is None
     if app is None:
         app = web.Application()
     app[STATE_KEY] = state
     app.router.add_get(settings.path, websocket_handler)
     metrics_text = (lambda: (metrics.render(), CONTENT_TYPE)) if settings.metrics else None
-    add_health_routes(app, health, metrics_text)
+    prefix = settings.routes_prefix
+    add_health_routes(app, health, metrics_text, prefix=prefix)
     if settings.auth_routes and auth is not None and store is not None:
         from wsmq.auth import RevocationBus, add_auth_routes
 
         publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
-        add_auth_routes(app, auth, store, publish_bus, trusted_proxies=settings.trusted_proxies)
-        closers.append(publish_bus.aclose)
-
-    await engine.start()
-    background: list[asyncio.Task[Any]] = []
-    if auth is not None:
-        background.append(asyncio.create_task(_revocations(state), name="wsmq-revocations"))
-    closers += [listener_close(listener), queues.close, health_redis.aclose]
-    if owns_store and store is not None:
-        closers.append(store.close)
-
-    runner: web.AppRunner | None = None
-    if own_app:
-        runner = web.AppRunner(
+        add_auth_routes(
             app,
-            access_log=None,  # request lines may carry tokens (allow_query_token)
-            shutdown_timeout=max(settings.shutdown_timeout * 0.1, 0.1),
-            max_line_size=settings.max_header_size,
-            max_field_size=settings.max_header_size,
+            auth,
+            store,
+            publish_bus,
+            prefix=f"{prefix}/auth",
+            trusted_proxies=settings.trusted_proxies,
         )
-        await runner.setup()
-    gateway = Gateway(app, state, runner=runner, closers=closers, background=background)
-    if runner is not None:
-        try:
-            sock = _listen(settings.host, settings.port)
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            # e.g. the port is taken: stop what already runs (engine, listeners, pools).
-            await gateway.close()
-            raise
-        gateway._bound(runner)
-    else:
+        closers.append(publish_bus.aclose)
+    return Gateway(app, state, own_app=own_app, closers=closers, redis_probe=health_redis)
 
-        async def on_shutdown(_app: web.Application) -> None:
-            await gateway.close()
 
-        app.on_shutdown.append(on_shutdown)
-    log.info(
-        "gateway listening",
-        extra={"event": "listen", "url": gateway.url, "settings": settings.redacted()},
-    )
-    return gateway
+async def _check_redis(client: AnyRedis, url: str) -> None:
+    """One clear line when Redis does not answer at start; the node starts anyway (its parts
+    retry in the background and ``/readyz`` reports it)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await client.ping()
+    except Exception as exc:  # any failure: say so once, do not fail the start
+        log.warning(
+            "Redis at %s does not answer (%s); starting anyway, retrying in the background "
+            "(/readyz fails until it answers)",
+            _redis_host(url),
+            type(exc).__name__,
+            extra={"event": "redis_down_at_start"},
+        )
+
+
+def _redis_host(url: str) -> str:
+    """``host:port`` part of a Redis URL, without credentials."""
+    rest = url.partition("://")[2] or url
+    return rest.rpartition("@")[2].split("/", 1)[0] or url
+
+
+def _store_kind(state: GatewayState) -> str:
+    """``FileUserStore``, ``MongoUserStore``, ... or ``hook`` (an ``authenticate`` hook)."""
+    return type(state.auth.store).__name__ if state.auth is not None else "hook"
 
 
 def _listen(host: str, port: int) -> socket.socket:
