@@ -23,17 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
-from wsmq.connections import AnyRedis, pool_stats, redis_from_url
-from wsmq.gateway.app import (
-    STATE_KEY,
-    Authenticate,
-    AuthorizeHook,
-    GatewayState,
-    websocket_handler,
-)
-from wsmq.gateway.delivery import DeliveryEngine
-from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
-from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
+from wsmq.gateway.assembly import assemble, check_redis, redis_host, store_kind
 from wsmq.settings import Settings
 
 __all__ = ["Gateway", "GatewayStart", "serve"]
@@ -115,9 +106,12 @@ class Gateway:
         try:
             await self._start_parts()
         except BaseException as exc:
-            await self.close()
-            self._starting.set_exception(exc)
-            self._starting.exception()  # retrieved: concurrent callers re-raise it
+            await asyncio.shield(self.close())  # a cancelled start still closes what it opened
+            if isinstance(exc, asyncio.CancelledError):
+                self._starting.cancel()
+            else:
+                self._starting.set_exception(exc)
+                self._starting.exception()  # retrieved: concurrent callers re-raise it
             raise
         self._starting.set_result(None)
         settings = self.settings
@@ -127,8 +121,8 @@ class Gateway:
                 "event": "listen",
                 "url": self.url,
                 "node": socket.gethostname(),
-                "users": _store_kind(self.state),
-                "redis": _redis_host(settings.redis_url),
+                "users": store_kind(self.state),
+                "redis": redis_host(settings.redis_url),
             },
         )
         log.debug("settings", extra={"event": "settings", "settings": settings.redacted()})
@@ -136,7 +130,7 @@ class Gateway:
     async def _start_parts(self) -> None:
         state, settings = self.state, self.settings
         if self._redis_probe is not None:
-            await _check_redis(self._redis_probe, settings.redis_url)
+            await check_redis(self._redis_probe, settings.redis_url)
         await state.engine.start()
         if state.auth is not None:
             self._background.append(
@@ -240,32 +234,6 @@ class Gateway:
         await self.close()
 
 
-def _health_redis(url: str) -> AnyRedis:
-    # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
-    # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
-    return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
-
-
-def _auth_config(settings: Settings) -> Any | None:
-    from wsmq.auth import AuthConfig
-
-    if not (settings.secret or settings.public_key_file or settings.private_key_file):
-        return None
-    return AuthConfig(
-        secret=settings.secret,
-        algorithm=settings.algorithm,
-        ttl=settings.token_ttl,
-        leeway=float(settings.leeway),
-        issuer=settings.issuer,
-        audience=settings.audience,
-        previous_secret=settings.previous_secret,
-        previous_secret_until=settings.previous_secret_until,
-        private_key_file=settings.private_key_file,
-        public_key_file=settings.public_key_file,
-        legacy_tokens2=settings.legacy_tokens2,
-    )
-
-
 class GatewayStart:
     """What :func:`serve` returns: ``await`` it for the started :class:`Gateway`, or use it as
     ``async with serve(...) as gateway:`` (closed on exit)."""
@@ -322,7 +290,14 @@ def serve(
     """
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
-    gateway = _assemble(app, settings, authorize, authenticate, user_store)
+    parts = assemble(app, settings, authorize, authenticate, user_store)
+    gateway = Gateway(
+        parts.app,
+        parts.state,
+        own_app=parts.own_app,
+        closers=parts.closers,
+        redis_probe=parts.redis_probe,
+    )
     if app is not None:
 
         async def on_startup(_app: web.Application) -> None:
@@ -337,126 +312,6 @@ def serve(
     return GatewayStart(gateway)
 
 
-def _assemble(
-    app: web.Application | None,
-    settings: Settings,
-    authorize: AuthorizeHook | None,
-    authenticate: Authenticate | None,
-    user_store: Any | None,
-) -> Gateway:
-    """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
-    from wsmq.queue import Queues
-    from wsmq.queue.realtime import RealtimeListener
-
-    auth: Any | None = None
-    store = user_store
-    owns_store = False
-    if authenticate is None or settings.secret or store is not None:
-        cfg = _auth_config(settings)
-        if cfg is None and authenticate is None:
-            raise ValueError("token authentication needs `secret` (or key files)")
-        if store is None and (settings.mongo_url or settings.users_file):
-            from wsmq.auth import open_user_store
-
-            store = open_user_store(
-                mongo_url=settings.mongo_url,
-                users_file=settings.users_file,
-                database=settings.mongo_database,
-            )
-            owns_store = True
-        if store is None and authenticate is None:
-            raise ValueError("token authentication needs a user store (mongo_url or users_file)")
-        if cfg is not None and store is not None:
-            from wsmq.auth import Authenticator
-
-            auth = Authenticator(cfg, store)
-
-    queues = Queues.from_url(
-        settings.redis_url,
-        ns=settings.ns,
-        realtime=True,
-        max_connections=settings.redis_pool_size,
-    )
-    listener = RealtimeListener(settings.redis_url, settings.ns)
-    metrics = GatewayMetrics()
-    metrics.watch_pool(pool_stats(queues.redis))
-    engine = DeliveryEngine(
-        queues,
-        listener,
-        poll_interval=settings.poll_interval,
-        batch_size=settings.batch_size,
-        on_redis_error=lambda exc: metrics.redis_errors.inc(),
-        stop_timeout=max(settings.shutdown_timeout * 0.2, 0.2),
-    )
-    health = HealthChecks()
-    health_redis = _health_redis(settings.redis_url)
-    health.add("redis", health_redis.ping)
-    if store is not None:
-        health.add("users", store.ping)
-    state = GatewayState(
-        settings=settings,
-        queues=queues,
-        engine=engine,
-        auth=auth,
-        metrics=metrics,
-        health=health,
-        authorize=authorize,
-        authenticate=authenticate,
-    )
-    closers: list[Any] = [listener_close(listener), queues.close, health_redis.aclose]
-    if owns_store and store is not None:
-        closers.append(store.close)
-    own_app = app is None
-    if app is None:
-        app = web.Application()
-    app[STATE_KEY] = state
-    app.router.add_get(settings.path, websocket_handler)
-    metrics_text = (lambda: (metrics.render(), CONTENT_TYPE)) if settings.metrics else None
-    prefix = settings.routes_prefix
-    add_health_routes(app, health, metrics_text, prefix=prefix)
-    if settings.auth_routes and auth is not None and store is not None:
-        from wsmq.auth import RevocationBus, add_auth_routes
-
-        publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
-        add_auth_routes(
-            app,
-            auth,
-            store,
-            publish_bus,
-            prefix=f"{prefix}/auth",
-            trusted_proxies=settings.trusted_proxies,
-        )
-        closers.append(publish_bus.aclose)
-    return Gateway(app, state, own_app=own_app, closers=closers, redis_probe=health_redis)
-
-
-async def _check_redis(client: AnyRedis, url: str) -> None:
-    """One clear line when Redis does not answer at start; the node starts anyway (its parts
-    retry in the background and ``/readyz`` reports it)."""
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT):
-            await client.ping()
-    except Exception as exc:  # any failure: say so once, do not fail the start
-        log.warning(
-            "Redis at %s does not answer (%s); starting anyway, retrying in the background "
-            "(/readyz fails until it answers)",
-            _redis_host(url),
-            type(exc).__name__,
-            extra={"event": "redis_down_at_start"},
-        )
-
-
-def _redis_host(url: str) -> str:
-    """``host:port`` part of a Redis URL, without credentials."""
-    rest = url.partition("://")[2] or url
-    return rest.rpartition("@")[2].split("/", 1)[0] or url
-
-
-def _store_kind(state: GatewayState) -> str:
-    """``FileUserStore``, ``MongoUserStore``, ... or ``hook`` (an ``authenticate`` hook)."""
-    return type(state.auth.store).__name__ if state.auth is not None else "hook"
-
-
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -469,11 +324,6 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
-
-
-def listener_close(listener: Any) -> Any:
-    """The close coroutine function of a realtime listener (``aclose`` or ``close``)."""
-    return getattr(listener, "aclose", None) or listener.close
 
 
 async def _revocations(state: GatewayState) -> None:
