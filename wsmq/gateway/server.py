@@ -33,7 +33,7 @@ log = logging.getLogger("wsmq.gateway")
 
 
 class Gateway:
-    """A running gateway node, as returned by :func:`serve`.
+    """A gateway node: what ``await serve(...)`` (or ``async with serve(...)``) gives.
 
     Attributes:
         app: the aiohttp application the endpoints are mounted on.

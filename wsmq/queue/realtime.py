@@ -296,7 +296,7 @@ class RealtimeListener:
                 delay = self.backoff_min
                 await self._read(pubsub)
             except _LOST as exc:
-                outage.failed(f"Redis connection lost ({exc})")
+                outage.failed(f"Redis unreachable or connection lost ({exc})")
             except Exception as exc:
                 # Never let the reader die: a dead reader would silently stop all notifications.
                 outage.failed(f"unexpected error ({exc!r})", level=logging.ERROR, exc_info=True)
