@@ -184,3 +184,38 @@ async def test_routes_prefix(redis_url: str, tmp_path: Path) -> None:
             assert resp.status == 400  # the route exists (and refuses an empty body)
         async with http.post(f"{base}/auth/login", json={}) as resp:
             assert resp.status in (404, 405)
+
+
+async def test_serve_awaited_inside_the_host_apps_on_startup(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``await serve(app)`` from the host app's own ``on_startup`` (its startup hooks are frozen
+    by then) starts at once and still closes with the app."""
+    from aiohttp import web
+
+    from wsmq.gateway import Gateway
+    from wsmq.redisproc import free_port
+
+    app = web.Application()
+    started: list[Gateway] = []
+
+    async def on_startup(app: web.Application) -> None:
+        kwargs = _node_kwargs(redis_url, tmp_path)
+        del kwargs["host"], kwargs["port"]
+        started.append(await serve(app, **kwargs))
+
+    app.on_startup.append(on_startup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/readyz") as resp,
+        ):
+            assert resp.status == 200
+    finally:
+        async with asyncio.timeout(10):
+            await runner.cleanup()
+    assert started[0].closed

@@ -306,7 +306,8 @@ def serve(
         async def on_shutdown(_app: web.Application) -> None:
             await gateway.close()
 
-        app.on_startup.append(on_startup)
+        if not app.on_startup.frozen:  # else called from the app's own on_startup: awaited
+            app.on_startup.append(on_startup)
         app.on_shutdown.append(on_shutdown)
         app.on_cleanup.append(on_shutdown)  # a failed startup skips on_shutdown
     return GatewayStart(gateway)
