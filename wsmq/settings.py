@@ -54,7 +54,9 @@ class Settings:
     port: int = _opt(8080, "TCP port to listen on (0 picks a free port).")
     path: str = _opt("/", "URL path of the WebSocket endpoint.")
     public_url: str | None = _opt(
-        None, "URL clients use to reach this node (only for logs and the handle's `url`)."
+        None,
+        "URL clients use to reach this node (`wss://mq.example.com/`): logs, the handle's "
+        "`url`, and the origin browsers may connect from when `allowed_origins` is empty.",
     )
     # -- redis ---------------------------------------------------------------------------
     redis_url: str = _opt(
@@ -127,14 +129,16 @@ class Settings:
     )
     allowed_origins: tuple[str, ...] = _opt(
         (),
-        "Origins browsers may connect from (comma-separated; `*` = any). Empty: same origin "
-        "only. Clients without an Origin header are not browsers and are allowed.",
+        "Origins browsers may connect from (comma-separated; `*` = any), compared as scheme, "
+        "host and port. Empty: same origin only (`public_url`'s; without it, an IP or "
+        "`localhost` Host). Clients without an Origin header are not browsers and are allowed.",
         group="auth",
     )
     trusted_proxies: tuple[str, ...] = _opt(
         (),
         "Addresses of reverse proxies (comma-separated IPs) whose X-Forwarded-For header gives "
-        "the client address for login rate limits. Empty: the peer address is the client.",
+        "the client address for login rate limits, and whose X-Forwarded-Proto the scheme for "
+        "the Origin check. Empty: the peer address is the client.",
         group="auth",
     )
     # -- delivery ------------------------------------------------------------------------
