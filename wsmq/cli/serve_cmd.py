@@ -99,8 +99,10 @@ def _check_users_file(settings: Settings, create: bool) -> None:
         return
     except OSError as exc:
         raise CliError("users_file_missing", f"cannot create users file {path}: {exc}", 2) from exc
+    from wsmq.auth.file_store import FORMAT_VERSION
+
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"version": 1, "users": []}) + "\n")
+        fh.write(json.dumps({"version": FORMAT_VERSION, "users": []}) + "\n")
     logging.getLogger("wsmq.gateway").info("created empty users file %s", path)
 
 
