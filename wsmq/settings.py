@@ -54,7 +54,9 @@ class Settings:
     port: int = _opt(8080, "TCP port to listen on (0 picks a free port).")
     path: str = _opt("/", "URL path of the WebSocket endpoint.")
     public_url: str | None = _opt(
-        None, "URL clients use to reach this node (only for logs and the handle's `url`)."
+        None,
+        "URL clients use to reach this node (`wss://mq.example.com/`): logs, the handle's "
+        "`url`, and the origin browsers may connect from when `allowed_origins` is empty.",
     )
     # -- redis ---------------------------------------------------------------------------
     redis_url: str = _opt(
@@ -127,14 +129,16 @@ class Settings:
     )
     allowed_origins: tuple[str, ...] = _opt(
         (),
-        "Origins browsers may connect from (comma-separated; `*` = any). Empty: same origin "
-        "only. Clients without an Origin header are not browsers and are allowed.",
+        "Origins browsers may connect from (comma-separated; `*` = any), compared as scheme, "
+        "host and port. Empty: same origin only (`public_url`'s; without it, an IP or "
+        "`localhost` Host). Clients without an Origin header are not browsers and are allowed.",
         group="auth",
     )
     trusted_proxies: tuple[str, ...] = _opt(
         (),
         "Addresses of reverse proxies (comma-separated IPs) whose X-Forwarded-For header gives "
-        "the client address for login rate limits. Empty: the peer address is the client.",
+        "the client address for login rate limits, and whose X-Forwarded-Proto the scheme for "
+        "the Origin check. Empty: the peer address is the client.",
         group="auth",
     )
     auth_attempts_per_ip: int = _opt(
@@ -212,6 +216,12 @@ class Settings:
     log_level: str = _opt("info", "debug, info, warning or error.", group="ops")
     log_json: bool = _opt(False, "Write logs as one JSON object per line.", group="ops")
     metrics: bool = _opt(True, "Serve Prometheus metrics on GET /metrics.", group="ops")
+    routes_prefix: str = _opt(
+        "",
+        "URL path prefix of /healthz, /readyz, /metrics and /auth/* (e.g. `/wsmq` when "
+        "mounted on a host app whose own routes use those paths).",
+        group="ops",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -222,6 +232,12 @@ class Settings:
         checks: list[tuple[str, bool, str]] = [
             ("port", 0 <= self.port <= 65535, "must be 0..65535"),
             ("path", self.path.startswith("/"), "must start with /"),
+            (
+                "routes_prefix",
+                self.routes_prefix == ""
+                or (self.routes_prefix.startswith("/") and not self.routes_prefix.endswith("/")),
+                "must be empty or start with / and not end with /",
+            ),
             ("leeway", 0 <= self.leeway <= 5, "must be 0..5"),
             ("default_vt", 0 <= self.default_vt <= 9_999_999, "must be 0..9999999"),
             ("window", self.window >= 1, "must be >= 1"),

@@ -111,7 +111,8 @@ def _gateway_refuses(url: str) -> str | None:
     with tempfile.TemporaryDirectory(prefix="wsmq-probe-") as tmp:
         cmd = [
             str(wsmq), "serve", "--port", "0", "--redis-url", url, "--json",
-            "--users-file", str(Path(tmp) / "users.json"), "--secret", "probe-secret-0123456789",
+            "--users-file", str(Path(tmp) / "users.json"), "--create-users-file",
+            "--secret", "probe-secret-0123456789",
         ]  # fmt: skip
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with subprocess.Popen(

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -31,50 +28,6 @@ from .conftest import (
     subscribe,
     wait_for,
 )
-
-WSMQ = Path(sys.executable).with_name("wsmq")
-
-
-class NodeProcess:
-    """``wsmq serve`` as a real subprocess (for SIGKILL/SIGTERM)."""
-
-    def __init__(
-        self, proc: asyncio.subprocess.Process, url: str, port: int, log_path: Path
-    ) -> None:
-        self.proc = proc
-        self.url = url
-        self.port = port
-        self.log_path = log_path
-        self.http_url = f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-async def spawn_node(users_file: Path, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def spawn(redis_url: str, *extra: str) -> NodeProcess:
-        log_path = tmp_path / f"node{len(procs)}.log"
-        with open(log_path, "wb") as log:  # the child keeps its own descriptor
-            proc = await asyncio.create_subprocess_exec(
-                str(WSMQ), "serve", "--host", "127.0.0.1", "--port", "0", "--redis-url", redis_url,
-                "--users-file", str(users_file), "--secret", SECRET, "--json",
-                "--poll-interval", "0.2", "--shutdown-timeout", "3", "--log-level", "debug", *extra,
-                stdout=asyncio.subprocess.PIPE, stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
-        procs.append(proc)
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            line = await proc.stdout.readline()
-        ready = json.loads(line)
-        return NodeProcess(proc, ready["url"], ready["port"], log_path)
-
-    yield spawn
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-        async with asyncio.timeout(10):
-            await proc.wait()
 
 
 class Consumer:

@@ -120,6 +120,61 @@ async def test_origin_allow_list(
     await ws.close()
 
 
+async def upgrade_status(http: aiohttp.ClientSession, port: int, headers: dict[str, str]) -> int:
+    """The status of a raw upgrade request to ``127.0.0.1:port`` (101 when accepted)."""
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Protocol": "wsmq.v1",
+    }
+    async with asyncio.timeout(5):
+        async with http.get(f"http://127.0.0.1:{port}/", headers={**upgrade, **headers}) as resp:
+            return resp.status
+
+
+# Single only: the Origin check never touches Redis; other backends would repeat it.
+@pytest.mark.backends("single")
+async def test_origin_compares_scheme_host_port_and_does_not_trust_host(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
+) -> None:
+    """Same-origin mode: a DNS name in ``Host`` is the attacker's own under DNS rebinding, and
+    an https page is another origin than an http node."""
+    alice = await make_user()
+    auth = alice_headers(alice)
+    node = await start_node()
+    assert node.port is not None
+    here = f"127.0.0.1:{node.port}"
+    ok = {"Origin": f"http://{here}"}
+    assert await upgrade_status(http, node.port, {**auth, **ok}) == 101
+    rebound = {"Origin": "http://evil.example", "Host": "evil.example"}
+    assert await upgrade_status(http, node.port, {**auth, **rebound}) == 403
+    other_scheme = {"Origin": f"https://{here}"}
+    assert await upgrade_status(http, node.port, {**auth, **other_scheme}) == 403
+    other_port = {"Origin": "http://127.0.0.1:1"}
+    assert await upgrade_status(http, node.port, {**auth, **other_port}) == 403
+    # X-Forwarded-Proto counts only from a trusted proxy (TLS ends at the proxy).
+    behind_tls = {"Origin": f"https://{here}", "X-Forwarded-Proto": "https"}
+    assert await upgrade_status(http, node.port, {**auth, **behind_tls}) == 403
+    proxied = await start_node(trusted_proxies="127.0.0.1")
+    assert proxied.port is not None
+    behind_tls["Origin"] = f"https://127.0.0.1:{proxied.port}"
+    assert await upgrade_status(http, proxied.port, {**auth, **behind_tls}) == 101
+    # A public name: its origin (wss -> https, default port) and nothing else.
+    public = await start_node(public_url="wss://mq.example.com/")
+    assert public.port is not None
+    for origin, status in [
+        ("https://mq.example.com", 101),
+        ("https://mq.example.com:443", 101),
+        ("http://mq.example.com", 403),
+        ("https://mq.example.com:8443", 403),
+        ("https://evil.example", 403),
+    ]:
+        headers = {**auth, "Origin": origin, "Host": "mq.example.com"}
+        assert await upgrade_status(http, public.port, headers) == status, origin
+
+
 def alice_headers(cred: Any) -> dict[str, str]:
     return dict(cred.headers)
 

@@ -12,8 +12,9 @@ from aiohttp.test_utils import make_mocked_request
 
 from wsmq.cli import main
 from wsmq.gateway import health, serve
-from wsmq.gateway.app import HookUser, _as_user, origin_allowed
+from wsmq.gateway.app import HookUser, _as_user
 from wsmq.gateway.health import HealthChecks
+from wsmq.gateway.origin import origin_allowed
 from wsmq.settings import SettingsError
 
 
@@ -28,17 +29,38 @@ def _request(origin: str | None, host: str = "mq.example.com:8080") -> Any:
     ("origin", "allowed", "ok"),
     [
         (None, (), True),  # not a browser
-        ("http://mq.example.com:8080", (), True),  # same origin
+        ("http://mq.example.com:8080", (), False),  # a DNS name in Host is not believed alone
+        ("http://127.0.0.1:8080", (), False),  # another host than Host's
         ("https://evil.example", (), False),
         ("https://app.example", ("https://app.example",), True),
         ("https://APP.example/", ("https://app.example",), True),
         ("https://app.example.evil", ("https://app.example",), False),
         ("null", ("https://app.example",), False),
         ("https://anything", ("*",), True),
+        ("https://app.example:443", ("https://app.example",), True),  # default port
+        ("http://app.example", ("https://app.example",), False),  # scheme
+        ("https://app.example:8443", ("https://app.example",), False),  # port
+        ("https://app.example:bad", ("https://app.example",), False),
     ],
 )
 def test_origin_allowed(origin: str | None, allowed: tuple[str, ...], ok: bool) -> None:
     assert origin_allowed(_request(origin), allowed) is ok
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "ok"),
+    [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
+        ("http://[::1]:8080", "[::1]:8080", True),
+        ("http://localhost:8080", "localhost:8080", True),
+        ("http://localhost", "localhost:80", True),
+        ("https://localhost:8080", "localhost:8080", False),  # scheme
+        ("http://localhost:8081", "localhost:8080", False),  # port
+        ("http://evil.example", "evil.example", False),  # DNS rebinding
+    ],
+)
+def test_same_origin_believes_only_ip_or_localhost_hosts(origin: str, host: str, ok: bool) -> None:
+    assert origin_allowed(_request(origin, host), ()) is ok
 
 
 async def test_readiness_checks_report_each_failure(monkeypatch: pytest.MonkeyPatch) -> None:

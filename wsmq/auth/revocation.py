@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsmq.connections import AnyRedis, broadcast_pubsub_client, redis_from_url
+from wsmq.outage_log import OutageLog
 
 log = logging.getLogger("wsmq.auth")
 
@@ -78,6 +79,7 @@ class RevocationBus:
         """
         backoff = 0.05
         first = True
+        outage = OutageLog(log, "revocation channel")
         while True:
             client: aioredis.Redis | None = None
             pubsub: PubSub | None = None
@@ -93,6 +95,7 @@ class RevocationBus:
                         await result
                 first = False
                 backoff = 0.05
+                outage.recovered()
                 while True:
                     msg = await pubsub.get_message(timeout=None)
                     if msg is None or msg.get("type") != "message":
@@ -103,11 +106,11 @@ class RevocationBus:
                         continue
                     yield user_id
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("revocation channel lost (%s); reconnecting", type(exc).__name__)
+                outage.failed(f"lost ({type(exc).__name__})")
             except RedisError as exc:
                 # e.g. an ACL without SUBSCRIBE rights: never end the iterator silently (the node
                 # would stop closing revoked users' sockets); say why and keep retrying.
-                log.error("revocation channel failed (%s: %s); retrying", type(exc).__name__, exc)
+                outage.failed(f"failed ({type(exc).__name__}: {exc})", level=logging.ERROR)
                 backoff = max(backoff, 1.0)
             finally:
                 try:

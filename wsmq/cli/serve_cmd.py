@@ -1,5 +1,8 @@
 """``wsmq serve``: run one gateway node until SIGTERM/SIGINT, then shut down gracefully.
 
+SIGHUP asks for a restart: the node shuts down the same way but closes its sockets with 1012
+(service restart) and exits with :data:`EXIT_RESTART`, for a supervisor to start it again.
+
 Every :class:`~wsmq.settings.Settings` field is a flag (``--redis-url``), a ``WSMQ_*``
 environment variable (``WSMQ_REDIS_URL``) and a key of the ``--config`` TOML file; flags win
 over the environment, which wins over the file.
@@ -12,15 +15,21 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
+import logging
 import os
 import signal
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from wsmq.cli.common import EXIT_OK, CliError, print_json
 from wsmq.settings import ENV_PREFIX, GROUPS, Settings, SettingsError, type_label
 
-__all__ = ["register", "settings_from_args"]
+__all__ = ["EXIT_RESTART", "register", "settings_from_args"]
+
+#: Exit status after SIGHUP (EX_TEMPFAIL): "restart me", also for ``Restart=on-failure``.
+EXIT_RESTART: Final = 75
 
 
 _DEFAULTS = Settings()
@@ -84,13 +93,50 @@ def start_error(exc: OSError | ValueError, settings: Settings) -> CliError:
     return CliError("start_failed", str(exc))
 
 
+def _check_users_file(settings: Settings, create: bool) -> None:
+    """A users file that does not exist is a typo more often than a fresh install: refuse it
+    (one clear line, exit 2) unless ``--create-users-file`` says to start with no users."""
+    if settings.mongo_url or not settings.users_file:
+        return
+    path = Path(settings.users_file)
+    if path.exists():
+        return
+    if not create:
+        raise CliError(
+            "users_file_missing",
+            f"users file {path} does not exist: add users with `wsmq user add --users-file "
+            f"{path} NAME`, or pass --create-users-file to start with none",
+            2,
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # hashes go in here
+    except FileExistsError:  # created meanwhile (another node): fine
+        return
+    except OSError as exc:
+        raise CliError("users_file_missing", f"cannot create users file {path}: {exc}", 2) from exc
+    from wsmq.auth.file_store import FORMAT_VERSION
+
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"version": FORMAT_VERSION, "users": []}) + "\n")
+    logging.getLogger("wsmq.gateway").info("created empty users file %s", path)
+
+
 async def _run(settings: Settings, json_output: bool) -> int:
     from wsmq.gateway import serve
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    restart = False
+
+    def on_restart() -> None:
+        nonlocal restart
+        restart = True
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_restart)
     try:
         gateway = await serve(settings=settings)
     except (OSError, ValueError) as exc:
@@ -105,11 +151,11 @@ async def _run(settings: Settings, json_output: bool) -> int:
         await stop.wait()
     finally:
         # A second signal during shutdown cuts it short (the default handlers come back).
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-        await gateway.close()
-    return EXIT_OK
+        await gateway.close(restart=restart)
+    return EXIT_RESTART if restart else EXIT_OK
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -118,6 +164,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     _check_required(settings)
     configure_logging(settings.log_level, json=settings.log_json)
+    _check_users_file(settings, bool(args.create_users_file))
     try:
         import uvloop
 
@@ -135,7 +182,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Run a wsmq gateway node: WebSocket endpoint, delivery from Redis queues, auth "
             "endpoints, /healthz, /readyz and /metrics. SIGTERM or SIGINT shuts down "
-            "gracefully (in-flight messages released, sockets closed with 1001). Every "
+            "gracefully (in-flight messages released, sockets closed with 1001, exit 0); "
+            "SIGHUP does the same with 1012 (restarting) and exits 75 for a supervisor to "
+            "restart the node. Every "
             "setting is also a WSMQ_* environment variable and a key of --config FILE.toml. "
             "Reference: docs/configuration.md."
         ),
@@ -145,6 +194,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--json", action="store_true", help="print the listening line as one JSON object"
+    )
+    parser.add_argument(
+        "--create-users-file",
+        action="store_true",
+        help="create an empty --users-file if it does not exist (else that is an error)",
     )
     _add_settings_flags(parser)
     parser.set_defaults(func=_cmd_serve)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wsmq.gateway.server import Gateway, serve
+    from wsmq.gateway.server import Gateway, GatewayStart, serve
 
-__all__ = ["Gateway", "serve"]
+__all__ = ["Gateway", "GatewayStart", "serve"]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -27,6 +26,7 @@ from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.heartbeat import HeartbeatSweeper
 from wsmq.gateway.http_release import release_http_state
 from wsmq.gateway.metrics import GatewayMetrics
+from wsmq.gateway.origin import origin_allowed
 from wsmq.gateway.session import SessionLimits
 from wsmq.settings import Settings
 
@@ -200,24 +200,6 @@ def _json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-def origin_allowed(request: web.Request, allowed: Collection[str]) -> bool:
-    """Cross-site WebSocket hijacking guard.
-
-    No ``Origin`` header: not a browser, allowed. ``*`` in ``allowed``: any origin. Otherwise
-    the origin must be listed, or — with an empty list — be this server's own host.
-    """
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    origin = origin.strip().rstrip("/").lower()
-    if "*" in allowed:
-        return True
-    if allowed:
-        return origin in {a.strip().rstrip("/").lower() for a in allowed}
-    netloc = urlsplit(origin).netloc
-    return bool(netloc) and netloc == request.host.lower()
-
-
 def _peer(request: web.Request) -> str:
     return request.remote or "?"
 
@@ -261,7 +243,12 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         return reject(503, "shutting_down", "this node is shutting down; connect to another")
     if settings.max_connections and len(state.connections) >= settings.max_connections:
         return reject(503, "too_many_connections", "this node is full; connect to another")
-    if not origin_allowed(request, settings.allowed_origins):
+    if not origin_allowed(
+        request,
+        settings.allowed_origins,
+        public_url=settings.public_url,
+        trusted_proxies=settings.trusted_proxies,
+    ):
         return reject(403, "forbidden_origin", "this Origin may not open WebSockets here")
     ws = web.WebSocketResponse(
         protocols=p.SUBPROTOCOLS,

@@ -3,8 +3,13 @@
 A node is: the WebSocket endpoint, the delivery engine (one consumer per queue with local
 subscribers), the revocation listener (other nodes' logouts close sockets here), the auth HTTP
 endpoints and ``/healthz``, ``/readyz``, ``/metrics``. It runs its own aiohttp server, or mounts
-on a host application (``serve(app)``), in which case the host runs the server and the gateway
-closes with the app's ``on_shutdown``.
+on a host application (``serve(app)``), in which case the host runs the server: the gateway
+starts with the app's ``on_startup`` and closes with its ``on_shutdown``, so ``web.run_app(app)``
+works.
+
+``serve()`` assembles the node at once (routes are mounted before a host app starts) and
+returns a :class:`GatewayStart`: ``await`` it, or ``async with`` it, to start the node. A
+start that fails half-way closes everything it opened.
 """
 
 from __future__ import annotations
@@ -13,31 +18,23 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Generator
 from typing import Any
 
 from aiohttp import web
 
-from wsmq.connections import AnyRedis, pool_stats, redis_from_url
-from wsmq.gateway.app import (
-    STATE_KEY,
-    Authenticate,
-    AuthorizeHook,
-    GatewayState,
-    websocket_handler,
-)
-from wsmq.gateway.delivery import DeliveryEngine
-from wsmq.gateway.health import HealthChecks, add_health_routes
-from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
+from wsmq.gateway.assembly import assemble, check_redis, redis_host, store_kind
 from wsmq.gateway.preupgrade import setup_runner
 from wsmq.settings import Settings
 
-__all__ = ["Gateway", "serve"]
+__all__ = ["Gateway", "GatewayStart", "serve"]
 
 log = logging.getLogger("wsmq.gateway")
 
 
 class Gateway:
-    """A running gateway node, as returned by :func:`serve`.
+    """A gateway node: what ``await serve(...)`` (or ``async with serve(...)``) gives.
 
     Attributes:
         app: the aiohttp application the endpoints are mounted on.
@@ -51,17 +48,21 @@ class Gateway:
         app: web.Application,
         state: GatewayState,
         *,
-        runner: web.AppRunner | None,
+        own_app: bool,
         closers: list[Any],
-        background: list[asyncio.Task[Any]],
+        redis_probe: Any = None,
     ) -> None:
         self.app = app
         self.state = state
         self.settings = state.settings
-        self._runner = runner
+        self._own_app = own_app
+        self._runner: web.AppRunner | None = None
         self._closers = closers
-        self._background = background
+        self._redis_probe = redis_probe
+        self._background: list[asyncio.Task[Any]] = []
+        self._starting: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
+        self._closing = asyncio.Event()  # no loop needed until awaited
         self.port: int | None = None
         self.host: str | None = None
 
@@ -94,6 +95,73 @@ class Gateway:
         host = rest.split("/", 1)[0]
         return f"{'https' if scheme == 'wss' else 'http'}://{host}"
 
+    async def _start(self) -> None:
+        """Start consuming, listening for revocations and (own server) accepting; once.
+
+        Whatever fails or is cancelled half-way, everything opened so far is closed.
+        """
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+            return
+        self._starting = asyncio.get_running_loop().create_future()
+        try:
+            await self._start_parts()
+        except BaseException as exc:
+            await asyncio.shield(self.close())  # a cancelled start still closes what it opened
+            if isinstance(exc, asyncio.CancelledError):
+                self._starting.cancel()
+            else:
+                self._starting.set_exception(exc)
+                self._starting.exception()  # retrieved: concurrent callers re-raise it
+            raise
+        self._starting.set_result(None)
+        settings = self.settings
+        log.info(
+            "gateway listening",
+            extra={
+                "event": "listen",
+                "url": self.url,
+                "node": socket.gethostname(),
+                "users": store_kind(self.state),
+                "redis": redis_host(settings.redis_url),
+            },
+        )
+        log.debug("settings", extra={"event": "settings", "settings": settings.redacted()})
+
+    async def _start_parts(self) -> None:
+        state, settings = self.state, self.settings
+        if self._redis_probe is not None:
+            await check_redis(self._redis_probe, settings.redis_url)
+        await state.engine.start()
+        if state.auth is not None:
+            self._background.append(
+                asyncio.create_task(_revocations(state), name="wsmq-revocations")
+            )
+        if self._own_app:
+            runner = self._runner = web.AppRunner(
+                self.app,
+                access_log=None,  # request lines may carry tokens (allow_query_token)
+                shutdown_timeout=max(settings.shutdown_timeout * 0.1, 0.1),
+                max_line_size=settings.max_header_size,
+                max_field_size=settings.max_header_size,
+            )
+            await setup_runner(runner, settings)  # header deadline, connection cap, fd limit
+            sock = _listen(settings.host, settings.port)
+            await web.SockSite(runner, sock).start()
+            self._bound(runner)
+
+    async def serve_forever(self) -> None:
+        """Wait until the node is closed (by :meth:`close`, a host app's shutdown, or a
+        signal handler). Cancelling the wait closes the node."""
+        await self._start()
+        try:
+            await self._closing.wait()
+            assert self._closed is not None  # set together with `_closing`
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.close())
+            raise
+
     @property
     def closed(self) -> bool:
         return self._closed is not None and self._closed.done()
@@ -110,6 +178,7 @@ class Gateway:
             await asyncio.shield(self._closed)
             return
         self._closed = asyncio.get_running_loop().create_future()
+        self._closing.set()
         try:
             await self._shutdown(restart)
         finally:
@@ -166,33 +235,28 @@ class Gateway:
         await self.close()
 
 
-def _health_redis(url: str) -> AnyRedis:
-    # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
-    # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
-    return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
+class GatewayStart:
+    """What :func:`serve` returns: ``await`` it for the started :class:`Gateway`, or use it as
+    ``async with serve(...) as gateway:`` (closed on exit)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def _started(self) -> Gateway:
+        await self.gateway._start()
+        return self.gateway
+
+    def __await__(self) -> Generator[Any, None, Gateway]:
+        return self._started().__await__()
+
+    async def __aenter__(self) -> Gateway:
+        return await self._started()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.gateway.close()
 
 
-def _auth_config(settings: Settings) -> Any | None:
-    from wsmq.auth import AuthConfig
-
-    if not (settings.secret or settings.public_key_file or settings.private_key_file):
-        return None
-    return AuthConfig(
-        secret=settings.secret,
-        algorithm=settings.algorithm,
-        ttl=settings.token_ttl,
-        leeway=float(settings.leeway),
-        issuer=settings.issuer,
-        audience=settings.audience,
-        previous_secret=settings.previous_secret,
-        previous_secret_until=settings.previous_secret_until,
-        private_key_file=settings.private_key_file,
-        public_key_file=settings.public_key_file,
-        legacy_tokens2=settings.legacy_tokens2,
-    )
-
-
-async def serve(
+def serve(
     app: web.Application | None = None,
     *,
     settings: Settings | None = None,
@@ -200,12 +264,17 @@ async def serve(
     authenticate: Authenticate | None = None,
     user_store: Any | None = None,
     **overrides: Any,
-) -> Gateway:
-    """Start a gateway node and return its :class:`Gateway` handle.
+) -> GatewayStart:
+    """Assemble a gateway node; ``await`` the result to start it (or ``async with`` it).
+
+    ``gateway = await serve(...)`` returns the started :class:`Gateway`;
+    ``await gateway.serve_forever()`` then runs until it is closed or the wait is cancelled.
 
     Args:
-        app: mount on this aiohttp application instead of running a server of our own
-            (call before the app starts; the gateway closes on the app's ``on_shutdown``).
+        app: mount on this aiohttp application instead of running a server of our own. The
+            routes are added at once; the node starts with the app's ``on_startup`` (or when
+            awaited) and closes with its ``on_shutdown``, so ``serve(app, ...)`` followed by
+            ``web.run_app(app)`` works without awaiting anything.
         settings: a :class:`~wsmq.settings.Settings`; keyword ``overrides`` change single
             fields (``serve(redis_url=..., secret=..., users_file=..., port=0)``).
         authorize: ``authorize(user, qname, action) -> bool``, sync or ``async`` (action
@@ -220,130 +289,29 @@ async def serve(
         wsmq.settings.SettingsError: invalid settings.
         ValueError: token authentication needs ``secret`` (or key files) and a user store.
     """
-    from wsmq.queue import Queues
-    from wsmq.queue.realtime import RealtimeListener
-
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
-    closers: list[Any] = []
-    auth: Any | None = None
-    store = user_store
-    owns_store = False
-    if authenticate is None or settings.secret or store is not None:
-        cfg = _auth_config(settings)
-        if cfg is None and authenticate is None:
-            raise ValueError("token authentication needs `secret` (or key files)")
-        if store is None and (settings.mongo_url or settings.users_file):
-            from wsmq.auth import open_user_store
-
-            store = open_user_store(
-                mongo_url=settings.mongo_url,
-                users_file=settings.users_file,
-                database=settings.mongo_database,
-            )
-            owns_store = True
-        if store is None and authenticate is None:
-            raise ValueError("token authentication needs a user store (mongo_url or users_file)")
-        if cfg is not None and store is not None:
-            from wsmq.auth import Authenticator
-
-            auth = Authenticator(cfg, store)
-
-    queues = Queues.from_url(
-        settings.redis_url,
-        ns=settings.ns,
-        realtime=True,
-        max_connections=settings.redis_pool_size,
+    parts = assemble(app, settings, authorize, authenticate, user_store)
+    gateway = Gateway(
+        parts.app,
+        parts.state,
+        own_app=parts.own_app,
+        closers=parts.closers,
+        redis_probe=parts.redis_probe,
     )
-    listener = RealtimeListener(settings.redis_url, settings.ns)
-    metrics = GatewayMetrics()
-    metrics.watch_pool(pool_stats(queues.redis))
-    engine = DeliveryEngine(
-        queues,
-        listener,
-        poll_interval=settings.poll_interval,
-        batch_size=settings.batch_size,
-        on_redis_error=lambda exc: metrics.redis_errors.inc(),
-        stop_timeout=max(settings.shutdown_timeout * 0.2, 0.2),
-    )
-    health = HealthChecks()
-    health_redis = _health_redis(settings.redis_url)
-    health.add("redis", health_redis.ping)
-    if store is not None:
-        health.add("users", store.ping)
-    state = GatewayState(
-        settings=settings,
-        queues=queues,
-        engine=engine,
-        auth=auth,
-        metrics=metrics,
-        health=health,
-        authorize=authorize,
-        authenticate=authenticate,
-    )
-    own_app = app is None
-    if app is None:
-        app = web.Application()
-    app[STATE_KEY] = state
-    app.router.add_get(settings.path, websocket_handler)
-    metrics_text = (lambda: (metrics.render(), CONTENT_TYPE)) if settings.metrics else None
-    add_health_routes(app, health, metrics_text)
-    if settings.auth_routes and auth is not None and store is not None:
-        from wsmq.auth import RevocationBus, add_auth_routes
-        from wsmq.auth.limiter import AuthLimits
+    if app is not None:
 
-        publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
-        add_auth_routes(
-            app,
-            auth,
-            store,
-            publish_bus,
-            trusted_proxies=settings.trusted_proxies,
-            limits=AuthLimits.from_settings(settings),
-            redis_url=settings.redis_url,
-            ns=settings.ns,
-        )
-        closers.append(publish_bus.aclose)
-
-    await engine.start()
-    background: list[asyncio.Task[Any]] = []
-    if auth is not None:
-        background.append(asyncio.create_task(_revocations(state), name="wsmq-revocations"))
-    closers += [listener_close(listener), queues.close, health_redis.aclose]
-    if owns_store and store is not None:
-        closers.append(store.close)
-
-    runner: web.AppRunner | None = None
-    if own_app:
-        runner = web.AppRunner(
-            app,
-            access_log=None,  # request lines may carry tokens (allow_query_token)
-            shutdown_timeout=max(settings.shutdown_timeout * 0.1, 0.1),
-            max_line_size=settings.max_header_size,
-            max_field_size=settings.max_header_size,
-        )
-        await setup_runner(runner, settings)  # header deadline, connection cap, fd limit
-    gateway = Gateway(app, state, runner=runner, closers=closers, background=background)
-    if runner is not None:
-        try:
-            sock = _listen(settings.host, settings.port)
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            # e.g. the port is taken: stop what already runs (engine, listeners, pools).
-            await gateway.close()
-            raise
-        gateway._bound(runner)
-    else:
+        async def on_startup(_app: web.Application) -> None:
+            await gateway._start()
 
         async def on_shutdown(_app: web.Application) -> None:
             await gateway.close()
 
+        if not app.on_startup.frozen:  # else called from the app's own on_startup: awaited
+            app.on_startup.append(on_startup)
         app.on_shutdown.append(on_shutdown)
-    log.info(
-        "gateway listening",
-        extra={"event": "listen", "url": gateway.url, "settings": settings.redacted()},
-    )
-    return gateway
+        app.on_cleanup.append(on_shutdown)  # a failed startup skips on_shutdown
+    return GatewayStart(gateway)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -358,11 +326,6 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
-
-
-def listener_close(listener: Any) -> Any:
-    """The close coroutine function of a realtime listener (``aclose`` or ``close``)."""
-    return getattr(listener, "aclose", None) or listener.close
 
 
 async def _revocations(state: GatewayState) -> None:

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..connections import parse_redis_url, redis_from_url
+from ..outage_log import OutageLog
 from .keys import KeyLayout
 from .pubsub_reader import PubSubReader
 from .validation import validate_qname
@@ -276,6 +277,7 @@ class RealtimeListener:
 
     async def _run(self) -> None:
         delay = self.backoff_min
+        outage = OutageLog(log, "realtime listener")
         while not self._closed:
             pubsub = self._client.pubsub()
             try:
@@ -290,13 +292,14 @@ class RealtimeListener:
                         await self._sub(pubsub, *channels)
                 self.connections += 1
                 self.connected.set()
+                outage.recovered()
                 delay = self.backoff_min
                 await self._read(pubsub)
             except _LOST as exc:
-                log.warning("realtime listener: Redis connection lost (%s); reconnecting", exc)
-            except Exception:
+                outage.failed(f"Redis unreachable or connection lost ({exc})")
+            except Exception as exc:
                 # Never let the reader die: a dead reader would silently stop all notifications.
-                log.exception("realtime listener: unexpected error; reconnecting")
+                outage.failed(f"unexpected error ({exc!r})", level=logging.ERROR, exc_info=True)
             finally:
                 self._pubsub = None
                 self.connected.clear()

@@ -1,0 +1,199 @@
+"""Assembling a gateway node from its settings: every part built, every route mounted, nothing
+connected yet (no event loop needed, so ``serve(app, ...)`` may run before ``web.run_app``).
+
+Also the start-time Redis check, which says once and clearly that Redis does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from wsmq.connections import AnyRedis, pool_stats, redis_from_url
+from wsmq.gateway.app import (
+    STATE_KEY,
+    Authenticate,
+    AuthorizeHook,
+    GatewayState,
+    websocket_handler,
+)
+from wsmq.gateway.delivery import DeliveryEngine
+from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
+from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from wsmq.settings import Settings
+
+__all__ = ["NodeParts", "assemble", "check_redis", "listener_close", "redis_host", "store_kind"]
+
+log = logging.getLogger("wsmq.gateway")
+
+
+@dataclass
+class NodeParts:
+    """A node's parts before it starts."""
+
+    app: web.Application
+    state: GatewayState
+    own_app: bool
+    #: Close coroutine functions of everything the node opens (Redis clients, the store...).
+    closers: list[Any]
+    #: The readiness Redis client, also used for the start-time check.
+    redis_probe: AnyRedis
+
+
+def assemble(
+    app: web.Application | None,
+    settings: Settings,
+    authorize: AuthorizeHook | None,
+    authenticate: Authenticate | None,
+    user_store: Any | None,
+) -> NodeParts:
+    """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
+    from wsmq.queue import Queues
+    from wsmq.queue.realtime import RealtimeListener
+
+    auth: Any | None = None
+    store = user_store
+    owns_store = False
+    if authenticate is None or settings.secret or store is not None:
+        cfg = _auth_config(settings)
+        if cfg is None and authenticate is None:
+            raise ValueError("token authentication needs `secret` (or key files)")
+        if store is None and (settings.mongo_url or settings.users_file):
+            from wsmq.auth import open_user_store
+
+            store = open_user_store(
+                mongo_url=settings.mongo_url,
+                users_file=settings.users_file,
+                database=settings.mongo_database,
+            )
+            owns_store = True
+        if store is None and authenticate is None:
+            raise ValueError("token authentication needs a user store (mongo_url or users_file)")
+        if cfg is not None and store is not None:
+            from wsmq.auth import Authenticator
+
+            auth = Authenticator(cfg, store)
+
+    queues = Queues.from_url(
+        settings.redis_url,
+        ns=settings.ns,
+        realtime=True,
+        max_connections=settings.redis_pool_size,
+    )
+    listener = RealtimeListener(settings.redis_url, settings.ns)
+    metrics = GatewayMetrics()
+    metrics.watch_pool(pool_stats(queues.redis))
+    engine = DeliveryEngine(
+        queues,
+        listener,
+        poll_interval=settings.poll_interval,
+        batch_size=settings.batch_size,
+        on_redis_error=lambda exc: metrics.redis_errors.inc(),
+        stop_timeout=max(settings.shutdown_timeout * 0.2, 0.2),
+    )
+    health = HealthChecks()
+    health_redis = _health_redis(settings.redis_url)
+    health.add("redis", health_redis.ping)
+    if store is not None:
+        health.add("users", store.ping)
+    state = GatewayState(
+        settings=settings,
+        queues=queues,
+        engine=engine,
+        auth=auth,
+        metrics=metrics,
+        health=health,
+        authorize=authorize,
+        authenticate=authenticate,
+    )
+    closers: list[Any] = [listener_close(listener), queues.close, health_redis.aclose]
+    if owns_store and store is not None:
+        closers.append(store.close)
+    own_app = app is None
+    if app is None:
+        app = web.Application()
+    app[STATE_KEY] = state
+    app.router.add_get(settings.path, websocket_handler)
+    metrics_text = (lambda: (metrics.render(), CONTENT_TYPE)) if settings.metrics else None
+    prefix = settings.routes_prefix
+    add_health_routes(app, health, metrics_text, prefix=prefix)
+    if settings.auth_routes and auth is not None and store is not None:
+        from wsmq.auth import RevocationBus, add_auth_routes
+        from wsmq.auth.limiter import AuthLimits
+
+        publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
+        add_auth_routes(
+            app,
+            auth,
+            store,
+            publish_bus,
+            prefix=f"{prefix}/auth",
+            trusted_proxies=settings.trusted_proxies,
+            limits=AuthLimits.from_settings(settings),
+            redis_url=settings.redis_url,
+            ns=settings.ns,
+        )
+        closers.append(publish_bus.aclose)
+    return NodeParts(app, state, own_app, closers, health_redis)
+
+
+async def check_redis(client: AnyRedis, url: str) -> None:
+    """One clear line when Redis does not answer at start; the node starts anyway (its parts
+    retry in the background and ``/readyz`` reports it)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await client.ping()
+    except Exception as exc:  # any failure: say so once, do not fail the start
+        log.warning(
+            "Redis at %s does not answer (%s); starting anyway, retrying in the background "
+            "(/readyz fails until it answers)",
+            redis_host(url),
+            type(exc).__name__,
+            extra={"event": "redis_down_at_start"},
+        )
+
+
+def redis_host(url: str) -> str:
+    """``host:port`` part of a Redis URL, without credentials."""
+    rest = url.partition("://")[2] or url
+    return rest.rpartition("@")[2].split("/", 1)[0] or url
+
+
+def store_kind(state: GatewayState) -> str:
+    """``FileUserStore``, ``MongoUserStore``, ... or ``hook`` (an ``authenticate`` hook)."""
+    return type(state.auth.store).__name__ if state.auth is not None else "hook"
+
+
+def _health_redis(url: str) -> AnyRedis:
+    # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
+    # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
+    return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
+
+
+def _auth_config(settings: Settings) -> Any | None:
+    from wsmq.auth import AuthConfig
+
+    if not (settings.secret or settings.public_key_file or settings.private_key_file):
+        return None
+    return AuthConfig(
+        secret=settings.secret,
+        algorithm=settings.algorithm,
+        ttl=settings.token_ttl,
+        leeway=float(settings.leeway),
+        issuer=settings.issuer,
+        audience=settings.audience,
+        previous_secret=settings.previous_secret,
+        previous_secret_until=settings.previous_secret_until,
+        private_key_file=settings.private_key_file,
+        public_key_file=settings.public_key_file,
+        legacy_tokens2=settings.legacy_tokens2,
+    )
+
+
+def listener_close(listener: Any) -> Any:
+    """The close coroutine function of a realtime listener (``aclose`` or ``close``)."""
+    return getattr(listener, "aclose", None) or listener.close
