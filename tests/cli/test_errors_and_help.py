@@ -123,7 +123,7 @@ def test_serve_on_a_port_in_use_names_host_and_port(
 ) -> None:
     argv = [
         sys.executable, "-m", "wsmq", "serve", "--host", "127.0.0.1", "--port", str(busy_port),
-        "--redis-url", redis_url, "--users-file", str(tmp_path / "u.json"),
+        "--redis-url", redis_url, "--users-file", str(tmp_path / "u.json"), "--create-users-file",
     ]  # fmt: skip
     env = {**os.environ, "WSMQ_SECRET": SECRET, "WSMQ_LOG_LEVEL": "warning"}
     for as_json in (False, True):
