@@ -7,8 +7,8 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
   the engine hands back for it (its unacked, in-flight message ids);
 - :class:`QueueConsumer` consumes one queue with at most one asyncio task. Woken (realtime
   notification, fallback poll, an opened window) or at its timer at the queue's next visible
-  score, it receives at most the subscribers' total free window and hands each subscription
-  its share. With nothing to wait for but a wake-up it parks: its task ends, and the next
+  score, it receives at most the subscribers' total free window (each bounded in messages
+  and, through its outbox, in bytes) and hands each subscription its share. With nothing to wait for but a wake-up it parks: its task ends, and the next
   wake-up starts a new one, so an idle queue costs no task. Each subscription has its own
   writer task, so a slow socket delays only itself: the consumer goes on receiving for the
   others.
@@ -49,6 +49,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("wsmq.delivery")
+
+#: What a message counts against its subscription's byte bound on top of its body's length in
+#: characters (a cheap estimate of its bytes: nothing is encoded per message): id, numbers,
+#: frame envelope.
+MESSAGE_OVERHEAD = 128
 
 
 def plan_round_robin(windows: Sequence[int], count: int, start: int = 0) -> tuple[list[int], int]:
@@ -119,15 +124,24 @@ class Subscription:
         "_held",
         "_waker",
         "broken",
+        "byte_bound",
         "closed",
         "delivering",
+        "max_outbox_bytes",
         "outbox",
+        "outbox_bytes",
         "qname",
         "subscriber",
         "writer",
     )
 
-    def __init__(self, qname: str, subscriber: Subscriber, waker: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        qname: str,
+        subscriber: Subscriber,
+        waker: Callable[[], None],
+        max_outbox_bytes: int | None = None,
+    ) -> None:
         self.qname = qname
         self.subscriber = subscriber
         self.closed = False
@@ -138,6 +152,13 @@ class Subscription:
         #: Received for this subscription, not yet handed to ``deliver()`` (its writer's queue).
         # A list, not a deque: an empty deque costs ~600 bytes, per subscription.
         self.outbox: list[Message] = []
+        #: Bytes of the outbox (see :data:`MESSAGE_OVERHEAD`): received, not handed to the socket.
+        self.outbox_bytes = 0
+        #: No more is received for this subscription while its outbox holds this many bytes
+        #: (``None``: messages only), so a large window cannot pile up server memory.
+        self.max_outbox_bytes = max_outbox_bytes
+        #: The byte bound held it back: its writer wakes the consumer once under the bound.
+        self.byte_bound = False
         self.writer: asyncio.Task[None] | None = None
         #: Messages being written right now (handed to the subscriber, call not returned yet).
         self.delivering = 0
@@ -165,8 +186,13 @@ class Subscription:
             self._waker()
 
     def free(self) -> int:
-        """``window()`` minus what the engine holds for it and the subscriber cannot see yet."""
+        """``window()`` minus what the engine holds for it and the subscriber cannot see yet;
+        0 while its outbox holds ``max_outbox_bytes``."""
         if self.closed or self.broken:
+            return 0
+        limit = self.max_outbox_bytes
+        if limit is not None and self.outbox_bytes >= limit:
+            self.byte_bound = True
             return 0
         try:
             window = int(self.subscriber.window())
@@ -301,6 +327,7 @@ class QueueConsumer:
         if sub.outbox:  # never handed to deliver(): release now, not after a stuck write
             self._release([m.id for m in sub.outbox])
             sub.outbox.clear()
+            sub.outbox_bytes = 0
         for msg_id in sub.held:
             if self.owner.get(msg_id) is sub:
                 del self.owner[msg_id]
@@ -408,6 +435,7 @@ class QueueConsumer:
             if not sub.outbox:
                 touched.append(sub)
             sub.outbox.append(msg)
+            sub.outbox_bytes += len(msg.message) + MESSAGE_OVERHEAD
         for sub in touched:
             if sub.writer is None:
                 self.writers += 1
@@ -442,6 +470,9 @@ class QueueConsumer:
                     written = 0
                 finally:
                     sub.delivering = 0
+                if sub.byte_bound and sub.outbox_bytes < (sub.max_outbox_bytes or 0):
+                    sub.byte_bound = False
+                    self.window_opened()  # under the byte bound again: receive for it
                 for msg in batch:
                     self.unsettled.pop(msg.id, None)
                 if not ack_mode:
@@ -472,6 +503,10 @@ class QueueConsumer:
         outbox, q = sub.outbox, self.qname
         taken = outbox[:limit]
         del outbox[:limit]
+        if outbox:
+            sub.outbox_bytes -= sum([len(m.message) for m in taken]) + MESSAGE_OVERHEAD * len(taken)
+        else:
+            sub.outbox_bytes = 0
         batch: list[Message] = []
         for msg in taken:
             msg_id = msg.id
@@ -501,6 +536,7 @@ class QueueConsumer:
         for sub in self.subs:
             release.extend(sub._take_all())
             sub.outbox.clear()
+            sub.outbox_bytes = 0
         self.unsettled.clear()
         self.owner.clear()
         return release

@@ -2,11 +2,13 @@
 
 - :class:`RedisHealth` turns a stream of failures and successes into *episodes*: one log line
   and one ``on_redis_error`` call when Redis becomes unreachable, one log line and one
-  ``on_redis_recovered`` call when it answers again, however many retries happened in between.
+  ``on_redis_recovered`` call when it answers again, however many retries happened in between
+  (each failed call is still counted, and reported to ``on_redis_failure``).
   An exhausted connection pool is backpressure, not an outage: it opens no episode, only a
   rate-limited "pool saturated" warning; the operation backs off and retries as after an error.
 - :class:`PendingOps` remembers deletes (acks, legacy writes) and releases (visibility 0) that
-  failed because Redis was down, so they are applied once it is back.
+  failed because Redis was down, so they are applied once it is back; an ack waiting for its
+  delete waits there too, and is answered only once the delete landed.
 - :class:`SettleBatcher` applies deletes (acks, legacy writes) and releases as *group commits*:
   everything queued while one round trip is in flight goes out in the next one, so many acks
   cost one ``delete_messages`` call instead of one each;
@@ -83,12 +85,17 @@ class RedisHealth:
         on_error: Callable[[BaseException], object] | None = None,
         on_recovered: Callable[[float], object] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_failure: Callable[[BaseException], object] | None = None,
     ) -> None:
         self.on_error = on_error
         self.on_recovered = on_recovered
+        #: Called for every failed call (an episode has many: each retry of each consumer).
+        self.on_failure = on_failure
         self._monotonic = monotonic
         self.down_since: float | None = None
         self.episodes = 0
+        #: Failed calls (pool exhaustion excluded), over all episodes.
+        self.failures = 0
         #: Operations that found no free pooled connection in time (and were retried).
         self.pool_exhausted = 0
         self._pool_logged_at: float | None = None
@@ -102,6 +109,8 @@ class RedisHealth:
         if is_pool_exhausted(exc):
             self.pool_busy(exc)
             return
+        self.failures += 1
+        _call_hook(self.on_failure, exc)
         if self.down_since is not None:
             return
         self.down_since = self._monotonic()
@@ -168,7 +177,11 @@ def _call_hook(hook: Callable[[Any], object] | None, arg: object) -> None:
 
 
 class PendingOps:
-    """Deletes and releases to apply once Redis answers again (per queue, deduplicated)."""
+    """Deletes and releases to apply once Redis answers again (per queue, deduplicated).
+
+    ``waiters``: futures of acks whose deletes are pending here; :meth:`flush` resolves them
+    once the queue's deletes landed, :meth:`fail_waiters` (shutdown) fails the others.
+    """
 
     #: Ids per Redis call when flushing, so one huge backlog does not block Redis.
     CHUNK = 500
@@ -176,6 +189,16 @@ class PendingOps:
     def __init__(self) -> None:
         self.deletes: dict[str, dict[str, None]] = {}
         self.releases: dict[str, dict[str, None]] = {}
+        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def add_waiter(self, qname: str, fut: asyncio.Future[None]) -> None:
+        """Resolve ``fut`` once the deletes pending for ``qname`` landed."""
+        self.waiters.setdefault(qname, []).append(fut)
+
+    def fail_waiters(self, exc: BaseException) -> None:
+        """Fail every waiter still pending (shutdown: its delete was not applied)."""
+        waiters, self.waiters = self.waiters, {}
+        _fail([fut for futs in waiters.values() for fut in futs], exc)
 
     def add_deletes(self, qname: str, ids: Iterable[str]) -> None:
         _add(self.deletes, qname, ids)
@@ -193,25 +216,43 @@ class PendingOps:
         """Apply this queue's pending operations; on failure keep what is left and re-raise."""
         dels = list(self.deletes.pop(qname, {}))
         rels = list(self.releases.pop(qname, {}))
-        if not dels and not rels:
+        waiters = self.waiters.pop(qname, [])
+        if not dels and not rels and not waiters:
             return
         try:
             while dels:
                 await queues.delete_messages(qname, dels[: self.CHUNK])
                 del dels[: self.CHUNK]
+            _resolve(waiters)  # the deletes landed: the acks may be answered
             while rels:
                 await queues.change_messages_visibility(qname, rels[: self.CHUNK], 0)
                 del rels[: self.CHUNK]
         except QueueNotFound:
             dels, rels = [], []  # the queue was deleted with its messages: nothing to settle
+            _resolve(waiters)
         finally:
             self.add_deletes(qname, dels)
             self.add_releases(qname, rels)
+            if dels:
+                self.waiters.setdefault(qname, []).extend(w for w in waiters if not w.done())
         health.ok()
 
     async def flush_all(self, queues: Queues, health: RedisHealth) -> None:
         for qname in self.qnames():
             await self.flush(queues, qname, health)
+
+
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(None)
+
+
+def _fail(waiters: Iterable[asyncio.Future[None]], exc: BaseException) -> None:
+    for fut in waiters:
+        if not fut.done():
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: the ack may be gone already
 
 
 def _add(book: dict[str, dict[str, None]], qname: str, ids: Iterable[str]) -> None:
@@ -229,8 +270,9 @@ class SettleBatcher:
     parsed from one TCP read, a batch of legacy writes) therefore share a round trip, and under
     load the groups grow by themselves; an isolated ack still goes out at once (no timer).
 
-    Failures: a Redis outage moves the ids to :class:`PendingOps` (applied when Redis is back;
-    waiters are told "queued", as before); a deleted queue took its messages with it.
+    Failures: a Redis outage moves the ids to :class:`PendingOps`, applied when Redis is back;
+    a waiter (an ack) moves there with them and is resolved only once its delete landed, so an
+    ``acked`` reply always means deleted. A deleted queue took its messages with it.
     """
 
     def __init__(
@@ -292,10 +334,10 @@ class SettleBatcher:
                         fut.set_result(None)
                     return
                 try:
-                    await self._apply(qname, dels, rels)
+                    landed = await self._apply(qname, dels, rels)
                 except asyncio.CancelledError:
                     if fut is not None and not fut.done():
-                        fut.set_result(None)  # in PendingOps now: "queued", as in an outage
+                        self._pending.add_waiter(qname, fut)  # its deletes are pending there
                     raise
                 except Exception as exc:
                     if fut is not None and not fut.done():
@@ -305,11 +347,15 @@ class SettleBatcher:
                         log.exception("settling messages of queue %s failed", qname)
                 else:
                     if fut is not None and not fut.done():
-                        fut.set_result(None)
+                        if landed:
+                            fut.set_result(None)
+                        else:  # Redis is down: answered once PendingOps applied the deletes
+                            self._pending.add_waiter(qname, fut)
         finally:
             del self._tasks[qname]
 
-    async def _apply(self, qname: str, dels: list[str], rels: list[str]) -> None:
+    async def _apply(self, qname: str, dels: list[str], rels: list[str]) -> bool:
+        """Apply one group; whether its deletes landed (else they wait in PendingOps)."""
         chunk = PendingOps.CHUNK
         try:
             while dels:
@@ -323,18 +369,25 @@ class SettleBatcher:
         except QueueNotFound:
             dels.clear()  # deleted meanwhile, messages included: nothing left to settle
             rels.clear()
-            return
+            return True
         except TRANSIENT_ERRORS as exc:
             self._health.failed(exc)
-            return
+            return not dels
         finally:
             # Whatever was not applied (outage, cancel) is retried later, deletes first.
             self._pending.add_deletes(qname, dels)
             self._pending.add_releases(qname, rels)
         self._health.ok()
+        return True
+
+    def fail_waiters(self, exc: BaseException) -> None:
+        """Fail the acks still waiting here (shutdown cut :meth:`close` short)."""
+        waiters, self._waiters = self._waiters, {}
+        _fail(waiters.values(), exc)
 
     async def close(self, grace: float) -> None:
-        """Let round trips in flight finish (bounded), then hand everything left to PendingOps."""
+        """Let round trips in flight finish (bounded), then hand everything left (waiters
+        included) to PendingOps."""
         tasks = list(self._tasks.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace)
@@ -348,9 +401,9 @@ class SettleBatcher:
             self._pending.add_releases(qname, ids)
         self._deletes.clear()
         self._releases.clear()
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_result(None)
+        for qname, fut in self._waiters.items():
+            if not fut.done():  # its deletes are pending now: answered when they land
+                self._pending.add_waiter(qname, fut)
         self._waiters.clear()
 
 
