@@ -8,10 +8,10 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
 - :class:`QueueConsumer` consumes one queue with at most one asyncio task. Woken (realtime
   notification, fallback poll, an opened window) or at its timer at the queue's next visible
   score, it receives at most the subscribers' total free window (each bounded in messages
-  and, through its outbox, in bytes) and hands each subscription its share. With nothing to wait for but a wake-up it parks: its task ends, and the next
-  wake-up starts a new one, so an idle queue costs no task. Each subscription has its own
-  writer task, so a slow socket delays only itself: the consumer goes on receiving for the
-  others.
+  and, through its outbox, in bytes) and hands each subscription its share. With nothing to
+  wait for but a wake-up it parks: its task ends, and the next wake-up starts a new one, so an
+  idle queue costs no task. Each subscription has its own writer task, so a slow socket delays
+  only itself: the consumer goes on receiving for the others.
 
 Shared state (Redis health episodes, operations to retry after an outage, the Redis clock) lives
 in :mod:`wsmq.gateway.delivery_state`.
