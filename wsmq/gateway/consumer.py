@@ -13,8 +13,9 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
   idle queue costs no task. Each subscription has its own writer task, so a slow socket delays
   only itself: the consumer goes on receiving for the others.
 
-Shared state (Redis health episodes, operations to retry after an outage, the Redis clock) lives
-in :mod:`wsmq.gateway.delivery_state`.
+Shared state lives in :mod:`wsmq.gateway.delivery_state` (Redis health episodes, the Redis
+clock) and :mod:`wsmq.gateway.settle` (group-committed deletes and releases, operations to
+retry after an outage).
 """
 
 from __future__ import annotations
@@ -26,14 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wsmq.gateway.delivery_state import (
-    TRANSIENT_ERRORS,
-    PendingOps,
-    RedisClock,
-    RedisHealth,
-    SettleBatcher,
-)
+from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.gateway.flag import Flag
+from wsmq.gateway.settle import PendingOps, SettleBatcher
 from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:

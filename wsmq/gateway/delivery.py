@@ -39,14 +39,9 @@ from wsmq.gateway.consumer import (
     Subscription,
     plan_round_robin,
 )
-from wsmq.gateway.delivery_state import (
-    TRANSIENT_ERRORS,
-    PendingOps,
-    RedisClock,
-    RedisHealth,
-    SettleBatcher,
-)
+from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.gateway.keyed_locks import KeyedLocks
+from wsmq.gateway.settle import PendingOps, SettleBatcher
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
 if TYPE_CHECKING:
