@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pytest
 
 from wsmq.gateway.consumer import MESSAGE_OVERHEAD
+from wsmq.gateway.delivery import DeleteNotApplied
 from wsmq.gateway.delivery_state import RedisHealth
 from wsmq.queue import Queues
 
@@ -97,7 +98,7 @@ async def test_an_ack_returns_only_once_its_delete_landed(
     assert not ack.done() and not engine.redis_healthy
     if stop_first:
         await engine.stop()
-        with pytest.raises(ConnectionError):
+        with pytest.raises(DeleteNotApplied):
             await ack
         assert (await attrs(queues, "q1"))[0] == 1  # not deleted
         return

@@ -41,7 +41,7 @@ from wsmq.gateway.consumer import (
 )
 from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.gateway.keyed_locks import KeyedLocks
-from wsmq.gateway.settle import PendingOps, SettleBatcher
+from wsmq.gateway.settle import DeleteNotApplied, PendingOps, SettleBatcher
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backoff",
+    "DeleteNotApplied",
     "DeliveryEngine",
     "EngineStopped",
     "Subscriber",
@@ -178,7 +179,8 @@ class DeliveryEngine:
         cancelled); unacked and undelivered messages are released in batches, legacy messages
         already written are deleted. What Redis cannot take within ``stop_timeout`` comes back
         by itself after its visibility timeout. Acks still waiting for a delete that did not
-        land fail with ``ConnectionError`` (never ``True``), even when ``stop`` is cancelled.
+        land fail with :class:`DeleteNotApplied` (never ``True``), even when ``stop`` is
+        cancelled.
         """
         if not self._running:
             return
@@ -186,7 +188,7 @@ class DeliveryEngine:
         try:
             await self._stop()
         finally:
-            not_deleted = ConnectionError("Redis unreachable: the delete was not applied")
+            not_deleted = DeleteNotApplied("Redis unreachable: the delete was not applied")
             self.settle.fail_waiters(not_deleted)
             self.pending.fail_waiters(not_deleted)
 
@@ -290,8 +292,8 @@ class DeliveryEngine:
 
         Returns ``True`` only once the delete landed in Redis. While Redis is unreachable the
         delete is kept and applied when it is back, and this waits until then; if the engine
-        stops first, it raises ``ConnectionError`` (the message was not deleted, and comes
-        back after its vt: at-least-once).
+        stops first, it raises :class:`DeleteNotApplied`, a ``ConnectionError`` (the message
+        was not deleted, and comes back after its vt: at-least-once).
         """
         return (await self.ack_many(sub, [msg_id]))[0]
 

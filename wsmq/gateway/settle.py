@@ -21,9 +21,14 @@ from wsmq.queue.errors import QueueNotFound
 if TYPE_CHECKING:
     from wsmq.queue import Queues
 
-__all__ = ["PendingOps", "SettleBatcher"]
+__all__ = ["DeleteNotApplied", "PendingOps", "SettleBatcher"]
 
 log = logging.getLogger("wsmq.delivery")
+
+
+class DeleteNotApplied(ConnectionError):
+    """An ack's delete never landed (Redis unreachable until the engine stopped): the message
+    is still in its queue. Not a Redis call of its own (the failed calls were counted)."""
 
 
 class PendingOps:
