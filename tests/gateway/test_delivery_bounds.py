@@ -21,23 +21,28 @@ __all__ = ["make_engine", "queues"]  # fixtures, used by name
 async def test_the_outbox_is_bounded_in_bytes_and_refills_once_written(
     queues: Queues, make_engine: EngineFactory
 ) -> None:
-    """A window of 10 000 and a writer stuck on its first message: the engine stops
-    receiving once the outbox holds ``max_outbox_bytes``, and resumes as the writer drains."""
+    """A window of 10 000 and a writer stuck on its first message: the engine receives only
+    what fits ``max_outbox_bytes`` (sized from the last message), stops there, and resumes as
+    the writer drains."""
     await queues.create_queue("q1", vt=60)
     body = "z" * 5_000
-    await queues.send_messages("q1", [body] * 200)
-    engine = await make_engine(poll_interval=60, batch_size=10, max_outbox_bytes=20_000)
+    cost = len(body) + MESSAGE_OVERHEAD
+    engine = await make_engine(poll_interval=60, batch_size=50, max_outbox_bytes=100_000)
     sink = Sink(cap=10_000)
     sink.gate = asyncio.Event()
     sub = await engine.subscribe("q1", sink)
+    await queues.send_message("q1", body)
     async with asyncio.timeout(5):
-        await sink.delivering.wait()
+        await sink.delivering.wait()  # the first message is being written, and stays there
+    await queues.send_messages("q1", [body] * 199)
+    async with asyncio.timeout(5):
         while not sub.byte_bound:  # set by the cycle that found the outbox full
             await asyncio.sleep(0.01)
     received = (await attrs(queues, "q1"))[2]
-    # The bound in messages, one receive batch over it, and the one being written.
-    assert received <= 20_000 // (len(body) + MESSAGE_OVERHEAD) + 10 + 1, received
-    assert sub.outbox_bytes >= 20_000
+    # The one being written, then the byte room in messages of that size, plus one; not a
+    # whole receive batch (50).
+    assert received <= 1 + 100_000 // cost + 1, received
+    assert 100_000 <= sub.outbox_bytes <= 100_000 + cost
     sink.gate.set()
     got = await sink.wait_for(200, timeout=10)
     assert len(got) == 200 and sub.outbox_bytes == 0

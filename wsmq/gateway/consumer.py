@@ -123,6 +123,7 @@ class Subscription:
         "byte_bound",
         "closed",
         "delivering",
+        "last_cost",
         "max_outbox_bytes",
         "outbox",
         "outbox_bytes",
@@ -155,6 +156,8 @@ class Subscription:
         self.max_outbox_bytes = max_outbox_bytes
         #: The byte bound held it back: its writer wakes the consumer once under the bound.
         self.byte_bound = False
+        #: What the last message received for it counted: sizes the next receive to the room.
+        self.last_cost = 0
         self.writer: asyncio.Task[None] | None = None
         #: Messages being written right now (handed to the subscriber, call not returned yet).
         self.delivering = 0
@@ -183,13 +186,17 @@ class Subscription:
 
     def free(self) -> int:
         """``window()`` minus what the engine holds for it and the subscriber cannot see yet;
-        0 while its outbox holds ``max_outbox_bytes``."""
+        0 while its outbox holds ``max_outbox_bytes``, else at most the messages the size of
+        the last one that fit the room left (plus one)."""
         if self.closed or self.broken:
             return 0
         limit = self.max_outbox_bytes
-        if limit is not None and self.outbox_bytes >= limit:
-            self.byte_bound = True
-            return 0
+        room = 0
+        if limit is not None:
+            room = limit - self.outbox_bytes
+            if room <= 0:
+                self.byte_bound = True
+                return 0
         try:
             window = int(self.subscriber.window())
         except Exception:
@@ -200,7 +207,10 @@ class Subscription:
         pending = len(self.outbox)
         if not self.subscriber.ack_mode:
             pending += self.delivering
-        return max(0, window - pending)
+        free = window - pending
+        if room and self.last_cost:  # messages like the last one that fit the byte room
+            free = min(free, room // self.last_cost + 1)
+        return max(0, free)
 
     def _hold(self, msg_id: str) -> None:
         self._held[msg_id] = None
@@ -431,7 +441,9 @@ class QueueConsumer:
             if not sub.outbox:
                 touched.append(sub)
             sub.outbox.append(msg)
-            sub.outbox_bytes += len(msg.message) + MESSAGE_OVERHEAD
+            cost = len(msg.message) + MESSAGE_OVERHEAD
+            sub.outbox_bytes += cost
+            sub.last_cost = cost
         for sub in touched:
             if sub.writer is None:
                 self.writers += 1
