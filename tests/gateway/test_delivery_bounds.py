@@ -11,6 +11,7 @@ import pytest
 from wsmq.gateway.consumer import MESSAGE_OVERHEAD
 from wsmq.gateway.delivery import DeleteNotApplied
 from wsmq.gateway.delivery_state import RedisHealth
+from wsmq.gateway.settle import PendingOps
 from wsmq.queue import Queues
 
 from .test_delivery import EngineFactory, Sink, attrs, make_engine, queues
@@ -112,3 +113,16 @@ async def test_an_ack_returns_only_once_its_delete_landed(
     async with asyncio.timeout(5):
         assert await ack
     assert (await attrs(queues, "q1"))[0] == 0
+
+
+async def test_a_waiter_whose_deletes_already_landed_is_resolved_by_the_next_flush(
+    queues: Queues,
+) -> None:
+    """A group cancelled (shutdown) after its deletes landed leaves its waiter alone in
+    PendingOps: the flush answers it rather than failing it as not deleted."""
+    await queues.create_queue("q1")
+    pending = PendingOps()
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    pending.add_waiter("q1", fut)
+    await pending.flush_all(queues, RedisHealth())
+    assert fut.done() and fut.exception() is None

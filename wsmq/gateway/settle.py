@@ -65,7 +65,8 @@ class PendingOps:
         return sum(map(len, self.deletes.values())) + sum(map(len, self.releases.values()))
 
     def qnames(self) -> list[str]:
-        return sorted(set(self.deletes) | set(self.releases))
+        # A waiter alone (its group was cancelled after its deletes landed) is resolved too.
+        return sorted(set(self.deletes) | set(self.releases) | set(self.waiters))
 
     async def flush(self, queues: Queues, qname: str, health: RedisHealth) -> None:
         """Apply this queue's pending operations; on failure keep what is left and re-raise."""
