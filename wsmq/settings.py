@@ -172,7 +172,10 @@ class Settings:
         group="delivery",
     )
     write_buffer_limit: int = _opt(
-        1 << 20, "Bytes queued on a socket after which no more is taken from Redis.", "delivery"
+        1 << 20,
+        "Bytes queued on a socket, or taken from Redis for one of its subscriptions and not "
+        "yet written, after which no more is taken from Redis for it.",
+        "delivery",
     )
     poll_interval: float = _opt(
         1.0, "Fallback poll (s) for publishers that do not notify.", group="delivery"

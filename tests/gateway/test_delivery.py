@@ -552,10 +552,17 @@ async def test_redis_restart_mid_stream_loses_nothing(aof_redis: RedisProcess) -
                 await down.wait()
             sink.gate.set()
             await sink.wait_for(5)
-            assert await engine.ack(held, msg.id)  # queued until Redis is back
+            # The ack waits for Redis: it returns only once its delete landed.
+            ack = asyncio.create_task(engine.ack(held, msg.id))
+            async with asyncio.timeout(5):  # its delete failed and waits in PendingOps
+                while "q2" not in engine.pending.waiters:
+                    await asyncio.sleep(0.01)
+            assert not ack.done()  # not answered while the delete has not landed
             aof_redis.start()
             async with asyncio.timeout(10):
                 await up.wait()
+            async with asyncio.timeout(10):
+                assert await ack
             for i in range(5, 10):
                 await queues.send_message("q1", f"m{i}")
             await sink.wait_for(10, timeout=10)

@@ -14,6 +14,7 @@ class Member:
     def __init__(self, *, fail: bool = False) -> None:
         self.heartbeat_misses = 0
         self.awaiting_frame = True
+        self.send_stalled = False
         self.pings = 0
         self.lost = 0
         self.fail = fail
@@ -52,7 +53,8 @@ def test_any_frame_from_the_peer_starts_the_count_again() -> None:
 
 def test_a_socket_whose_read_loop_is_busy_is_not_judged() -> None:
     """Its peer's answer may sit unread in the socket (a subscribe waiting for Redis, acks
-    waiting for room): silence counts only while the loop waits for a frame."""
+    waiting for room): while the peer takes our bytes, silence counts only while the loop
+    waits for a frame."""
     m = Member()
     sweep([m])
     sweep([m])
@@ -64,6 +66,27 @@ def test_a_socket_whose_read_loop_is_busy_is_not_judged() -> None:
     sweep([m])
     sweep([m])
     assert (m.pings, m.lost) == (2, 0)
+
+
+def test_a_busy_socket_whose_peer_takes_nothing_is_judged() -> None:
+    """Read loop busy and transport paused (acks waiting for room to write their replies):
+    the peer's silence counts, or a black-holed peer would hold its socket forever."""
+    m = Member()
+    m.awaiting_frame = False
+    m.send_stalled = True
+    sweep([m])
+    sweep([m])
+    assert (m.pings, m.lost) == (1, 0)
+    sweep([m])
+    assert m.lost == 1
+    drained = Member()  # the peer took our bytes again: busy, not judged
+    drained.awaiting_frame = False
+    drained.send_stalled = True
+    sweep([drained])
+    drained.send_stalled = False
+    sweep([drained])
+    sweep([drained])
+    assert (drained.pings, drained.lost, drained.heartbeat_misses) == (0, 0, 0)
 
 
 def test_one_failing_socket_does_not_skip_the_others(caplog: pytest.LogCaptureFixture) -> None:

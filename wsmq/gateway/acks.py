@@ -12,6 +12,10 @@ does not read its replies cannot make acks pile up either (the worker waits for 
 drain before it takes the next group). :meth:`drained` lets an ``/unsubscribe`` or the
 release of a closed socket wait for the acks read before it: an ack is never overtaken by a
 release.
+
+``acked`` means deleted: while Redis is unreachable an ack's delete is kept by the engine and
+its group waits until it landed (the pipeline's bound holds the read loop meanwhile); an ack
+whose delete never landed (the node stopped first) is answered ``unavailable``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from wsmq.gateway import protocol as p
 from wsmq.gateway.actions import Action
 from wsmq.gateway.flag import Flag
 from wsmq.gateway.session import Session
+from wsmq.gateway.settle import DeleteNotApplied
 
 __all__ = ["AckPipeline", "AckTarget"]
 
@@ -133,7 +138,8 @@ class AckPipeline:
                 if isinstance(outcome, asyncio.CancelledError):
                     raise outcome
                 if isinstance(outcome, RedisError | OSError):
-                    self._target.count_redis_error()
+                    if not isinstance(outcome, DeleteNotApplied):  # its calls were counted
+                        self._target.count_redis_error()
                     code, detail = p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
                 else:
                     log.error(

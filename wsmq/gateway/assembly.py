@@ -92,7 +92,9 @@ def assemble(
         listener,
         poll_interval=settings.poll_interval,
         batch_size=settings.batch_size,
-        on_redis_error=lambda exc: metrics.redis_errors.inc(),
+        max_outbox_bytes=settings.write_buffer_limit,
+        on_redis_error=lambda exc: metrics.redis_outages.inc(),
+        on_redis_failure=lambda exc: metrics.redis_errors.inc(),
         stop_timeout=max(settings.shutdown_timeout * 0.2, 0.2),
     )
     health = HealthChecks()

@@ -216,6 +216,16 @@ class Connection(QueueActions):
 
     # --- heartbeat (HeartbeatMember) -------------------------------------------------------
 
+    @property
+    def send_stalled(self) -> bool:
+        """The transport is paused: more is buffered than its high-water mark (public asyncio
+        ``WriteTransport`` API), so the peer has not been taking what we write."""
+        transport = self.request.transport
+        if transport is None:
+            return False
+        size = transport.get_write_buffer_size()
+        return size > 0 and size > transport.get_write_buffer_limits()[1]
+
     def send_ping(self) -> None:
         if self.closing:
             return

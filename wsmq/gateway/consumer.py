@@ -7,14 +7,15 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
   the engine hands back for it (its unacked, in-flight message ids);
 - :class:`QueueConsumer` consumes one queue with at most one asyncio task. Woken (realtime
   notification, fallback poll, an opened window) or at its timer at the queue's next visible
-  score, it receives at most the subscribers' total free window and hands each subscription
-  its share. With nothing to wait for but a wake-up it parks: its task ends, and the next
-  wake-up starts a new one, so an idle queue costs no task. Each subscription has its own
-  writer task, so a slow socket delays only itself: the consumer goes on receiving for the
-  others.
+  score, it receives at most the subscribers' total free window (each bounded in messages
+  and, through its outbox, in bytes) and hands each subscription its share. With nothing to
+  wait for but a wake-up it parks: its task ends, and the next wake-up starts a new one, so an
+  idle queue costs no task. Each subscription has its own writer task, so a slow socket delays
+  only itself: the consumer goes on receiving for the others.
 
-Shared state (Redis health episodes, operations to retry after an outage, the Redis clock) lives
-in :mod:`wsmq.gateway.delivery_state`.
+Shared state lives in :mod:`wsmq.gateway.delivery_state` (Redis health episodes, the Redis
+clock) and :mod:`wsmq.gateway.settle` (group-committed deletes and releases, operations to
+retry after an outage).
 """
 
 from __future__ import annotations
@@ -26,14 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wsmq.gateway.delivery_state import (
-    TRANSIENT_ERRORS,
-    PendingOps,
-    RedisClock,
-    RedisHealth,
-    SettleBatcher,
-)
+from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.gateway.flag import Flag
+from wsmq.gateway.settle import PendingOps, SettleBatcher
 from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:
@@ -49,6 +45,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("wsmq.delivery")
+
+#: What a message counts against its subscription's byte bound on top of its body's length in
+#: characters (a cheap estimate of its bytes: nothing is encoded per message): id, numbers,
+#: frame envelope.
+MESSAGE_OVERHEAD = 128
 
 
 def plan_round_robin(windows: Sequence[int], count: int, start: int = 0) -> tuple[list[int], int]:
@@ -119,15 +120,25 @@ class Subscription:
         "_held",
         "_waker",
         "broken",
+        "byte_bound",
         "closed",
         "delivering",
+        "last_cost",
+        "max_outbox_bytes",
         "outbox",
+        "outbox_bytes",
         "qname",
         "subscriber",
         "writer",
     )
 
-    def __init__(self, qname: str, subscriber: Subscriber, waker: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        qname: str,
+        subscriber: Subscriber,
+        waker: Callable[[], None],
+        max_outbox_bytes: int | None = None,
+    ) -> None:
         self.qname = qname
         self.subscriber = subscriber
         self.closed = False
@@ -138,6 +149,15 @@ class Subscription:
         #: Received for this subscription, not yet handed to ``deliver()`` (its writer's queue).
         # A list, not a deque: an empty deque costs ~600 bytes, per subscription.
         self.outbox: list[Message] = []
+        #: Bytes of the outbox (see :data:`MESSAGE_OVERHEAD`): received, not handed to the socket.
+        self.outbox_bytes = 0
+        #: No more is received for this subscription while its outbox holds this many bytes
+        #: (``None``: messages only), so a large window cannot pile up server memory.
+        self.max_outbox_bytes = max_outbox_bytes
+        #: The byte bound held it back: its writer wakes the consumer once under the bound.
+        self.byte_bound = False
+        #: What the last message received for it counted: sizes the next receive to the room.
+        self.last_cost = 0
         self.writer: asyncio.Task[None] | None = None
         #: Messages being written right now (handed to the subscriber, call not returned yet).
         self.delivering = 0
@@ -165,9 +185,18 @@ class Subscription:
             self._waker()
 
     def free(self) -> int:
-        """``window()`` minus what the engine holds for it and the subscriber cannot see yet."""
+        """``window()`` minus what the engine holds for it and the subscriber cannot see yet;
+        0 while its outbox holds ``max_outbox_bytes``, else at most the messages the size of
+        the last one that fit the room left (plus one)."""
         if self.closed or self.broken:
             return 0
+        limit = self.max_outbox_bytes
+        room = 0
+        if limit is not None:
+            room = limit - self.outbox_bytes
+            if room <= 0:
+                self.byte_bound = True
+                return 0
         try:
             window = int(self.subscriber.window())
         except Exception:
@@ -178,7 +207,10 @@ class Subscription:
         pending = len(self.outbox)
         if not self.subscriber.ack_mode:
             pending += self.delivering
-        return max(0, window - pending)
+        free = window - pending
+        if room and self.last_cost:  # messages like the last one that fit the byte room
+            free = min(free, room // self.last_cost + 1)
+        return max(0, free)
 
     def _hold(self, msg_id: str) -> None:
         self._held[msg_id] = None
@@ -301,6 +333,7 @@ class QueueConsumer:
         if sub.outbox:  # never handed to deliver(): release now, not after a stuck write
             self._release([m.id for m in sub.outbox])
             sub.outbox.clear()
+            sub.outbox_bytes = 0
         for msg_id in sub.held:
             if self.owner.get(msg_id) is sub:
                 del self.owner[msg_id]
@@ -408,6 +441,9 @@ class QueueConsumer:
             if not sub.outbox:
                 touched.append(sub)
             sub.outbox.append(msg)
+            cost = len(msg.message) + MESSAGE_OVERHEAD
+            sub.outbox_bytes += cost
+            sub.last_cost = cost
         for sub in touched:
             if sub.writer is None:
                 self.writers += 1
@@ -442,6 +478,9 @@ class QueueConsumer:
                     written = 0
                 finally:
                     sub.delivering = 0
+                if sub.byte_bound and sub.outbox_bytes < (sub.max_outbox_bytes or 0):
+                    sub.byte_bound = False
+                    self.window_opened()  # under the byte bound again: receive for it
                 for msg in batch:
                     self.unsettled.pop(msg.id, None)
                 if not ack_mode:
@@ -472,6 +511,10 @@ class QueueConsumer:
         outbox, q = sub.outbox, self.qname
         taken = outbox[:limit]
         del outbox[:limit]
+        if outbox:
+            sub.outbox_bytes -= sum([len(m.message) for m in taken]) + MESSAGE_OVERHEAD * len(taken)
+        else:
+            sub.outbox_bytes = 0
         batch: list[Message] = []
         for msg in taken:
             msg_id = msg.id
@@ -501,6 +544,7 @@ class QueueConsumer:
         for sub in self.subs:
             release.extend(sub._take_all())
             sub.outbox.clear()
+            sub.outbox_bytes = 0
         self.unsettled.clear()
         self.owner.clear()
         return release

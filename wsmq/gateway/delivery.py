@@ -38,14 +38,9 @@ from wsmq.gateway.consumer import (
     Subscription,
     plan_round_robin,
 )
-from wsmq.gateway.delivery_state import (
-    TRANSIENT_ERRORS,
-    PendingOps,
-    RedisClock,
-    RedisHealth,
-    SettleBatcher,
-)
+from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.gateway.keyed_locks import KeyedLocks
+from wsmq.gateway.settle import DeleteNotApplied, PendingOps, SettleBatcher
 from wsmq.names import is_valid_qname
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
@@ -55,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backoff",
+    "DeleteNotApplied",
     "DeliveryEngine",
     "EngineStopped",
     "Subscriber",
@@ -76,8 +72,11 @@ class DeliveryEngine:
     ``batch_size``: most messages taken from one queue per round trip (never more than the
     subscribers' free windows). ``default_vt``: visibility timeout for receives (``None``: the
     queue's own ``vt``). ``on_redis_error(exc)`` / ``on_redis_recovered(downtime_s)``: called
-    once per outage episode (metrics, readiness). ``stop_timeout``: bound, in seconds, for each
-    phase of :meth:`stop`.
+    once per outage episode (metrics, readiness); ``on_redis_failure(exc)``: once per failed
+    call (an episode has one per retry). ``max_outbox_bytes``: per subscription, no more is
+    received while the messages received for it and not yet handed to ``deliver()`` add up to
+    this many bytes (``None``: only the windows bound it). ``stop_timeout``: bound, in seconds,
+    for each phase of :meth:`stop`.
     """
 
     #: Re-measure the Redis clock offset this often (seconds).
@@ -93,6 +92,8 @@ class DeliveryEngine:
         default_vt: int | None = None,
         on_redis_error: Callable[[BaseException], object] | None = None,
         on_redis_recovered: Callable[[float], object] | None = None,
+        on_redis_failure: Callable[[BaseException], object] | None = None,
+        max_outbox_bytes: int | None = None,
         stop_timeout: float = 5.0,
     ) -> None:
         if poll_interval <= 0:
@@ -102,8 +103,9 @@ class DeliveryEngine:
         self.queues = queues
         self.listener = listener
         self.poll_interval = poll_interval
+        self.max_outbox_bytes = max_outbox_bytes
         self.stop_timeout = stop_timeout
-        self.health = RedisHealth(on_redis_error, on_redis_recovered)
+        self.health = RedisHealth(on_redis_error, on_redis_recovered, on_failure=on_redis_failure)
         self.pending = PendingOps()
         self.clock = RedisClock()
         self.settle = SettleBatcher(queues, self.health, self.pending, self._on_notification)
@@ -176,11 +178,21 @@ class DeliveryEngine:
         Consumers finish the write in progress (at most ``stop_timeout`` s, then they are
         cancelled); unacked and undelivered messages are released in batches, legacy messages
         already written are deleted. What Redis cannot take within ``stop_timeout`` comes back
-        by itself after its visibility timeout.
+        by itself after its visibility timeout. Acks still waiting for a delete that did not
+        land fail with :class:`DeleteNotApplied` (never ``True``), even when ``stop`` is
+        cancelled.
         """
         if not self._running:
             return
         self._running = False
+        try:
+            await self._stop()
+        finally:
+            not_deleted = DeleteNotApplied("Redis unreachable: the delete was not applied")
+            self.settle.fail_waiters(not_deleted)
+            self.pending.fail_waiters(not_deleted)
+
+    async def _stop(self) -> None:
         if self._poll_task is not None:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -240,7 +252,7 @@ class DeliveryEngine:
             consumer = QueueConsumer(qname, self._ctx)
             self._consumers[qname] = consumer
             consumer.start()
-        sub = Subscription(qname, subscriber, consumer.window_opened)
+        sub = Subscription(qname, subscriber, consumer.window_opened, self.max_outbox_bytes)
         consumer.add(sub)
         if self.listener is not None and qname not in self._listened:
             if (
@@ -278,8 +290,10 @@ class DeliveryEngine:
     async def ack(self, sub: Subscription, msg_id: str) -> bool:
         """Delete ``msg_id`` if ``sub`` holds it unacked; ``False`` if it does not.
 
-        While Redis is unreachable the delete is queued and applied when it is back (the
-        message could reappear after its vt meanwhile: at-least-once); ``True`` is returned.
+        Returns ``True`` only once the delete landed in Redis. While Redis is unreachable the
+        delete is kept and applied when it is back, and this waits until then; if the engine
+        stops first, it raises :class:`DeleteNotApplied`, a ``ConnectionError`` (the message
+        was not deleted, and comes back after its vt: at-least-once).
         """
         return (await self.ack_many(sub, [msg_id]))[0]
 

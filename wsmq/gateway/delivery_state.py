@@ -1,15 +1,13 @@
-"""State the delivery engine's consumers share: Redis health, retries after an outage, clock.
+"""State the delivery engine's consumers share: Redis health and the Redis clock.
 
 - :class:`RedisHealth` turns a stream of failures and successes into *episodes*: one log line
   and one ``on_redis_error`` call when Redis becomes unreachable, one log line and one
-  ``on_redis_recovered`` call when it answers again, however many retries happened in between.
+  ``on_redis_recovered`` call when it answers again, however many retries happened in between
+  (each failed call is still counted, and reported to ``on_redis_failure``).
   An exhausted connection pool is backpressure, not an outage: it opens no episode, only a
   rate-limited "pool saturated" warning; the operation backs off and retries as after an error.
-- :class:`PendingOps` remembers deletes (acks, legacy writes) and releases (visibility 0) that
-  failed because Redis was down, so they are applied once it is back.
-- :class:`SettleBatcher` applies deletes (acks, legacy writes) and releases as *group commits*:
-  everything queued while one round trip is in flight goes out in the next one, so many acks
-  cost one ``delete_messages`` call instead of one each;
+- deletes and releases (group commits, retries after an outage) are in
+  :mod:`wsmq.gateway.settle`;
 - :class:`RedisClock` estimates Redis ``TIME`` locally: scores are Redis epoch ms, and the
   consumer's timer must fire when Redis, not this host, reaches a score.
 """
@@ -20,14 +18,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions as rex
 
 from wsmq.connections import is_pool_exhausted
 from wsmq.queue import errors as _queue_errors
-from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:
     from wsmq.queue import Queues
@@ -35,10 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "POOL_LOG_EVERY",
     "TRANSIENT_ERRORS",
-    "PendingOps",
     "RedisClock",
     "RedisHealth",
-    "SettleBatcher",
     "is_pool_exhausted",
     "is_transient",
 ]
@@ -83,12 +78,17 @@ class RedisHealth:
         on_error: Callable[[BaseException], object] | None = None,
         on_recovered: Callable[[float], object] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_failure: Callable[[BaseException], object] | None = None,
     ) -> None:
         self.on_error = on_error
         self.on_recovered = on_recovered
+        #: Called for every failed call (an episode has many: each retry of each consumer).
+        self.on_failure = on_failure
         self._monotonic = monotonic
         self.down_since: float | None = None
         self.episodes = 0
+        #: Failed calls (pool exhaustion excluded), over all episodes.
+        self.failures = 0
         #: Operations that found no free pooled connection in time (and were retried).
         self.pool_exhausted = 0
         self._pool_logged_at: float | None = None
@@ -102,6 +102,8 @@ class RedisHealth:
         if is_pool_exhausted(exc):
             self.pool_busy(exc)
             return
+        self.failures += 1
+        _call_hook(self.on_failure, exc)
         if self.down_since is not None:
             return
         self.down_since = self._monotonic()
@@ -165,193 +167,6 @@ def _call_hook(hook: Callable[[Any], object] | None, arg: object) -> None:
         hook(arg)
     except Exception:
         log.exception("delivery engine hook %r raised", hook)
-
-
-class PendingOps:
-    """Deletes and releases to apply once Redis answers again (per queue, deduplicated)."""
-
-    #: Ids per Redis call when flushing, so one huge backlog does not block Redis.
-    CHUNK = 500
-
-    def __init__(self) -> None:
-        self.deletes: dict[str, dict[str, None]] = {}
-        self.releases: dict[str, dict[str, None]] = {}
-
-    def add_deletes(self, qname: str, ids: Iterable[str]) -> None:
-        _add(self.deletes, qname, ids)
-
-    def add_releases(self, qname: str, ids: Iterable[str]) -> None:
-        _add(self.releases, qname, ids)
-
-    def count(self) -> int:
-        return sum(map(len, self.deletes.values())) + sum(map(len, self.releases.values()))
-
-    def qnames(self) -> list[str]:
-        return sorted(set(self.deletes) | set(self.releases))
-
-    async def flush(self, queues: Queues, qname: str, health: RedisHealth) -> None:
-        """Apply this queue's pending operations; on failure keep what is left and re-raise."""
-        dels = list(self.deletes.pop(qname, {}))
-        rels = list(self.releases.pop(qname, {}))
-        if not dels and not rels:
-            return
-        try:
-            while dels:
-                await queues.delete_messages(qname, dels[: self.CHUNK])
-                del dels[: self.CHUNK]
-            while rels:
-                await queues.change_messages_visibility(qname, rels[: self.CHUNK], 0)
-                del rels[: self.CHUNK]
-        except QueueNotFound:
-            dels, rels = [], []  # the queue was deleted with its messages: nothing to settle
-        finally:
-            self.add_deletes(qname, dels)
-            self.add_releases(qname, rels)
-        health.ok()
-
-    async def flush_all(self, queues: Queues, health: RedisHealth) -> None:
-        for qname in self.qnames():
-            await self.flush(queues, qname, health)
-
-
-def _add(book: dict[str, dict[str, None]], qname: str, ids: Iterable[str]) -> None:
-    new = dict.fromkeys(ids)
-    if new:
-        book.setdefault(qname, {}).update(new)
-
-
-class SettleBatcher:
-    """Group commit of deletes and releases, per queue.
-
-    ``delete``/``release`` only queue ids; one flush task per queue applies what is queued with
-    one ``delete_messages`` and one ``change_messages_visibility`` (vt 0) round trip, then takes
-    whatever was queued meanwhile, and so on. Ids queued within one event-loop iteration (acks
-    parsed from one TCP read, a batch of legacy writes) therefore share a round trip, and under
-    load the groups grow by themselves; an isolated ack still goes out at once (no timer).
-
-    Failures: a Redis outage moves the ids to :class:`PendingOps` (applied when Redis is back;
-    waiters are told "queued", as before); a deleted queue took its messages with it.
-    """
-
-    def __init__(
-        self,
-        queues: Queues,
-        health: RedisHealth,
-        pending: PendingOps,
-        on_released: Callable[[str], None] = lambda qname: None,
-    ) -> None:
-        self._queues = queues
-        self._on_released = on_released
-        self._health = health
-        self._pending = pending
-        self._deletes: dict[str, list[str]] = {}
-        self._releases: dict[str, list[str]] = {}
-        self._waiters: dict[str, asyncio.Future[None]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def delete(self, qname: str, msg_id: str) -> None:
-        """Queue one delete (no waiting)."""
-        ids = self._deletes.get(qname)
-        if ids is None:
-            self._deletes[qname] = [msg_id]
-            self._kick(qname)
-        else:
-            ids.append(msg_id)
-
-    def release(self, qname: str, ids: Iterable[str]) -> None:
-        """Queue releases (visibility 0; no waiting)."""
-        self._releases.setdefault(qname, []).extend(ids)
-        self._kick(qname)
-
-    async def delete_and_wait(self, qname: str, msg_id: str) -> None:
-        """Queue one delete and wait for the round trip that carries it (an ack)."""
-        fut = self._waiters.get(qname)
-        if fut is None:
-            fut = self._waiters[qname] = asyncio.get_running_loop().create_future()
-        self.delete(qname, msg_id)
-        # Shielded: a cancelled ack must not cancel the group's future for the others.
-        await asyncio.shield(fut)
-
-    def queued(self) -> int:
-        """Ids queued and not yet sent to Redis."""
-        return sum(map(len, self._deletes.values())) + sum(map(len, self._releases.values()))
-
-    def _kick(self, qname: str) -> None:
-        if qname not in self._tasks:
-            task = asyncio.get_running_loop().create_task(self._flush(qname))
-            self._tasks[qname] = task
-
-    async def _flush(self, qname: str) -> None:
-        try:
-            while True:
-                dels = self._deletes.pop(qname, [])
-                rels = self._releases.pop(qname, [])
-                fut = self._waiters.pop(qname, None)
-                if not dels and not rels:
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
-                    return
-                try:
-                    await self._apply(qname, dels, rels)
-                except asyncio.CancelledError:
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)  # in PendingOps now: "queued", as in an outage
-                    raise
-                except Exception as exc:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(exc)
-                        fut.exception()  # retrieved: no "never retrieved" warning if unawaited
-                    else:
-                        log.exception("settling messages of queue %s failed", qname)
-                else:
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
-        finally:
-            del self._tasks[qname]
-
-    async def _apply(self, qname: str, dels: list[str], rels: list[str]) -> None:
-        chunk = PendingOps.CHUNK
-        try:
-            while dels:
-                await self._queues.delete_messages(qname, dels[:chunk])
-                del dels[:chunk]
-            if rels:
-                while rels:
-                    await self._queues.change_messages_visibility(qname, rels[:chunk], 0)
-                    del rels[:chunk]
-                self._on_released(qname)  # visible again: a local subscriber may take them
-        except QueueNotFound:
-            dels.clear()  # deleted meanwhile, messages included: nothing left to settle
-            rels.clear()
-            return
-        except TRANSIENT_ERRORS as exc:
-            self._health.failed(exc)
-            return
-        finally:
-            # Whatever was not applied (outage, cancel) is retried later, deletes first.
-            self._pending.add_deletes(qname, dels)
-            self._pending.add_releases(qname, rels)
-        self._health.ok()
-
-    async def close(self, grace: float) -> None:
-        """Let round trips in flight finish (bounded), then hand everything left to PendingOps."""
-        tasks = list(self._tasks.values())
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=grace)
-        for qname, ids in self._deletes.items():
-            self._pending.add_deletes(qname, ids)
-        for qname, ids in self._releases.items():
-            self._pending.add_releases(qname, ids)
-        self._deletes.clear()
-        self._releases.clear()
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.set_result(None)
-        self._waiters.clear()
 
 
 class RedisClock:

@@ -12,9 +12,12 @@ each socket keeps a counter of sweeps that found it silent:
   frame, and what is buffered for it would never drain).
 
 A socket whose read loop is busy with a frame (a subscribe waiting for Redis, acks waiting for
-room) is not judged: its peer's answer may be sitting unread in the socket, so the counter
-restarts. Detection takes between 1 and 1.5 ``interval`` after the peer's last frame, as with
-aiohttp's own heartbeat (a ping after ``interval`` of silence, half of it for the pong).
+room) is not judged while the peer takes what is written to it: its answer may be sitting
+unread in the socket, so the counter restarts. But a busy socket whose transport is paused
+(the peer has not taken our bytes: a dead peer, a black hole) is judged like an idle one: its
+read loop may be waiting, through the ack queue, for a drain that never comes. Detection takes
+between 1 and 1.5 ``interval`` after the last frame read, as with aiohttp's own heartbeat (a
+ping after ``interval`` of silence, half of it for the pong).
 
 :func:`sweep` is the whole decision and does no I/O; the members do it (a 2-byte ping written
 straight to the transport, an abort).
@@ -44,7 +47,12 @@ class HeartbeatMember(Protocol):
 
     @property
     def awaiting_frame(self) -> bool:
-        """Whether the read loop waits for the next frame (only then can silence be judged)."""
+        """Whether the read loop waits for the next frame (then silence can be judged)."""
+
+    @property
+    def send_stalled(self) -> bool:
+        """Whether the peer stopped taking our bytes (the transport is paused): then silence
+        is judged even while the read loop is busy."""
 
     def send_ping(self) -> None:
         """Ping the peer (without waiting)."""
@@ -56,7 +64,7 @@ class HeartbeatMember(Protocol):
 def sweep(members: Iterable[HeartbeatMember]) -> None:
     """One visit of every socket: count silence, ping on the second miss, drop on the third."""
     for member in members:
-        if not member.awaiting_frame:
+        if not member.awaiting_frame and not member.send_stalled:
             member.heartbeat_misses = 0
             continue
         misses = member.heartbeat_misses + 1

@@ -48,7 +48,14 @@ class GatewayMetrics:
             "wsmq_messages_sent", "Messages queued by clients with /send.", registry=r
         )
         self.redis_errors = Counter(
-            "wsmq_redis_errors", "Redis errors seen by the gateway.", registry=r
+            "wsmq_redis_errors",
+            "Redis calls of the gateway that failed (connection lost, timeout, failover).",
+            registry=r,
+        )
+        self.redis_outages = Counter(
+            "wsmq_redis_outages",
+            "Redis outage episodes: Redis became unreachable (however many calls failed).",
+            registry=r,
         )
         self.frames_rejected = Counter(
             "wsmq_frames_rejected", "Client frames answered with an error.", ["code"], registry=r
