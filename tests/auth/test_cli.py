@@ -19,8 +19,6 @@ from wsmq.cli import main
 
 from .conftest import SECRET
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +161,7 @@ def test_user_add_subprocess(tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     env = {**os.environ, "WSMQ_SCRYPT_N": "16"}
     out = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "wsmq"), "user", "add", "carol", "--password", "pw",
+        [str(Path(sys.executable).parent / "wsmq"), "user", "add", "carol", "--password", "pw",
          "--queues", "q1", "--users-file", str(users), "--json"],
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )  # fmt: skip

@@ -71,6 +71,9 @@ async def test_authorize_hook_sync_or_async(
     # consumer may receive the message before the read loop writes the reply.
     frames = {f["type"]: f for f in [await recv(ws), await recv(ws)]}
     assert set(frames) == {"sent", "message"} and frames["message"]["message"] == "hello"
+    # Acked, or the socket below (subscribed to room-1 too) could get it again before its reply.
+    await ws.send_str(f"/ack/room-1/{frames['message']['id']}")
+    assert (await recv(ws))["type"] == "acked"
     await ws.send_str("/send/room-2 hello")
     assert (await recv(ws))["code"] == "forbidden"
     await ws.send_str("/subscribe/explodes")  # a failing hook denies; the socket stays open
