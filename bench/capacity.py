@@ -19,7 +19,7 @@ from bench.delivery import Say, prepare, start_consumers
 from bench.profile import Profile, conn_queues
 from bench.stats import Metrics
 from bench.systems import Running
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 SETTLE_S = 1.0  # RSS must hold still this long (per-connection set-up finishing: workers, ...)
 SETTLE_MAX_S = 8.0

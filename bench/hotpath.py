@@ -42,12 +42,12 @@ if __package__ in (None, ""):  # run as a script: make `wsmq` importable from th
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import AckBatcher
-from wsmq.gateway import protocol as p
-from wsmq.gateway.consumer import Subscription
-from wsmq.gateway.delivery import DeliveryEngine
+from wsmq.engine.consumer import Subscription
+from wsmq.engine.delivery import DeliveryEngine
+from wsmq.protocol import wire as p
 from wsmq.queue import Message, Queues
-from wsmq.queue.realtime import RealtimeListener
-from wsmq.redisproc import RedisProcess
+from wsmq.realtime.listener import RealtimeListener
+from wsmq.testing.redisproc import RedisProcess
 
 NS = "rsmq"
 ACK_CONCURRENCY = 32  # Connection.MAX_CONCURRENT_ACKS
@@ -400,7 +400,7 @@ class RealServer:
     """A wsmq node in a child process; aiohttp WebSocket clients here (or in processes)."""
 
     def __init__(self, url: str, args: argparse.Namespace) -> None:
-        from wsmq.redisproc import free_port
+        from wsmq.testing.redisproc import free_port
 
         self.url = url
         self.args = args

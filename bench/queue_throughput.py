@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from wsmq.queue import Queues
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 QNAME = "bench_throughput"
 BODY = '{"type":"chat","text":"' + "x" * 64 + '"}'  # ~90 bytes, a typical small event

@@ -22,7 +22,7 @@ from typing import Literal
 
 from bench.procs import PEERS, Child, ChildError, node_env, node_modules, wait_http_ok
 from wsmq.queue.scripts import SCRIPTS
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 SEND_SCRIPT = SCRIPTS["send"].source
 

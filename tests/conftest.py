@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from wsmq.redisproc import RedisProcess
-from wsmq.redisproc_cluster import RedisCluster3, SentinelSetup
+from wsmq.testing.redisproc import RedisProcess
+from wsmq.testing.redisproc_cluster import RedisCluster3, SentinelSetup
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ PROVEN_EXTRAS = ("fast", "embedded", "test", "bench")
 #: Tools whose new releases can change lint/type results: pinned exactly, never a range.
 EXACT_TOOLS = ("ruff", "mypy", "deptry")
 #: Pinned though not declared by wsmq: a dependency's own lower bound (redis[hiredis] 8.1
-#: requires hiredis>=3.2.0), pinned because wsmq.queue.pubsub_reader relies on its reader.
+#: requires hiredis>=3.2.0), pinned because wsmq.realtime.pubsub_reader relies on its reader.
 TRANSITIVE = {"hiredis"}
 
 _REQ = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*(.*)$")

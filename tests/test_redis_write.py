@@ -1,4 +1,4 @@
-"""Direct command writes (wsmq.redis_write): no task per command, same timeout when one waits."""
+"""Direct command writes (wsmq._compat.redis_write): no task per command, bounded waits."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from wsmq._compat.redis_write import direct_write
 from wsmq.connections import redis_from_url
-from wsmq.redis_write import direct_write
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 
 class CountingWaitFor:
@@ -42,7 +42,7 @@ async def test_commands_are_written_without_a_task_each(
             await client.set(f"k{i}", "v")
         assert await client.get("k99") == b"v"
         # If this fails after a redis-py upgrade, every command pays a task again: check that
-        # wsmq.redis_write still overrides the method redis-py sends through.
+        # wsmq._compat.redis_write still overrides the method redis-py sends through.
         assert counting.calls == 0
     finally:
         await client.aclose()

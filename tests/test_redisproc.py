@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from wsmq.redisproc import RedisProcess, RedisProcessError, find_redis_server
+from wsmq.testing.redisproc import RedisProcess, RedisProcessError, find_redis_server
 
 
 def test_private_server_is_not_the_shared_one(redis_proc: RedisProcess) -> None:
@@ -69,7 +69,7 @@ def _taken_port() -> tuple[socket.socket, int]:
 def test_a_port_taken_before_the_first_start_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     """The port is picked when the process is made; if it is gone by the start, the start
     moves to a fresh one (CI once lost the whole cluster suite to a taken bus port)."""
-    from wsmq import redisproc
+    from wsmq.testing import redisproc
 
     holder, taken = _taken_port()
     with holder:
@@ -98,7 +98,7 @@ def test_an_explicit_port_is_never_moved() -> None:
 
 
 def test_a_taken_cluster_bus_port_is_replaced_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wsmq import redisproc, redisproc_cluster
+    from wsmq.testing import redisproc, redisproc_cluster
 
     holder, taken = _taken_port()
     with holder:

@@ -43,8 +43,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from .redis_url import RedisTarget, RedisUrlError, parse_redis_url
-from .redis_write import direct_write
+from wsmq._compat.redis_write import direct_write
+from wsmq.redis_url import RedisTarget, RedisUrlError, parse_redis_url
 
 __all__ = [
     "AnyRedis",
@@ -259,7 +259,7 @@ class BoundedRedisCluster(RedisCluster):
     def __init__(self, *args: Any, pool_timeout: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # redis-py's cluster client fixes its connection class: give the nodes it knows and
-        # those it discovers later the direct command write (wsmq.redis_write).
+        # those it discovers later the direct command write (wsmq._compat.redis_write).
         manager = self.nodes_manager
         manager.connection_kwargs["connection_class"] = direct_write(
             manager.connection_kwargs["connection_class"]

@@ -21,7 +21,7 @@ from wsmq.auth import AuthConfig, Authenticator, FileUserStore, add_auth_routes
 from wsmq.auth.limiter import AuthLimiter, AuthLimits
 from wsmq.auth.routes import key_salt
 from wsmq.auth.shared_counters import SharedCounters
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 PROXY = ("127.0.0.1", "::1")  # the test client is a trusted proxy: X-Forwarded-For is the client

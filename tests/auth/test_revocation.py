@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from wsmq.auth import RevocationBus
 from wsmq.auth.revocation import decode_revocation, encode_revocation
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 
 async def wait_subscribed(url: str, channel: str, count: int = 1) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import redis
 
 from wsmq.queue import Queues
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 __all__ = ["Backend", "ClusterBackend", "SentinelBackend", "StandaloneBackend", "scaleout_missing"]
 
@@ -79,7 +79,7 @@ def scaleout_missing(kind: str) -> str | None:
 
     try:
         import wsmq.connections
-        import wsmq.redisproc_cluster  # noqa: F401
+        import wsmq.testing.redisproc_cluster  # noqa: F401
     except ImportError as exc:
         return f"scale-out helpers missing ({exc})"
     if kind == "cluster" and shutil.which("redis-cli") is None:
@@ -144,7 +144,7 @@ class SentinelBackend:
     name = "sentinel"
 
     def __init__(self) -> None:
-        from wsmq.redisproc_cluster import SentinelSetup
+        from wsmq.testing.redisproc_cluster import SentinelSetup
 
         self.setup = SentinelSetup(appendonly=True)
         self.url = self.setup.url
@@ -172,7 +172,7 @@ class ClusterBackend:
     name = "cluster"
 
     def __init__(self) -> None:
-        from wsmq.redisproc_cluster import RedisCluster3
+        from wsmq.testing.redisproc_cluster import RedisCluster3
 
         self.cluster = RedisCluster3(replicas=1, appendonly=True)
         self.url = self.cluster.url

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from wsmq.queue import Queues
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 from .procs import NodeGroup, make_users, proc_stats
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from wsmq.cli import build_parser, main
-from wsmq.names import QNAME_RULE
+from wsmq.protocol.names import QNAME_RULE
 
 SECRET = "s" * 48
 

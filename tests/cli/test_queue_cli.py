@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from wsmq.cli import main
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 Cli = Callable[..., tuple[int, Any]]
 

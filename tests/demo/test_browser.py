@@ -254,7 +254,7 @@ async def test_page_served_by_a_node_itself(
 
     from wsmq import serve
     from wsmq.demo import create_demo_users
-    from wsmq.demo_page import add_page_routes
+    from wsmq.demo.page import add_page_routes
 
     page, errors, outside = browser_page
     users = await create_demo_users(tmp_path / "users.json")

@@ -1,4 +1,4 @@
-"""``wsmq.demo_page``: the page's files, config and /auth relay as aiohttp routes."""
+"""``wsmq.demo.page``: the page's files, config and /auth relay as aiohttp routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from wsmq.demo_page import add_page_routes, page_app
+from wsmq.demo.page import add_page_routes, page_app
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.demo.helpers import ROOT
-from wsmq.redisproc import free_port
+from wsmq.testing.redisproc import free_port
 
 pytestmark = pytest.mark.slow
 README = (ROOT / "README.md").read_text()

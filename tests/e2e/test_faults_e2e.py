@@ -15,7 +15,7 @@ import pytest
 
 from wsmq.gateway import Gateway
 from wsmq.queue import Queues
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 from .conftest import (
     SECRET,
@@ -254,7 +254,7 @@ async def test_gateway_handle_mounts_on_host_app(
     from aiohttp import web
 
     from wsmq.gateway import serve
-    from wsmq.redisproc import free_port
+    from wsmq.testing.redisproc import free_port
 
     app = web.Application()
 

@@ -16,7 +16,7 @@ import pytest
 from wsmq.auth import FileUserStore, PasswordHasher
 from wsmq.connections import AnyRedis, redis_from_url
 from wsmq.gateway import Gateway
-from wsmq.redisproc import free_port
+from wsmq.testing.redisproc import free_port
 
 from .conftest import (
     MakeUser,

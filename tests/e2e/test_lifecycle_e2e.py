@@ -14,7 +14,7 @@ from aiohttp import web
 
 from wsmq.gateway import Gateway, serve
 from wsmq.queue import Queues
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 from .conftest import (
     SECRET,

@@ -23,7 +23,7 @@ import pytest
 
 from wsmq.cli.serve_cmd import EXIT_RESTART
 from wsmq.queue import Queues
-from wsmq.redisproc import free_port
+from wsmq.testing.redisproc import free_port
 
 from .conftest import (
     SECRET,

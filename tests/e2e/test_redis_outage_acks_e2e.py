@@ -17,7 +17,7 @@ import pytest
 
 from wsmq.gateway import Gateway
 from wsmq.queue import Queues
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 from .conftest import MakeUser, StartNode, connect, recv_type, subscribe
 from .test_slow_peers_e2e import metric

@@ -15,7 +15,7 @@ import pytest
 
 from wsmq.auth import FileUserStore, PasswordHasher, User
 from wsmq.gateway import Gateway
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 from .conftest import (
     Cred,

@@ -12,8 +12,8 @@ import re
 import aiohttp
 import pytest
 
+from wsmq.engine.consumer import MESSAGE_OVERHEAD, QueueConsumer
 from wsmq.gateway import Gateway
-from wsmq.gateway.consumer import MESSAGE_OVERHEAD, QueueConsumer
 from wsmq.queue import Queues
 
 from .conftest import MakeUser, StartNode, connect, recv_type, subscribe, wait_for

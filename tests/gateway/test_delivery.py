@@ -18,8 +18,8 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from wsmq.gateway.consumer import QueueConsumer
-from wsmq.gateway.delivery import (
+from wsmq.engine.consumer import QueueConsumer
+from wsmq.engine.delivery import (
     Backoff,
     DeliveryEngine,
     EngineStopped,
@@ -27,8 +27,8 @@ from wsmq.gateway.delivery import (
 )
 from wsmq.queue import Message, Queues
 from wsmq.queue.errors import InvalidFormat
-from wsmq.queue.realtime import RealtimeListener
-from wsmq.redisproc import RedisProcess
+from wsmq.realtime.listener import RealtimeListener
+from wsmq.testing.redisproc import RedisProcess
 
 NS = "rsmq"
 

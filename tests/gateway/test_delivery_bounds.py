@@ -8,10 +8,10 @@ from collections.abc import Iterable
 
 import pytest
 
-from wsmq.gateway.consumer import MESSAGE_OVERHEAD
-from wsmq.gateway.delivery import DeleteNotApplied
-from wsmq.gateway.delivery_state import RedisHealth
-from wsmq.gateway.settle import PendingOps
+from wsmq.engine.consumer import MESSAGE_OVERHEAD
+from wsmq.engine.delivery import DeleteNotApplied
+from wsmq.engine.health import RedisHealth
+from wsmq.engine.settle import PendingOps
 from wsmq.queue import Queues
 
 from .test_delivery import EngineFactory, Sink, attrs, make_engine, queues

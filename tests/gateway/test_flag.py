@@ -1,10 +1,10 @@
-"""wsmq.gateway.flag.Flag: the one-waiter event of consumers and ack pipelines."""
+"""wsmq.engine.flag.Flag: the one-waiter event of consumers and ack pipelines."""
 
 from __future__ import annotations
 
 import asyncio
 
-from wsmq.gateway.flag import Flag
+from wsmq.engine.flag import Flag
 
 
 async def test_wait_returns_at_once_when_set_and_after_set_otherwise() -> None:

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from wsmq.gateway.http_release import VERIFIED, release_http_state, supported
+from wsmq._compat.aiohttp_release import VERIFIED, release_http_state, supported
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -104,7 +104,7 @@ async def test_a_released_connection_works_and_closes_cleanly(
 async def test_an_unverified_aiohttp_is_left_alone_and_said_once(
     aiohttp_client: MakeClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wsmq.gateway import http_release
+    from wsmq._compat import aiohttp_release as http_release
 
     monkeypatch.setattr(http_release, "VERIFIED", ("0.0.",))
     http_release._note_unsupported.cache_clear()

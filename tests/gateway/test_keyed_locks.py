@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from wsmq.gateway.keyed_locks import KeyedLocks
+from wsmq.engine.keyed_locks import KeyedLocks
 
 
 async def test_same_key_in_order_other_keys_concurrently() -> None:

@@ -20,12 +20,12 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from wsmq.connections import PoolExhaustedError, PoolStats, is_pool_exhausted, pool_stats
+from wsmq.engine.delivery import DeliveryEngine
+from wsmq.engine.health import POOL_LOG_EVERY, RedisHealth
 from wsmq.gateway import Gateway, serve
-from wsmq.gateway.delivery import DeliveryEngine
-from wsmq.gateway.delivery_state import POOL_LOG_EVERY, RedisHealth
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.queue import Message, Queues
-from wsmq.queue.realtime import RealtimeListener
+from wsmq.realtime.listener import RealtimeListener
 
 NS = "rsmq"
 OUTAGE_LOG = "Redis unreachable"

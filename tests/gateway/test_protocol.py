@@ -1,4 +1,4 @@
-"""wsmq.gateway.protocol: frame parsing and server frame encoding (pure, no sockets)."""
+"""wsmq.protocol.wire: frame parsing and server frame encoding (pure, no sockets)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsmq.gateway import protocol as p
-from wsmq.gateway.protocol import (
+from wsmq.protocol import wire as p
+from wsmq.protocol.wire import (
     Ack,
     AckMany,
     Auth,

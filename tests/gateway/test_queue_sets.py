@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsmq.gateway import queue_sets
-from wsmq.gateway.queue_sets import MAX_SETS, SCAN_BELOW, membership
+from wsmq.protocol import queue_sets
+from wsmq.protocol.queue_sets import MAX_SETS, SCAN_BELOW, membership
 
 names = st.text(alphabet="abcxyz0_-", min_size=1, max_size=4)
 

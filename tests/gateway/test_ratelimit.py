@@ -1,4 +1,4 @@
-"""wsmq.gateway.ratelimit: token bucket with an explicit clock."""
+"""wsmq.protocol.ratelimit: token bucket with an explicit clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsmq.gateway.ratelimit import TokenBucket
+from wsmq.protocol.ratelimit import TokenBucket
 
 
 def test_starts_full_and_allows_a_burst() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from wsmq.gateway import authorize
-from wsmq.gateway import protocol as p
-from wsmq.gateway.actions import DoSubscribe, Reply
 from wsmq.gateway.app import HookUser
 from wsmq.gateway.authorize import HookDecisions
-from wsmq.gateway.session import Session
+from wsmq.protocol import wire as p
+from wsmq.protocol.actions import DoSubscribe, Reply
+from wsmq.protocol.session import Session
 
 ALICE = HookUser("alice")
 

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from wsmq.gateway import serve
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 SECRET = "start-test-secret-0123456789abcdef0123456789"
 
@@ -194,7 +194,7 @@ async def test_serve_awaited_inside_the_host_apps_on_startup(
     from aiohttp import web
 
     from wsmq.gateway import Gateway
-    from wsmq.redisproc import free_port
+    from wsmq.testing.redisproc import free_port
 
     app = web.Application()
     started: list[Gateway] = []

@@ -1,4 +1,4 @@
-"""wsmq.gateway.session: the per-connection state machine, driven with an explicit clock."""
+"""wsmq.protocol.session: the per-connection state machine, driven with an explicit clock."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsmq.gateway import protocol as p
-from wsmq.gateway.actions import (
+from wsmq.protocol import wire as p
+from wsmq.protocol.actions import (
     Action,
     Close,
     DoAck,
@@ -21,13 +21,13 @@ from wsmq.gateway.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.gateway.protocol import Mode
-from wsmq.gateway.session import (
+from wsmq.protocol.session import (
     Session,
     SessionLimits,
     State,
     default_authorize,
 )
+from wsmq.protocol.wire import Mode
 
 T0 = 1_700_000_000.0
 MSG_ID = "lq3x0v1a2bCDEFghijklmnopqrstuvwx"

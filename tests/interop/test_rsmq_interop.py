@@ -19,7 +19,7 @@ import redis.asyncio
 
 from wsmq.cli import main
 from wsmq.queue import Message, QueueError, Queues
-from wsmq.queue.realtime import RealtimeListener
+from wsmq.realtime.listener import RealtimeListener
 
 pytestmark = pytest.mark.interop
 

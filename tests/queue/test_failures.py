@@ -21,7 +21,7 @@ from wsmq.queue import (
     send_message,
 )
 from wsmq.queue.scripts import SCRIPTS
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 GOOD_ID = "abcdefghij0123456789abcdefghij01"
 

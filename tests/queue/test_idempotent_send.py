@@ -24,7 +24,7 @@ from wsmq.queue import Queues
 from wsmq.queue.ids import to_base36
 from wsmq.queue.queues import SEND_MARKER_TTL, Layout
 from wsmq.queue.scripts import run_script
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 
 class ReplyEater:

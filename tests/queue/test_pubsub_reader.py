@@ -11,7 +11,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wsmq.queue import RealtimeListener
-from wsmq.queue.pubsub_reader import PubSubReader, Reply
+from wsmq.realtime.pubsub_reader import PubSubReader, Reply
 
 
 @pytest.fixture(params=["fast", "fallback"])

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from wsmq.queue import Queues, RealtimeListener
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 
 async def next_queue(listener: RealtimeListener, timeout: float = 5.0) -> str:

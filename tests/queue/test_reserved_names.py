@@ -7,8 +7,8 @@ from redis.asyncio import Redis
 
 from wsmq.auth import InvalidUserData
 from wsmq.auth.users import validate_queue_names
-from wsmq.gateway import protocol as p
-from wsmq.names import QNAME_RULE, RESERVED_QNAMES, is_valid_qname
+from wsmq.protocol import wire as p
+from wsmq.protocol.names import QNAME_RULE, RESERVED_QNAMES, is_valid_qname
 from wsmq.queue import InvalidFormat, Queues
 
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 
 @dataclass(frozen=True)

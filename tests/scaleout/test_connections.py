@@ -23,7 +23,7 @@ from wsmq.connections import (
     parse_redis_url,
     redis_from_url,
 )
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 from .conftest import TlsFiles
 

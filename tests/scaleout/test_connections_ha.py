@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from wsmq.connections import broadcast_pubsub_client, redis_from_url
-from wsmq.redisproc import free_port
-from wsmq.redisproc_cluster import RedisCluster3, SentinelSetup
+from wsmq.testing.redisproc import free_port
+from wsmq.testing.redisproc_cluster import RedisCluster3, SentinelSetup
 
 # --- Sentinel ---------------------------------------------------------------------------------
 

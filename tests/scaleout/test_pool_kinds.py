@@ -32,7 +32,7 @@ from wsmq.connections import (
     redis_from_url,
 )
 from wsmq.redis_url import parse_redis_url
-from wsmq.redisproc import free_port
+from wsmq.testing.redisproc import free_port
 
 
 def tiny(url: str, **kwargs: Any) -> AnyRedis:

@@ -15,8 +15,8 @@ from redis.crc import key_slot
 from wsmq.connections import redis_from_url
 from wsmq.queue import InvalidValue, KeyLayout, QueueNotFound, Queues, RealtimeListener
 from wsmq.queue.publisher import send_message
-from wsmq.queue.realtime_cluster import ClusterRealtimeListener
-from wsmq.redisproc_cluster import RedisCluster3
+from wsmq.realtime.sharded import ClusterRealtimeListener
+from wsmq.testing.redisproc_cluster import RedisCluster3
 
 
 def slot(key: str) -> int:
@@ -296,7 +296,7 @@ async def test_queue_and_listener_survive_a_master_failover(
 
 
 async def test_unreachable_cluster_fails_promptly() -> None:
-    from wsmq.redisproc import free_port
+    from wsmq.testing.redisproc import free_port
 
     queues = Queues.from_url(f"redis+cluster://127.0.0.1:{free_port()}", connect_timeout=1)
     try:

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from wsmq.connections import redis_from_url
 from wsmq.queue import Queues, RealtimeListener
-from wsmq.redisproc_cluster import SentinelSetup
+from wsmq.testing.redisproc_cluster import SentinelSetup
 
 
 async def next_queue(listener: RealtimeListener, timeout: float = 10.0) -> str:

@@ -21,10 +21,10 @@ import redis.asyncio as aredis
 from redis.crc import key_slot
 
 from wsmq.connections import BoundedRedisCluster, redis_from_url
-from wsmq.gateway.delivery import DeliveryEngine
+from wsmq.engine.delivery import DeliveryEngine
 from wsmq.queue import Message, Queues, RealtimeListener
-from wsmq.queue.realtime_cluster import ClusterRealtimeListener
-from wsmq.redisproc_cluster import RedisCluster3
+from wsmq.realtime.sharded import ClusterRealtimeListener
+from wsmq.testing.redisproc_cluster import RedisCluster3
 
 QNAME = "reshard"
 #: The queue's keys split between the two nodes this long: longer than redis-py retries

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from wsmq.auth.errors import InvalidUserData
-from wsmq.names import QNAME_RULE, is_valid_qname
+from wsmq.protocol.names import QNAME_RULE, is_valid_qname
 
 MAX_USER_NAME = 128
 

@@ -34,8 +34,8 @@ def _demo(args: argparse.Namespace) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from wsmq.demo import PortInUse, run_demo
-    from wsmq.demo_nodes import NodeStartError
-    from wsmq.redisproc import RedisProcessError
+    from wsmq.testing.nodes import NodeStartError
+    from wsmq.testing.redisproc import RedisProcessError
 
     try:
         return asyncio.run(

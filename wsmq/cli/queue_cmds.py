@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.exceptions
 
 from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
-from wsmq.names import RESERVED_QNAMES
+from wsmq.protocol.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueError, Queues
 from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
 

@@ -14,7 +14,7 @@ __all__ = ["Gateway", "GatewayStart", "serve"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that importing wsmq.gateway.protocol (pure) does not pull in aiohttp and Redis.
+    # Lazy, so that importing wsmq.protocol.wire (pure) does not pull in aiohttp and Redis.
     if name in __all__:
         from wsmq.gateway import server
 

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from wsmq.gateway import protocol as p
-from wsmq.gateway.actions import Action
-from wsmq.gateway.flag import Flag
-from wsmq.gateway.session import Session
-from wsmq.gateway.settle import DeleteNotApplied
+from wsmq.engine.flag import Flag
+from wsmq.engine.settle import DeleteNotApplied
+from wsmq.protocol import wire as p
+from wsmq.protocol.actions import Action
+from wsmq.protocol.session import Session
 
 __all__ = ["AckPipeline", "AckTarget"]
 

@@ -17,17 +17,17 @@ from typing import Any
 
 from aiohttp import web
 
-from wsmq.gateway import protocol as p
+from wsmq._compat.aiohttp_release import release_http_state
 from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
 from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.frames import require_masked_frames
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.heartbeat import HeartbeatSweeper
-from wsmq.gateway.http_release import release_http_state
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.gateway.origin import origin_allowed
-from wsmq.gateway.session import SessionLimits
+from wsmq.protocol import wire as p
+from wsmq.protocol.session import SessionLimits
 from wsmq.settings import Settings
 
 __all__ = [
@@ -81,7 +81,7 @@ class GatewayState:
 
     settings: Settings
     queues: Any  # wsmq.queue.Queues
-    engine: Any  # wsmq.gateway.delivery.DeliveryEngine
+    engine: Any  # wsmq.engine.delivery.DeliveryEngine
     auth: Any | None  # wsmq.auth.Authenticator
     metrics: GatewayMetrics
     health: HealthChecks

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
+from wsmq.engine.delivery import DeliveryEngine
 from wsmq.gateway.app import (
     STATE_KEY,
     Authenticate,
@@ -21,7 +22,6 @@ from wsmq.gateway.app import (
     GatewayState,
     websocket_handler,
 )
-from wsmq.gateway.delivery import DeliveryEngine
 from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from wsmq.settings import Settings
@@ -53,7 +53,7 @@ def assemble(
 ) -> NodeParts:
     """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
-    from wsmq.queue.realtime import RealtimeListener
+    from wsmq.realtime.listener import RealtimeListener
 
     auth: Any | None = None
     store = user_store

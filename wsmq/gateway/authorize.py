@@ -1,6 +1,6 @@
 """Run a user's ``authorize`` hook, sync or async, for the pure session.
 
-:class:`~wsmq.gateway.session.Session` asks ``authorize(user, qname, action)`` synchronously.
+:class:`~wsmq.protocol.session.Session` asks ``authorize(user, qname, action)`` synchronously.
 A host app's hook may need I/O (a database, an HTTP call): :class:`HookDecisions` calls it, and
 awaits it when it returns an awaitable, *before* a frame reaches the session; the session's
 ``authorize`` is then :meth:`HookDecisions.lookup`, which only reads the decision taken.
@@ -14,8 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from wsmq.gateway import protocol as p
-from wsmq.gateway.session import Session, State
+from wsmq.protocol import wire as p
+from wsmq.protocol.session import Session, State
 
 __all__ = ["AUTHORIZE_TIMEOUT", "AuthorizeHook", "HookDecisions"]
 

@@ -1,4 +1,4 @@
-"""One WebSocket connection: runs the pure :class:`~wsmq.gateway.session.Session` against
+"""One WebSocket connection: runs the pure :class:`~wsmq.protocol.session.Session` against
 the socket, the delivery engine, the queues and the authenticator.
 
 Every client frame goes through ``Session.handle`` and the returned actions are executed in
@@ -32,9 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from wsmq.gateway import protocol as p
 from wsmq.gateway.acks import AckPipeline
-from wsmq.gateway.actions import (
+from wsmq.gateway.authorize import HookDecisions
+from wsmq.gateway.connection_queues import QueueActions
+from wsmq.gateway.deadlines import Entry
+from wsmq.gateway.frames import FrameBatchWriter
+from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
+from wsmq.gateway.subscriber import SocketSubscriber
+from wsmq.protocol import wire as p
+from wsmq.protocol.actions import (
     Action,
     Close,
     DoAck,
@@ -45,13 +51,7 @@ from wsmq.gateway.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.gateway.authorize import HookDecisions
-from wsmq.gateway.connection_queues import QueueActions
-from wsmq.gateway.deadlines import Entry
-from wsmq.gateway.frames import FrameBatchWriter
-from wsmq.gateway.session import Session
-from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
-from wsmq.gateway.subscriber import SocketSubscriber
+from wsmq.protocol.session import Session
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState

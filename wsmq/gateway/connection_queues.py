@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import RedisError
 
-from wsmq.gateway import protocol as p
+from wsmq.engine.delivery import EngineStopped
 from wsmq.gateway.acks import AckPipeline
-from wsmq.gateway.delivery import EngineStopped
 from wsmq.gateway.subscriber import SocketSubscriber
+from wsmq.protocol import wire as p
 from wsmq.queue import QueueError
 
 if TYPE_CHECKING:
-    from wsmq.gateway.actions import Action
     from wsmq.gateway.app import GatewayState
     from wsmq.gateway.connection import Connection
-    from wsmq.gateway.session import Session
+    from wsmq.protocol.actions import Action
+    from wsmq.protocol.session import Session
 
 __all__ = ["QueueActions"]
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wsmq.gateway import protocol as p
+from wsmq.protocol import wire as p
 
 if TYPE_CHECKING:
     from wsmq.gateway.connection import Connection

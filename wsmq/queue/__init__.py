@@ -8,7 +8,7 @@ on the same queues.  See docs/queue.md.
 
 from __future__ import annotations
 
-from .errors import (
+from wsmq.queue.errors import (
     DeadLetterQueueNotFound,
     InvalidFormat,
     InvalidValue,
@@ -20,11 +20,11 @@ from .errors import (
     QueueExists,
     QueueNotFound,
 )
-from .keys import KeyLayout
-from .models import Message, QueueAttributes
-from .publisher import send_message
-from .queues import Queues
-from .realtime import RealtimeListener
+from wsmq.queue.keys import KeyLayout
+from wsmq.queue.models import Message, QueueAttributes
+from wsmq.queue.publisher import send_message
+from wsmq.queue.queues import Queues
+from wsmq.realtime.listener import RealtimeListener
 
 __all__ = [
     "DeadLetterQueueNotFound",

@@ -8,7 +8,7 @@ they are about; :meth:`QueueError.describe` gives the sentence to show a person,
 
 from __future__ import annotations
 
-from wsmq.names import QNAME_RULE, RESERVED_QNAMES, reserved_detail
+from wsmq.protocol.names import QNAME_RULE, RESERVED_QNAMES, reserved_detail
 
 __all__ = [
     "DeadLetterQueueNotFound",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from wsmq.names import QNAME_PATTERN, RESERVED_QNAMES, reserved_detail
+from wsmq.protocol.names import QNAME_PATTERN, RESERVED_QNAMES, reserved_detail
 
 from .errors import InvalidFormat, InvalidValue, MessageNotString, MissingParameter
 
@@ -84,7 +84,7 @@ def _validate_name(value: object, item: str, pattern: re.Pattern[str]) -> str:
 
 
 def validate_qname(qname: object, item: str = "qname") -> str:
-    """Return ``qname`` if it follows :data:`wsmq.names.QNAME_RULE`: RSMQ's
+    """Return ``qname`` if it follows :data:`wsmq.protocol.names.QNAME_RULE`: RSMQ's
     ``^[a-zA-Z0-9_-]{1,160}$``, and not a reserved name (``QUEUES``).
 
     Raises ``MissingParameter`` ("No qname supplied") or ``InvalidFormat`` ("Invalid qname

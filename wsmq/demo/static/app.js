@@ -5,7 +5,7 @@
 
 (() => {
   const SUBPROTOCOL = "wsmq.v1";
-  // The server's rule (wsmq/names.py): QUEUES is the RSMQ registry key, reserved.
+  // The server's rule (wsmq/protocol/names.py): QUEUES is the RSMQ registry key, reserved.
   const QNAME_RE = /^(?!QUEUES$)[A-Za-z0-9_-]{1,160}$/;
   const HEX_ID_RE = /^[0-9a-f]{24}$/;
   // What an error reply to /send or /subscribe means, in words (codes: docs/protocol.md).

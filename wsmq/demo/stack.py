@@ -28,9 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from wsmq.demo_nodes import DemoRedis, NodeProcess, NodeStartError
-from wsmq.demo_page import page_app
-from wsmq.redisproc import RedisProcess, free_port
+from wsmq.demo.page import page_app
+from wsmq.testing.nodes import DemoRedis, NodeProcess, NodeStartError
+from wsmq.testing.redisproc import RedisProcess, free_port
 
 __all__ = [
     "DEMO_USERS",

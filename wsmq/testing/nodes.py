@@ -21,7 +21,7 @@ from typing import IO
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from wsmq.redisproc import RedisProcess
+from wsmq.testing.redisproc import RedisProcess
 
 __all__ = ["DemoRedis", "NodeProcess", "NodeStartError"]
 

@@ -1,4 +1,4 @@
-"""What a :class:`~wsmq.gateway.session.Session` asks its server layer to do.
+"""What a :class:`~wsmq.protocol.session.Session` asks its server layer to do.
 
 The session is pure: it never touches a socket, Redis or the user store. Each of its methods
 returns a list of these actions, which the server layer (:mod:`wsmq.gateway.connection`)

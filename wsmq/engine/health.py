@@ -7,7 +7,7 @@
   An exhausted connection pool is backpressure, not an outage: it opens no episode, only a
   rate-limited "pool saturated" warning; the operation backs off and retries as after an error.
 - deletes and releases (group commits, retries after an outage) are in
-  :mod:`wsmq.gateway.settle`;
+  :mod:`wsmq.engine.settle`;
 - :class:`RedisClock` estimates Redis ``TIME`` locally: scores are Redis epoch ms, and the
   consumer's timer must fire when Redis, not this host, reaches a score.
 """

@@ -7,7 +7,7 @@ that owns a subscribed queue) and reads all of them concurrently, so no message 
 another node's poll.  Any sign of a topology change (a lost connection, a ``MOVED`` reply, a
 ``sunsubscribe`` Redis sent on its own after a failover or a slot migration) tears everything
 down, re-reads the slot map and subscribes again; every queue is then reported once, exactly as
-:class:`~wsmq.queue.realtime.RealtimeListener` does after a reconnect.
+:class:`~wsmq.realtime.listener.RealtimeListener` does after a reconnect.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from ..connections import redis_from_url
-from .pubsub_reader import PubSubReader
-from .realtime import Callback, RealtimeListener
+from wsmq.connections import redis_from_url
+from wsmq.realtime.listener import Callback, RealtimeListener
+from wsmq.realtime.pubsub_reader import PubSubReader
 
 __all__ = ["ClusterRealtimeListener"]
 

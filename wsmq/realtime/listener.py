@@ -26,11 +26,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..connections import parse_redis_url, redis_from_url
-from ..outage_log import OutageLog
-from .keys import KeyLayout
-from .pubsub_reader import PubSubReader
-from .validation import validate_qname
+from wsmq.connections import parse_redis_url, redis_from_url
+from wsmq.outage_log import OutageLog
+from wsmq.queue.keys import KeyLayout
+from wsmq.queue.validation import validate_qname
+from wsmq.realtime.pubsub_reader import PubSubReader
 
 __all__ = ["Callback", "RealtimeListener"]
 
@@ -54,14 +54,14 @@ class RealtimeListener:
 
     ``redis`` is any URL :func:`wsmq.connections.redis_from_url` accepts (Sentinel included) or
     a client.  A Redis Cluster URL or client gives a
-    :class:`~wsmq.queue.realtime_cluster.ClusterRealtimeListener` (sharded pub/sub, one
+    :class:`~wsmq.realtime.sharded.ClusterRealtimeListener` (sharded pub/sub, one
     connection per master).  ``layout="cluster"`` on a single server listens with
     ``SSUBSCRIBE`` to the cluster layout's channels.
     """
 
     def __new__(cls, redis: str | Redis | RedisCluster, *args: Any, **kwargs: Any) -> Any:
         if cls is RealtimeListener and _is_cluster(redis):
-            from .realtime_cluster import ClusterRealtimeListener
+            from wsmq.realtime.sharded import ClusterRealtimeListener
 
             return super().__new__(ClusterRealtimeListener)
         return super().__new__(cls)

@@ -5,8 +5,9 @@
 - :class:`SentinelSetup`: 1 master, 1 replica and 3 sentinels (quorum 2) with short timeouts,
   so a killed master is replaced within a few seconds.
 
-Both build on :class:`wsmq.redisproc.RedisProcess` (free ports, own data directory, kill/restart)
-and only use blocking calls with deadlines, so a broken setup fails fast with the server log.
+Both build on :class:`wsmq.testing.redisproc.RedisProcess` (free ports, own data directory,
+kill/restart) and only use blocking calls with deadlines, so a broken setup fails fast with the
+server log.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import redis
 
-from .redisproc import RedisProcess, RedisProcessError, find_redis_server, free_port
+from wsmq.testing.redisproc import RedisProcess, RedisProcessError, find_redis_server, free_port
 
 __all__ = ["RedisCluster3", "SentinelProcess", "SentinelSetup", "wait_until"]
 

@@ -1,10 +1,10 @@
 """Delivery engine: consume Redis queues for this node's WebSocket subscribers (SPEC §5).
 
-One :class:`~wsmq.gateway.consumer.QueueConsumer` task runs per queue that has at least one
+One :class:`~wsmq.engine.consumer.QueueConsumer` task runs per queue that has at least one
 local subscriber, and stops when the last one leaves. Consumers sleep until woken by:
 
 - the queue's realtime notification (``PUBLISH {ns}:rt:{q}``, via the shared
-  :class:`~wsmq.queue.realtime.RealtimeListener`);
+  :class:`~wsmq.realtime.listener.RealtimeListener`);
 - a timer at the queue's next visible score (delayed messages, expired visibility timeouts);
 - a window opening (an ack, or :meth:`Subscription.wake` when a socket drained);
 - the fallback poll: every ``poll_interval`` seconds ONE ``visible_counts`` round trip for all of
@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from wsmq.gateway.consumer import (
+from wsmq.engine.consumer import (
     Backoff,
     ConsumerContext,
     QueueConsumer,
@@ -38,15 +38,15 @@ from wsmq.gateway.consumer import (
     Subscription,
     plan_round_robin,
 )
-from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
-from wsmq.gateway.keyed_locks import KeyedLocks
-from wsmq.gateway.settle import DeleteNotApplied, PendingOps, SettleBatcher
-from wsmq.names import is_valid_qname
+from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
+from wsmq.engine.keyed_locks import KeyedLocks
+from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher
+from wsmq.protocol.names import is_valid_qname
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
 if TYPE_CHECKING:
     from wsmq.queue import Queues
-    from wsmq.queue.realtime import RealtimeListener
+    from wsmq.realtime.listener import RealtimeListener
 
 __all__ = [
     "Backoff",

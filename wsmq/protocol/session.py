@@ -29,7 +29,7 @@ Actions returned by the callbacks are executed the same way. The server also cal
 ``expiring`` warning), :meth:`Session.revoked` when the user's access is revoked and
 :meth:`Session.shutdown` on SIGTERM. ``now`` is wall-clock epoch seconds (``time.time()``)
 because token expiry is an epoch time. Deliveries are framed by
-:func:`wsmq.gateway.protocol.encode_message` with ``session.mode``.
+:func:`wsmq.protocol.wire.encode_message` with ``session.mode``.
 No method raises on client input; everything becomes actions.
 """
 
@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from wsmq.gateway import protocol as p
-from wsmq.gateway.actions import (
+from wsmq.protocol import wire as p
+from wsmq.protocol.actions import (
     Action,
     Close,
     DoAck,
@@ -54,8 +54,8 @@ from wsmq.gateway.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.gateway.queue_sets import membership
-from wsmq.gateway.ratelimit import TokenBucket
+from wsmq.protocol.queue_sets import membership
+from wsmq.protocol.ratelimit import TokenBucket
 
 __all__ = [
     "Authorize",
@@ -66,7 +66,7 @@ __all__ = [
     "default_authorize",
 ]
 
-log = logging.getLogger("wsmq.gateway.session")
+log = logging.getLogger("wsmq.protocol.session")
 
 
 class User(Protocol):

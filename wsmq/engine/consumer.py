@@ -1,6 +1,6 @@
 """One consumer per (node, queue): batch-receive within the subscribers' windows and hand out.
 
-The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
+The pieces the delivery engine (:mod:`wsmq.engine.delivery`) is built from:
 
 - :func:`plan_round_robin` and :class:`Backoff` are pure (no I/O, no clock of their own);
 - :class:`Subscriber` is the protocol a WebSocket session implements, :class:`Subscription` what
@@ -13,8 +13,8 @@ The pieces the delivery engine (:mod:`wsmq.gateway.delivery`) is built from:
   idle queue costs no task. Each subscription has its own writer task, so a slow socket delays
   only itself: the consumer goes on receiving for the others.
 
-Shared state lives in :mod:`wsmq.gateway.delivery_state` (Redis health episodes, the Redis
-clock) and :mod:`wsmq.gateway.settle` (group-committed deletes and releases, operations to
+Shared state lives in :mod:`wsmq.engine.health` (Redis health episodes, the Redis
+clock) and :mod:`wsmq.engine.settle` (group-committed deletes and releases, operations to
 retry after an outage).
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisClock, RedisHealth
-from wsmq.gateway.flag import Flag
-from wsmq.gateway.settle import PendingOps, SettleBatcher
+from wsmq.engine.flag import Flag
+from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
+from wsmq.engine.settle import PendingOps, SettleBatcher
 from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from wsmq.gateway.delivery_state import TRANSIENT_ERRORS, RedisHealth
+from wsmq.engine.health import TRANSIENT_ERRORS, RedisHealth
 from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:

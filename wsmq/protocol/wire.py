@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, Final
 
-from wsmq import names
-from wsmq.names import QNAME_PATTERN, RESERVED_QNAMES
+from wsmq.protocol import names
+from wsmq.protocol.names import QNAME_PATTERN, RESERVED_QNAMES
 
 __all__ = [
     "CLOSE_AUTH_FAILED",
@@ -98,7 +98,7 @@ CLOSE_AUTH_TIMEOUT: Final = 4408
 CLOSE_RATE_LIMITED: Final = 4429
 
 # RSMQ's own validation rules, so a name valid here is valid for every rsmq client; queue
-# names also avoid the reserved ones (wsmq.names, the one rule).
+# names also avoid the reserved ones (wsmq.protocol.names, the one rule).
 QNAME_RE: Final = QNAME_PATTERN
 ID_RE: Final = re.compile(r"[A-Za-z0-9:]{32}")
 #: Most ids one ``/ack`` frame may carry (1000 ids are ~33 KB, within the default frame size).
@@ -221,7 +221,7 @@ Command = Subscribe | Unsubscribe | Ack | AckMany | Send | Auth | Refresh
 
 
 def is_valid_qname(qname: str) -> bool:
-    """The queue-name rule (:data:`wsmq.names.QNAME_RULE`): RSMQ's, minus reserved names."""
+    """The queue-name rule (:data:`wsmq.protocol.names.QNAME_RULE`)."""
     return names.is_valid_qname(qname)
 
 

@@ -17,7 +17,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 __all__ = ["STATIC_DIR", "add_page_routes", "page_app"]
 
 #: The browser page's files (``index.html``, ``app.js``, ``style.css``).
-STATIC_DIR: Final = Path(str(resources.files("wsmq.gateway") / "static"))
+STATIC_DIR: Final = Path(str(resources.files("wsmq.demo") / "static"))
 _FILES: Final = {
     "/": ("index.html", "text/html"),
     "/index.html": ("index.html", "text/html"),

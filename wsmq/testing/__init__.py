@@ -1,0 +1,1 @@
+"""Test and benchmark infrastructure: private Redis processes, clusters, Sentinel, nodes."""
