@@ -205,7 +205,7 @@ def test_demo_rejects_bad_flags(
 
 
 def test_static_page_needs_no_internet() -> None:
-    static = ROOT / "wsmq" / "gateway" / "static"
+    static = ROOT / "wsmq" / "demo" / "static"
     for name in ("index.html", "app.js", "style.css"):
         text = (static / name).read_text()
         assert "https://" not in text and "//cdn" not in text, name
