@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from wsmq.errors import ConfigError
+
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "render_markdown"]
 
 ENV_PREFIX: Final = "WSMQ_"
@@ -28,12 +30,8 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
-class SettingsError(ValueError):
-    """A setting has a value of the wrong type or out of range (names the setting)."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"setting {name!r}: {message}")
-        self.name = name
+#: The name settings code has always used for :class:`wsmq.errors.ConfigError`.
+SettingsError = ConfigError
 
 
 def _opt(default: Any, help: str, group: str = "server", *, secret: bool = False) -> Any:
