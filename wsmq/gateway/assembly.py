@@ -59,7 +59,7 @@ def assemble(
     store = user_store
     owns_store = False
     if authenticate is None or settings.secret or store is not None:
-        cfg = _auth_config(settings)
+        cfg = settings.auth_config()
         if cfg is None and authenticate is None:
             raise ValueError("token authentication needs `secret` (or key files)")
         if store is None and (settings.mongo_url or settings.users_file):
@@ -78,24 +78,16 @@ def assemble(
 
             auth = Authenticator(cfg, store)
 
-    queues = Queues.from_url(
-        settings.redis_url,
-        ns=settings.ns,
-        realtime=True,
-        max_connections=settings.redis_pool_size,
-    )
+    queues = Queues.from_url(settings.redis_url, realtime=True, **settings.queue_options())
     listener = RealtimeListener(settings.redis_url, settings.ns)
     metrics = GatewayMetrics()
     metrics.watch_pool(pool_stats(queues.redis))
     engine = DeliveryEngine(
         queues,
         listener,
-        poll_interval=settings.poll_interval,
-        batch_size=settings.batch_size,
-        max_outbox_bytes=settings.write_buffer_limit,
         on_redis_error=lambda exc: metrics.redis_outages.inc(),
         on_redis_failure=lambda exc: metrics.redis_errors.inc(),
-        stop_timeout=max(settings.shutdown_timeout * 0.2, 0.2),
+        **settings.engine_options(),
     )
     health = HealthChecks()
     health_redis = _health_redis(settings.redis_url)
@@ -125,7 +117,6 @@ def assemble(
     add_health_routes(app, health, metrics_text, prefix=prefix)
     if settings.auth_routes and auth is not None and store is not None:
         from wsmq.auth import RevocationBus, add_auth_routes
-        from wsmq.auth.limiter import AuthLimits
 
         publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
         add_auth_routes(
@@ -135,7 +126,7 @@ def assemble(
             publish_bus,
             prefix=f"{prefix}/auth",
             trusted_proxies=settings.trusted_proxies,
-            limits=AuthLimits.from_settings(settings),
+            limits=settings.auth_limits(),
             redis_url=settings.redis_url,
             ns=settings.ns,
         )
@@ -174,26 +165,6 @@ def _health_redis(url: str) -> AnyRedis:
     # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
     # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
     return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
-
-
-def _auth_config(settings: Settings) -> Any | None:
-    from wsmq.auth import AuthConfig
-
-    if not (settings.secret or settings.public_key_file or settings.private_key_file):
-        return None
-    return AuthConfig(
-        secret=settings.secret,
-        algorithm=settings.algorithm,
-        ttl=settings.token_ttl,
-        leeway=float(settings.leeway),
-        issuer=settings.issuer,
-        audience=settings.audience,
-        previous_secret=settings.previous_secret,
-        previous_secret_until=settings.previous_secret_until,
-        private_key_file=settings.private_key_file,
-        public_key_file=settings.public_key_file,
-        legacy_tokens2=settings.legacy_tokens2,
-    )
 
 
 def listener_close(listener: Any) -> Any:
