@@ -50,9 +50,9 @@ class IssuedTokens:
     expires_in: int
     user_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, str | int]:
         """The ``/auth/login`` body: ``{"token", "accessToken", "expiresIn", "userId"}``."""
-        body: dict[str, Any] = {"token": self.token, "expiresIn": self.expires_in}
+        body: dict[str, str | int] = {"token": self.token, "expiresIn": self.expires_in}
         if self.access_token is not None:
             body["accessToken"] = self.access_token
         if self.user_id is not None:

@@ -74,7 +74,7 @@ def report_error(exc: CliError, prog: str, *, as_json: bool) -> int:
     return exc.exit_code
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: object) -> None:
     """Print one JSON object on one line (the ``--json`` contract)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
     sys.stdout.flush()
