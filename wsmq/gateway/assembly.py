@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,9 +27,17 @@ from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from wsmq.settings import Settings
 
+if TYPE_CHECKING:
+    from wsmq.auth import Authenticator
+    from wsmq.auth.users import UserStore
+    from wsmq.realtime.listener import RealtimeListener
+
 __all__ = ["NodeParts", "assemble", "check_redis", "listener_close", "redis_host", "store_kind"]
 
 log = logging.getLogger("wsmq.gateway")
+
+#: A coroutine function closing one of the node's parts.
+Closer = Callable[[], Awaitable[object]]
 
 
 @dataclass
@@ -39,7 +48,7 @@ class NodeParts:
     state: GatewayState
     own_app: bool
     #: Close coroutine functions of everything the node opens (Redis clients, the store...).
-    closers: list[Any]
+    closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
 
@@ -49,13 +58,13 @@ def assemble(
     settings: Settings,
     authorize: AuthorizeHook | None,
     authenticate: Authenticate | None,
-    user_store: Any | None,
+    user_store: UserStore | None,
 ) -> NodeParts:
     """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
     from wsmq.realtime.listener import RealtimeListener
 
-    auth: Any | None = None
+    auth: Authenticator | None = None
     store = user_store
     owns_store = False
     if authenticate is None or settings.secret or store is not None:
@@ -104,7 +113,7 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    closers: list[Any] = [listener_close(listener), queues.close, health_redis.aclose]
+    closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
     if owns_store and store is not None:
         closers.append(store.close)
     own_app = app is None
@@ -167,6 +176,6 @@ def _health_redis(url: str) -> AnyRedis:
     return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
 
 
-def listener_close(listener: Any) -> Any:
-    """The close coroutine function of a realtime listener (``aclose`` or ``close``)."""
-    return getattr(listener, "aclose", None) or listener.close
+def listener_close(listener: RealtimeListener) -> Closer:
+    """The close coroutine function of a realtime listener."""
+    return listener.aclose
