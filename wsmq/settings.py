@@ -308,7 +308,7 @@ class Settings:
     @classmethod
     def from_sources(
         cls,
-        flags: Mapping[str, Any] | None = None,
+        flags: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
         toml_path: str | os.PathLike[str] | None = None,
     ) -> Settings:
@@ -413,7 +413,7 @@ class Settings:
         )
 
 
-def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_toml(path: str | os.PathLike[str]) -> dict[str, object]:
     """Read a TOML settings file (top level or a ``[wsmq]`` table)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -424,7 +424,7 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     table = data.get("wsmq", data)
     if not isinstance(table, dict):
         raise SettingsError("config", "[wsmq] must be a table")
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     names = set(Settings.field_names())
     for key, value in table.items():
         name = key.replace("-", "_")
