@@ -30,3 +30,15 @@ def test_one_line_per_outage_and_interval(caplog: pytest.LogCaptureFixture) -> N
     outage.failed("timeout", level=logging.ERROR)  # a new outage starts with a line at once
     assert caplog.records[3].levelno == logging.ERROR
     assert caplog.records[3].getMessage() == "thing: timeout; retrying with backoff"
+
+
+def test_every_line_has_an_event_key(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    outage = OutageLog(logging.getLogger("wsmq.test"), "thing", every=1.0, clock=lambda: now[0])
+    caplog.set_level(logging.DEBUG, "wsmq.test")
+    outage.failed("refused")
+    now[0] = 2.0
+    outage.failed("refused")
+    outage.recovered()
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events == ["outage_started", "outage_ongoing", "outage_ended"]

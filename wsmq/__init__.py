@@ -5,6 +5,7 @@ Public API (see README.md)::
     from wsmq import Queues, Message, send_message   # RSMQ-compatible queue layer
     from wsmq import serve                           # the WebSocket gateway
     from wsmq import issue_tokens, verify_tokens     # authentication, usable without a server
+    from wsmq import WsmqError, QueueError, AuthError  # the error tree (see wsmq.errors)
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ _LAZY = {
     "Message": "wsmq.queue",
     "send_message": "wsmq.queue",
     "QueueError": "wsmq.queue",
+    "WsmqError": "wsmq.errors",
+    "ConfigError": "wsmq.errors",
+    "RedisUrlError": "wsmq.redis_url",
+    "ProtocolError": "wsmq.protocol.wire",
+    "UserStoreError": "wsmq.auth.errors",
     "serve": "wsmq.gateway",
     "Settings": "wsmq.settings",
     "issue_tokens": "wsmq.auth",

@@ -44,6 +44,7 @@ from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wsmq._compat.redis_write import direct_write
+from wsmq.errors import WsmqError
 from wsmq.redis_url import RedisTarget, RedisUrlError, parse_redis_url
 
 __all__ = [
@@ -81,7 +82,7 @@ def _tls_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in keys if k in options}
 
 
-class PoolExhaustedError(MaxConnectionsError):
+class PoolExhaustedError(WsmqError, MaxConnectionsError, code="pool_exhausted"):
     """No pooled connection became free within ``pool_timeout``: every one was busy.
 
     Backpressure (more concurrent commands than ``max_connections``), not an outage: nothing

@@ -1,4 +1,4 @@
-"""Logging for wsmq: one line per event, optional JSON, secrets redacted.
+"""Logging for wsmq: one line per event, optional JSON, secrets redacted, calm outages.
 
 ``configure_logging()`` installs one handler on the root logger carrying a
 :class:`RedactingFilter`, so every record — from wsmq, aiohttp or the host app — has token-like
@@ -13,6 +13,10 @@ before it is formatted. What is masked:
   (``Got more than 8190 bytes when reading: b'<first 100 bytes of the value>...'``): a bare
   value, a cookie or token without its header name.
 
+:class:`OutageLog` keeps a reconnect loop to one line when an outage starts, one per interval
+while it lasts and one when it ends, however fast the loop retries: a Redis that does not answer
+must not flood the log from every component that reconnects.
+
 The gateway never logs message bodies (it logs queue names, ids and sizes), so payloads need no
 redaction; a ``/send`` frame is never logged either.
 """
@@ -24,12 +28,15 @@ import json as _json
 import logging
 import re
 import sys
-from collections.abc import Mapping
-from typing import IO, Any, Final
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, Final
 
 __all__ = [
+    "OUTAGE_REPORT_EVERY",
     "REDACTED",
     "JsonFormatter",
+    "OutageLog",
     "RedactingFilter",
     "TextFormatter",
     "configure_logging",
@@ -72,7 +79,7 @@ def redact(text: str) -> str:
     return text
 
 
-def _redact_value(value: Any, depth: int = 0) -> Any:
+def _redact_value(value: object, depth: int = 0) -> object:
     if isinstance(value, str):
         return redact(value)
     if depth > 4:
@@ -119,7 +126,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def _extras(record: logging.LogRecord) -> dict[str, Any]:
+def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
 
 
@@ -132,7 +139,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, extras, ``exc``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        obj: dict[str, Any] = {
+        obj: dict[str, object] = {
             "ts": _iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -162,7 +169,7 @@ class TextFormatter(logging.Formatter):
         return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
-class _WsmqHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _WsmqHandler(logging.StreamHandler[IO[str]]):
     """Marker class so configure_logging() can replace its own handler only."""
 
 
@@ -183,3 +190,73 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+#: Seconds between two "still failing" lines of one outage.
+OUTAGE_REPORT_EVERY: Final = 60.0
+
+
+class OutageLog:
+    """The log of one component's reconnect loop (``what`` names it in every line).
+
+    Call :meth:`failed` on every failed attempt and :meth:`recovered` once connected.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        every: float = OUTAGE_REPORT_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log = logger
+        self.what = what
+        self.every = every
+        self.clock = clock
+        self.down_since: float | None = None
+        self.attempts = 0
+        self._reported_at = 0.0
+
+    def failed(self, reason: str, *, level: int = logging.WARNING, exc_info: bool = False) -> None:
+        """One failed attempt: logged when it starts an outage or an interval has passed."""
+        now = self.clock()
+        self.attempts += 1
+        if self.down_since is None:
+            self.down_since = self._reported_at = now
+            self.log.log(
+                level,
+                "%s: %s; retrying with backoff",
+                self.what,
+                reason,
+                exc_info=exc_info,
+                extra={"event": "outage_started"},
+            )
+            return
+        if now - self._reported_at < self.every:
+            return
+        self._reported_at = now
+        self.log.log(
+            level,
+            "%s: still failing after %.0f s (%d attempts; last: %s)",
+            self.what,
+            now - self.down_since,
+            self.attempts,
+            reason,
+            exc_info=exc_info,
+            extra={"event": "outage_ongoing"},
+        )
+
+    def recovered(self) -> None:
+        """Connected: ends the outage (one line if there was one)."""
+        if self.down_since is None:
+            return
+        self.log.warning(
+            "%s: connected again after %.1f s (%d failed attempts)",
+            self.what,
+            self.clock() - self.down_since,
+            self.attempts,
+            extra={"event": "outage_ended"},
+        )
+        self.down_since = None
+        self.attempts = 0

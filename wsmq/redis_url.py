@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
+from wsmq.errors import WsmqError
+
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_SENTINEL_PORT",
@@ -52,7 +54,7 @@ _URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re
 _HOST_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[^:\[\]]+))(?::(?P<port>\d*))?$")
 
 
-class RedisUrlError(ValueError):
+class RedisUrlError(WsmqError, ValueError, code="invalid_redis_url"):
     """A Redis URL could not be understood; the message says which part and why."""
 
 

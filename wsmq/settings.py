@@ -13,27 +13,34 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "render_markdown"]
+from wsmq.errors import ConfigError
+from wsmq.settings_values import base_type, coerce
+
+if TYPE_CHECKING:
+    from wsmq.auth.config import AuthConfig
+    from wsmq.auth.limiter import AuthLimits
+    from wsmq.protocol.session import SessionLimits
+
+__all__ = [
+    "ENV_PREFIX",
+    "EngineOptions",
+    "QueueOptions",
+    "Settings",
+    "SettingsError",
+    "render_markdown",
+]
 
 ENV_PREFIX: Final = "WSMQ_"
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 
-
-class SettingsError(ValueError):
-    """A setting has a value of the wrong type or out of range (names the setting)."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"setting {name!r}: {message}")
-        self.name = name
+#: The name settings code has always used for :class:`wsmq.errors.ConfigError`.
+SettingsError = ConfigError
 
 
 def _opt(default: Any, help: str, group: str = "server", *, secret: bool = False) -> Any:
@@ -43,6 +50,22 @@ def _opt(default: Any, help: str, group: str = "server", *, secret: bool = False
         value = tuple(default)
         return field(default_factory=lambda: value, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+class QueueOptions(TypedDict):
+    """What the settings say about a node's queue client (see :meth:`Settings.queue_options`)."""
+
+    ns: str
+    max_connections: int
+
+
+class EngineOptions(TypedDict):
+    """What the settings say about delivery (see :meth:`Settings.engine_options`)."""
+
+    poll_interval: float
+    batch_size: int
+    max_outbox_bytes: int
+    stop_timeout: float
 
 
 @dataclass(frozen=True)
@@ -228,7 +251,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, _field_type(f), getattr(self, f.name)))
+            object.__setattr__(self, f.name, coerce(f.name, _field_type(f), getattr(self, f.name)))
         self._validate()
 
     def _validate(self) -> None:
@@ -285,7 +308,7 @@ class Settings:
     @classmethod
     def from_sources(
         cls,
-        flags: Mapping[str, Any] | None = None,
+        flags: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
         toml_path: str | os.PathLike[str] | None = None,
     ) -> Settings:
@@ -327,8 +350,70 @@ class Settings:
             out[f.name] = value
         return out
 
+    # -- views: each subsystem's configuration, built from these settings only -------------
+    # Imported when called: `import wsmq.settings` stays cheap, and no subsystem imports this
+    # module at run time, so its defaults cannot drift from the ones here.
+    def session_limits(self) -> SessionLimits:
+        """Per-connection limits of the protocol session."""
+        from wsmq.protocol.session import SessionLimits
 
-def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+        return SessionLimits(
+            max_subscriptions=self.max_subscriptions,
+            rate=self.rate_limit,
+            burst=float(self.rate_burst),
+            auth_timeout=self.auth_deadline,
+            expiring_warning=self.expiry_warning,
+            max_frame_size=self.max_frame_size,
+        )
+
+    def auth_config(self) -> AuthConfig | None:
+        """Token settings, or ``None`` when no signing key is configured."""
+        from wsmq.auth.config import AuthConfig
+
+        if not (self.secret or self.public_key_file or self.private_key_file):
+            return None
+        return AuthConfig(
+            secret=self.secret,
+            algorithm=self.algorithm,
+            ttl=self.token_ttl,
+            leeway=float(self.leeway),
+            issuer=self.issuer,
+            audience=self.audience,
+            previous_secret=self.previous_secret,
+            previous_secret_until=self.previous_secret_until,
+            private_key_file=self.private_key_file,
+            public_key_file=self.public_key_file,
+            legacy_tokens2=self.legacy_tokens2,
+        )
+
+    def auth_limits(self) -> AuthLimits:
+        """Rate limits of the HTTP auth endpoints."""
+        from wsmq.auth.limiter import AuthLimits
+
+        return AuthLimits(
+            attempts_per_ip=self.auth_attempts_per_ip,
+            window=self.auth_window,
+            user_free_failures=self.auth_user_free_failures,
+            user_max_delay=self.auth_user_max_delay,
+            user_lockout=self.auth_user_lockout,
+        )
+
+    def queue_options(self) -> QueueOptions:
+        """Keyword arguments of ``Queues.from_url(settings.redis_url, ...)``."""
+        return QueueOptions(ns=self.ns, max_connections=self.redis_pool_size)
+
+    def engine_options(self) -> EngineOptions:
+        """Keyword arguments of ``DeliveryEngine(queues, listener, ...)`` (hooks aside)."""
+        return EngineOptions(
+            poll_interval=self.poll_interval,
+            batch_size=self.batch_size,
+            max_outbox_bytes=self.write_buffer_limit,
+            # The engine gets a fifth of the shutdown budget to hand back what it holds.
+            stop_timeout=max(self.shutdown_timeout * 0.2, 0.2),
+        )
+
+
+def load_toml(path: str | os.PathLike[str]) -> dict[str, object]:
     """Read a TOML settings file (top level or a ``[wsmq]`` table)."""
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -339,7 +424,7 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     table = data.get("wsmq", data)
     if not isinstance(table, dict):
         raise SettingsError("config", "[wsmq] must be a table")
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     names = set(Settings.field_names())
     for key, value in table.items():
         name = key.replace("-", "_")
@@ -363,57 +448,10 @@ def _field_type(f: dataclasses.Field[Any]) -> Any:
     return hints[f.name]
 
 
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """``(type, optional)`` for ``X`` or ``X | None``."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], True
-    return tp, False
-
-
-def _coerce(name: str, tp: Any, value: Any) -> Any:
-    """Convert strings (env, flags) and TOML values to the field's type, or raise."""
-    base, optional = _base_type(tp)
-    if value is None:
-        if optional:
-            return None
-        raise SettingsError(name, "is required")
-    if optional and isinstance(value, str) and value == "":
-        return None
-    try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(f"expected true/false, got {value!r}")
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(f"expected an integer, got {value!r}")
-            return int(value)
-        if base is float:
-            if isinstance(value, bool):
-                raise ValueError(f"expected a number, got {value!r}")
-            return float(value)
-        if base is str:
-            if not isinstance(value, str):
-                raise ValueError(f"expected a string, got {value!r}")
-            return value
-        if typing.get_origin(base) is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(item).strip() for item in items if str(item).strip())
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(name, str(exc)) from exc
-    return value  # pragma: no cover - every field type is handled above
-
-
 def type_label(name: str) -> str:
     """Human name of a setting's type for docs and ``--help``."""
     tp = typing.get_type_hints(Settings)[name]
-    base, optional = _base_type(tp)
+    base, optional = base_type(tp)
     label = {bool: "bool", int: "int", float: "float", str: "str"}.get(base, "list")
     return f"{label} (optional)" if optional else label
 
@@ -428,48 +466,11 @@ GROUPS: Final = {
 }
 
 
-def _default_text(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "`true`" if value else "`false`"
-    if isinstance(value, tuple):
-        return "`" + ",".join(value) + "`" if value else "(empty)"
-    return f"`{value}`"
-
-
 def render_markdown() -> str:
     """The configuration reference (``docs/configuration.md``), generated from :class:`Settings`."""
-    lines = [
-        "# Configuration reference",
-        "",
-        "<!-- Generated by `python -m wsmq.settings docs/configuration.md`; do not edit. -->",
-        "",
-        "Every setting can be given as a `wsmq serve` flag (`--redis-url`), an environment",
-        "variable (`WSMQ_REDIS_URL`), a key of the TOML file passed with `--config`",
-        '(`redis_url = "..."`, top level or under `[wsmq]`), or a keyword of `wsmq.serve()`.',
-        "Precedence: flag > environment > TOML file > default. Booleans accept",
-        "`true/false/1/0/yes/no/on/off`; lists are comma-separated.",
-        "",
-    ]
-    defaults = Settings()
-    fields = dataclasses.fields(Settings)
-    for group, title in GROUPS.items():
-        lines += [f"## {title}", "", "| Setting | Flag / env | Type | Default | Description |"]
-        lines += ["|---|---|---|---|---|"]
-        for f in fields:
-            if f.metadata.get("group") != group:
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            env = ENV_PREFIX + f.name.upper()
-            default = "—" if f.metadata.get("secret") else _default_text(getattr(defaults, f.name))
-            help_text = str(f.metadata["help"]).replace("|", "\\|")
-            lines.append(
-                f"| `{f.name}` | `{flag}`<br>`{env}` | {type_label(f.name)} | {default} "
-                f"| {help_text} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
+    from wsmq.settings_doc import render_markdown as render
+
+    return render()
 
 
 def _check_field_groups() -> None:

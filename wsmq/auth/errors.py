@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from wsmq.errors import WsmqError
+
 #: reason -> (HTTP status, default message)
 REASONS: Final[dict[str, tuple[int, str]]] = {
     "missing": (401, "authentication tokens are missing"),
@@ -29,7 +31,7 @@ REASONS: Final[dict[str, tuple[int, str]]] = {
 }
 
 
-class AuthError(Exception):
+class AuthError(WsmqError, code="auth_error"):
     """An authentication failure.
 
     Attributes:
@@ -51,8 +53,7 @@ class AuthError(Exception):
         self.retry_after = retry_after
         self.reason = reason
         self.status = status if status is not None else default_status
-        self.message = message or default_message
-        super().__init__(self.message)
+        super().__init__(message or default_message, code=reason)
 
     def __repr__(self) -> str:
         return f"AuthError(reason={self.reason!r}, status={self.status}, message={self.message!r})"
@@ -62,25 +63,17 @@ class AuthError(Exception):
         return {"error": self.reason, "message": self.message}
 
 
-class UserStoreError(Exception):
+class UserStoreError(WsmqError, code="user_store_error"):
     """A user store failed or was asked something impossible."""
 
-    code = "user_store_error"
 
-
-class UserExists(UserStoreError):
+class UserExists(UserStoreError, code="user_exists"):
     """A user with this name already exists."""
 
-    code = "user_exists"
 
-
-class UserNotFound(UserStoreError):
+class UserNotFound(UserStoreError, code="user_not_found"):
     """No such user."""
 
-    code = "user_not_found"
 
-
-class InvalidUserData(UserStoreError, ValueError):
+class InvalidUserData(UserStoreError, ValueError, code="invalid_user_data"):
     """A user name, password or queue list is not acceptable."""
-
-    code = "invalid_user_data"

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
@@ -39,6 +39,7 @@ FORMAT_VERSION = 1
 _RECENT = 2.0  # seconds: a file changed this recently is re-read even if stat looks the same
 
 Docs = dict[str, dict[str, Any]]
+T = TypeVar("T")
 
 
 class FileUserStore(FieldUpdates):
@@ -157,8 +158,8 @@ class FileUserStore(FieldUpdates):
             raise
         self._docs, self._raw, self._signature = docs, raw, self._stat()
 
-    async def _mutate(self, change: Callable[[Docs], Any]) -> Any:
-        def run() -> Any:
+    async def _mutate(self, change: Callable[[Docs], T]) -> T:
+        def run() -> T:
             with self._locked() as docs:
                 return change(docs)
 

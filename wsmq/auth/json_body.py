@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from wsmq.auth.errors import AuthError
 
@@ -45,7 +44,7 @@ def json_depth_exceeds(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def parse_json_object(raw: bytes) -> dict[str, object]:
     """``raw`` as a JSON object (empty body: ``{}``); anything else is ``bad_request`` (400)."""
     if not raw.strip():
         return {}

@@ -18,14 +18,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from wsmq.auth.errors import AuthError
 from wsmq.auth.ratelimit import Mode, Step
 from wsmq.auth.shared_counters import SharedCounters, counter_key
-
-if TYPE_CHECKING:
-    from wsmq.settings import Settings
 
 #: Delay (s) after the first failure beyond ``user_free_failures``; it doubles with each more.
 FIRST_DELAY = 0.25
@@ -40,17 +36,6 @@ class AuthLimits:
     user_free_failures: int = 10
     user_max_delay: float = 5.0
     user_lockout: int = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AuthLimits:
-        """The limits the ``auth_*`` settings give."""
-        return cls(
-            attempts_per_ip=settings.auth_attempts_per_ip,
-            window=settings.auth_window,
-            user_free_failures=settings.auth_user_free_failures,
-            user_max_delay=settings.auth_user_max_delay,
-            user_lockout=settings.auth_user_lockout,
-        )
 
     def __post_init__(self) -> None:
         if self.attempts_per_ip < 1 or self.user_free_failures < 1:

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
 
 from aiohttp import web
 
@@ -40,7 +39,7 @@ def error_response(exc: AuthError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request) -> dict[str, object]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise AuthError("bad_request", "the request body is too large", status=413)
     raw = bytearray()
@@ -54,7 +53,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return parse_json_object(bytes(raw))
 
 
-def _string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+def _string_field(body: dict[str, object], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if value is None and not required:
         return None
@@ -150,7 +149,7 @@ def add_auth_routes(
         limiter = own
     checked = limiter
 
-    def limited(prepare: Callable[[web.Request, dict[str, Any]], Attempt]) -> Handler:
+    def limited(prepare: Callable[[web.Request, dict[str, object]], Attempt]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             address = client_address(
                 request.remote, request.headers.get("X-Forwarded-For"), proxies
@@ -167,7 +166,7 @@ def add_auth_routes(
 
         return _guard(handler)
 
-    def login(request: web.Request, body: dict[str, Any]) -> Attempt:
+    def login(request: web.Request, body: dict[str, object]) -> Attempt:
         user_name = _string_field(body, "userName")
         password = _string_field(body, "password")
         assert user_name is not None and password is not None
@@ -178,7 +177,7 @@ def add_auth_routes(
 
         return f"name:{user_name}", attempt
 
-    def _user_ref(request: web.Request, body: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _user_ref(request: web.Request, body: dict[str, object]) -> tuple[str | None, str | None]:
         user_id = _string_field(body, "userId", required=False)
         user_name = _string_field(body, "userName", required=False)
         if user_id is None and user_name is None and request.headers.get("x-token"):
@@ -187,7 +186,7 @@ def add_auth_routes(
             raise AuthError("bad_request", "userId or userName is required")
         return user_id, user_name
 
-    def token(request: web.Request, body: dict[str, Any]) -> Attempt:
+    def token(request: web.Request, body: dict[str, object]) -> Attempt:
         user_id, user_name = _user_ref(request, body)
 
         async def attempt() -> web.StreamResponse:
@@ -198,7 +197,7 @@ def add_auth_routes(
 
         return _subject(user_id, user_name), attempt
 
-    def logout(request: web.Request, body: dict[str, Any]) -> Attempt:
+    def logout(request: web.Request, body: dict[str, object]) -> Attempt:
         user_id, user_name = _user_ref(request, body)
 
         async def attempt() -> web.StreamResponse:

@@ -16,12 +16,15 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from wsmq.auth.config import AuthConfig
 from wsmq.auth.errors import AuthError
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 #: Claims every x-token must carry.
 REQUIRED_CLAIMS = ("sub", "iat", "exp")
@@ -50,9 +53,9 @@ class IssuedTokens:
     expires_in: int
     user_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, str | int]:
         """The ``/auth/login`` body: ``{"token", "accessToken", "expiresIn", "userId"}``."""
-        body: dict[str, Any] = {"token": self.token, "expiresIn": self.expires_in}
+        body: dict[str, str | int] = {"token": self.token, "expiresIn": self.expires_in}
         if self.access_token is not None:
             body["accessToken"] = self.access_token
         if self.user_id is not None:
@@ -218,7 +221,7 @@ class JwtCodec:
 
     def _decode(self, token: str, key: str) -> dict[str, Any]:
         cfg = self.config
-        options: dict[str, Any] = {
+        options: Options = {
             "require": list(REQUIRED_CLAIMS),
             "verify_aud": cfg.audience is not None,
             "verify_iss": cfg.issuer is not None,
@@ -230,7 +233,7 @@ class JwtCodec:
                     token,
                     key,
                     algorithms=[cfg.algorithm],
-                    options=options,  # type: ignore[arg-type]
+                    options=options,
                     leeway=cfg.leeway,
                     issuer=cfg.issuer,
                     audience=cfg.audience,

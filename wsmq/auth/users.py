@@ -38,7 +38,7 @@ class User:
     disabled: bool = False
     legacy_access_token: str | None = None
 
-    def public_json(self) -> dict[str, Any]:
+    def public_json(self) -> dict[str, object]:
         """What ``wsmq user list`` shows: no hashes."""
         return {
             "id": self.id,

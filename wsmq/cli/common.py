@@ -15,6 +15,8 @@ import sys
 from collections.abc import Awaitable
 from typing import Any, NoReturn, TypeVar
 
+from wsmq.errors import WsmqError
+
 T = TypeVar("T")
 
 #: Exit codes scripts can rely on.
@@ -23,7 +25,7 @@ EXIT_ERROR = 1  # the operation failed (queue not found, Redis down, ...)
 EXIT_USAGE = 2  # bad flags or arguments (argparse uses 2 as well)
 
 
-class CliError(Exception):
+class CliError(WsmqError, code="cli_error"):
     """An error reported to the user as one line (and as JSON with ``--json``).
 
     ``prog`` names the command (``wsmq queue stats``) when the raiser knows it better than the
@@ -39,9 +41,7 @@ class CliError(Exception):
         prog: str | None = None,
         usage: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.exit_code = exit_code
         self.prog = prog
         self.usage = usage
@@ -74,7 +74,7 @@ def report_error(exc: CliError, prog: str, *, as_json: bool) -> int:
     return exc.exit_code
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: object) -> None:
     """Print one JSON object on one line (the ``--json`` contract)."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
     sys.stdout.flush()

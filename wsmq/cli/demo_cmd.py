@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from typing import Any
 
 from wsmq.cli.common import CliError
 
@@ -59,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise CliError("start_failed", f"{exc.strerror or exc}") from exc
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``wsmq demo``."""
     parser = subparsers.add_parser(
         "demo",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ import redis.exceptions
 
 from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
 from wsmq.protocol.names import RESERVED_QNAMES
-from wsmq.queue import Message, QueueError, Queues
+from wsmq.queue import Message, QueueAttributes, QueueError, Queues
 from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
 
 _QNAME_HELP = f"queue name ([A-Za-z0-9_-], 1..160; reserved: {', '.join(sorted(RESERVED_QNAMES))})"
@@ -160,14 +159,8 @@ def _unavailable(url: str, exc: BaseException) -> CliError:
     return CliError("redis_unavailable", f"cannot reach Redis at {redact_url(url)}: {reason}")
 
 
-def _message_dict(msg: Message) -> dict[str, Any]:
+def _message_dict(msg: Message) -> dict[str, object]:
     return {"id": msg.id, "message": msg.message, "rc": msg.rc, "fr": msg.fr, "sent": msg.sent}
-
-
-def _attributes_dict(attrs: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(attrs) and not isinstance(attrs, type):
-        return dataclasses.asdict(attrs)
-    return dict(vars(attrs))
 
 
 def _read_message(arg: str) -> str:
@@ -224,7 +217,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
     msgs, deleted = run(_with_queues(args, action))
     if args.json:
-        out: dict[str, Any] = {"messages": [_message_dict(m) for m in msgs]}
+        out: dict[str, object] = {"messages": [_message_dict(m) for m in msgs]}
         if args.delete:
             out["deleted"] = deleted
         print_json(out)
@@ -249,11 +242,11 @@ def cmd_queue_create(args: argparse.Namespace) -> int:
     """Create a queue (RSMQ defaults: vt 30 s, delay 0, maxsize 65536)."""
     options = _queue_options(args)
 
-    async def action(queues: Queues) -> Any:
+    async def action(queues: Queues) -> QueueAttributes:
         await queues.create_queue(args.qname, **options)
         return await queues.get_queue_attributes(args.qname)
 
-    attrs = _attributes_dict(run(_with_queues(args, action)))
+    attrs = run(_with_queues(args, action)).to_dict()
     if args.json:
         print_json({"queue": args.qname, "created": True, "attributes": attrs})
     else:
@@ -267,10 +260,10 @@ def cmd_queue_set(args: argparse.Namespace) -> int:
     if not options:
         raise CliError("noAttributeSupplied", "No attribute was supplied", EXIT_USAGE)
 
-    async def action(queues: Queues) -> Any:
+    async def action(queues: Queues) -> QueueAttributes:
         return await queues.set_queue_attributes(args.qname, **options)
 
-    attrs = _attributes_dict(run(_with_queues(args, action)))
+    attrs = run(_with_queues(args, action)).to_dict()
     _print_attributes(args, attrs)
     return EXIT_OK
 
@@ -286,7 +279,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_attributes(args: argparse.Namespace, attrs: dict[str, Any]) -> None:
+def _print_attributes(args: argparse.Namespace, attrs: dict[str, int | str | None]) -> None:
     if args.json:
         print_json({"queue": args.qname, **attrs})
     else:
@@ -298,7 +291,7 @@ def _print_attributes(args: argparse.Namespace, attrs: dict[str, Any]) -> None:
 
 def cmd_queue_stats(args: argparse.Namespace) -> int:
     """Print every attribute of a queue (RSMQ's getQueueAttributes plus wsmq's extras)."""
-    attrs = _attributes_dict(run(_with_queues(args, lambda q: q.get_queue_attributes(args.qname))))
+    attrs = run(_with_queues(args, lambda q: q.get_queue_attributes(args.qname))).to_dict()
     _print_attributes(args, attrs)
     return EXIT_OK
 
@@ -351,7 +344,7 @@ def _add_queue_settings(parser: argparse.ArgumentParser, *, for_create: bool) ->
     )
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``send``, ``receive`` and ``queue``."""
     conn = _connection_options()
 

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -58,7 +59,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=help_text)
 
 
-def settings_from_args(args: argparse.Namespace, env: Any = None) -> Settings:
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from parsed flags, ``WSMQ_*`` environment variables and ``--config``."""
     flags = {name: getattr(args, name, None) for name in Settings.field_names()}
     env = os.environ if env is None else env
@@ -174,7 +175,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return int(runner(_run(settings, bool(args.json))))
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``wsmq serve``."""
     parser = subparsers.add_parser(
         "serve",

@@ -12,8 +12,9 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from wsmq.auth import (
     AuthConfig,
@@ -27,6 +28,8 @@ from wsmq.auth import (
 )
 from wsmq.auth.tokens import cli_safe_token
 from wsmq.cli.common import EXIT_OK, CliError, print_json, run
+
+T = TypeVar("T")
 
 DEFAULT_NS = "rsmq"
 
@@ -99,7 +102,9 @@ def _open_store(args: argparse.Namespace, *, create: bool = False) -> UserStore:
         raise CliError(exc.code, str(exc)) from None
 
 
-async def _with_store(args: argparse.Namespace, action: Any, *, create: bool = False) -> Any:
+async def _with_store(
+    args: argparse.Namespace, action: Callable[[UserStore], Awaitable[T]], *, create: bool = False
+) -> T:
     store = _open_store(args, create=create)
     try:
         return await action(store)
@@ -133,7 +138,11 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         return await store.create(args.name, password, args.queues or (), args.publish or ())
 
     user, access_token = run(_with_store(args, action, create=True))
-    out: dict[str, Any] = {"id": user.id, "userName": user.user_name, "accessToken": access_token}
+    out: dict[str, object] = {
+        "id": user.id,
+        "userName": user.user_name,
+        "accessToken": access_token,
+    }
     if generated:
         out["password"] = password
     if args.json:
@@ -198,7 +207,7 @@ def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
 
     user, receivers = run(_with_store(args, action))
     if args.json:
-        out: dict[str, Any] = {"id": user.id, "userName": user.user_name, "disabled": disabled}
+        out: dict[str, object] = {"id": user.id, "userName": user.user_name, "disabled": disabled}
         if disabled:
             out["revokedOn"] = receivers
         print_json(out)
@@ -229,7 +238,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
     user, receivers = run(_with_store(args, action))
     if args.json:
-        out: dict[str, Any] = {"id": user.id, "userName": user.user_name, "revokedOn": receivers}
+        out: dict[str, object] = {"id": user.id, "userName": user.user_name, "revokedOn": receivers}
         if generated:
             out["password"] = password
         print_json(out)
@@ -298,7 +307,7 @@ def _add_revocation_flags(parser: argparse.ArgumentParser, *, hidden: bool = Fal
     )
 
 
-def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``wsmq user ...`` and ``wsmq token``."""
     user = subparsers.add_parser(
         "user",

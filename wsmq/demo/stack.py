@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from wsmq.demo.page import page_app
+from wsmq.errors import WsmqError
 from wsmq.testing.nodes import DemoRedis, NodeProcess, NodeStartError
 from wsmq.testing.redisproc import RedisProcess, free_port
 
@@ -50,7 +51,7 @@ HOST = "127.0.0.1"
 MAX_RESTARTS = 5
 
 
-class PortInUse(OSError):
+class PortInUse(WsmqError, OSError, code="port_in_use"):
     """One of the demo's ports is taken (checked before anything is started)."""
 
 

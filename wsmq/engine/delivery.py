@@ -41,6 +41,7 @@ from wsmq.engine.consumer import (
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.engine.keyed_locks import KeyedLocks
 from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher
+from wsmq.errors import WsmqError
 from wsmq.protocol.names import is_valid_qname
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
@@ -61,7 +62,7 @@ __all__ = [
 log = logging.getLogger("wsmq.delivery")
 
 
-class EngineStopped(RuntimeError):
+class EngineStopped(WsmqError, RuntimeError, code="engine_stopped"):
     """``subscribe`` on an engine that is not started or is shutting down."""
 
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions as rex
 
 from wsmq.connections import is_pool_exhausted
-from wsmq.queue import errors as _queue_errors
 
 if TYPE_CHECKING:
     from wsmq.queue import Queues
@@ -49,7 +48,6 @@ POOL_LOG_EVERY = 60.0
 #: loading its AOF (``BusyLoadingError`` is a ``ConnectionError``), a failover in progress, and
 #: an exhausted pool (``MaxConnectionsError`` is a ``ConnectionError`` too; see
 #: :func:`is_pool_exhausted`: :meth:`RedisHealth.failed` does not count it as an outage).
-_QUEUE_CONNECTION_ERROR = getattr(_queue_errors, "QueueConnectionError", None)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,
     rex.TimeoutError,
@@ -57,7 +55,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     rex.ClusterDownError,
     rex.TryAgainError,
     OSError,  # includes TimeoutError
-    *((_QUEUE_CONNECTION_ERROR,) if isinstance(_QUEUE_CONNECTION_ERROR, type) else ()),
 )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisHealth
+from wsmq.errors import WsmqError
 from wsmq.queue.errors import QueueNotFound
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ __all__ = ["DeleteNotApplied", "PendingOps", "SettleBatcher"]
 log = logging.getLogger("wsmq.delivery")
 
 
-class DeleteNotApplied(ConnectionError):
+class DeleteNotApplied(WsmqError, ConnectionError, code="delete_not_applied"):
     """An ack's delete never landed (Redis unreachable until the engine stopped): the message
     is still in its queue. Not a Redis call of its own (the failed calls were counted)."""
 

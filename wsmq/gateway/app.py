@@ -106,15 +106,7 @@ class GatewayState:
         self.subscribe_gate = asyncio.Semaphore(max(8, self.settings.redis_pool_size // 4))
         self.deadlines = DeadlineTimer(Connection.deadline_due)
         self.heartbeat = HeartbeatSweeper(self.settings.heartbeat, lambda: self.connections)
-        settings = self.settings
-        self.session_limits = SessionLimits(
-            max_subscriptions=settings.max_subscriptions,
-            rate=settings.rate_limit,
-            burst=float(settings.rate_burst),
-            auth_timeout=settings.auth_deadline,
-            expiring_warning=settings.expiry_warning,
-            max_frame_size=settings.max_frame_size,
-        )
+        self.session_limits = self.settings.session_limits()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,9 +27,17 @@ from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from wsmq.settings import Settings
 
+if TYPE_CHECKING:
+    from wsmq.auth import Authenticator
+    from wsmq.auth.users import UserStore
+    from wsmq.realtime.listener import RealtimeListener
+
 __all__ = ["NodeParts", "assemble", "check_redis", "listener_close", "redis_host", "store_kind"]
 
 log = logging.getLogger("wsmq.gateway")
+
+#: A coroutine function closing one of the node's parts.
+Closer = Callable[[], Awaitable[object]]
 
 
 @dataclass
@@ -39,7 +48,7 @@ class NodeParts:
     state: GatewayState
     own_app: bool
     #: Close coroutine functions of everything the node opens (Redis clients, the store...).
-    closers: list[Any]
+    closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
 
@@ -49,17 +58,17 @@ def assemble(
     settings: Settings,
     authorize: AuthorizeHook | None,
     authenticate: Authenticate | None,
-    user_store: Any | None,
+    user_store: UserStore | None,
 ) -> NodeParts:
     """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
     from wsmq.realtime.listener import RealtimeListener
 
-    auth: Any | None = None
+    auth: Authenticator | None = None
     store = user_store
     owns_store = False
     if authenticate is None or settings.secret or store is not None:
-        cfg = _auth_config(settings)
+        cfg = settings.auth_config()
         if cfg is None and authenticate is None:
             raise ValueError("token authentication needs `secret` (or key files)")
         if store is None and (settings.mongo_url or settings.users_file):
@@ -78,24 +87,16 @@ def assemble(
 
             auth = Authenticator(cfg, store)
 
-    queues = Queues.from_url(
-        settings.redis_url,
-        ns=settings.ns,
-        realtime=True,
-        max_connections=settings.redis_pool_size,
-    )
+    queues = Queues.from_url(settings.redis_url, realtime=True, **settings.queue_options())
     listener = RealtimeListener(settings.redis_url, settings.ns)
     metrics = GatewayMetrics()
     metrics.watch_pool(pool_stats(queues.redis))
     engine = DeliveryEngine(
         queues,
         listener,
-        poll_interval=settings.poll_interval,
-        batch_size=settings.batch_size,
-        max_outbox_bytes=settings.write_buffer_limit,
         on_redis_error=lambda exc: metrics.redis_outages.inc(),
         on_redis_failure=lambda exc: metrics.redis_errors.inc(),
-        stop_timeout=max(settings.shutdown_timeout * 0.2, 0.2),
+        **settings.engine_options(),
     )
     health = HealthChecks()
     health_redis = _health_redis(settings.redis_url)
@@ -112,7 +113,7 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    closers: list[Any] = [listener_close(listener), queues.close, health_redis.aclose]
+    closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
     if owns_store and store is not None:
         closers.append(store.close)
     own_app = app is None
@@ -125,7 +126,6 @@ def assemble(
     add_health_routes(app, health, metrics_text, prefix=prefix)
     if settings.auth_routes and auth is not None and store is not None:
         from wsmq.auth import RevocationBus, add_auth_routes
-        from wsmq.auth.limiter import AuthLimits
 
         publish_bus = RevocationBus(settings.redis_url, ns=settings.ns)
         add_auth_routes(
@@ -135,7 +135,7 @@ def assemble(
             publish_bus,
             prefix=f"{prefix}/auth",
             trusted_proxies=settings.trusted_proxies,
-            limits=AuthLimits.from_settings(settings),
+            limits=settings.auth_limits(),
             redis_url=settings.redis_url,
             ns=settings.ns,
         )
@@ -176,26 +176,6 @@ def _health_redis(url: str) -> AnyRedis:
     return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
 
 
-def _auth_config(settings: Settings) -> Any | None:
-    from wsmq.auth import AuthConfig
-
-    if not (settings.secret or settings.public_key_file or settings.private_key_file):
-        return None
-    return AuthConfig(
-        secret=settings.secret,
-        algorithm=settings.algorithm,
-        ttl=settings.token_ttl,
-        leeway=float(settings.leeway),
-        issuer=settings.issuer,
-        audience=settings.audience,
-        previous_secret=settings.previous_secret,
-        previous_secret_until=settings.previous_secret_until,
-        private_key_file=settings.private_key_file,
-        public_key_file=settings.public_key_file,
-        legacy_tokens2=settings.legacy_tokens2,
-    )
-
-
-def listener_close(listener: Any) -> Any:
-    """The close coroutine function of a realtime listener (``aclose`` or ``close``)."""
-    return getattr(listener, "aclose", None) or listener.close
+def listener_close(listener: RealtimeListener) -> Closer:
+    """The close coroutine function of a realtime listener."""
+    return listener.aclose

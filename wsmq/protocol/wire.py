@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, Final
 
+from wsmq.errors import WsmqError
 from wsmq.protocol import names
 from wsmq.protocol.names import QNAME_PATTERN, RESERVED_QNAMES
 
@@ -146,7 +147,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-class ProtocolError(Exception):
+class ProtocolError(WsmqError, code="protocol_error"):
     """A client frame that cannot be accepted. ``code`` is an :class:`ErrorCode` value."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -8,6 +8,7 @@ they are about; :meth:`QueueError.describe` gives the sentence to show a person,
 
 from __future__ import annotations
 
+from wsmq.errors import WsmqError
 from wsmq.protocol.names import QNAME_RULE, RESERVED_QNAMES, reserved_detail
 
 __all__ = [
@@ -25,18 +26,20 @@ __all__ = [
 ]
 
 
-class QueueError(Exception):
+class QueueError(WsmqError, code="queueError"):
     """Base class of every queue-layer error.
 
-    ``name`` is RSMQ's error name, ``message`` RSMQ's human-readable text.
+    ``name`` is RSMQ's error name (also the ``code``), ``message`` RSMQ's human-readable text.
     """
 
     name: str = "queueError"
     default_message: str = "Queue error"
 
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__(code=cls.name)
+
     def __init__(self, message: str | None = None) -> None:
-        self.message = message if message is not None else self.default_message
-        super().__init__(self.message)
+        super().__init__(message if message is not None else self.default_message)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, message={self.message!r})"

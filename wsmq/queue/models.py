@@ -11,14 +11,14 @@ from .ids import sent_ms
 __all__ = ["Message", "QueueAttributes", "messages_from_reply", "text"]
 
 
-def text(value: Any) -> str:
+def text(value: object) -> str:
     """A reply value as ``str`` (clients may or may not decode replies)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
 
 
-def to_int(value: Any, default: int = 0) -> int:
+def to_int(value: object, default: int = 0) -> int:
     """A hash value as ``int`` like RSMQ's ``parseInt(x) || default``."""
     if value is None or value == b"" or value == "":
         return default
@@ -67,12 +67,14 @@ class QueueAttributes:
     totalexpired: int = 0
     totalexceeded: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int | str | None]:
         """Plain dict (JSON-ready)."""
         return asdict(self)
 
     @classmethod
-    def from_reply(cls, fields: Sequence[Any], msgs: Any, hidden: Any) -> QueueAttributes:
+    def from_reply(
+        cls, fields: Sequence[object], msgs: int | str, hidden: int | str
+    ) -> QueueAttributes:
         """Build from the attributes script's reply (HMGET values in its field order)."""
         (
             vt, delay, maxsize, recv, sent, created, modified, maxrc, dlq, ttl, expired, exceeded,
@@ -96,7 +98,7 @@ class QueueAttributes:
 
 
 def messages_from_reply(reply: Sequence[Any], start: int = 0) -> list[Message]:
-    """Messages from a flat ``id, body, rc, fr, id, ...`` script reply."""
+    """Messages from a flat ``id, body, rc, fr, id, ...`` script reply (untyped Redis data)."""
     # The delivery hot path parses every message here: fast paths for the usual reply types
     # (str values, integer ``fr``), the general helpers otherwise; same results either way.
     out: list[Message] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -19,7 +19,8 @@ from redis.backoff import ExponentialBackoff
 
 from ..connections import AnyRedis, redis_from_url
 from . import validation as v
-from .errors import InvalidValue, NoAttributeSupplied, QueueExists, QueueNotFound
+from .errors import NoAttributeSupplied, QueueExists, QueueNotFound
+from .extras import QueueSettings, dead_letter_of, extras_pairs
 from .ids import random_suffix
 from .keys import KeyLayout
 from .models import Message, QueueAttributes, messages_from_reply, text
@@ -33,11 +34,8 @@ __all__ = ["Queues"]
 DROP_BUDGET = 1000
 # Seconds a send's marker (KeyLayout.send_marker) lives.  redis-py's Retry re-sends a script
 # call whose reply was lost with the same ARGV, and the marker makes that replay return the first
-# id instead of storing a second copy, so it must outlast the retry window: retries x (socket
-# timeout 10 s + connect timeout 3..5 s + backoff <= 1 s), ~27 s for from_url, ~48 s with
-# connections.default_retry.  Costs ~150 B of Redis memory per send (batch) for that long.
+# id instead of storing a second copy, so it must outlast the client's whole retry window.
 SEND_MARKER_TTL = 60
-F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
 Layout = Literal["rsmq", "cluster"]
 
 
@@ -177,8 +175,8 @@ class Queues:
         vt = v.validate_vt(30 if vt is None else vt)
         delay = v.validate_delay(0 if delay is None else delay)
         maxsize = v.validate_maxsize(65536 if maxsize is None else maxsize)
-        extras = self._extras(qname, max_receive_count, dead_letter_queue, message_ttl)
-        dlq = dict(zip(extras[::2], extras[1::2], strict=True)).get(F_DLQ, "")
+        extras = extras_pairs(qname, max_receive_count, dead_letter_queue, message_ttl)
+        dlq = dead_letter_of(extras)
         pairs = zip(extras[::2], extras[1::2], strict=True)
         extras = [x for pair in pairs if pair[1] for x in pair]  # "off" = simply not stored
         require_same_slot(self.keys, qname, dlq)
@@ -190,32 +188,6 @@ class Queues:
         # another cluster slot.  A crash in between leaves an unlisted queue, never a listed
         # queue without settings; the next create of the name re-registers it.
         await self.redis.sadd(self.keys.queues(), qname)
-
-    @staticmethod
-    def _extras(
-        qname: str,
-        max_receive_count: int | None,
-        dead_letter_queue: str | None,
-        message_ttl: int | None,
-    ) -> list[str]:
-        """Validated ``wsmq:*`` field/value pairs; an empty value means "not set"."""
-        out: list[str] = []
-        if max_receive_count is not None:
-            count = v.validate_max_receive_count(max_receive_count)
-            out += [F_MAXRC, str(count) if count else ""]
-        if dead_letter_queue is not None:
-            dlq = ""
-            if dead_letter_queue:
-                dlq = v.validate_qname(dead_letter_queue, "dead_letter_queue")
-            if dlq == qname:
-                raise InvalidValue(
-                    "dead_letter_queue", 0, 0, "dead_letter_queue must differ from qname"
-                )
-            out += [F_DLQ, dlq]
-        if message_ttl is not None:
-            ttl = v.validate_message_ttl(message_ttl)
-            out += [F_TTL, str(ttl) if ttl else ""]
-        return out
 
     async def delete_queue(self, qname: str) -> None:
         """Delete a queue and all its messages; raises ``QueueNotFound``."""
@@ -279,13 +251,13 @@ class Queues:
             pairs += ["maxsize", str(v.validate_maxsize(maxsize))]
         if delay is not None:
             pairs += ["delay", str(v.validate_delay(delay))]
-        pairs += self._extras(qname, max_receive_count, dead_letter_queue, message_ttl)
+        pairs += extras_pairs(qname, max_receive_count, dead_letter_queue, message_ttl)
         self._dlq_hint.pop(qname, None)
         return await self._attributes(qname, pairs)
 
     async def _attributes(self, qname: str, pairs: list[str]) -> QueueAttributes:
         keys = [self.keys.attributes(qname), self.keys.messages(qname)]
-        dlq = dict(zip(pairs[::2], pairs[1::2], strict=True)).get(F_DLQ, "")
+        dlq = dead_letter_of(pairs)
         require_same_slot(self.keys, qname, dlq)
         if dlq:
             keys.append(self.keys.attributes(dlq))
@@ -466,7 +438,7 @@ class Queues:
             out.update({q: int(c) for q, c in zip(group, counts, strict=True)})
         return {q: out[q] for q in names}
 
-    async def ensure_queue(self, qname: str, **settings: Any) -> bool:
+    async def ensure_queue(self, qname: str, **settings: Unpack[QueueSettings]) -> bool:
         """Create the queue unless it exists; ``True`` if it was created."""
         try:
             await self.create_queue(qname, **settings)

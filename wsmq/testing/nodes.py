@@ -21,6 +21,7 @@ from typing import IO
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
+from wsmq.errors import WsmqError
 from wsmq.testing.redisproc import RedisProcess
 
 __all__ = ["DemoRedis", "NodeProcess", "NodeStartError"]
@@ -28,7 +29,7 @@ __all__ = ["DemoRedis", "NodeProcess", "NodeStartError"]
 _PR_SET_PDEATHSIG = 1
 
 
-class NodeStartError(RuntimeError):
+class NodeStartError(WsmqError, RuntimeError, code="node_start_failed"):
     """A node exited during start-up or did not become ready in time (carries its log tail)."""
 
 

@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from wsmq.errors import WsmqError
+
 __all__ = ["RedisProcess", "RedisProcessError", "find_redis_server", "free_port"]
 
 #: Starts tried on fresh ports when a picked port was taken before redis-server bound it.
 BIND_ATTEMPTS = 5
 
 
-class RedisProcessError(RuntimeError):
+class RedisProcessError(WsmqError, RuntimeError, code="redis_process_failed"):
     """A private redis-server could not be started or did not answer in time."""
 
 
