@@ -14,10 +14,8 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
-from ..connections import AnyRedis, redis_from_url
+from ..connections import AnyRedis, redis_from_url, redis_retry
 from . import validation as v
 from .errors import InvalidValue, NoAttributeSupplied, QueueExists, QueueNotFound
 from .ids import random_suffix
@@ -35,7 +33,7 @@ DROP_BUDGET = 1000
 # call whose reply was lost with the same ARGV, and the marker makes that replay return the first
 # id instead of storing a second copy, so it must outlast the retry window: retries x (socket
 # timeout 10 s + connect timeout 3..5 s + backoff <= 1 s), ~27 s for from_url, ~48 s with
-# connections.default_retry.  Costs ~150 B of Redis memory per send (batch) for that long.
+# connections.redis_retry(3).  Costs ~150 B of Redis memory per send (batch) for that long.
 SEND_MARKER_TTL = 60
 F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
 Layout = Literal["rsmq", "cluster"]
@@ -115,7 +113,7 @@ class Queues:
             cluster=cluster,
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry=redis_retry(2, cap=0.5),
             max_connections=max_connections,
             **kwargs,
         )
