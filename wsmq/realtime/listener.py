@@ -20,7 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wsmq.backoff import Backoff
 from wsmq.connections import parse_redis_url
@@ -28,7 +30,7 @@ from wsmq.outage_log import OutageLog
 from wsmq.queue.keys import KeyLayout
 from wsmq.queue.validation import validate_qname
 from wsmq.realtime.pubsub import PubSubTransport, listener_client
-from wsmq.realtime.pubsub_reader import Reply
+from wsmq.realtime.pubsub_reader import PubSubReader
 from wsmq.realtime.sharded import ShardedTransport, cluster_client
 from wsmq.realtime.transport import LOST, TopologyChanged, Transport, log
 
@@ -98,17 +100,15 @@ class RealtimeListener:
                 cluster = cluster_client(redis, connect_timeout)
             self._transport = ShardedTransport(
                 cluster,
-                self._dispatch,
+                self._read_until_lost,
                 owns_cluster=cluster is not redis,
-                ping_interval=ping_interval,
                 connect_timeout=connect_timeout,
             )
         else:
             self._transport = PubSubTransport(
                 listener_client(redis, connect_timeout),
-                self._dispatch,
+                self._read_until_lost,
                 sharded=layout == "cluster",
-                ping_interval=ping_interval,
             )
 
     # -- public API ----------------------------------------------------------------------------
@@ -243,28 +243,53 @@ class RealtimeListener:
                 return
             await backoff.sleep()
 
-    # -- replies (called by the transport's readers) --------------------------------------------
+    # -- reading (called by the transport for each of its connections) -------------------------
 
-    async def _dispatch(self, replies: list[Reply], owned: set[str] | None) -> None:
-        notified: set[str] = set()  # one wake-up per queue for what one read brought
-        for kind, channel in replies:
-            if channel is None:
+    async def _read_until_lost(
+        self, pubsub: PubSub, write_lock: asyncio.Lock, peer: str, owned: set[str] | None
+    ) -> None:
+        """Read ``pubsub`` forever, PINGing when idle so a silently dead peer is noticed.
+
+        Raises a redis-py ``ConnectionError`` when no PONG comes within ``ping_interval``, and
+        :class:`TopologyChanged` when Redis unsubscribes one of ``owned`` on its own.
+        """
+        loop = asyncio.get_running_loop()
+        last_ping = loop.time()
+        ping_sent: float | None = None
+        reader = PubSubReader(pubsub)
+        while True:
+            replies = await reader.read(1.0)
+            if not replies:
+                now = loop.time()
+                if ping_sent is not None and now - ping_sent > self.ping_interval:
+                    raise RedisConnectionError(f"no PONG from {peer}")
+                if ping_sent is None and now - last_ping >= self.ping_interval:
+                    async with write_lock:
+                        await pubsub.ping()
+                    ping_sent = last_ping = now
                 continue
-            if kind in ("message", "smessage"):
-                if channel not in notified:
-                    notified.add(channel)
-                    await self._notify(channel)
-            elif kind in ("subscribe", "ssubscribe"):
-                # A subscribe() call that gets this confirmation tells its caller to check
-                # the queue; every other (re)subscribed queue is reported here instead.
-                confirmed_to_caller = self._confirm(channel)
-                if channel in self._report_on_ack:
-                    self._report_on_ack.discard(channel)
-                    if not confirmed_to_caller:
+            # Any reply proves the link is alive. Not only "pong": with decode_responses=True
+            # redis-py splits a subscribed-mode PONG into {'type': 'P', 'channel': 'O'}.
+            ping_sent = None
+            notified: set[str] = set()  # one wake-up per queue for what one read brought
+            for kind, channel in replies:
+                if channel is None:
+                    continue
+                if kind in ("message", "smessage"):
+                    if channel not in notified:
+                        notified.add(channel)
                         await self._notify(channel)
-            elif kind == "sunsubscribe" and owned is not None and channel in owned:
-                # Not asked for (unsubscribe() forgets the channel first): the slot moved away.
-                raise TopologyChanged(f"Redis dropped {channel} (slot moved)")
+                elif kind in ("subscribe", "ssubscribe"):
+                    # A subscribe() call that gets this confirmation tells its caller to check
+                    # the queue; every other (re)subscribed queue is reported here instead.
+                    confirmed_to_caller = self._confirm(channel)
+                    if channel in self._report_on_ack:
+                        self._report_on_ack.discard(channel)
+                        if not confirmed_to_caller:
+                            await self._notify(channel)
+                elif kind == "sunsubscribe" and owned is not None and channel in owned:
+                    # Not asked for (unsubscribe() forgets the channel first): the slot moved.
+                    raise TopologyChanged(f"{peer} dropped {channel} (slot moved)")
 
     def _confirm(self, channel: str) -> bool:
         confirmed = False

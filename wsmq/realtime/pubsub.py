@@ -15,7 +15,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from wsmq.connections import redis_from_url, redis_retry
-from wsmq.realtime.transport import LOST, Dispatch, connect_pubsub, read_until_lost
+from wsmq.realtime.transport import LOST, ReadLoop, connect_pubsub
 
 __all__ = ["PubSubTransport", "listener_client"]
 
@@ -59,13 +59,10 @@ class PubSubTransport:
 
     expected_errors = LOST
 
-    def __init__(
-        self, client: Redis, dispatch: Dispatch, *, sharded: bool, ping_interval: float
-    ) -> None:
+    def __init__(self, client: Redis, read_loop: ReadLoop, *, sharded: bool) -> None:
         self.client = client
-        self._dispatch = dispatch
+        self._read_loop = read_loop
         self._sharded = sharded
-        self._ping_interval = ping_interval
         self._pubsub: PubSub | None = None
         self._write_lock = asyncio.Lock()
 
@@ -88,9 +85,7 @@ class PubSubTransport:
     async def run(self) -> None:
         pubsub = self._pubsub
         assert pubsub is not None, "run() before open()"
-        await read_until_lost(
-            pubsub, self._write_lock, self._ping_interval, "Redis", self._dispatch
-        )
+        await self._read_loop(pubsub, self._write_lock, "Redis", None)
 
     async def subscribe(self, channel: str) -> None:
         pubsub = self._pubsub

@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from wsmq.connections import redis_from_url, redis_retry
-from wsmq.realtime.transport import Dispatch, connect_pubsub, log, read_until_lost
+from wsmq.realtime.transport import ReadLoop, connect_pubsub, log
 
 __all__ = ["ShardedTransport", "cluster_client"]
 
@@ -72,16 +72,14 @@ class ShardedTransport:
     def __init__(
         self,
         cluster: RedisCluster,
-        dispatch: Dispatch,
+        read_loop: ReadLoop,
         *,
         owns_cluster: bool,
-        ping_interval: float,
         connect_timeout: float,
     ) -> None:
         self._cluster = cluster
         self._owns_cluster = owns_cluster
-        self._dispatch = dispatch
-        self._ping_interval = ping_interval
+        self._read_loop = read_loop
         self._connect_timeout = connect_timeout
         self._initialized = False
         self._subs: dict[str, _NodeSub] = {}
@@ -181,9 +179,7 @@ class ShardedTransport:
 
     async def _read_node(self, sub: _NodeSub) -> None:
         try:
-            await read_until_lost(
-                sub.pubsub, sub.lock, self._ping_interval, sub.name, self._dispatch, sub.channels
-            )
+            await self._read_loop(sub.pubsub, sub.lock, sub.name, sub.channels)
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError) as exc:
