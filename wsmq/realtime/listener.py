@@ -32,7 +32,7 @@ from wsmq.queue.validation import validate_qname
 from wsmq.realtime.pubsub import PubSubTransport, listener_client
 from wsmq.realtime.pubsub_reader import PubSubReader
 from wsmq.realtime.sharded import ShardedTransport, cluster_client
-from wsmq.realtime.transport import LOST, TopologyChanged, Transport, log
+from wsmq.realtime.transport import LOST, ReadLoop, TopologyChanged, Transport, log
 
 __all__ = ["Callback", "RealtimeListener"]
 
@@ -92,24 +92,9 @@ class RealtimeListener:
         self.connected = asyncio.Event()
         #: Number of successful connections so far (1 + reconnects).
         self.connections = 0
-        self._transport: Transport
-        if isinstance(redis, RedisCluster) or (isinstance(redis, str) and on_cluster):
-            if isinstance(redis, RedisCluster):
-                cluster = redis
-            else:
-                cluster = cluster_client(redis, connect_timeout)
-            self._transport = ShardedTransport(
-                cluster,
-                self._read_until_lost,
-                owns_cluster=cluster is not redis,
-                connect_timeout=connect_timeout,
-            )
-        else:
-            self._transport = PubSubTransport(
-                listener_client(redis, connect_timeout),
-                self._read_until_lost,
-                sharded=layout == "cluster",
-            )
+        self._transport = _transport_for(
+            redis, self._read_until_lost, layout=layout, connect_timeout=connect_timeout
+        )
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -325,6 +310,29 @@ class RealtimeListener:
                 qname,
                 extra={"event": "realtime.callback_failed", "qname": qname},
             )
+
+
+def _transport_for(
+    redis: str | Redis | RedisCluster,
+    read_loop: ReadLoop,
+    *,
+    layout: str | None,
+    connect_timeout: float,
+) -> Transport:
+    """Sharded pub/sub for a Redis Cluster, one pub/sub connection for anything else."""
+    if isinstance(redis, RedisCluster):
+        return ShardedTransport(
+            redis, read_loop, owns_cluster=False, connect_timeout=connect_timeout
+        )
+    if isinstance(redis, str) and _is_cluster(redis):
+        return ShardedTransport(
+            cluster_client(redis, connect_timeout),
+            read_loop,
+            owns_cluster=True,
+            connect_timeout=connect_timeout,
+        )
+    client = listener_client(redis, connect_timeout)
+    return PubSubTransport(client, read_loop, sharded=layout == "cluster")
 
 
 def _is_cluster(redis: object) -> bool:
