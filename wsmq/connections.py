@@ -39,11 +39,12 @@ from redis.asyncio.sentinel import (
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wsmq._compat.redis_write import direct_write
+from wsmq.backoff import Backoff
 from wsmq.errors import WsmqError
 from wsmq.redis_url import RedisTarget, RedisUrlError, parse_redis_url
 
@@ -59,12 +60,12 @@ __all__ = [
     "SentinelRedis",
     "WaitingConnectionPool",
     "broadcast_pubsub_client",
-    "default_retry",
     "is_pool_exhausted",
     "parse_redis_url",
     "pool_stats",
     "redis_from_target",
     "redis_from_url",
+    "redis_retry",
 ]
 
 Role = Literal["command", "blocking", "pubsub"]
@@ -72,8 +73,14 @@ AnyRedis: TypeAlias = Redis | RedisCluster
 """What :func:`redis_from_url` returns: a cluster client only for cluster targets."""
 
 
-def default_retry(retries: int = 3, *, base: float = 0.05, cap: float = 1.0) -> Retry:
-    """Jittered exponential backoff on connection/timeout errors (``retries`` extra attempts)."""
+def redis_retry(retries: int = 3, *, base: float = 0.05, cap: float = 1.0) -> Retry:
+    """wsmq's one retry policy for redis-py clients: ``retries`` extra attempts on connection and
+    timeout errors, after jittered exponential pauses (``base`` doubling up to ``cap`` seconds).
+
+    ``retries=0`` never retries: for connections whose owner reconnects itself.
+    """
+    if retries == 0:
+        return Retry(NoBackoff(), 0)
     return Retry(ExponentialWithJitterBackoff(cap=cap, base=base), retries)
 
 
@@ -275,7 +282,7 @@ class BoundedRedisCluster(RedisCluster):
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.MIGRATION_PATIENCE
-        delay = 0.05
+        backoff: Backoff | None = None  # built on the first retry only: commands rarely retry
         while True:
             try:
                 return await self._bounded(args, kwargs)
@@ -283,10 +290,12 @@ class BoundedRedisCluster(RedisCluster):
                 # Exact type: ClusterDownError and friends are subclasses with other meanings.
                 if type(exc) is not ClusterError or "TTL exhausted" not in str(exc):
                     raise
+                if backoff is None:
+                    backoff = Backoff(base=0.05, cap=0.5)
+                delay = backoff.next()
                 if loop.time() + delay > deadline:
                     raise
             await asyncio.sleep(delay)  # without holding a slot: other queues go on
-            delay = min(delay * 2, 0.5)
 
     async def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._bound.locked():
@@ -359,7 +368,7 @@ def redis_from_target(
     - ``role="command"``: request/response use, ``socket_timeout`` 10 s so a dead peer is
       noticed; ``"blocking"``/``"pubsub"``: no read timeout (blocking reads and quiet
       subscriptions are normal), liveness comes from keepalive and health checks.
-    - ``retry``: a redis-py ``Retry``, or a number of retries for :func:`default_retry`
+    - ``retry``: a redis-py ``Retry``, or a number of retries for :func:`redis_retry`
       (default 3).  ``connect_timeout`` bounds each connection attempt.
     - ``max_connections``: a pool that waits up to ``pool_timeout`` for a free connection
       instead of failing at once, then raises :class:`PoolExhaustedError` (for Cluster: at
@@ -375,7 +384,7 @@ def redis_from_target(
     if socket_timeout == "default":
         socket_timeout = 10.0 if role == "command" else None
     if retry is None or isinstance(retry, int):
-        retry = default_retry(3 if retry is None else retry)
+        retry = redis_retry(3 if retry is None else retry)
     options = dict(target.options)
     sentinel_username = options.pop("sentinel_username", None)
     sentinel_password = options.pop("sentinel_password", None)
@@ -409,7 +418,7 @@ def redis_from_target(
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": connect_timeout,
             "socket_keepalive": True,
-            "retry": default_retry(1),
+            "retry": redis_retry(1),
             "username": sentinel_username,
             "password": sentinel_password,
         }

@@ -1,4 +1,4 @@
-"""Re-run the queue layer's own tests (``tests/queue``) on another Redis deployment.
+"""Re-run the queue layer's tests (``tests/queue``, ``tests/realtime``) on another deployment.
 
 A test module calls :func:`borrow_tests` and puts the result in its globals; pytest then
 collects the borrowed functions as that module's tests, so the module's own ``queues``,
@@ -19,7 +19,7 @@ MODULES = (
     "tests.queue.test_extensions",
     "tests.queue.test_failures",
     "tests.queue.test_layout",
-    "tests.queue.test_realtime",
+    "tests.realtime.test_realtime",
     "tests.queue.test_idempotent_send",
 )
 

@@ -15,7 +15,7 @@ from redis.crc import key_slot
 from wsmq.connections import redis_from_url
 from wsmq.queue import InvalidValue, KeyLayout, QueueNotFound, Queues, RealtimeListener
 from wsmq.queue.publisher import send_message
-from wsmq.realtime.sharded import ClusterRealtimeListener
+from wsmq.realtime.sharded import ShardedTransport
 from wsmq.testing.redisproc_cluster import RedisCluster3
 
 
@@ -179,7 +179,7 @@ async def test_cluster_listener_gets_sharded_notifications(
     owners = {redis_cluster.master_for_key(cq.keys.messages(n)).port for n in names}
     assert len(owners) >= 2  # the listener really reads several masters
     listener = RealtimeListener(cluster_url, ns="rsmq", backoff_min=0.05, backoff_max=0.2)
-    assert isinstance(listener, ClusterRealtimeListener)
+    assert isinstance(listener.transport, ShardedTransport)
     try:
         async with asyncio.timeout(30):
             for name in names:

@@ -23,7 +23,7 @@ from redis.crc import key_slot
 from wsmq.connections import BoundedRedisCluster, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
 from wsmq.queue import Message, Queues, RealtimeListener
-from wsmq.realtime.sharded import ClusterRealtimeListener
+from wsmq.realtime.sharded import ShardedTransport
 from wsmq.testing.redisproc_cluster import RedisCluster3
 
 QNAME = "reshard"
@@ -151,7 +151,7 @@ async def test_live_reshard_loses_nothing_and_delivery_follows_the_slot(
     publisher = Queues.from_url(cluster.url, realtime=True)
     consumer = Queues.from_url(cluster.url, realtime=True)
     listener = RealtimeListener(cluster.url, backoff_min=0.05, backoff_max=0.5)
-    assert isinstance(listener, ClusterRealtimeListener)
+    assert isinstance(listener.transport, ShardedTransport)
     outages: list[BaseException] = []
     # No fallback poll within the test: after the move only the realtime notifications, now
     # from the new owner, can wake the consumer.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -19,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from wsmq.backoff import Backoff
 from wsmq.connections import AnyRedis, broadcast_pubsub_client, redis_from_url
 from wsmq.outage_log import OutageLog
 
@@ -77,12 +77,14 @@ class RevocationBus:
         Events published while disconnected are lost; ``on_reconnect`` (if given) runs after each
         re-subscription so the caller can re-check its users against the store.
         """
-        backoff = 0.05
+        backoff = Backoff(base=0.05, cap=self.max_backoff)
         first = True
         outage = OutageLog(log, "revocation channel")
         while True:
             client: aioredis.Redis | None = None
             pubsub: PubSub | None = None
+            # A refusal (not a lost link) is retried no faster than once a second.
+            refused = False
             try:
                 # A plain pub/sub client (one cluster node on a cluster: classic pub/sub is
                 # cluster-wide), with no read timeout.
@@ -94,7 +96,7 @@ class RevocationBus:
                     if result is not None:
                         await result
                 first = False
-                backoff = 0.05
+                backoff.reset()
                 outage.recovered()
                 while True:
                     msg = await pubsub.get_message(timeout=None)
@@ -102,7 +104,10 @@ class RevocationBus:
                         continue
                     user_id = decode_revocation(msg["data"])
                     if user_id is None:
-                        log.warning("ignored a malformed revocation message")
+                        log.warning(
+                            "ignored a malformed revocation message",
+                            extra={"event": "revocation.malformed"},
+                        )
                         continue
                     yield user_id
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -111,17 +116,21 @@ class RevocationBus:
                 # e.g. an ACL without SUBSCRIBE rights: never end the iterator silently (the node
                 # would stop closing revoked users' sockets); say why and keep retrying.
                 outage.failed(f"failed ({type(exc).__name__}: {exc})", level=logging.ERROR)
-                backoff = max(backoff, 1.0)
+                refused = True
             finally:
                 try:
                     if pubsub is not None:
-                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+                        await pubsub.aclose()
                     if client is not None:
                         await client.aclose()
                 except Exception:  # closing a dead connection may fail: nothing to do
-                    log.debug("error closing the revocation connection", exc_info=True)
-            await asyncio.sleep(backoff * (1 + random.random() / 2))
-            backoff = min(backoff * 2, self.max_backoff)
+                    log.debug(
+                        "error closing the revocation connection",
+                        exc_info=True,
+                        extra={"event": "revocation.close_failed"},
+                    )
+            delay = backoff.next()
+            await asyncio.sleep(max(delay, 1.0) if refused else delay)
 
     async def aclose(self) -> None:
         """Close the publishing connection."""

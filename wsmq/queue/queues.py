@@ -14,10 +14,8 @@ from typing import Any, Literal, Unpack
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
-from ..connections import AnyRedis, redis_from_url
+from ..connections import AnyRedis, redis_from_url, redis_retry
 from . import validation as v
 from .errors import NoAttributeSupplied, QueueExists, QueueNotFound
 from .extras import QueueSettings, dead_letter_of, extras_pairs
@@ -113,7 +111,7 @@ class Queues:
             cluster=cluster,
             connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry=redis_retry(2, cap=0.5),
             max_connections=max_connections,
             **kwargs,
         )
