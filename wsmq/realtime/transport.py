@@ -19,6 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from wsmq.errors import WsmqError
+
 __all__ = [
     "LOST",
     "ReadLoop",
@@ -40,7 +42,7 @@ LOST: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OS
 ReadLoop = Callable[[PubSub, asyncio.Lock, str, "set[str] | None"], Awaitable[None]]
 
 
-class TopologyChanged(RedisError):
+class TopologyChanged(WsmqError, RedisError, code="topology_changed"):
     """Redis unsubscribed us on its own: the channel's slot moved to another node."""
 
 
