@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
+from wsmq.auth import AuthConfig, Authenticator, UserStore
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
 from wsmq.gateway.app import (
@@ -24,11 +25,23 @@ from wsmq.gateway.app import (
 )
 from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from wsmq.realtime.listener import RealtimeListener
 from wsmq.settings import Settings
 
-__all__ = ["NodeParts", "assemble", "check_redis", "listener_close", "redis_host", "store_kind"]
+__all__ = [
+    "Closer",
+    "NodeParts",
+    "assemble",
+    "check_redis",
+    "listener_close",
+    "redis_host",
+    "store_kind",
+]
 
 log = logging.getLogger("wsmq.gateway")
+
+#: The close coroutine function of a part the node opens (a Redis client, the user store...).
+Closer = Callable[[], Awaitable[object]]
 
 
 @dataclass
@@ -39,7 +52,7 @@ class NodeParts:
     state: GatewayState
     own_app: bool
     #: Close coroutine functions of everything the node opens (Redis clients, the store...).
-    closers: list[Any]
+    closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
 
@@ -49,13 +62,12 @@ def assemble(
     settings: Settings,
     authorize: AuthorizeHook | None,
     authenticate: Authenticate | None,
-    user_store: Any | None,
+    user_store: UserStore | None,
 ) -> NodeParts:
     """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
-    from wsmq.realtime.listener import RealtimeListener
 
-    auth: Any | None = None
+    auth: Authenticator | None = None
     store = user_store
     owns_store = False
     if authenticate is None or settings.secret or store is not None:
@@ -74,8 +86,6 @@ def assemble(
         if store is None and authenticate is None:
             raise ValueError("token authentication needs a user store (mongo_url or users_file)")
         if cfg is not None and store is not None:
-            from wsmq.auth import Authenticator
-
             auth = Authenticator(cfg, store)
 
     queues = Queues.from_url(
@@ -112,7 +122,7 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    closers: list[Any] = [listener_close(listener), queues.close, health_redis.aclose]
+    closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
     if owns_store and store is not None:
         closers.append(store.close)
     own_app = app is None
@@ -176,9 +186,7 @@ def _health_redis(url: str) -> AnyRedis:
     return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
 
 
-def _auth_config(settings: Settings) -> Any | None:
-    from wsmq.auth import AuthConfig
-
+def _auth_config(settings: Settings) -> AuthConfig | None:
     if not (settings.secret or settings.public_key_file or settings.private_key_file):
         return None
     return AuthConfig(
@@ -196,6 +204,6 @@ def _auth_config(settings: Settings) -> Any | None:
     )
 
 
-def listener_close(listener: Any) -> Any:
-    """The close coroutine function of a realtime listener (``aclose`` or ``close``)."""
-    return getattr(listener, "aclose", None) or listener.close
+def listener_close(listener: RealtimeListener) -> Closer:
+    """The close coroutine function of a realtime listener."""
+    return listener.aclose

@@ -22,6 +22,7 @@ from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.heartbeat import HeartbeatMember, HeartbeatSweeper
 from wsmq.gateway.metrics import GatewayMetrics
+from wsmq.protocol.actions import Action
 from wsmq.protocol.session import Session, SessionLimits
 from wsmq.queue import QueueExists, Queues
 from wsmq.settings import Settings
@@ -51,8 +52,8 @@ class NodeMember(HeartbeatMember, Protocol):
     async def revoke(self) -> None:
         """Close with 4403: the user's access was revoked."""
 
-    async def shutdown(self) -> None:
-        """Close with 1001: the node is stopping."""
+    async def execute(self, actions: list[Action]) -> None:
+        """Execute session actions in order (the node's shutdown is one)."""
 
 
 def _deadline_due(member: NodeMember) -> None:
