@@ -182,7 +182,7 @@ def store_kind(state: GatewayState) -> str:
 
 def _health_redis(url: str) -> AnyRedis:
     # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
-    # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
+    # Every URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
     return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
 
 

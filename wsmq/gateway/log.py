@@ -8,8 +8,7 @@ of :mod:`wsmq.logs` print as fields, through its redaction like any other extra.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
 
 __all__ = ["ConnectionLog", "log"]
 
@@ -27,9 +26,10 @@ class ConnectionLog(logging.LoggerAdapter[logging.Logger]):
         super().__init__(log, {"peer": peer, "user": user})
 
     def process(
-        self, msg: object, kwargs: MutableMapping[str, Any]
-    ) -> tuple[object, MutableMapping[str, Any]]:
+        self, msg: object, kwargs: MutableMapping[str, object]
+    ) -> tuple[object, MutableMapping[str, object]]:
         extra = kwargs.get("extra")
+        extra = extra if isinstance(extra, Mapping) else None
         fields = self.extra or {}
         kwargs["extra"] = {**fields, **extra} if extra else fields
         return msg, kwargs
