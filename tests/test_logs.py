@@ -140,3 +140,21 @@ def test_bad_format_string_is_still_logged(capture: tuple[io.StringIO, logging.L
     log.info("%s %s", JWT)
     (line,) = lines(stream)
     assert JWT not in line["msg"] and "%s %s" in line["msg"]
+
+
+def test_a_connection_log_adds_peer_and_user_and_redacts_like_any_extra(
+    capture: tuple[io.StringIO, logging.Logger],
+) -> None:
+    from wsmq.gateway.log import ConnectionLog
+
+    stream, _ = capture
+    ConnectionLog("10.0.0.7", "alice").info(
+        "closing connection", extra={"event": "ws_close", "code": 1000, "token": "s3cr3t"}
+    )
+    ConnectionLog("10.0.0.8", None).info("handshake rejected", extra={"event": "x", "peer": "p"})
+    first, second = lines(stream)
+    assert first["peer"] == "10.0.0.7" and first["user"] == "alice"
+    assert first["event"] == "ws_close" and first["code"] == 1000
+    assert first["token"] == REDACTED and "s3cr3t" not in stream.getvalue()
+    assert second["user"] is None
+    assert second["peer"] == "p"  # the call's own extra wins

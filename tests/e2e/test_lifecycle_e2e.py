@@ -155,7 +155,7 @@ async def test_handler_cancelled_mid_subscribe_leaves_no_subscription(
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    engine = gateway.state.engine
+    engine: Any = gateway.state.engine  # its subscribe is replaced
     real_subscribe = engine.subscribe
     entered, gate = asyncio.Event(), asyncio.Event()
 

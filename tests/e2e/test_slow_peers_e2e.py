@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import cast
 
 import aiohttp
 import pytest
 
 from wsmq.engine.consumer import MESSAGE_OVERHEAD, QueueConsumer
 from wsmq.gateway import Gateway
+from wsmq.gateway.connection import Connection
 from wsmq.queue import Queues
 
 from .conftest import MakeUser, StartNode, connect, recv_type, subscribe, wait_for
@@ -121,7 +123,7 @@ async def test_a_peer_that_vanishes_mid_ack_burst_on_a_paused_socket_is_dropped(
 
     def stuck() -> bool:  # the node's writes to the peer wait for a drain that never comes
         (conn,) = node.state.connections
-        return conn.write_buffer_size() > 1 << 20
+        return cast(Connection, conn).write_buffer_size() > 1 << 20
 
     async with asyncio.timeout(10):
         while not stuck():

@@ -262,7 +262,8 @@ async def test_gateway_with_an_exhausted_pool_subscribes_everyone_and_stays_read
     node = tiny_pool_node
     assert node.url is not None
     base = node.url.replace("ws://", "http://").rstrip("/")
-    pool = node.state.queues.redis.connection_pool
+    client: Any = node.state.queues.redis  # a standalone client with a WaitingConnectionPool
+    pool = client.connection_pool
     pool.timeout = 0.05  # the pool's wait bound, short so that it runs out within the test
     users = [f"user{i}" for i in range(30)]
     publisher = Queues.from_url(redis_url, ns=NS)

@@ -1,4 +1,5 @@
-"""The gateway's shared state and its WebSocket endpoint (the handshake).
+"""The gateway's WebSocket endpoint (the handshake); the node's shared state is
+:mod:`wsmq.gateway.state` (re-exported here).
 
 The handshake decides everything it can **before** ``ws.prepare()``: a rejected client gets a
 plain HTTP answer (401/403/503 with a JSON body ``{"error": code, "message": ...}``) and never a
@@ -8,27 +9,22 @@ the query string only when ``allow_query_token`` is set, or from a first ``/auth
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Collection, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
 from wsmq._compat.aiohttp_release import release_http_state
+from wsmq.auth import AuthError
 from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
-from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.frames import require_masked_frames
-from wsmq.gateway.health import HealthChecks
-from wsmq.gateway.heartbeat import HeartbeatSweeper
-from wsmq.gateway.metrics import GatewayMetrics
+from wsmq.gateway.log import ConnectionLog
 from wsmq.gateway.origin import origin_allowed
+from wsmq.gateway.state import STATE_KEY, Authenticate, GatewayState
 from wsmq.protocol import wire as p
-from wsmq.protocol.session import SessionLimits
-from wsmq.settings import Settings
+from wsmq.protocol.session import User
 
 __all__ = [
     "STATE_KEY",
@@ -38,11 +34,6 @@ __all__ = [
     "HookUser",
     "websocket_handler",
 ]
-
-log = logging.getLogger("wsmq.gateway")
-
-#: ``authenticate(request) -> user | None``: a host app's own login replaces tokens.
-Authenticate = Callable[[web.Request], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +46,9 @@ class HookUser:
     token_exp: float | None = None
 
 
-def _as_user(value: Any) -> Any:
+def _as_user(value: object) -> User:
+    """The session's user for what an ``authenticate`` hook returned (an id, a dict or an
+    object with ``user_id``)."""
     if isinstance(value, str):
         return HookUser(value)
     if isinstance(value, dict):
@@ -66,126 +59,13 @@ def _as_user(value: Any) -> Any:
             value.get("token_exp"),
         )
     if all(hasattr(value, a) for a in ("user_id", "queues", "publish", "token_exp")):
-        return value
+        return cast(User, value)
     return HookUser(
-        str(value.user_id),
+        str(cast(User, value).user_id),  # no user_id: a bug of the hook, raised
         tuple(getattr(value, "queues", ())),
         tuple(getattr(value, "publish", ())),
         getattr(value, "token_exp", None),
     )
-
-
-@dataclass
-class GatewayState:
-    """Everything one gateway node shares between its connections."""
-
-    settings: Settings
-    queues: Any  # wsmq.queue.Queues
-    engine: Any  # wsmq.engine.delivery.DeliveryEngine
-    auth: Any | None  # wsmq.auth.Authenticator
-    metrics: GatewayMetrics
-    health: HealthChecks
-    authorize: AuthorizeHook | None = None
-    authenticate: Authenticate | None = None
-    connections: set[Connection] = field(default_factory=set)
-    by_user: dict[str, set[Connection]] = field(default_factory=dict)
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    accepting: bool = True
-    #: Subscribes being set up at once (queue check, engine subscribe); the others wait here,
-    #: cheaply, instead of as deep coroutine chains queued on the Redis pool: a reconnect
-    #: storm of 10k sockets otherwise leaves ~10 KiB per socket of freed-but-resident memory.
-    subscribe_gate: asyncio.Semaphore = field(init=False)
-    #: Every connection's next session deadline (auth, token expiry) on one loop timer.
-    deadlines: DeadlineTimer[Connection] = field(init=False)
-    #: Pings silent sockets and drops dead peers, every socket of the node on one timer.
-    heartbeat: HeartbeatSweeper = field(init=False)
-    #: The limits of every session of this node (one object, not one per socket).
-    session_limits: SessionLimits = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.subscribe_gate = asyncio.Semaphore(max(8, self.settings.redis_pool_size // 4))
-        self.deadlines = DeadlineTimer(Connection.deadline_due)
-        self.heartbeat = HeartbeatSweeper(self.settings.heartbeat, lambda: self.connections)
-        self.session_limits = self.settings.session_limits()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task the gateway keeps a reference to (and awaits on close)."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
-    def admit(self, conn: Connection, user_id: str | None) -> str | None:
-        """Register an accepted socket, or say why not (``too_many_connections``,
-        ``too_many_user_connections``).
-
-        Synchronous on purpose: nothing can slip in between the limit checks and the
-        registration, however many handshakes run concurrently.
-        """
-        limit = self.settings.max_connections
-        if limit and len(self.connections) >= limit:
-            return "too_many_connections"
-        if user_id is not None and not self.admit_user(conn, user_id):
-            return "too_many_user_connections"
-        self.connections.add(conn)
-        self.metrics.connections.inc()
-        self.heartbeat.start()
-        return None
-
-    def admit_user(self, conn: Connection, user_id: str) -> bool:
-        """Index ``conn`` under its user (revocations find it there); ``False`` when the user
-        already has ``max_connections_per_user`` sockets on this node."""
-        conns = self.by_user.get(user_id)
-        limit = self.settings.max_connections_per_user
-        if limit and conns is not None and len(conns) >= limit and conn not in conns:
-            return False
-        self.by_user.setdefault(user_id, set()).add(conn)
-        conn.user_id = user_id
-        return True
-
-    def forget(self, conn: Connection) -> None:
-        """Drop ``conn`` from every index (it is closing)."""
-        if conn in self.connections:
-            self.connections.discard(conn)
-            self.metrics.connections.dec()
-        if conn.user_id is not None:
-            conns = self.by_user.get(conn.user_id)
-            if conns is not None:
-                conns.discard(conn)
-                if not conns:
-                    del self.by_user[conn.user_id]
-
-    async def revoke_user(self, user_id: str) -> int:
-        """Close every socket of ``user_id`` on this node with 4403; returns how many."""
-        conns = list(self.by_user.get(user_id, ()))
-        await asyncio.gather(*(c.revoke() for c in conns), return_exceptions=True)
-        return len(conns)
-
-    async def ensure_queue(self, qname: str) -> bool:
-        """True when ``qname`` exists (created with the default vt if ``create_queues``).
-
-        An exhausted Redis pool is waited out (backpressure), not answered ``unavailable``.
-        """
-        health = getattr(self.engine, "health", None)
-        if health is None:
-            return await self._ensure_queue(qname)
-        exists: bool = await health.retry_when_pool_busy(lambda: self._ensure_queue(qname))
-        return exists
-
-    async def _ensure_queue(self, qname: str) -> bool:
-        from wsmq.queue import QueueExists
-
-        if await self.queues.queue_exists(qname):
-            return True
-        if not self.settings.create_queues:
-            return False
-        with contextlib.suppress(QueueExists):
-            await self.queues.create_queue(qname, vt=self.settings.default_vt)
-            log.info("queue created on subscribe", extra={"event": "queue_create", "queue": qname})
-        return True
-
-
-STATE_KEY = web.AppKey("wsmq_gateway", GatewayState)
 
 
 def _json_error(status: int, code: str, message: str) -> web.Response:
@@ -222,12 +102,13 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
     settings = state.settings
     metrics = state.metrics
     peer = _peer(request)
+    handshake_log = ConnectionLog(peer, None)
 
     def reject(status: int, code: str, message: str) -> web.Response:
         metrics.handshakes.labels(result=code).inc()
-        log.info(
+        handshake_log.info(
             "handshake rejected",
-            extra={"event": "handshake_reject", "peer": peer, "status": status, "error": code},
+            extra={"event": "handshake_reject", "status": status, "error": code},
         )
         return _json_error(status, code, message)
 
@@ -256,7 +137,7 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         return reject(400, "not_websocket", "this endpoint only accepts WebSocket upgrades")
     mode = p.mode_for_subprotocol(ready.protocol)
 
-    user: Any | None = None
+    user: User | None = None
     if state.authenticate is not None:
         try:
             found = await state.authenticate(request)
@@ -265,7 +146,9 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         except web.HTTPException:
             raise
         except Exception:
-            log.exception("authenticate hook failed", extra={"peer": peer})
+            handshake_log.exception(
+                "authenticate hook failed", extra={"event": "authenticate_hook_fail"}
+            )
             return reject(503, "unavailable", "authentication is unavailable")
         if user is None:
             return reject(401, "unauthenticated", "not logged in")
@@ -274,14 +157,14 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         if x_token is not None or x_access_token is not None:
             if state.auth is None:
                 return reject(401, "unauthenticated", "token authentication is not configured")
-            from wsmq.auth import AuthError
-
             try:
                 user = await state.auth.verify(x_token, x_access_token)
             except AuthError as exc:
                 return reject(exc.status, exc.reason, exc.message)
             except Exception:
-                log.exception("user store failed during handshake", extra={"peer": peer})
+                handshake_log.exception(
+                    "user store failed during handshake", extra={"event": "auth_fail"}
+                )
                 return reject(503, "unavailable", "authentication is unavailable")
 
     conn = Connection(state, request, ws, mode, user, peer)
@@ -295,12 +178,8 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
     except BaseException:  # the peer left during the upgrade (or we are cancelled)
         state.forget(conn)
         raise
-    release_http_state(request)  # ~2.5 KiB per socket aiohttp keeps for HTTP, unused from here
+    release_http_state(request)  # what aiohttp keeps per socket for HTTP, unused from here
     require_masked_frames(request, ws)  # RFC 6455 §5.1: an unmasked client frame closes 1002
     metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
-    log.info(
-        "connection open",
-        extra={"event": "ws_open", "peer": peer, "user": conn.session.user_id,
-               "mode": conn.mode_label},
-    )  # fmt: skip
+    conn.log.info("connection open", extra={"event": "ws_open", "mode": conn.mode_label})
     return conn

@@ -10,10 +10,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from wsmq.auth import Authenticator, UserStore
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
 from wsmq.gateway.app import (
@@ -25,18 +25,22 @@ from wsmq.gateway.app import (
 )
 from wsmq.gateway.health import CHECK_TIMEOUT, HealthChecks, add_health_routes
 from wsmq.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from wsmq.realtime.listener import RealtimeListener
 from wsmq.settings import Settings
 
-if TYPE_CHECKING:
-    from wsmq.auth import Authenticator
-    from wsmq.auth.users import UserStore
-    from wsmq.realtime.listener import RealtimeListener
-
-__all__ = ["NodeParts", "assemble", "check_redis", "listener_close", "redis_host", "store_kind"]
+__all__ = [
+    "Closer",
+    "NodeParts",
+    "assemble",
+    "check_redis",
+    "listener_close",
+    "redis_host",
+    "store_kind",
+]
 
 log = logging.getLogger("wsmq.gateway")
 
-#: A coroutine function closing one of the node's parts.
+#: The close coroutine function of a part the node opens (a Redis client, the user store...).
 Closer = Callable[[], Awaitable[object]]
 
 
@@ -62,7 +66,6 @@ def assemble(
 ) -> NodeParts:
     """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
-    from wsmq.realtime.listener import RealtimeListener
 
     auth: Authenticator | None = None
     store = user_store
@@ -83,8 +86,6 @@ def assemble(
         if store is None and authenticate is None:
             raise ValueError("token authentication needs a user store (mongo_url or users_file)")
         if cfg is not None and store is not None:
-            from wsmq.auth import Authenticator
-
             auth = Authenticator(cfg, store)
 
     queues = Queues.from_url(settings.redis_url, realtime=True, **settings.queue_options())
@@ -172,7 +173,7 @@ def store_kind(state: GatewayState) -> str:
 
 def _health_redis(url: str) -> AnyRedis:
     # Readiness must answer within a second and never retry for a minute (redis-py 8 defaults).
-    # Any URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
+    # Every URL form (Sentinel, Cluster, TLS) goes through wsmq.connections.
     return redis_from_url(url, socket_timeout=1.0, connect_timeout=1.0, retry=0)
 
 

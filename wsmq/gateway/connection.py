@@ -2,41 +2,33 @@
 the socket, the delivery engine, the queues and the authenticator.
 
 Every client frame goes through ``Session.handle`` and the returned actions are executed in
-order here; nothing in this module decides protocol rules. Each subscription is a
-:class:`~wsmq.gateway.subscriber.SocketSubscriber`, the delivery engine's view of this socket.
-
-Four things are done here (the queue actions in :mod:`wsmq.gateway.connection_queues`, a
-mixin of :class:`Connection`) rather than in the session because they need I/O:
-
-- acks go to an :class:`~wsmq.gateway.acks.AckPipeline`: executed in groups by one worker
-  (one delete round trip and one socket write per group), at most
-  ``max(MAX_CONCURRENT_ACKS, window)`` pending, beyond which the read loop stops reading the
-  socket (TCP backpressure); an ``/unsubscribe`` and the release of a closed socket wait for
-  the acks read before them, so an ack is never overtaken by a release;
-- an ``authorize`` hook given to ``serve()`` may be sync or async: its decision is taken (and
-  awaited) before the frame reaches the session (:mod:`wsmq.gateway.authorize`);
-- cleanup (release of unacked messages) runs in ``finally`` in a shielded task, so a handler
-  cancelled (a lost peer on a host app with ``handler_cancellation``) still gives its
-  messages back at once;
-- the heartbeat: the node's :class:`~wsmq.gateway.heartbeat.HeartbeatSweeper` pings silent
-  sockets and drops peers that do not answer; the read loop answers the client's pings.
+order here; nothing in this module decides protocol rules. Its queue side (subscriptions, acks
+executed in groups with backpressure, sends, the release of a closed socket) is the
+:class:`~wsmq.gateway.connection_queues.ConnectionQueues` it holds. An ``authorize`` hook's
+decision (sync or async) is taken before the frame reaches the session. The release runs in
+``finally`` in a shielded task, so a cancelled handler (a lost peer) still gives its messages
+back at once. The node's :class:`~wsmq.gateway.heartbeat.HeartbeatSweeper` pings silent
+sockets; the read loop answers the client's pings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
 
 from aiohttp import WSMsgType, web
 
+from wsmq.auth import AuthError
+from wsmq.auth.authenticator import REVOKED_REASONS, access_revision
 from wsmq.gateway.acks import AckPipeline
 from wsmq.gateway.authorize import HookDecisions
-from wsmq.gateway.connection_queues import QueueActions
+from wsmq.gateway.connection_queues import ConnectionQueues
 from wsmq.gateway.deadlines import Entry
 from wsmq.gateway.frames import FrameBatchWriter
+from wsmq.gateway.log import ConnectionLog
+from wsmq.gateway.state import GatewayState
 from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
 from wsmq.gateway.subscriber import SocketSubscriber
 from wsmq.protocol import wire as p
@@ -51,27 +43,20 @@ from wsmq.protocol.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import Session
-
-if TYPE_CHECKING:
-    from wsmq.gateway.app import GatewayState
+from wsmq.protocol.session import Session, User
 
 __all__ = ["Connection", "SocketSubscriber"]
-
-log = logging.getLogger("wsmq.gateway")
 
 _CLOSE_INTERNAL_ERROR = 1011
 
 
-class Connection(QueueActions):
-    """The server side of one accepted WebSocket (its queue actions: :class:`QueueActions`)."""
+class Connection:
+    """The server side of one accepted WebSocket (its queue side: :class:`ConnectionQueues`)."""
 
     __slots__ = (
-        "_acks",
         "_deadline",
         "_deadline_at",
         "_hook",
-        "_registered_user",
         "awaiting_frame",
         "close_code",
         "closing",
@@ -79,10 +64,11 @@ class Connection(QueueActions):
         "heartbeat_misses",
         "mode_label",
         "peer",
+        "queues",
         "request",
         "session",
         "state",
-        "subs",
+        "user_id",
         "ws",
     )
 
@@ -96,7 +82,7 @@ class Connection(QueueActions):
         request: web.Request,
         ws: web.WebSocketResponse,
         mode: p.Mode,
-        user: Any | None,
+        user: User | None,
         peer: str,
     ) -> None:
         self.state = state
@@ -113,14 +99,14 @@ class Connection(QueueActions):
             authorize=self._hook.lookup if self._hook is not None else None,
         )
         self.mode_label = "v1" if mode is p.Mode.V1 else "legacy"
-        self.subs: dict[str, tuple[Any, SocketSubscriber]] = {}
         self.closing = False
         self.close_code: int | None = None
-        self._registered_user: str | None = None
+        #: The user this socket is registered under (for revocations), once registered.
+        self.user_id: str | None = None
         #: Writes batches of text frames with one socket write (replies, deliveries).
         self.frames = FrameBatchWriter(ws)
-        # Made on the first ack: legacy sockets never ack, and an idle one need not pay for it.
-        self._acks: AckPipeline | None = None
+        #: Subscriptions, acks and sends (it sees this connection as a ``QueueOwner``).
+        self.queues = ConnectionQueues(self, state)
         self._deadline: Entry | None = None  # the session's next deadline on the node's timer
         self._deadline_at: float | None = None
         #: The node's :class:`~wsmq.gateway.heartbeat.HeartbeatSweeper` reads and counts these.
@@ -167,7 +153,7 @@ class Connection(QueueActions):
                 # Nothing of the last frame stays referenced while the next one is awaited.
                 del msg
         except Exception:  # a bug of ours must cost this socket, never the node
-            log.exception("connection failed", extra={"event": "ws_fail", "peer": self.peer})
+            self.log.exception("connection failed", extra={"event": "ws_fail"})
             with contextlib.suppress(Exception):
                 await self.close(_CLOSE_INTERNAL_ERROR, "internal error")
         finally:
@@ -177,7 +163,7 @@ class Connection(QueueActions):
             self.state.forget(self)
             # Shielded task: a second cancellation (lost peer, shutdown) must not stop
             # this socket's unacked messages from being released at once.
-            release = self.state.spawn(self._release_all())
+            release = self.state.spawn(self.queues.release_all())
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(release)
 
@@ -204,11 +190,9 @@ class Connection(QueueActions):
             return
         code = getattr(exc, "code", None)
         code = code if isinstance(code, int) and 1000 <= code < 5000 else p.CLOSE_POLICY
-        log.info(
-            "socket error",
-            extra={"event": "ws_error", "peer": self.peer, "error": type(exc).__name__,
-                   "code": code},
-        )  # fmt: skip
+        self.log.info(
+            "socket error", extra={"event": "ws_error", "error": type(exc).__name__, "code": code}
+        )
         self.state.metrics.closes.labels(code=str(code)).inc()
         with contextlib.suppress(TimeoutError, *_SEND_ERRORS):
             async with asyncio.timeout(5.0):
@@ -258,11 +242,9 @@ class Connection(QueueActions):
         self.closing = True
         self.close_code = p.CLOSE_ABNORMAL
         self.state.metrics.closes.labels(code=str(p.CLOSE_ABNORMAL)).inc()
-        log.info(
-            "peer did not answer the heartbeat; dropped",
-            extra={"event": "ws_heartbeat_timeout", "peer": self.peer,
-                   "user": self.session.user_id},
-        )  # fmt: skip
+        self.log.info(
+            "peer did not answer the heartbeat; dropped", extra={"event": "ws_heartbeat_timeout"}
+        )
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -337,14 +319,26 @@ class Connection(QueueActions):
                 return await self._send_message(qname, message)
         return []
 
+    def _subscribe(self, qname: str) -> Coroutine[object, object, list[Action]]:
+        return self.queues.subscribe(qname)
+
+    def _unsubscribe(self, qname: str) -> Coroutine[object, object, None]:
+        return self.queues.unsubscribe(qname)
+
+    def _send_message(self, qname: str, message: str) -> Coroutine[object, object, list[Action]]:
+        return self.queues.send_message(qname, message)
+
     async def _put_ack(self, qname: str, msg_id: str) -> None:
         # Queued, not awaited: the next frame is read without waiting a Redis round trip.
         # Bounded: with the pipeline full the read loop waits here.
-        if self._acks is None:
-            self._acks = AckPipeline(
-                self, max(self.MAX_CONCURRENT_ACKS, self.state.settings.window), self.state.spawn
+        acks = self.queues.acks
+        if acks is None:
+            acks = self.queues.acks = AckPipeline(
+                self.queues,
+                max(self.MAX_CONCURRENT_ACKS, self.state.settings.window),
+                self.state.spawn,
             )
-        await self._acks.put(qname, msg_id)
+        await acks.put(qname, msg_id)
 
     async def _send(self, text: str) -> None:
         if self.ws.closed:
@@ -369,11 +363,9 @@ class Connection(QueueActions):
         self.closing = True
         self.close_code = code
         self.state.metrics.closes.labels(code=str(code)).inc()
-        log.info(
-            "closing connection",
-            extra={"event": "ws_close", "peer": self.peer, "user": self.session.user_id,
-                   "code": code, "reason": reason},
-        )  # fmt: skip
+        self.log.info(
+            "closing connection", extra={"event": "ws_close", "code": code, "reason": reason}
+        )
         with contextlib.suppress(TimeoutError, *_SEND_ERRORS):
             async with asyncio.timeout(5.0):
                 await self.ws.close(code=code, message=reason.encode())
@@ -382,15 +374,13 @@ class Connection(QueueActions):
         auth = self.state.auth
         if auth is None:
             return self.session.auth_failed("token authentication is not configured")
-        from wsmq.auth import AuthError
-
         try:
             user = await auth.verify(x_token, x_access_token)
         except AuthError as exc:
             self.state.metrics.handshakes.labels(result=f"auth_{exc.reason}").inc()
             return self.session.auth_failed(exc.message)
         except Exception:  # the user store is down: tell the client, keep the node alive
-            log.exception("user store failed during /auth", extra={"peer": self.peer})
+            self.log.exception("user store failed during /auth", extra={"event": "auth_fail"})
             return self.session.auth_failed("authentication unavailable")
         if self.closing:  # the socket died while the store answered
             return []
@@ -409,8 +399,6 @@ class Connection(QueueActions):
         auth = self.state.auth
         if auth is None:
             return self.session.refresh_failed("token authentication is not configured")
-        from wsmq.auth import AuthError
-        from wsmq.auth.authenticator import REVOKED_REASONS, access_revision
 
         try:
             claims = auth.verify_jwt(x_token)
@@ -434,10 +422,6 @@ class Connection(QueueActions):
         await self.execute(self.session.shutdown())
 
     @property
-    def user_id(self) -> str | None:
-        """The user this socket is registered under (for revocations), once registered."""
-        return self._registered_user
-
-    @user_id.setter
-    def user_id(self, value: str) -> None:
-        self._registered_user = value
+    def log(self) -> ConnectionLog:
+        """The gateway logger with this connection's ``peer`` and ``user`` in every record."""
+        return ConnectionLog(self.peer, self.session.user_id)

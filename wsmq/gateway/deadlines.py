@@ -1,11 +1,10 @@
 """One event-loop timer for the session deadlines of every connection of a node.
 
 Each connection has at most one pending deadline (the first-message auth deadline, the v1
-``expiring`` warning, the token expiry). Waiting for it with ``ws.receive(timeout=...)`` costs
-every connection an ``asyncio.timeout`` context and a loop timer for its whole life, and every
-frame received a new pair: about 1 KiB per idle connection and a timer-heap push per frame.
-:class:`DeadlineTimer` keeps all deadlines in one heap and arms a single loop timer for the
-earliest, so an idle connection costs a heap entry (~150 bytes) and a frame costs nothing.
+``expiring`` warning, the token expiry). Waiting for it with ``ws.receive(timeout=...)`` would
+cost every connection an ``asyncio.timeout`` context and a loop timer for its whole life, and
+every frame a new pair. :class:`DeadlineTimer` keeps all deadlines in one heap and arms a single
+loop timer for the earliest: an idle connection costs a heap entry, a frame nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 __all__ = ["DeadlineTimer", "Entry"]
 
@@ -24,8 +23,20 @@ log = logging.getLogger("wsmq.gateway")
 
 T = TypeVar("T")
 
-#: A scheduled deadline: ``[when, sequence, item]``; ``item`` is ``None`` once cancelled or run.
-Entry = list[object]
+
+class Entry:
+    """A scheduled deadline; ``item`` is ``None`` once cancelled or run. Ordered by time, then
+    by scheduling order (the sequence number), never by item."""
+
+    __slots__ = ("item", "seq", "when")
+
+    def __init__(self, when: float, seq: int, item: object) -> None:
+        self.when = when
+        self.seq = seq
+        self.item: object = item
+
+    def __lt__(self, other: Entry) -> bool:
+        return self.when < other.when or (self.when == other.when and self.seq < other.seq)
 
 
 class DeadlineTimer(Generic[T]):
@@ -59,7 +70,7 @@ class DeadlineTimer(Generic[T]):
 
     def schedule(self, when: float, item: T) -> Entry:
         """Run ``due(item)`` at ``when`` (epoch s; in the past: on the next loop iteration)."""
-        entry: Entry = [when, next(self._seq), item]
+        entry = Entry(when, next(self._seq), item)
         heapq.heappush(self._heap, entry)
         if self._armed_for is None or when < self._armed_for:
             self._arm()
@@ -67,16 +78,16 @@ class DeadlineTimer(Generic[T]):
 
     def cancel(self, entry: Entry | None) -> None:
         """Forget ``entry`` (no-op when it already ran or was cancelled)."""
-        if entry is None or entry[2] is None:
+        if entry is None or entry.item is None:
             return
-        entry[2] = None
+        entry.item = None
         self._cancelled += 1
         if self._cancelled == len(self._heap):  # nothing left: no timer either
             self._heap.clear()
             self._cancelled = 0
             self.close()
         elif self._cancelled >= self.COMPACT_MIN and self._cancelled * 2 >= len(self._heap):
-            self._heap = [e for e in self._heap if e[2] is not None]
+            self._heap = [e for e in self._heap if e.item is not None]
             heapq.heapify(self._heap)
             self._cancelled = 0
 
@@ -89,13 +100,13 @@ class DeadlineTimer(Generic[T]):
 
     def _arm(self) -> None:
         heap = self._heap
-        while heap and heap[0][2] is None:  # cancelled entries on top: drop them now
+        while heap and heap[0].item is None:  # cancelled entries on top: drop them now
             heapq.heappop(heap)
             self._cancelled -= 1
         self.close()
         if not heap:
             return
-        when = float(heap[0][0])  # type: ignore[arg-type]
+        when = heap[0].when
         loop = asyncio.get_running_loop()
         now = self._clock()
         delay = min(max(0.0, when - now), self.MAX_SLEEP)
@@ -108,18 +119,18 @@ class DeadlineTimer(Generic[T]):
         now = self._clock()
         heap = self._heap
         due: list[T] = []
-        while heap and float(heap[0][0]) <= now:  # type: ignore[arg-type]
+        while heap and heap[0].when <= now:
             entry = heapq.heappop(heap)
-            item = entry[2]
+            item = entry.item
             if item is None:
                 self._cancelled -= 1
                 continue
-            entry[2] = None
-            due.append(item)  # type: ignore[arg-type]
+            entry.item = None
+            due.append(cast(T, item))  # scheduled as a T
         for item in due:  # after the heap is settled: ``due`` may schedule again
             try:
                 self._due(item)
             except Exception:  # one connection's bug must not stop the others' deadlines
-                log.exception("deadline handler failed")
+                log.exception("deadline handler failed", extra={"event": "deadline_fail"})
         if self._handle is None:
             self._arm()

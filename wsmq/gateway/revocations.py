@@ -15,13 +15,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from wsmq.auth.authenticator import access_revision
 from wsmq.engine.consumer import Backoff
-
-if TYPE_CHECKING:
-    from wsmq.gateway.app import GatewayState
+from wsmq.gateway.state import GatewayState
 
 __all__ = ["StoreRecheck", "run_revocations"]
 
@@ -122,7 +119,11 @@ class StoreRecheck:
                 try:
                     closed += await self._check_user(user_id)
                 except Exception as exc:  # any store failure (or timeout) is retried
-                    log.debug("re-check of a user failed: %s", type(exc).__name__)
+                    log.debug(
+                        "re-check of a user failed: %s",
+                        type(exc).__name__,
+                        extra={"event": "revoke_recheck_fail", "user": user_id},
+                    )
                     failed.append(user_id)
 
         await asyncio.gather(*(worker() for _ in range(max(1, self.concurrency))))

@@ -23,9 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
+from wsmq.auth import UserStore
+from wsmq.connections import AnyRedis
 from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
-from wsmq.gateway.assembly import assemble, check_redis, redis_host, store_kind
+from wsmq.gateway.assembly import Closer, assemble, check_redis, redis_host, store_kind
 from wsmq.gateway.preupgrade import setup_runner
+from wsmq.gateway.state import NodeMember
 from wsmq.settings import Settings
 
 __all__ = ["Gateway", "GatewayStart", "serve"]
@@ -49,8 +52,8 @@ class Gateway:
         state: GatewayState,
         *,
         own_app: bool,
-        closers: list[Any],
-        redis_probe: Any = None,
+        closers: list[Closer],
+        redis_probe: AnyRedis | None = None,
     ) -> None:
         self.app = app
         self.state = state
@@ -59,7 +62,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._closers = closers
         self._redis_probe = redis_probe
-        self._background: list[asyncio.Task[Any]] = []
+        self._background: list[asyncio.Task[None]] = []
         self._starting: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None
         self._closing = asyncio.Event()  # no loop needed until awaited
@@ -199,10 +202,13 @@ class Gateway:
             async with asyncio.timeout(budget * 0.5):
                 await state.engine.stop()
         except TimeoutError:
-            log.warning("shutdown: delivery engine did not stop in time")
+            log.warning(
+                "shutdown: delivery engine did not stop in time",
+                extra={"event": "shutdown_engine_timeout"},
+            )
         conns = list(state.connections)
 
-        async def close_one(conn: Any) -> None:
+        async def close_one(conn: NodeMember) -> None:
             await conn.execute(conn.session.shutdown(restart=restart))
 
         with contextlib.suppress(TimeoutError):
@@ -219,7 +225,11 @@ class Gateway:
         )
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, TimeoutError):
-                log.debug("shutdown: closing a connection failed: %r", result)
+                log.debug(
+                    "shutdown: closing a part of the node failed: %r",
+                    result,
+                    extra={"event": "shutdown_close_fail"},
+                )
         if self._runner is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(budget * 0.1 + 1.0):
@@ -246,7 +256,7 @@ class GatewayStart:
         await self.gateway._start()
         return self.gateway
 
-    def __await__(self) -> Generator[Any, None, Gateway]:
+    def __await__(self) -> Generator[object, None, Gateway]:
         return self._started().__await__()
 
     async def __aenter__(self) -> Gateway:
@@ -262,8 +272,8 @@ def serve(
     settings: Settings | None = None,
     authorize: AuthorizeHook | None = None,
     authenticate: Authenticate | None = None,
-    user_store: Any | None = None,
-    **overrides: Any,
+    user_store: UserStore | None = None,
+    **overrides: Any,  # Settings fields
 ) -> GatewayStart:
     """Assemble a gateway node; ``await`` the result to start it (or ``async with`` it).
 

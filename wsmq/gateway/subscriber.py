@@ -1,22 +1,42 @@
-"""The delivery engine's view of one subscription of one socket (:class:`SocketSubscriber`)."""
+"""The delivery engine's view of one subscription of one socket (:class:`SocketSubscriber`),
+and what it needs of the socket's connection (:class:`SubscriberOwner`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
+from wsmq.engine.consumer import Subscription
+from wsmq.gateway.frames import FrameBatchWriter
+from wsmq.gateway.state import GatewayState
 from wsmq.protocol import wire as p
+from wsmq.protocol.session import Session
+from wsmq.queue import Message
 
-if TYPE_CHECKING:
-    from wsmq.gateway.connection import Connection
-    from wsmq.queue import Message
-
-__all__ = ["SEND_ERRORS", "SocketSubscriber"]
+__all__ = ["SEND_ERRORS", "SocketSubscriber", "SubscriberOwner"]
 
 # A write to a socket that is closing: the peer is gone, which is not an error of ours.
 SEND_ERRORS = (ConnectionError, RuntimeError)
+
+
+class SubscriberOwner(Protocol):
+    """The connection as its subscriptions see it (:class:`~wsmq.gateway.connection.Connection`)."""
+
+    state: GatewayState
+    session: Session
+    #: Writes batches of text frames with one socket write.
+    frames: FrameBatchWriter
+    #: ``"v1"`` or ``"legacy"``, the metrics label of the socket's protocol.
+    mode_label: str
+
+    @property
+    def closing(self) -> bool:
+        """The socket is closing: nothing more is written to it."""
+
+    def write_buffer_size(self) -> int:
+        """Bytes queued in the transport, not yet taken by the kernel."""
 
 
 class SocketSubscriber:
@@ -43,11 +63,11 @@ class SocketSubscriber:
     #: How often a backed-up socket is checked for having drained (seconds).
     DRAIN_CHECK = 0.05
 
-    def __init__(self, conn: Connection, qname: str) -> None:
+    def __init__(self, conn: SubscriberOwner, qname: str) -> None:
         self.conn = conn
         self.qname = qname
         self.ack_mode = conn.session.v1
-        self.handle: Any | None = None  # the engine's Subscription, once subscribed
+        self.handle: Subscription | None = None  # the engine's, once subscribed
         self.closed = False
         self.active = False  # set once the `subscribed` reply is written
         self._drain_watch: asyncio.Task[None] | None = None
