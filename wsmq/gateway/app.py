@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 
 from wsmq._compat.aiohttp_release import release_http_state
-from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
 from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.frames import require_masked_frames
@@ -27,7 +26,7 @@ from wsmq.gateway.heartbeat import HeartbeatSweeper
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.gateway.origin import origin_allowed
 from wsmq.protocol import wire as p
-from wsmq.protocol.session import SessionLimits
+from wsmq.protocol.session import AuthorizeHook, SessionLimits
 from wsmq.settings import Settings
 
 __all__ = [

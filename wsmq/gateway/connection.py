@@ -13,8 +13,8 @@ mixin of :class:`Connection`) rather than in the session because they need I/O:
   ``max(MAX_CONCURRENT_ACKS, window)`` pending, beyond which the read loop stops reading the
   socket (TCP backpressure); an ``/unsubscribe`` and the release of a closed socket wait for
   the acks read before them, so an ack is never overtaken by a release;
-- an ``authorize`` hook given to ``serve()`` may be sync or async: its decision is taken (and
-  awaited) before the frame reaches the session (:mod:`wsmq.gateway.authorize`);
+- an ``authorize`` hook given to ``serve()`` may be sync or async: the session asks for it
+  with a ``DoAuthorize`` action, run (and awaited, at most :data:`AUTHORIZE_TIMEOUT`) here;
 - cleanup (release of unacked messages) runs in ``finally`` in a shielded task, so a handler
   cancelled (a lost peer on a host app with ``handler_cancellation``) still gives its
   messages back at once;
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from wsmq.gateway.acks import AckPipeline
-from wsmq.gateway.authorize import HookDecisions
 from wsmq.gateway.connection_queues import QueueActions
 from wsmq.gateway.deadlines import Entry
 from wsmq.gateway.frames import FrameBatchWriter
@@ -45,22 +45,26 @@ from wsmq.protocol.actions import (
     Close,
     DoAck,
     DoAuthenticate,
+    DoAuthorize,
     DoRefresh,
     DoSend,
     DoSubscribe,
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import Session
+from wsmq.protocol.session import AuthorizeHook, Session
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState
 
-__all__ = ["Connection", "SocketSubscriber"]
+__all__ = ["AUTHORIZE_TIMEOUT", "Connection", "SocketSubscriber", "ask_authorize_hook"]
 
 log = logging.getLogger("wsmq.gateway")
 
 _CLOSE_INTERNAL_ERROR = 1011
+
+#: Seconds an async ``authorize`` hook may take; a slower (or failing) hook denies.
+AUTHORIZE_TIMEOUT = 5.0
 
 
 class Connection(QueueActions):
@@ -70,7 +74,6 @@ class Connection(QueueActions):
         "_acks",
         "_deadline",
         "_deadline_at",
-        "_hook",
         "_registered_user",
         "awaiting_frame",
         "close_code",
@@ -103,14 +106,12 @@ class Connection(QueueActions):
         self.request = request
         self.ws = ws
         self.peer = peer
-        # A user hook (sync or async) decides before a frame reaches the session.
-        self._hook = HookDecisions(state.authorize) if state.authorize is not None else None
         self.session = Session(
             mode,
             now=time.time(),
             user=user,
             limits=state.session_limits,
-            authorize=self._hook.lookup if self._hook is not None else None,
+            authorize_hook=state.authorize is not None,
         )
         self.mode_label = "v1" if mode is p.Mode.V1 else "legacy"
         self.subs: dict[str, tuple[Any, SocketSubscriber]] = {}
@@ -189,12 +190,7 @@ class Connection(QueueActions):
             )
         except p.ProtocolError as exc:
             command = exc
-        if self._hook is not None:
-            await self._hook.before(self.session, command)
-        actions = self.session.handle(command, time.time())
-        if self._hook is not None:
-            self._hook.clear()
-        await self.execute(actions)
+        await self.execute(self.session.handle(command, time.time()))
         self._arm_deadline()
 
     async def _close_for_error(self, exc: BaseException | None) -> None:
@@ -331,20 +327,24 @@ class Connection(QueueActions):
                 return await self._subscribe(qname)
             case DoUnsubscribe(qname):
                 await self._unsubscribe(qname)
-            case DoAck(qname, msg_id):
-                await self._put_ack(qname, msg_id)
+            case DoAck():
+                await self._put_ack(action)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
+            case DoAuthorize():
+                hook = self.state.authorize
+                allowed = hook is not None and await ask_authorize_hook(hook, action)
+                return self.session.authorized(action, allowed)
         return []
 
-    async def _put_ack(self, qname: str, msg_id: str) -> None:
+    async def _put_ack(self, ack: DoAck) -> None:
         # Queued, not awaited: the next frame is read without waiting a Redis round trip.
         # Bounded: with the pipeline full the read loop waits here.
         if self._acks is None:
             self._acks = AckPipeline(
                 self, max(self.MAX_CONCURRENT_ACKS, self.state.settings.window), self.state.spawn
             )
-        await self._acks.put(qname, msg_id)
+        await self._acks.put(ack)
 
     async def _send(self, text: str) -> None:
         if self.ws.closed:
@@ -397,11 +397,7 @@ class Connection(QueueActions):
         if not self.state.admit_user(self, user.user_id):
             self.state.metrics.handshakes.labels(result="too_many_user_connections").inc()
             return [Close(p.CLOSE_RATE_LIMITED, "too many connections for this user")]
-        if self._hook is not None:
-            await self._hook.before_authenticated(user)
         actions = self.session.authenticated(user, time.time())
-        if self._hook is not None:
-            self._hook.clear()
         self.state.metrics.handshakes.labels(result="ok_first_message").inc()
         return actions
 
@@ -441,3 +437,21 @@ class Connection(QueueActions):
     @user_id.setter
     def user_id(self, value: str) -> None:
         self._registered_user = value
+
+
+async def ask_authorize_hook(hook: AuthorizeHook, request: DoAuthorize) -> bool:
+    """The host app's ``authorize`` hook on ``request``, awaited if it returns an awaitable
+    (at most :data:`AUTHORIZE_TIMEOUT`). Raising or timing out denies, logged: a broken hook
+    never opens queues up, nor costs the connection."""
+    try:
+        result = hook(request.user, request.qname, request.action)
+        if inspect.isawaitable(result):
+            async with asyncio.timeout(AUTHORIZE_TIMEOUT):
+                result = await result
+        return bool(result)
+    except Exception:
+        log.exception(
+            "authorize hook failed",
+            extra={"event": "authorize_fail", "queue": request.qname, "action": request.action},
+        )
+        return False

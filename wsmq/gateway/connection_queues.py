@@ -149,10 +149,7 @@ class QueueActions:
         try:
             msg_id = await self.state.queues.send_message(qname, message)
         except QueueError as exc:
-            code = {
-                "queueNotFound": p.ErrorCode.QUEUE_NOT_FOUND,
-                "messageTooLong": p.ErrorCode.MESSAGE_TOO_LONG,
-            }.get(getattr(exc, "name", ""), p.ErrorCode.BAD_FRAME)
+            code = p.QUEUE_ERROR_CODES.get(exc.name, p.ErrorCode.BAD_FRAME)
             return self.session.send_failed(qname, code, str(exc))
         except (RedisError, OSError):
             self.state.metrics.redis_errors.inc()

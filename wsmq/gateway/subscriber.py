@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wsmq.protocol import wire as p
+from wsmq.protocol.server_frames import encode_message_utf8
 
 if TYPE_CHECKING:
     from wsmq.gateway.connection import Connection
@@ -94,7 +94,7 @@ class SocketSubscriber:
         if self.closed or self.conn.closing:
             return 0
         mode, q = self.conn.session.mode, self.qname
-        encode = p.encode_message_utf8
+        encode = encode_message_utf8
         payloads = [encode(mode, q, m.id, m.rc, m.sent, m.message) for m in msgs]
         try:
             written = await self._frames.send_texts(payloads)
