@@ -52,7 +52,7 @@ from wsmq.protocol.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import AuthorizeHook, Session
+from wsmq.protocol.session import AuthorizeHook, Session, User
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState
@@ -99,7 +99,7 @@ class Connection(QueueActions):
         request: web.Request,
         ws: web.WebSocketResponse,
         mode: p.Mode,
-        user: Any | None,
+        user: User | None,
         peer: str,
     ) -> None:
         self.state = state
@@ -299,15 +299,18 @@ class Connection(QueueActions):
         """
         queue = list(actions)
         while queue:
-            if len(queue) > 1 and isinstance(queue[0], Reply) and isinstance(queue[1], Reply):
-                n = 2
-                while n < len(queue) and isinstance(queue[n], Reply):
-                    n += 1
-                replies, queue[:n] = queue[:n], []
-                await self._send_replies(replies)  # type: ignore[arg-type]
+            first = queue[0]
+            if isinstance(first, Reply) and len(queue) > 1 and isinstance(queue[1], Reply):
+                replies: list[Reply] = []
+                for action in queue:
+                    if not isinstance(action, Reply):
+                        break
+                    replies.append(action)
+                del queue[: len(replies)]
+                await self._send_replies(replies)
                 continue
-            action = queue.pop(0)
-            more = await self._execute_one(action)
+            del queue[0]
+            more = await self._execute_one(first)
             if more:
                 queue[0:0] = more
 
@@ -317,6 +320,8 @@ class Connection(QueueActions):
                 if error is not None:
                     self.state.metrics.frames_rejected.labels(code=error).inc()
                 await self._send(text)
+            case DoAck():
+                await self._put_ack(action)
             case Close(code, reason):
                 await self.close(code, reason)
             case DoAuthenticate(x_token, x_access_token):
@@ -327,8 +332,6 @@ class Connection(QueueActions):
                 return await self._subscribe(qname)
             case DoUnsubscribe(qname):
                 await self._unsubscribe(qname)
-            case DoAck():
-                await self._put_ack(action)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
             case DoAuthorize():
