@@ -71,7 +71,6 @@ from wsmq.protocol.server_frames import (
 )
 
 __all__ = [
-    "Authorize",
     "AuthorizeHook",
     "Session",
     "SessionLimits",
@@ -100,10 +99,9 @@ class User(Protocol):
     def token_exp(self) -> float | None: ...
 
 
-#: ``authorize(user, qname, action) -> bool`` with action ``"subscribe"`` or ``"send"``.
-Authorize = Callable[[User, str, str], bool]
-#: A host app's ``authorize`` hook: :data:`Authorize`, sync or async. The session does not call
-#: it: it returns :class:`~wsmq.protocol.actions.DoAuthorize` and the server layer runs it.
+#: A host app's ``authorize(user, qname, action) -> bool`` hook, sync or async (``action``:
+#: ``"subscribe"`` or ``"send"``). The session does not call it: it returns
+#: :class:`~wsmq.protocol.actions.DoAuthorize` and the server layer runs it.
 AuthorizeHook = Callable[[User, str, str], bool | Awaitable[bool]]
 
 

@@ -7,7 +7,7 @@ clients) by :mod:`wsmq.protocol.server_frames`. The full reference is ``docs/pro
 Client → server text frames::
 
     /subscribe/<qname>            /unsubscribe/<qname>
-    /ack/<qname>/<id>             /send/<qname> <message>
+    /ack/<qname>/<id>[,<id>...]   /send/<qname> <message>
     /auth <x-token> <x-access-token>
     /refresh <x-token>
 
