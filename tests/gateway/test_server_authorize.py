@@ -12,8 +12,9 @@ from wsmq.gateway import connection
 from wsmq.gateway.app import HookUser
 from wsmq.gateway.connection import ask_authorize_hook
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import AuthorizeHook
 from wsmq.protocol.actions import Action, DoAuthorize, DoSubscribe, Reply
-from wsmq.protocol.session import AuthorizeHook, Session
+from wsmq.protocol.session import Session
 
 ALICE = HookUser("alice")
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from wsmq.protocol import server_frames as sf
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import default_authorize
 from wsmq.protocol.actions import (
     Action,
     Close,
@@ -23,12 +24,7 @@ from wsmq.protocol.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import (
-    Session,
-    SessionLimits,
-    State,
-    default_authorize,
-)
+from wsmq.protocol.session import Session, SessionLimits, State
 from wsmq.protocol.wire import Mode
 
 T0 = 1_700_000_000.0

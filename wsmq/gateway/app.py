@@ -26,7 +26,8 @@ from wsmq.gateway.heartbeat import HeartbeatSweeper
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.gateway.origin import origin_allowed
 from wsmq.protocol import wire as p
-from wsmq.protocol.session import AuthorizeHook, SessionLimits
+from wsmq.protocol.access import AuthorizeHook
+from wsmq.protocol.session import SessionLimits
 from wsmq.settings import Settings
 
 __all__ = [

@@ -40,6 +40,7 @@ from wsmq.gateway.frames import FrameBatchWriter
 from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
 from wsmq.gateway.subscriber import SocketSubscriber
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import AuthorizeHook, User
 from wsmq.protocol.actions import (
     Action,
     Close,
@@ -52,7 +53,7 @@ from wsmq.protocol.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import AuthorizeHook, Session, User
+from wsmq.protocol.session import Session
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from wsmq.protocol.wire import Send, Subscribe
 
 if TYPE_CHECKING:
-    from wsmq.protocol.session import User
+    from wsmq.protocol.access import User
 
 __all__ = [
     "Action",

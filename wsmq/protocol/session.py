@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
 
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import User, default_authorize
 from wsmq.protocol.actions import (
     Action,
     Close,
@@ -57,7 +57,6 @@ from wsmq.protocol.actions import (
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.queue_sets import membership
 from wsmq.protocol.ratelimit import TokenBucket
 from wsmq.protocol.server_frames import (
     encode_acked,
@@ -70,48 +69,9 @@ from wsmq.protocol.server_frames import (
     encode_unsubscribed,
 )
 
-__all__ = [
-    "AuthorizeHook",
-    "Session",
-    "SessionLimits",
-    "State",
-    "User",
-    "default_authorize",
-]
+__all__ = ["Session", "SessionLimits", "State"]
 
 log = logging.getLogger("wsmq.protocol.session")
-
-
-class User(Protocol):
-    """What the session needs from an authenticated user (``wsmq.auth.AuthenticatedUser`` fits).
-
-    ``token_exp`` is the JWT's ``exp`` (epoch s); ``None`` means the connection never expires
-    (e.g. a host app's cookie session).
-    """
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def queues(self) -> Collection[str]: ...
-    @property
-    def publish(self) -> Collection[str]: ...
-    @property
-    def token_exp(self) -> float | None: ...
-
-
-#: A host app's ``authorize(user, qname, action) -> bool`` hook, sync or async (``action``:
-#: ``"subscribe"`` or ``"send"``). The session does not call it: it returns
-#: :class:`~wsmq.protocol.actions.DoAuthorize` and the server layer runs it.
-AuthorizeHook = Callable[[User, str, str], bool | Awaitable[bool]]
-
-
-def default_authorize(user: User, qname: str, action: str) -> bool:
-    """Own-queue rule: subscribe to your own id and ``queues``; send to ``publish``."""
-    if action == "subscribe":
-        return qname == user.user_id or qname in membership(user.queues)
-    if action == "send":
-        return qname in membership(user.publish)
-    return False
 
 
 @dataclass(frozen=True, slots=True)
