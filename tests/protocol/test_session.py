@@ -199,6 +199,8 @@ def test_authorize_hook_is_asked_through_an_action() -> None:
     ask = asked(s.receive("/send/x hi", T0))
     assert ask == DoAuthorize(USER, "x", "send", p.Send("x", "hi"))
     assert s.authorized(ask, True) == [DoSend("x", "hi")]
+    # An answer is for one frame: the next one asks again.
+    assert asked(s.receive("/send/x hi", T0)) == ask
     ask = asked(s.receive("/send/outbox hi", T0))
     err = only_error(s.authorized(ask, False))
     assert err["code"] == "forbidden" and err["detail"] == "not allowed to send to outbox"
