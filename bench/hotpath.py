@@ -45,6 +45,7 @@ from bench.loadgen import AckBatcher
 from wsmq.engine.consumer import Subscription
 from wsmq.engine.delivery import DeliveryEngine
 from wsmq.protocol import wire as p
+from wsmq.protocol.server_frames import encode_acked, encode_message
 from wsmq.queue import Message, Queues
 from wsmq.realtime.listener import RealtimeListener
 from wsmq.testing.redisproc import RedisProcess
@@ -102,7 +103,7 @@ class MemSubscriber:
         return max(0, self.cap - held)
 
     async def deliver(self, msg: Message) -> bool:
-        frame = p.encode_message(self.mode, self.qname, msg.id, msg.rc, msg.sent, msg.message)
+        frame = encode_message(self.mode, self.qname, msg.id, msg.rc, msg.sent, msg.message)
         self.frames += len(frame)
         if self.latencies is not None:
             self.latencies.append(latency_ms(msg.message))
@@ -119,7 +120,7 @@ class MemSubscriber:
             assert self.handle is not None
             if await self.engine.ack(self.handle, msg_id):
                 self.acked += 1
-                p.encode_acked(self.qname, msg_id)
+                encode_acked(self.qname, msg_id)
 
 
 class CallCounter:

@@ -100,9 +100,9 @@ async def test_slow_async_authorize_hook_denies_after_timeout(
     http: aiohttp.ClientSession,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from wsmq.gateway import authorize
+    from wsmq.gateway import connection
 
-    monkeypatch.setattr(authorize, "AUTHORIZE_TIMEOUT", 0.3)
+    monkeypatch.setattr(connection, "AUTHORIZE_TIMEOUT", 0.3)
 
     async def hangs(user: Any, qname: str, action: str) -> bool:
         await asyncio.Event().wait()

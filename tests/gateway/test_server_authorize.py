@@ -1,4 +1,5 @@
-"""``HookDecisions``: a sync or async ``authorize`` hook in front of the pure session."""
+"""``ask_authorize_hook``: a sync or async ``authorize`` hook answering the session's
+``DoAuthorize`` (the session's side: tests/protocol/test_session.py)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,34 @@ from typing import Any
 
 import pytest
 
-from wsmq.gateway import authorize
+from wsmq.gateway import connection
 from wsmq.gateway.app import HookUser
-from wsmq.gateway.authorize import HookDecisions
+from wsmq.gateway.connection import ask_authorize_hook
 from wsmq.protocol import wire as p
-from wsmq.protocol.actions import DoSubscribe, Reply
+from wsmq.protocol.access import AuthorizeHook
+from wsmq.protocol.actions import Action, DoAuthorize, DoSubscribe, Reply
 from wsmq.protocol.session import Session
 
 ALICE = HookUser("alice")
 
 
-def _session(decisions: HookDecisions, user: Any = ALICE) -> Session:
-    return Session(p.Mode.V1, now=0.0, user=user, authorize=decisions.lookup)
+def _session(user: Any = ALICE) -> Session:
+    return Session(p.Mode.V1, now=0.0, user=user, authorize_hook=True)
 
 
-async def _frame(decisions: HookDecisions, session: Session, text: str) -> list[Any]:
-    command = p.parse_frame(text)
-    await decisions.before(session, command)
-    actions = session.handle(command, 1.0)
-    decisions.clear()
+async def _answered(hook: AuthorizeHook, session: Session, actions: list[Action]) -> list[Action]:
+    """Execute the session's questions as the connection does."""
+    while actions and isinstance(actions[-1], DoAuthorize):
+        ask = actions[-1]
+        actions = actions[:-1] + session.authorized(ask, await ask_authorize_hook(hook, ask))
     return actions
 
 
-def _forbidden(actions: list[Any]) -> bool:
+async def _frame(hook: AuthorizeHook, session: Session, text: str) -> list[Action]:
+    return await _answered(hook, session, session.receive(text, 1.0))
+
+
+def _forbidden(actions: list[Action]) -> bool:
     return any(isinstance(a, Reply) and a.error == "forbidden" for a in actions)
 
 
@@ -47,19 +53,16 @@ def _sync_returning_coroutine(user: Any, qname: str, action: str) -> Any:
 
 
 @pytest.mark.parametrize("hook", [_async_hook, _sync_hook, _sync_returning_coroutine])
-async def test_hook_decides_each_frame(hook: Any) -> None:
-    decisions = HookDecisions(hook)
-    session = _session(decisions)
-    assert not _forbidden(await _frame(decisions, session, "/subscribe/ok-1"))
-    assert _forbidden(await _frame(decisions, session, "/subscribe/no-1"))
-    assert not _forbidden(await _frame(decisions, session, "/send/ok-2 hi"))
-    assert _forbidden(await _frame(decisions, session, "/send/no-2 hi"))
-    # A decision is for one frame: nothing is left to allow a later frame by accident.
-    assert not decisions.lookup(ALICE, "ok-1", "subscribe")
+async def test_hook_decides_each_frame(hook: AuthorizeHook) -> None:
+    session = _session()
+    assert not _forbidden(await _frame(hook, session, "/subscribe/ok-1"))
+    assert _forbidden(await _frame(hook, session, "/subscribe/no-1"))
+    assert not _forbidden(await _frame(hook, session, "/send/ok-2 hi"))
+    assert _forbidden(await _frame(hook, session, "/send/no-2 hi"))
 
 
 async def test_failing_or_slow_hook_denies(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(authorize, "AUTHORIZE_TIMEOUT", 0.05)
+    monkeypatch.setattr(connection, "AUTHORIZE_TIMEOUT", 0.05)
 
     def raises(user: Any, qname: str, action: str) -> bool:
         raise RuntimeError("bug")
@@ -69,8 +72,7 @@ async def test_failing_or_slow_hook_denies(monkeypatch: pytest.MonkeyPatch) -> N
         return True
 
     for hook in (raises, hangs):
-        decisions = HookDecisions(hook)
-        assert _forbidden(await _frame(decisions, _session(decisions), "/subscribe/ok"))
+        assert _forbidden(await _frame(hook, _session(), "/subscribe/ok"))
 
 
 async def test_frames_held_during_auth_are_decided_for_the_authenticated_user() -> None:
@@ -80,13 +82,11 @@ async def test_frames_held_during_auth_are_decided_for_the_authenticated_user() 
         seen.append(user.user_id)
         return qname == "ok"
 
-    decisions = HookDecisions(hook)
-    session = _session(decisions, user=None)
+    session = _session(user=None)
     assert session.receive("/auth t a", 0.5)  # -> DoAuthenticate; the session is AUTHENTICATING
-    assert await _frame(decisions, session, "/subscribe/ok") == []
-    assert await _frame(decisions, session, "/subscribe/no") == []
-    await decisions.before_authenticated(ALICE)
-    actions = session.authenticated(ALICE, 1.0)
+    assert await _frame(hook, session, "/subscribe/ok") == []
+    assert await _frame(hook, session, "/subscribe/no") == []
+    actions = await _answered(hook, session, session.authenticated(ALICE, 1.0))
     assert seen == ["alice", "alice"]
     assert DoSubscribe("ok") in actions
     assert _forbidden(actions)

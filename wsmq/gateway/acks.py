@@ -1,17 +1,18 @@
 """The acks of one WebSocket connection, executed in groups (:class:`AckPipeline`).
 
-The read loop only queues an ``/ack`` (:meth:`AckPipeline.put`); one worker task per
-connection takes everything queued, deletes it with one ``DeliveryEngine.ack_many`` per queue
-(acks of every socket waiting together share one Redis round trip there) and writes the
-replies with one socket write. Whatever the client sends meanwhile forms the next group, so
-under load the groups grow by themselves and an isolated ack still goes out at once.
+The read loop only queues an ``/ack`` frame's :class:`~wsmq.protocol.actions.DoAck`, all its
+ids at once (:meth:`AckPipeline.put`); one worker task per connection takes everything queued,
+deletes it with one ``DeliveryEngine.ack_many`` per queue (acks of every socket waiting
+together share one Redis round trip there) and writes the replies, one per id, with one socket
+write. Whatever the client sends meanwhile forms the next group, so under load the groups grow
+by themselves and an isolated ack still goes out at once.
 
-Bounds: at most ``limit`` acks are queued or being executed; beyond that the read loop waits
-in :meth:`put`, so the client's frames wait in TCP buffers (backpressure), and a client that
-does not read its replies cannot make acks pile up either (the worker waits for the socket to
-drain before it takes the next group). :meth:`drained` lets an ``/unsubscribe`` or the
-release of a closed socket wait for the acks read before it: an ack is never overtaken by a
-release.
+Bounds: at most ``limit`` acks (ids) are queued or being executed, or one frame's ids if it
+holds more; beyond that the read loop waits in :meth:`put`, so the client's frames wait in TCP
+buffers (backpressure), and a client that does not read its replies cannot make acks pile up
+either (the worker waits for the socket to drain before it takes the next group).
+:meth:`drained` lets an ``/unsubscribe`` or the release of a closed socket wait for the acks
+read before it: an ack is never overtaken by a release.
 
 ``acked`` means deleted: while Redis is unreachable an ack's delete is kept by the engine and
 its group waits until it landed (the pipeline's bound holds the read loop meanwhile); an ack
@@ -22,22 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
+from wsmq.engine.consumer import Subscription
 from wsmq.engine.flag import Flag
 from wsmq.engine.settle import DeleteNotApplied
 from wsmq.protocol import wire as p
-from wsmq.protocol.actions import Action
+from wsmq.protocol.actions import Action, DoAck
 from wsmq.protocol.session import Session
 
 __all__ = ["AckPipeline", "AckTarget"]
 
 log = logging.getLogger("wsmq.gateway")
-
-Ack = tuple[str, str]  # (qname, message id)
 
 
 class AckTarget(Protocol):
@@ -45,10 +45,10 @@ class AckTarget(Protocol):
 
     session: Session
 
-    def subscription(self, qname: str) -> Any | None:
+    def subscription(self, qname: str) -> Subscription | None:
         """The engine's subscription handle for ``qname``, or ``None`` if not subscribed."""
 
-    async def ack_many(self, handle: Any, ids: list[str]) -> list[bool]:
+    async def ack_many(self, handle: Subscription, ids: list[str]) -> list[bool]:
         """Delete the ids ``handle`` holds; per id whether it was held (engine semantics)."""
 
     def count_acked(self, n: int) -> None: ...
@@ -64,6 +64,7 @@ class AckPipeline:
     __slots__ = (
         "_limit",
         "_queued",
+        "_queued_ids",
         "_room",
         "_running",
         "_spawn",
@@ -80,22 +81,26 @@ class AckPipeline:
         self._target = target
         self._limit = max(1, limit)
         self._spawn = spawn
-        self._queued: list[Ack] = []
-        self._running = 0  # acks taken by the worker, replies not written yet
+        self._queued: list[DoAck] = []
+        self._queued_ids = 0  # ids in _queued
+        self._running = 0  # ids taken by the worker, replies not written yet
         self._worker: asyncio.Task[None] | None = None
         self._room = Flag()  # set whenever pending may have dropped below the limit
 
     @property
     def pending(self) -> int:
-        """Acks queued or being executed."""
-        return len(self._queued) + self._running
+        """Acks (ids) queued or being executed."""
+        return self._queued_ids + self._running
 
-    async def put(self, qname: str, msg_id: str) -> None:
-        """Queue one ack; waits while ``limit`` acks are pending (backpressure)."""
-        while self.pending >= self._limit:
+    async def put(self, ack: DoAck) -> None:
+        """Queue one frame's acks; waits while they would take more than ``limit`` acks
+        pending (backpressure). A frame of more ids than ``limit`` waits for none pending."""
+        n = len(ack.ids)
+        while self.pending and self.pending + n > self._limit:
             self._room.clear()
             await self._room.wait()
-        self._queued.append((qname, msg_id))
+        self._queued.append(ack)
+        self._queued_ids += n
         if self._worker is None:
             self._worker = self._spawn(self._run())
 
@@ -110,7 +115,7 @@ class AckPipeline:
         try:
             while self._queued:
                 group, self._queued = self._queued, []
-                self._running = len(group)
+                self._running, self._queued_ids = self._queued_ids, 0
                 try:
                     actions = await self._execute(group)
                     await self._target.execute(actions)
@@ -121,11 +126,16 @@ class AckPipeline:
             self._worker = None
             self._room.set()
 
-    async def _execute(self, group: Sequence[Ack]) -> list[Action]:
-        """Delete the group (one engine call per queue) and return the replies, in order."""
+    async def _execute(self, group: list[DoAck]) -> list[Action]:
+        """Delete the group (one engine call per queue) and return the replies: per queue, its
+        ids in the order they were read."""
         by_queue: dict[str, list[str]] = {}
-        for qname, msg_id in group:
-            by_queue.setdefault(qname, []).append(msg_id)
+        for ack in group:
+            ids = by_queue.get(ack.qname)
+            if ids is None:
+                by_queue[ack.qname] = list(ack.ids)
+            else:
+                ids += ack.ids
         names = list(by_queue)
         outcomes = await asyncio.gather(
             *(self._ack_queue(q, by_queue[q]) for q in names), return_exceptions=True
@@ -146,20 +156,17 @@ class AckPipeline:
                         "ack failed", exc_info=outcome, extra={"event": "ack_fail", "queue": qname}
                     )
                     code, detail = p.ErrorCode.INTERNAL_ERROR, "ack failed"
-                for msg_id in ids:
-                    actions += session.ack_failed(qname, msg_id, code, detail)
+                actions += session.acks_failed(qname, ids, code, detail)
                 continue
             if outcome is None:
-                for msg_id in ids:
-                    actions += session.ack_failed(
-                        qname, msg_id, p.ErrorCode.NOT_SUBSCRIBED, "not subscribed"
-                    )
+                actions += session.acks_failed(
+                    qname, ids, p.ErrorCode.NOT_SUBSCRIBED, "not subscribed"
+                )
                 continue
             acked = sum(outcome)
             if acked:
                 self._target.count_acked(acked)
-            for msg_id, deleted in zip(ids, outcome, strict=True):
-                actions += session.ack_done(qname, msg_id, deleted)
+            actions += session.acks_done(qname, ids, outcome)
         return actions
 
     async def _ack_queue(self, qname: str, ids: list[str]) -> list[bool] | None:

@@ -17,14 +17,13 @@ from aiohttp import web
 
 from wsmq._compat.aiohttp_release import release_http_state
 from wsmq.auth import AuthError
-from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.connection import Connection
 from wsmq.gateway.frames import require_masked_frames
 from wsmq.gateway.log import ConnectionLog
 from wsmq.gateway.origin import origin_allowed
 from wsmq.gateway.state import STATE_KEY, Authenticate, GatewayState
 from wsmq.protocol import wire as p
-from wsmq.protocol.session import User
+from wsmq.protocol.access import AuthorizeHook, User
 
 __all__ = [
     "STATE_KEY",

@@ -4,8 +4,8 @@ the socket, the delivery engine, the queues and the authenticator.
 Every client frame goes through ``Session.handle`` and the returned actions are executed in
 order here; nothing in this module decides protocol rules. Its queue side (subscriptions, acks
 executed in groups with backpressure, sends, the release of a closed socket) is the
-:class:`~wsmq.gateway.connection_queues.ConnectionQueues` it holds. An ``authorize`` hook's
-decision (sync or async) is taken before the frame reaches the session. The release runs in
+:class:`~wsmq.gateway.connection_queues.ConnectionQueues` it holds. An ``authorize`` hook
+(sync or async) runs when the session asks for it with a ``DoAuthorize`` action. The release runs in
 ``finally`` in a shielded task, so a cancelled handler (a lost peer) still gives its messages
 back at once. The node's :class:`~wsmq.gateway.heartbeat.HeartbeatSweeper` pings silent
 sockets; the read loop answers the client's pings.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import Coroutine
 
@@ -23,31 +24,35 @@ from aiohttp import WSMsgType, web
 from wsmq.auth import AuthError
 from wsmq.auth.authenticator import REVOKED_REASONS, access_revision
 from wsmq.gateway.acks import AckPipeline
-from wsmq.gateway.authorize import HookDecisions
 from wsmq.gateway.connection_queues import ConnectionQueues
 from wsmq.gateway.deadlines import Entry
 from wsmq.gateway.frames import FrameBatchWriter
-from wsmq.gateway.log import ConnectionLog
+from wsmq.gateway.log import ConnectionLog, log
 from wsmq.gateway.state import GatewayState
 from wsmq.gateway.subscriber import SEND_ERRORS as _SEND_ERRORS
 from wsmq.gateway.subscriber import SocketSubscriber
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import AuthorizeHook, User
 from wsmq.protocol.actions import (
     Action,
     Close,
     DoAck,
     DoAuthenticate,
+    DoAuthorize,
     DoRefresh,
     DoSend,
     DoSubscribe,
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import Session, User
+from wsmq.protocol.session import Session
 
-__all__ = ["Connection", "SocketSubscriber"]
+__all__ = ["AUTHORIZE_TIMEOUT", "Connection", "SocketSubscriber", "ask_authorize_hook"]
 
 _CLOSE_INTERNAL_ERROR = 1011
+
+#: Seconds an async ``authorize`` hook may take; a slower (or failing) hook denies.
+AUTHORIZE_TIMEOUT = 5.0
 
 
 class Connection:
@@ -56,7 +61,6 @@ class Connection:
     __slots__ = (
         "_deadline",
         "_deadline_at",
-        "_hook",
         "awaiting_frame",
         "close_code",
         "closing",
@@ -90,13 +94,12 @@ class Connection:
         self.ws = ws
         self.peer = peer
         # A user hook (sync or async) decides before a frame reaches the session.
-        self._hook = HookDecisions(state.authorize) if state.authorize is not None else None
         self.session = Session(
             mode,
             now=time.time(),
             user=user,
             limits=state.session_limits,
-            authorize=self._hook.lookup if self._hook is not None else None,
+            authorize_hook=state.authorize is not None,
         )
         self.mode_label = "v1" if mode is p.Mode.V1 else "legacy"
         self.closing = False
@@ -175,11 +178,7 @@ class Connection:
             )
         except p.ProtocolError as exc:
             command = exc
-        if self._hook is not None:
-            await self._hook.before(self.session, command)
         actions = self.session.handle(command, time.time())
-        if self._hook is not None:
-            self._hook.clear()
         await self.execute(actions)
         self._arm_deadline()
 
@@ -285,15 +284,18 @@ class Connection:
         """
         queue = list(actions)
         while queue:
-            if len(queue) > 1 and isinstance(queue[0], Reply) and isinstance(queue[1], Reply):
-                n = 2
-                while n < len(queue) and isinstance(queue[n], Reply):
-                    n += 1
-                replies, queue[:n] = queue[:n], []
-                await self._send_replies(replies)  # type: ignore[arg-type]
+            first = queue[0]
+            if isinstance(first, Reply) and len(queue) > 1 and isinstance(queue[1], Reply):
+                replies: list[Reply] = []
+                for action in queue:
+                    if not isinstance(action, Reply):
+                        break
+                    replies.append(action)
+                del queue[: len(replies)]
+                await self._send_replies(replies)
                 continue
-            action = queue.pop(0)
-            more = await self._execute_one(action)
+            del queue[0]
+            more = await self._execute_one(first)
             if more:
                 queue[0:0] = more
 
@@ -303,6 +305,8 @@ class Connection:
                 if error is not None:
                     self.state.metrics.frames_rejected.labels(code=error).inc()
                 await self._send(text)
+            case DoAck():
+                await self._put_ack(action)
             case Close(code, reason):
                 await self.close(code, reason)
             case DoAuthenticate(x_token, x_access_token):
@@ -313,10 +317,12 @@ class Connection:
                 return await self._subscribe(qname)
             case DoUnsubscribe(qname):
                 await self._unsubscribe(qname)
-            case DoAck(qname, msg_id):
-                await self._put_ack(qname, msg_id)
             case DoSend(qname, message):
                 return await self._send_message(qname, message)
+            case DoAuthorize():
+                hook = self.state.authorize
+                allowed = hook is not None and await ask_authorize_hook(hook, action)
+                return self.session.authorized(action, allowed)
         return []
 
     def _subscribe(self, qname: str) -> Coroutine[object, object, list[Action]]:
@@ -328,7 +334,7 @@ class Connection:
     def _send_message(self, qname: str, message: str) -> Coroutine[object, object, list[Action]]:
         return self.queues.send_message(qname, message)
 
-    async def _put_ack(self, qname: str, msg_id: str) -> None:
+    async def _put_ack(self, ack: DoAck) -> None:
         # Queued, not awaited: the next frame is read without waiting a Redis round trip.
         # Bounded: with the pipeline full the read loop waits here.
         acks = self.queues.acks
@@ -338,7 +344,7 @@ class Connection:
                 max(self.MAX_CONCURRENT_ACKS, self.state.settings.window),
                 self.state.spawn,
             )
-        await acks.put(qname, msg_id)
+        await acks.put(ack)
 
     async def _send(self, text: str) -> None:
         if self.ws.closed:
@@ -387,11 +393,7 @@ class Connection:
         if not self.state.admit_user(self, user.user_id):
             self.state.metrics.handshakes.labels(result="too_many_user_connections").inc()
             return [Close(p.CLOSE_RATE_LIMITED, "too many connections for this user")]
-        if self._hook is not None:
-            await self._hook.before_authenticated(user)
         actions = self.session.authenticated(user, time.time())
-        if self._hook is not None:
-            self._hook.clear()
         self.state.metrics.handshakes.labels(result="ok_first_message").inc()
         return actions
 
@@ -425,3 +427,21 @@ class Connection:
     def log(self) -> ConnectionLog:
         """The gateway logger with this connection's ``peer`` and ``user`` in every record."""
         return ConnectionLog(self.peer, self.session.user_id)
+
+
+async def ask_authorize_hook(hook: AuthorizeHook, request: DoAuthorize) -> bool:
+    """The host app's ``authorize`` hook on ``request``, awaited if it returns an awaitable
+    (at most :data:`AUTHORIZE_TIMEOUT`). Raising or timing out denies, logged: a broken hook
+    never opens queues up, nor costs the connection."""
+    try:
+        result = hook(request.user, request.qname, request.action)
+        if inspect.isawaitable(result):
+            async with asyncio.timeout(AUTHORIZE_TIMEOUT):
+                result = await result
+        return bool(result)
+    except Exception:
+        log.exception(
+            "authorize hook failed",
+            extra={"event": "authorize_fail", "queue": request.qname, "action": request.action},
+        )
+        return False

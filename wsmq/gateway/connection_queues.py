@@ -38,12 +38,6 @@ __all__ = ["CLEANUP_TIMEOUT", "ConnectionQueues", "QueueOwner"]
 CLEANUP_TIMEOUT = 5.0
 
 #: Queue errors of a ``/send`` answered with their own wire code (others: ``bad_frame``).
-_SEND_ERROR_CODES = {
-    "queueNotFound": p.ErrorCode.QUEUE_NOT_FOUND,
-    "messageTooLong": p.ErrorCode.MESSAGE_TOO_LONG,
-}
-
-
 class QueueOwner(SubscriberOwner, Protocol):
     """The connection as its queue side sees it: the subscriptions' view, plus the execution
     of session actions (replies) and its log."""
@@ -152,7 +146,7 @@ class ConnectionQueues:
         try:
             msg_id = await self._state.queues.send_message(qname, message)
         except QueueError as exc:
-            code = _SEND_ERROR_CODES.get(getattr(exc, "name", ""), p.ErrorCode.BAD_FRAME)
+            code = p.QUEUE_ERROR_CODES.get(exc.name, p.ErrorCode.BAD_FRAME)
             return self.session.send_failed(qname, code, str(exc))
         except (RedisError, OSError):
             self._state.metrics.redis_errors.inc()

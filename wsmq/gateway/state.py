@@ -17,11 +17,11 @@ from aiohttp import web
 
 from wsmq.auth import Authenticator
 from wsmq.engine.delivery import DeliveryEngine
-from wsmq.gateway.authorize import AuthorizeHook
 from wsmq.gateway.deadlines import DeadlineTimer
 from wsmq.gateway.health import HealthChecks
 from wsmq.gateway.heartbeat import HeartbeatMember, HeartbeatSweeper
 from wsmq.gateway.metrics import GatewayMetrics
+from wsmq.protocol.access import AuthorizeHook
 from wsmq.protocol.actions import Action
 from wsmq.protocol.session import Session, SessionLimits
 from wsmq.queue import QueueExists, Queues

@@ -11,7 +11,7 @@ from typing import Protocol
 from wsmq.engine.consumer import Subscription
 from wsmq.gateway.frames import FrameBatchWriter
 from wsmq.gateway.state import GatewayState
-from wsmq.protocol import wire as p
+from wsmq.protocol.server_frames import encode_message_utf8
 from wsmq.protocol.session import Session
 from wsmq.queue import Message
 
@@ -114,7 +114,7 @@ class SocketSubscriber:
         if self.closed or self.conn.closing:
             return 0
         mode, q = self.conn.session.mode, self.qname
-        encode = p.encode_message_utf8
+        encode = encode_message_utf8
         payloads = [encode(mode, q, m.id, m.rc, m.sent, m.message) for m in msgs]
         try:
             written = await self._frames.send_texts(payloads)

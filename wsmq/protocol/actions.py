@@ -9,12 +9,19 @@ their docstring names, which may return more actions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from wsmq.protocol.wire import Send, Subscribe
+
+if TYPE_CHECKING:
+    from wsmq.protocol.access import User
 
 __all__ = [
     "Action",
     "Close",
     "DoAck",
     "DoAuthenticate",
+    "DoAuthorize",
     "DoRefresh",
     "DoSend",
     "DoSubscribe",
@@ -56,6 +63,18 @@ class DoRefresh:
 
 
 @dataclass(frozen=True, slots=True)
+class DoAuthorize:
+    """Ask the host app's ``authorize`` hook whether ``user`` may ``action`` ``qname``; report
+    with ``authorized(this action, allowed)``, which goes on with ``then`` or answers
+    ``forbidden``. Only returned when the session was told a hook is configured."""
+
+    user: User
+    qname: str
+    action: Literal["subscribe", "send"]
+    then: Subscribe | Send
+
+
+@dataclass(frozen=True, slots=True)
 class DoSubscribe:
     """Start consuming ``qname``; report with ``subscribe_done()`` or ``subscribe_failed()``."""
 
@@ -71,10 +90,11 @@ class DoUnsubscribe:
 
 @dataclass(frozen=True, slots=True)
 class DoAck:
-    """Delete message ``id`` of ``qname``; report with ``ack_done()`` or ``ack_failed()``."""
+    """Delete the messages ``ids`` of ``qname`` (the ids of one ``/ack`` frame, in its order);
+    report with ``acks_done()`` or ``acks_failed()``, which answer each id on its own."""
 
     qname: str
-    id: str
+    ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +105,14 @@ class DoSend:
     message: str = field(repr=False)
 
 
-Action = Reply | Close | DoAuthenticate | DoRefresh | DoSubscribe | DoUnsubscribe | DoAck | DoSend
+Action = (
+    Reply
+    | Close
+    | DoAuthenticate
+    | DoRefresh
+    | DoAuthorize
+    | DoSubscribe
+    | DoUnsubscribe
+    | DoAck
+    | DoSend
+)

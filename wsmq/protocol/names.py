@@ -1,5 +1,5 @@
-"""The one queue-name rule, shared by the queue layer, the protocol, the engine, the user
-store and the CLI.
+"""The one queue-name rule and the one message-id rule, shared by the queue layer, the
+protocol, the engine, the user store and the CLI.
 
 RSMQ's pattern ``^[A-Za-z0-9_-]{1,160}$``, minus the names that would collide with the key
 layout (:mod:`wsmq.queue.keys`): a queue's sorted set is ``{ns}:{qname}``, so a queue named
@@ -13,7 +13,16 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["QNAME_PATTERN", "QNAME_RULE", "RESERVED_QNAMES", "is_valid_qname", "reserved_detail"]
+__all__ = [
+    "GENERATED_ID_PATTERN",
+    "ID_PATTERN",
+    "QNAME_PATTERN",
+    "QNAME_RULE",
+    "RESERVED_QNAMES",
+    "is_valid_id",
+    "is_valid_qname",
+    "reserved_detail",
+]
 
 QNAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,160}")
 RESERVED_QNAMES: Final = frozenset({"QUEUES"})
@@ -22,6 +31,12 @@ QNAME_RULE: Final = (
     + ", ".join(sorted(RESERVED_QNAMES))
     + ")"
 )
+
+#: RSMQ's message-id rule ``^[A-Za-z0-9:]{32}$``: what an ack or a queue call accepts.
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9:]{32}")
+#: The ids wsmq (like RSMQ) generates, a subset of :data:`ID_PATTERN`: 10 base36 characters of
+#: Redis time in microseconds, then 22 random ``[A-Za-z0-9]`` (:mod:`wsmq.queue.ids`).
+GENERATED_ID_PATTERN: Final = re.compile(r"^[0-9a-z]{10}[A-Za-z0-9]{22}$")
 
 
 def is_valid_qname(qname: object) -> bool:
@@ -36,3 +51,8 @@ def is_valid_qname(qname: object) -> bool:
 def reserved_detail(qname: str) -> str:
     """Why a reserved name is refused, stating the rule."""
     return f"{qname} is reserved: {QNAME_RULE}"
+
+
+def is_valid_id(msg_id: object) -> bool:
+    """Whether ``msg_id`` is a string that follows :data:`ID_PATTERN`."""
+    return isinstance(msg_id, str) and ID_PATTERN.fullmatch(msg_id) is not None

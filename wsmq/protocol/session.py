@@ -15,12 +15,14 @@ The server layer owns the socket and the clock; for every event it calls one met
             case DoRefresh(x_token):
                 ...  # auth.verify_jwt + auth.check_access → session.refreshed(uid, exp, now)
                      # / refresh_failed() / refresh_revoked()
+            case DoAuthorize(user, qname, verb):  # only with Session(authorize_hook=True)
+                ...  # hook(user, qname, verb), awaited if async → session.authorized(action, ok)
             case DoSubscribe(qname):
                 ...  # engine.subscribe → session.subscribe_done(q) / subscribe_failed(...)
             case DoUnsubscribe(qname):
                 ...  # engine.unsubscribe (no callback)
-            case DoAck(qname, msg_id):
-                ...  # engine.ack → session.ack_done(q, id, deleted) / ack_failed(...)
+            case DoAck(qname, ids):
+                ...  # engine.ack_many → session.acks_done(q, ids, deleted) / acks_failed(...)
             case DoSend(qname, body):
                 ...  # queues.send_message → session.send_done(q, id) / send_failed(...)
 
@@ -29,7 +31,7 @@ Actions returned by the callbacks are executed the same way. The server also cal
 ``expiring`` warning), :meth:`Session.revoked` when the user's access is revoked and
 :meth:`Session.shutdown` on SIGTERM. ``now`` is wall-clock epoch seconds (``time.time()``)
 because token expiry is an epoch time. Deliveries are framed by
-:func:`wsmq.protocol.wire.encode_message` with ``session.mode``.
+:func:`wsmq.protocol.server_frames.encode_message` with ``session.mode``.
 No method raises on client input; everything becomes actions.
 """
 
@@ -37,66 +39,39 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
 
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import User, default_authorize
 from wsmq.protocol.actions import (
     Action,
     Close,
     DoAck,
     DoAuthenticate,
+    DoAuthorize,
     DoRefresh,
     DoSend,
     DoSubscribe,
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.queue_sets import membership
 from wsmq.protocol.ratelimit import TokenBucket
+from wsmq.protocol.server_frames import (
+    encode_acked,
+    encode_authenticated,
+    encode_error,
+    encode_expiring,
+    encode_refreshed,
+    encode_sent,
+    encode_subscribed,
+    encode_unsubscribed,
+)
 
-__all__ = [
-    "Authorize",
-    "Session",
-    "SessionLimits",
-    "State",
-    "User",
-    "default_authorize",
-]
+__all__ = ["Session", "SessionLimits", "State"]
 
 log = logging.getLogger("wsmq.protocol.session")
-
-
-class User(Protocol):
-    """What the session needs from an authenticated user (``wsmq.auth.AuthenticatedUser`` fits).
-
-    ``token_exp`` is the JWT's ``exp`` (epoch s); ``None`` means the connection never expires
-    (e.g. a host app's cookie session).
-    """
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def queues(self) -> Collection[str]: ...
-    @property
-    def publish(self) -> Collection[str]: ...
-    @property
-    def token_exp(self) -> float | None: ...
-
-
-#: ``authorize(user, qname, action) -> bool`` with action ``"subscribe"`` or ``"send"``.
-Authorize = Callable[[Any, str, str], bool]
-
-
-def default_authorize(user: User, qname: str, action: str) -> bool:
-    """Own-queue rule: subscribe to your own id and ``queues``; send to ``publish``."""
-    if action == "subscribe":
-        return qname == user.user_id or qname in membership(user.queues)
-    if action == "send":
-        return qname in membership(user.publish)
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +108,14 @@ class Session:
         user: the user authenticated from handshake headers, or ``None`` to require
             ``/auth <x-token> <x-access-token>`` as the first frame.
         limits: per-connection limits.
-        authorize: ``authorize(user, qname, action) -> bool``; default :func:`default_authorize`.
+        authorize_hook: a host app's hook decides ``/subscribe`` and ``/send``: the session
+            returns :class:`DoAuthorize` and goes on in :meth:`authorized`. Without one,
+            :func:`default_authorize` decides on the spot.
     """
 
     __slots__ = (
-        "_authorize",
         "_bucket",
+        "_hooked",
         "_now",
         "_pending",
         "_subscribed",
@@ -159,11 +136,11 @@ class Session:
         now: float,
         user: User | None = None,
         limits: SessionLimits | None = None,
-        authorize: Authorize | None = None,
+        authorize_hook: bool = False,
     ) -> None:
         self.mode = mode
         self.limits = limits or SessionLimits()
-        self._authorize: Authorize = authorize or default_authorize
+        self._hooked = authorize_hook
         self.user: User | None = user
         self.token_exp: float | None = user.token_exp if user is not None else None
         self.state = State.OPEN if user is not None else State.AWAITING_AUTH
@@ -171,6 +148,8 @@ class Session:
         # Ordered sets as dicts: an empty dict is 64 bytes, an empty set 216 (x 10k sockets).
         self._subscribed: dict[str, None] = {}
         self._subscribing: dict[str, None] = {}
+        # Frames received while /auth is verified, handled in order once it is (and, with a
+        # hook, one at a time: the rest waits behind a DoAuthorize until authorized()).
         self._pending: list[Pending] = []
         self._warned = False
         self._now = now
@@ -218,7 +197,7 @@ class Session:
         Well-formed ``/ack`` frames on an open ``wsmq.v1`` session are not counted: the
         subscription window already bounds them (a client cannot hold more messages than its
         window), and counting them would cap a subscriber's throughput at the frame rate.
-        Acks of ids the client does not hold are charged afterwards (:meth:`ack_done`).
+        Acks of ids the client does not hold are charged afterwards (:meth:`acks_done`).
         """
         if self.state is State.CLOSED:
             return []
@@ -226,7 +205,7 @@ class Session:
         free = isinstance(command, p.Ack | p.AckMany) and self.state is State.OPEN and self.v1
         if not free and not self._rate_ok(now):
             return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
-        return self._dispatch(command, now)
+        return self._dispatch(command)
 
     def control_frame(self, now: float) -> list[Action]:
         """A client ping or pong: nothing to answer here, but it counts toward the rate limit
@@ -244,28 +223,27 @@ class Session:
             return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
         return [reply]
 
-    def _dispatch(self, command: Pending, now: float) -> list[Action]:
+    def _dispatch(self, command: Pending) -> list[Action]:
+        if self.state is State.OPEN and not self._pending:
+            return self._open(command)
         if self.state is State.AWAITING_AUTH:
             if isinstance(command, p.Auth):
                 self.state = State.AUTHENTICATING
                 return [DoAuthenticate(command.x_token, command.x_access_token)]
             return self._close(p.CLOSE_AUTH_FAILED, "authentication required")
-        if self.state is State.AUTHENTICATING:
-            # Browsers send /auth and then /subscribe without waiting: keep them in order.
-            if len(self._pending) >= self.limits.max_pending:
-                return self._close(p.CLOSE_POLICY, "too many frames before authentication")
-            self._pending.append(command)
-            return []
-        if self.state is State.OPEN:
-            return self._open(command, now)
+        # AUTHENTICATING (browsers send /auth and then /subscribe without waiting), or OPEN
+        # with frames held during /auth still waiting behind a hook: keep them in order.
+        if len(self._pending) >= self.limits.max_pending:
+            return self._close(p.CLOSE_POLICY, "too many frames before authentication")
+        self._pending.append(command)
         return []
 
-    def _open(self, command: Pending, now: float) -> list[Action]:
+    def _open(self, command: Pending) -> list[Action]:
         match command:
             case p.ProtocolError():
                 return [self._error(command.code, command.message)]
             case p.Subscribe(qname):
-                return self._subscribe(qname)
+                return self._subscribe(command)
             case p.Unsubscribe(qname):
                 return self._unsubscribe(qname)
             case p.Ack(qname, msg_id):
@@ -273,6 +251,8 @@ class Session:
             case p.AckMany(qname, ids):
                 return self._ack(qname, ids)
             case p.Send(qname, message):
+                if self._hooked and self.user is not None:
+                    return [DoAuthorize(self.user, qname, "send", command)]
                 if not self._allowed(qname, "send"):
                     return [self._forbidden(qname, "send to")]
                 return [DoSend(qname, message)]
@@ -295,15 +275,21 @@ class Session:
             return self._charged(
                 self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)
             )
-        return [DoAck(qname, msg_id) for msg_id in ids]
+        return [DoAck(qname, ids)]
 
-    def _subscribe(self, qname: str) -> list[Action]:
+    def _subscribe(self, command: p.Subscribe) -> list[Action]:
+        qname = command.qname
         if qname in self._subscribing:
             return []  # the outstanding subscribe_done/failed answers for both frames
         if qname in self._subscribed:
-            return self._v1_reply(p.encode_subscribed(qname))
+            return self._v1_reply(encode_subscribed(qname))
+        if self._hooked and self.user is not None:
+            return [DoAuthorize(self.user, qname, "subscribe", command)]
         if not self._allowed(qname, "subscribe"):
             return [self._forbidden(qname, "subscribe to")]
+        return self._subscribe_allowed(qname)
+
+    def _subscribe_allowed(self, qname: str) -> list[Action]:
         if len(self._subscribed) + len(self._subscribing) >= self.limits.max_subscriptions:
             return [
                 self._error(
@@ -321,15 +307,29 @@ class Session:
             self._subscribed.pop(qname, None)
             self._subscribing.pop(qname, None)
             actions.append(DoUnsubscribe(qname))
-        return actions + self._v1_reply(p.encode_unsubscribed(qname))
+        return actions + self._v1_reply(encode_unsubscribed(qname))
 
     def _allowed(self, qname: str, action: str) -> bool:
+        user = self.user
         try:
-            return bool(self._authorize(self.user, qname, action))
+            return user is not None and default_authorize(user, qname, action)
         except Exception:
-            # A broken hook must not open queues up, nor kill the connection.
-            log.exception("authorize hook failed", extra={"queue": qname, "action": action})
+            # A malformed user (e.g. from an authenticate hook) must not open queues up, nor
+            # kill the connection.
+            log.exception("authorize failed", extra={"queue": qname, "action": action})
             return False
+
+    def _replay(self) -> list[Action]:
+        """Handle the frames held during ``/auth``, in order; stop behind a
+        :class:`DoAuthorize` (its :meth:`authorized` goes on with the rest)."""
+        actions: list[Action] = []
+        pending = self._pending
+        while pending and self.state is State.OPEN:
+            more = self._open(pending.pop(0))
+            actions += more
+            if more and isinstance(more[-1], DoAuthorize):
+                break
+        return actions
 
     # --- results reported by the I/O layer --------------------------------------------------
 
@@ -341,14 +341,27 @@ class Session:
         self.token_exp = user.token_exp
         self.state = State.OPEN
         self.auth_deadline = None
-        actions = self._v1_reply(p.encode_authenticated(user.user_id, user.token_exp))
+        actions = self._v1_reply(encode_authenticated(user.user_id, user.token_exp))
         actions += self.tick(now)
-        pending, self._pending = self._pending, []
-        for command in pending:
-            if self.state is not State.OPEN:
-                break
-            actions += self._open(command, now)
-        return actions
+        return actions + self._replay()
+
+    def authorized(self, request: DoAuthorize, allowed: bool) -> list[Action]:
+        """The hook answered ``request``: go on with its command, or answer ``forbidden``; then
+        with the frames held behind it."""
+        if self.state is not State.OPEN:
+            return []
+        qname = request.qname
+        match request.then:
+            case p.Subscribe():
+                if qname in self._subscribing or qname in self._subscribed:
+                    actions: list[Action] = []  # answered meanwhile (not by a sane executor)
+                elif allowed:
+                    actions = self._subscribe_allowed(qname)
+                else:
+                    actions = [self._forbidden(qname, "subscribe to")]
+            case p.Send(_, message):
+                actions = [DoSend(qname, message) if allowed else self._forbidden(qname, "send to")]
+        return actions + self._replay() if self._pending else actions
 
     def auth_failed(self, reason: str = "authentication failed") -> list[Action]:
         """``/auth`` tokens rejected: close with 4401."""
@@ -364,7 +377,7 @@ class Session:
             return [self._error(p.ErrorCode.REFRESH_FAILED, "token belongs to another user")]
         self.token_exp = exp
         self._warned = False
-        return self._v1_reply(p.encode_refreshed(exp)) + self.tick(now)
+        return self._v1_reply(encode_refreshed(exp)) + self.tick(now)
 
     def refresh_failed(self, reason: str = "invalid token") -> list[Action]:
         """``/refresh`` JWT rejected: error frame; the connection keeps its current expiry."""
@@ -385,7 +398,7 @@ class Session:
             return []
         self._subscribing.pop(qname, None)
         self._subscribed[qname] = None
-        return self._v1_reply(p.encode_subscribed(qname))
+        return self._v1_reply(encode_subscribed(qname))
 
     def subscribe_failed(self, qname: str, code: str, detail: str) -> list[Action]:
         """The subscription could not be made (e.g. ``queue_not_found``, ``unavailable``)."""
@@ -398,7 +411,7 @@ class Session:
         """The message was queued (v1: a ``sent`` reply with its id)."""
         if self.state is not State.OPEN:
             return []
-        return self._v1_reply(p.encode_sent(qname, msg_id))
+        return self._v1_reply(encode_sent(qname, msg_id))
 
     def send_failed(self, qname: str, code: str, detail: str) -> list[Action]:
         """The message was not queued (e.g. ``queue_not_found``, ``message_too_long``)."""
@@ -406,12 +419,17 @@ class Session:
             return []
         return [self._error(code, detail, queue=qname)]
 
-    def ack_done(self, qname: str, msg_id: str, deleted: bool) -> list[Action]:
-        """The ack was executed; ``deleted`` False means the id was unknown (already gone)."""
-        if self.state is not State.OPEN:
-            return []
-        if not deleted:
-            return self._charged(
+    def acks_done(self, qname: str, ids: Sequence[str], deleted: Sequence[bool]) -> list[Action]:
+        """Acks of ``qname`` executed: per id ``acked``, or ``unknown_message`` where
+        ``deleted`` is False (the id was not in flight; such an ack spends a rate token)."""
+        actions: list[Action] = []
+        for msg_id, ok in zip(ids, deleted, strict=True):
+            if self.state is not State.OPEN:
+                break
+            if ok:
+                actions.append(Reply(encode_acked(qname, msg_id)))
+                continue
+            actions += self._charged(
                 self._error(
                     p.ErrorCode.UNKNOWN_MESSAGE,
                     "no such message in flight (already acked, or redelivered after vt)",
@@ -419,13 +437,13 @@ class Session:
                     msg_id=msg_id,
                 )
             )
-        return [Reply(p.encode_acked(qname, msg_id))]
+        return actions
 
-    def ack_failed(self, qname: str, msg_id: str, code: str, detail: str) -> list[Action]:
-        """The ack could not be executed (e.g. ``unavailable``)."""
+    def acks_failed(self, qname: str, ids: Sequence[str], code: str, detail: str) -> list[Action]:
+        """Acks of ``qname`` could not be executed (e.g. ``unavailable``): an error per id."""
         if self.state is not State.OPEN:
             return []
-        return [self._error(code, detail, queue=qname, msg_id=msg_id)]
+        return [self._error(code, detail, queue=qname, msg_id=msg_id) for msg_id in ids]
 
     # --- time and server events -------------------------------------------------------------
 
@@ -441,7 +459,7 @@ class Session:
             return self._close(p.CLOSE_TOKEN_EXPIRED, "token expired")
         if self.v1 and not self._warned and now >= self.token_exp - self.limits.expiring_warning:
             self._warned = True
-            return [Reply(p.encode_expiring(math.ceil(self.token_exp - now)))]
+            return [Reply(encode_expiring(math.ceil(self.token_exp - now)))]
         return []
 
     def next_deadline(self) -> float | None:
@@ -482,7 +500,7 @@ class Session:
     def _error(
         self, code: str, detail: str, *, queue: str | None = None, msg_id: str | None = None
     ) -> Reply:
-        return Reply(p.encode_error(code, detail, queue=queue, msg_id=msg_id), error=str(code))
+        return Reply(encode_error(code, detail, queue=queue, msg_id=msg_id), error=str(code))
 
     def _forbidden(self, qname: str, verb: str) -> Reply:
         return self._error(p.ErrorCode.FORBIDDEN, f"not allowed to {verb} {qname}", queue=qname)

@@ -1,16 +1,18 @@
-"""The wsmq WebSocket wire protocol: parse client frames, encode server frames.
+"""The wsmq WebSocket wire protocol's vocabulary and the client-frame parser.
 
 Pure and I/O-free (python-websockets style): nothing here touches a socket, a clock or Redis,
-so every rule is unit-tested without a server. The full reference is ``docs/protocol.md``.
+so every rule is unit-tested without a server. Server frames are encoded (and decoded, for
+clients) by :mod:`wsmq.protocol.server_frames`. The full reference is ``docs/protocol.md``.
 
 Client → server text frames::
 
     /subscribe/<qname>            /unsubscribe/<qname>
-    /ack/<qname>/<id>             /send/<qname> <message>
+    /ack/<qname>/<id>[,<id>...]   /send/<qname> <message>
     /auth <x-token> <x-access-token>
     /refresh <x-token>
 
-Server → client frames depend on the connection's :class:`Mode`:
+Server → client frames (:mod:`~wsmq.protocol.server_frames`) depend on the connection's
+:class:`Mode`:
 
 * ``Mode.LEGACY`` (no subprotocol): deliveries are exactly the original's
   ``JSON.stringify({message: body})``; errors are ``{"type":"error","code":...,"detail":...}``
@@ -21,16 +23,21 @@ Server → client frames depend on the connection's :class:`Mode`:
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any, Final
+from typing import Final
 
 from wsmq.errors import WsmqError
 from wsmq.protocol import names
-from wsmq.protocol.names import QNAME_PATTERN, RESERVED_QNAMES
+from wsmq.protocol.names import (
+    ID_PATTERN,
+    QNAME_PATTERN,
+    RESERVED_QNAMES,
+    is_valid_id,
+    is_valid_qname,
+)
 
 __all__ = [
     "CLOSE_AUTH_FAILED",
@@ -43,9 +50,8 @@ __all__ = [
     "CLOSE_TOKEN_EXPIRED",
     "CLOSE_TOO_BIG",
     "DEFAULT_MAX_FRAME_SIZE",
-    "ID_RE",
     "MAX_ACK_IDS",
-    "QNAME_RE",
+    "QUEUE_ERROR_CODES",
     "SUBPROTOCOL",
     "SUBPROTOCOLS",
     "Ack",
@@ -60,18 +66,6 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "close_reason",
-    "dumps",
-    "dumps_utf8",
-    "encode_acked",
-    "encode_authenticated",
-    "encode_error",
-    "encode_expiring",
-    "encode_message",
-    "encode_message_utf8",
-    "encode_refreshed",
-    "encode_sent",
-    "encode_subscribed",
-    "encode_unsubscribed",
     "is_valid_id",
     "is_valid_qname",
     "mode_for_subprotocol",
@@ -98,10 +92,6 @@ CLOSE_TOKEN_EXPIRED: Final = 4403  # token expired or access revoked
 CLOSE_AUTH_TIMEOUT: Final = 4408
 CLOSE_RATE_LIMITED: Final = 4429
 
-# RSMQ's own validation rules, so a name valid here is valid for every rsmq client; queue
-# names also avoid the reserved ones (wsmq.protocol.names, the one rule).
-QNAME_RE: Final = QNAME_PATTERN
-ID_RE: Final = re.compile(r"[A-Za-z0-9:]{32}")
 #: Most ids one ``/ack`` frame may carry (1000 ids are ~33 KB, within the default frame size).
 MAX_ACK_IDS: Final = 1000
 # Tokens are JWTs / base64url / hex: printable ASCII without spaces. The cap keeps a hostile
@@ -145,6 +135,14 @@ class ErrorCode(StrEnum):
     UNKNOWN_MESSAGE = "unknown_message"
     UNAVAILABLE = "unavailable"
     INTERNAL_ERROR = "internal_error"
+
+
+#: The wire code of a failed queue call, by RSMQ's error name (``QueueError.name``); a name not
+#: listed is the caller's to map (e.g. ``bad_frame`` for a ``/send``).
+QUEUE_ERROR_CODES: Final[Mapping[str, ErrorCode]] = {
+    "queueNotFound": ErrorCode.QUEUE_NOT_FOUND,
+    "messageTooLong": ErrorCode.MESSAGE_TOO_LONG,
+}
 
 
 class ProtocolError(WsmqError, code="protocol_error"):
@@ -221,19 +219,15 @@ class Refresh:
 Command = Subscribe | Unsubscribe | Ack | AckMany | Send | Auth | Refresh
 
 
-def is_valid_qname(qname: str) -> bool:
-    """The queue-name rule (:data:`wsmq.protocol.names.QNAME_RULE`)."""
-    return names.is_valid_qname(qname)
-
-
-def is_valid_id(msg_id: str) -> bool:
-    """RSMQ's message-id rule: ``^[A-Za-z0-9:]{32}$``."""
-    return ID_RE.fullmatch(msg_id) is not None
+# Queue names and ids follow wsmq.protocol.names (RSMQ's rules, so a name valid here is valid
+# for every rsmq client; queue names also avoid the reserved ones).
+_QNAME_DETAIL: Final = f"queue name must match {QNAME_PATTERN.pattern}"
+_ID_DETAIL: Final = f"message id must match {ID_PATTERN.pattern}"
 
 
 def _qname(value: str) -> str:
-    if QNAME_RE.fullmatch(value) is None:
-        raise ProtocolError(ErrorCode.INVALID_QUEUE, "queue name must match [A-Za-z0-9_-]{1,160}")
+    if QNAME_PATTERN.fullmatch(value) is None:
+        raise ProtocolError(ErrorCode.INVALID_QUEUE, _QNAME_DETAIL)
     if value in RESERVED_QNAMES:
         raise ProtocolError(ErrorCode.INVALID_QUEUE, names.reserved_detail(value))
     return value
@@ -309,15 +303,15 @@ def _parse_ack(sep: str, rest: str) -> Command:
     qname, id_list = parts
     _qname(qname)
     if "," not in id_list:
-        if ID_RE.fullmatch(id_list) is None:
-            raise ProtocolError(ErrorCode.INVALID_ID, "message id must match [A-Za-z0-9:]{32}")
+        if ID_PATTERN.fullmatch(id_list) is None:
+            raise ProtocolError(ErrorCode.INVALID_ID, _ID_DETAIL)
         return Ack(qname, id_list)
     ids = tuple(id_list.split(","))
     if len(ids) > MAX_ACK_IDS:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"at most {MAX_ACK_IDS} ids per /ack frame")
     for msg_id in ids:
-        if ID_RE.fullmatch(msg_id) is None:
-            raise ProtocolError(ErrorCode.INVALID_ID, "message id must match [A-Za-z0-9:]{32}")
+        if ID_PATTERN.fullmatch(msg_id) is None:
+            raise ProtocolError(ErrorCode.INVALID_ID, _ID_DETAIL)
     return AckMany(qname, ids)
 
 
@@ -350,138 +344,6 @@ _PARSERS: Final[dict[str, Callable[[str, str], Command]]] = {
     "auth": _parse_auth,
     "refresh": _parse_refresh,
 }
-
-
-# --- encoding --------------------------------------------------------------------------------
-
-_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-
-
-def _json_dumps(obj: dict[str, Any]) -> str:
-    # Compact, non-ASCII left as is, control characters as \u00xx: byte-for-byte what
-    # JavaScript's JSON.stringify prints. A lone surrogate (only possible from a lenient
-    # decoder) is escaped as \udxxx, again as JSON.stringify does, so output is valid UTF-8.
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    if _LONE_SURROGATE.search(text):
-        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
-
-
-try:
-    import orjson
-
-    def dumps(obj: dict[str, Any]) -> str:
-        """Compact JSON, identical to JavaScript's ``JSON.stringify`` for strings."""
-        try:
-            return orjson.dumps(obj).decode()
-        except TypeError:  # lone surrogates; the stdlib path handles them like JS does
-            return _json_dumps(obj)
-
-    def dumps_utf8(obj: dict[str, Any]) -> bytes:
-        """:func:`dumps` as UTF-8 bytes (what goes on the wire), without a str round trip."""
-        try:
-            return orjson.dumps(obj)
-        except TypeError:
-            return _json_dumps(obj).encode()
-
-except ImportError:  # pragma: no cover - orjson is an optional speed-up
-
-    def dumps(obj: dict[str, Any]) -> str:
-        """Compact JSON, identical to JavaScript's ``JSON.stringify`` for strings."""
-        return _json_dumps(obj)
-
-    def dumps_utf8(obj: dict[str, Any]) -> bytes:
-        """:func:`dumps` as UTF-8 bytes (what goes on the wire)."""
-        return _json_dumps(obj).encode()
-
-
-def _num(value: float) -> int | float:
-    # Epoch values arrive as float from PyJWT/Redis; integral ones go out as integers.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _message_obj(
-    mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str
-) -> dict[str, Any]:
-    if mode is Mode.LEGACY:
-        return {"message": body}
-    return {
-        "type": "message",
-        "queue": qname,
-        "id": msg_id,
-        "rc": rc,
-        "sent": _num(sent),
-        "message": body,
-    }
-
-
-def encode_message(mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str) -> str:
-    """A delivered message. Legacy: ``{"message":body}``; v1: the full envelope."""
-    return dumps(_message_obj(mode, qname, msg_id, rc, sent, body))
-
-
-def encode_message_utf8(
-    mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str
-) -> bytes:
-    """:func:`encode_message` as the UTF-8 payload of a text frame."""
-    return dumps_utf8(_message_obj(mode, qname, msg_id, rc, sent, body))
-
-
-def encode_subscribed(qname: str) -> str:
-    """v1 reply to ``/subscribe``."""
-    return dumps({"type": "subscribed", "queue": qname})
-
-
-def encode_unsubscribed(qname: str) -> str:
-    """v1 reply to ``/unsubscribe``."""
-    return dumps({"type": "unsubscribed", "queue": qname})
-
-
-def encode_sent(qname: str, msg_id: str) -> str:
-    """v1 reply to ``/send``: the new message's id."""
-    return dumps({"type": "sent", "queue": qname, "id": msg_id})
-
-
-def encode_acked(qname: str, msg_id: str) -> str:
-    """v1 reply to ``/ack``: the message was deleted."""
-    return dumps({"type": "acked", "queue": qname, "id": msg_id})
-
-
-def encode_error(
-    code: str, message: str, *, queue: str | None = None, msg_id: str | None = None
-) -> str:
-    """An error frame, both modes: ``{"type":"error","code":...,"detail":...}``.
-
-    The human-readable text goes under ``detail`` — never ``message`` — so that no error can
-    be read as a delivery by a legacy client.
-    """
-    obj: dict[str, Any] = {"type": "error", "code": str(code), "detail": message}
-    if queue is not None:
-        obj["queue"] = queue
-    if msg_id is not None:
-        obj["id"] = msg_id
-    return dumps(obj)
-
-
-def encode_expiring(seconds_left: float) -> str:
-    """v1 warning: the token expires in ``seconds_left`` s; send ``/refresh`` before then."""
-    return dumps({"type": "expiring", "seconds": _num(seconds_left)})
-
-
-def encode_authenticated(user_id: str, exp: float | None) -> str:
-    """v1 reply to a successful ``/auth``."""
-    return dumps({"type": "authenticated", "user": user_id, "exp": _num_or_none(exp)})
-
-
-def encode_refreshed(exp: float | None) -> str:
-    """v1 reply to a successful ``/refresh``: the connection's new expiry (epoch s)."""
-    return dumps({"type": "refreshed", "exp": _num_or_none(exp)})
-
-
-def _num_or_none(value: float | None) -> int | float | None:
-    return None if value is None else _num(value)
 
 
 def close_reason(text: str) -> str:

@@ -6,15 +6,16 @@ supplies the random suffix (from :mod:`secrets`, a CSPRNG, where RSMQ uses ``Mat
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
+
+from wsmq.protocol.names import GENERATED_ID_PATTERN
 
 __all__ = ["ID_ALPHABET", "ID_RE", "make_id", "random_suffix", "sent_ms", "to_base36"]
 
 ID_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits
 SUFFIX_LENGTH = 22
-ID_RE = re.compile(r"^[0-9a-z]{10}[A-Za-z0-9]{22}$")
+ID_RE = GENERATED_ID_PATTERN
 _DIGITS36 = string.digits + string.ascii_lowercase
 
 

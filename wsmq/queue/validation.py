@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from wsmq.protocol.names import QNAME_PATTERN, RESERVED_QNAMES, reserved_detail
+from wsmq.protocol.names import ID_PATTERN, QNAME_PATTERN, RESERVED_QNAMES, reserved_detail
 
 from .errors import InvalidFormat, InvalidValue, MessageNotString, MissingParameter
 
@@ -41,7 +41,7 @@ MAX_TTL = 9_999_999
 MAX_BATCH = 1000
 
 QNAME_RE = QNAME_PATTERN
-ID_RE = re.compile(r"[a-zA-Z0-9:]{32}")
+ID_RE = ID_PATTERN
 # JS parseInt skips leading white space, takes an optional sign and the leading decimal digits.
 _JS_INT_RE = re.compile(r"[\s\ufeff]*([+-]?[0-9]+)")
 

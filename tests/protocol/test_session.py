@@ -9,24 +9,22 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsmq.protocol import server_frames as sf
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import default_authorize
 from wsmq.protocol.actions import (
     Action,
     Close,
     DoAck,
     DoAuthenticate,
+    DoAuthorize,
     DoRefresh,
     DoSend,
     DoSubscribe,
     DoUnsubscribe,
     Reply,
 )
-from wsmq.protocol.session import (
-    Session,
-    SessionLimits,
-    State,
-    default_authorize,
-)
+from wsmq.protocol.session import Session, SessionLimits, State
 from wsmq.protocol.wire import Mode
 
 T0 = 1_700_000_000.0
@@ -73,6 +71,11 @@ def open_session(mode: Mode = Mode.V1, **kw: Any) -> Session:
     return Session(mode, now=T0, **kw)
 
 
+def asked(actions: list[Action]) -> DoAuthorize:
+    assert len(actions) == 1 and isinstance(actions[0], DoAuthorize), actions
+    return actions[0]
+
+
 def subscribed(session: Session, qname: str) -> None:
     assert session.receive(f"/subscribe/{qname}", T0) == [DoSubscribe(qname)]
     session.subscribe_done(qname)
@@ -100,7 +103,7 @@ def test_first_message_auth_success_replays_pipelined_frames() -> None:
     assert s.receive("/subscribe/u1", T0 + 1) == []
     assert s.receive("/bogus", T0 + 1) == []
     actions = s.authenticated(USER, T0 + 2)
-    assert actions[0] == Reply(p.encode_authenticated("u1", T0 + 900))
+    assert actions[0] == Reply(sf.encode_authenticated("u1", T0 + 900))
     assert actions[1] == DoSubscribe("u1")
     assert only_error(actions[2:])["code"] == "unknown_command"
     assert len(actions) == 3 and state_of(s) is State.OPEN and s.next_deadline() == T0 + 840
@@ -184,23 +187,62 @@ def test_forbidden_subscribe_stays_open() -> None:
     assert not s.closed and s.subscriptions == frozenset()
 
 
-def test_custom_authorize_hook_and_broken_hook() -> None:
-    calls: list[tuple[Any, str, str]] = []
-
-    def allow_all(user: Any, qname: str, action: str) -> bool:
-        calls.append((user, qname, action))
-        return True
-
-    s = open_session(authorize=allow_all)
-    assert s.receive("/subscribe/anything", T0) == [DoSubscribe("anything")]
-    assert calls == [(USER, "anything", "subscribe")]
-
-    def broken(user: Any, qname: str, action: str) -> bool:
-        raise RuntimeError("db down")
-
-    s = open_session(authorize=broken)
-    assert only_error(s.receive("/subscribe/u1", T0))["code"] == "forbidden"
+def test_authorize_hook_is_asked_through_an_action() -> None:
+    # With a hook the session asks (DoAuthorize) and goes on with the answer; the hook's
+    # execution (sync or async, failing, slow) is tests/gateway/test_server_authorize.py's.
+    s = open_session(authorize_hook=True)
+    ask = asked(s.receive("/subscribe/anything", T0))
+    assert ask == DoAuthorize(USER, "anything", "subscribe", p.Subscribe("anything"))
+    assert s.authorized(ask, True) == [DoSubscribe("anything")]
+    ask = asked(s.receive("/subscribe/u1", T0))  # the hook replaces the own-id rule
+    assert only_error(s.authorized(ask, False))["code"] == "forbidden"
+    ask = asked(s.receive("/send/x hi", T0))
+    assert ask == DoAuthorize(USER, "x", "send", p.Send("x", "hi"))
+    assert s.authorized(ask, True) == [DoSend("x", "hi")]
+    # An answer is for one frame: the next one asks again.
+    assert asked(s.receive("/send/x hi", T0)) == ask
+    ask = asked(s.receive("/send/outbox hi", T0))
+    err = only_error(s.authorized(ask, False))
+    assert err["code"] == "forbidden" and err["detail"] == "not allowed to send to outbox"
+    s.subscribe_done("anything")
+    # Already subscribed: answered without asking the hook.
+    assert s.receive("/subscribe/anything", T0) == [Reply(sf.encode_subscribed("anything"))]
     assert not s.closed
+    # The limit applies after the hook allowed, as without a hook.
+    s = open_session(authorize_hook=True, limits=SessionLimits(max_subscriptions=1, rate=None))
+    subscribed_after_hook = s.authorized(asked(s.receive("/subscribe/a", T0)), True)
+    assert subscribed_after_hook == [DoSubscribe("a")]
+    ask = asked(s.receive("/subscribe/b", T0))
+    assert only_error(s.authorized(ask, True))["code"] == "too_many_subscriptions"
+    # An answer that comes after the close is ignored.
+    ask = asked(s.receive("/subscribe/c", T0))
+    s.revoked()
+    assert s.authorized(ask, True) == []
+
+
+def test_frames_held_during_auth_are_authorized_one_at_a_time_in_order() -> None:
+    s = Session(Mode.V1, now=T0, limits=NO_RATE, authorize_hook=True)
+    s.receive(f"/auth {JWT} {ACCESS}", T0)
+    for frame in ("/subscribe/ok", "/subscribe/ok", "/subscribe/no", "/unsubscribe/no"):
+        assert s.receive(frame, T0) == []
+    actions = s.authenticated(USER, T0)
+    assert actions[:-1] == [Reply(sf.encode_authenticated("u1", T0 + 900))]
+    ask = actions[-1]  # the later frames wait behind the hook's answer
+    assert ask == DoAuthorize(USER, "ok", "subscribe", p.Subscribe("ok"))
+    # A frame read meanwhile waits behind them too.
+    assert s.receive("/send/outbox hi", T0) == []
+    # The duplicate subscribe is answered by the first one; the next frame asks the hook.
+    assert s.authorized(ask, True) == [
+        DoSubscribe("ok"),
+        DoAuthorize(USER, "no", "subscribe", p.Subscribe("no")),
+    ]
+    actions = s.authorized(DoAuthorize(USER, "no", "subscribe", p.Subscribe("no")), False)
+    assert [f.get("code", f["type"]) for f in frames(actions)] == ["forbidden", "unsubscribed"]
+    assert actions[-1] == DoAuthorize(USER, "outbox", "send", p.Send("outbox", "hi"))
+    assert s.authorized(actions[-1], True) == [DoSend("outbox", "hi")]
+    assert s.receive("/subscribe/u1", T0)[0] == DoAuthorize(
+        USER, "u1", "subscribe", p.Subscribe("u1")
+    )
 
 
 def test_duplicate_subscribe_is_idempotent() -> None:
@@ -208,7 +250,7 @@ def test_duplicate_subscribe_is_idempotent() -> None:
     assert s.receive("/subscribe/u1", T0) == [DoSubscribe("u1")]
     assert s.receive("/subscribe/u1", T0) == []  # still pending: the pending reply answers
     s.subscribe_done("u1")
-    assert s.receive("/subscribe/u1", T0) == [Reply(p.encode_subscribed("u1"))]
+    assert s.receive("/subscribe/u1", T0) == [Reply(sf.encode_subscribed("u1"))]
     assert s.subscriptions == {"u1"}
 
 
@@ -223,7 +265,7 @@ def test_subscribe_failure_is_reported_and_forgotten() -> None:
 
 def test_max_subscriptions() -> None:
     limits = SessionLimits(max_subscriptions=2, rate=None)
-    s = open_session(limits=limits, authorize=lambda u, q, a: True)
+    s = open_session(limits=limits, user=replace(USER, queues=("a", "b", "c")))
     subscribed(s, "a")
     assert s.receive("/subscribe/b", T0) == [DoSubscribe("b")]  # pending counts too
     err = only_error(s.receive("/subscribe/c", T0))
@@ -237,11 +279,11 @@ def test_unsubscribe() -> None:
     subscribed(s, "u1")
     assert s.receive("/unsubscribe/u1", T0) == [
         DoUnsubscribe("u1"),
-        Reply(p.encode_unsubscribed("u1")),
+        Reply(sf.encode_unsubscribed("u1")),
     ]
     assert s.subscriptions == frozenset()
     # Not subscribed: nothing to undo, same reply.
-    assert s.receive("/unsubscribe/u1", T0) == [Reply(p.encode_unsubscribed("u1"))]
+    assert s.receive("/unsubscribe/u1", T0) == [Reply(sf.encode_unsubscribed("u1"))]
     legacy = open_session(Mode.LEGACY)
     legacy.receive("/subscribe/u1", T0)
     assert legacy.receive("/unsubscribe/u1", T0) == [DoUnsubscribe("u1")]
@@ -254,14 +296,21 @@ def test_ack_v1() -> None:
     s = open_session()
     assert only_error(s.receive(f"/ack/u1/{MSG_ID}", T0))["code"] == "not_subscribed"
     subscribed(s, "u1")
-    assert s.receive(f"/ack/u1/{MSG_ID}", T0) == [DoAck("u1", MSG_ID)]
-    assert s.ack_done("u1", MSG_ID, True) == [Reply(p.encode_acked("u1", MSG_ID))]
-    err = only_error(s.ack_done("u1", MSG_ID, False))
+    assert s.receive(f"/ack/u1/{MSG_ID}", T0) == [DoAck("u1", (MSG_ID,))]
+    assert s.acks_done("u1", [MSG_ID], [True]) == [Reply(sf.encode_acked("u1", MSG_ID))]
+    err = only_error(s.acks_done("u1", [MSG_ID], [False]))
     assert err["code"] == "unknown_message" and err["id"] == MSG_ID
-    assert only_error(s.ack_failed("u1", MSG_ID, "unavailable", "x"))["code"] == "unavailable"
+    assert only_error(s.acks_failed("u1", [MSG_ID], "unavailable", "x"))["code"] == "unavailable"
+    # Several ids: each answered on its own, in order.
+    other = "b" * 32
+    acked, unknown = s.acks_done("u1", [MSG_ID, other], [True, False])
+    assert acked == Reply(sf.encode_acked("u1", MSG_ID)) and isinstance(unknown, Reply)
+    assert json.loads(unknown.text)["id"] == other and unknown.error == "unknown_message"
+    failed = frames(s.acks_failed("u1", [MSG_ID, other], "unavailable", "x"))
+    assert [f["id"] for f in failed] == [MSG_ID, other]
 
 
-def test_bulk_ack_is_one_ack_per_id_and_not_rate_limited() -> None:
+def test_bulk_ack_is_one_action_with_every_id_and_not_rate_limited() -> None:
     s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=2))
     ids = [f"{i:032d}" for i in range(5)]
     frame = "/ack/u1/" + ",".join(ids)
@@ -269,7 +318,7 @@ def test_bulk_ack_is_one_ack_per_id_and_not_rate_limited() -> None:
     s.receive("/subscribe/u1", T0)  # the last token
     s.subscribe_done("u1")
     for _ in range(100):  # free like single acks: the window bounds them
-        assert s.receive(frame, T0) == [DoAck("u1", i) for i in ids]
+        assert s.receive(frame, T0) == [DoAck("u1", tuple(ids))]
     legacy = open_session(Mode.LEGACY)
     subscribed(legacy, "u1")
     assert only_error(legacy.receive(frame, T0))["code"] == "ack_not_supported"
@@ -323,7 +372,7 @@ def test_rate_limit_refills_over_time() -> None:
     s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=5))
     for i in range(100):  # 10/s sustained is fine
         assert s.receive("/unsubscribe/x", T0 + i * 0.1) != [Close(4429, "rate limit exceeded")]
-    assert s.handle(p.Unsubscribe("x"), T0 + 10) == [Reply(p.encode_unsubscribed("x"))]
+    assert s.handle(p.Unsubscribe("x"), T0 + 10) == [Reply(sf.encode_unsubscribed("x"))]
 
 
 def test_rate_limit_counts_frames_before_auth() -> None:
@@ -338,7 +387,7 @@ def test_rate_limit_counts_frames_before_auth() -> None:
 def test_refresh_same_user_extends_expiry() -> None:
     s = open_session()
     assert s.receive(f"/refresh {JWT}", T0 + 100) == [DoRefresh(JWT)]
-    assert s.refreshed("u1", T0 + 1800, T0 + 100) == [Reply(p.encode_refreshed(T0 + 1800))]
+    assert s.refreshed("u1", T0 + 1800, T0 + 100) == [Reply(sf.encode_refreshed(T0 + 1800))]
     assert s.token_exp == T0 + 1800
     assert s.tick(T0 + 1000) == []  # would have expired at T0 + 900
     assert s.next_deadline() == T0 + 1740
@@ -438,10 +487,18 @@ _events = st.lists(
 
 
 @settings(max_examples=800, deadline=None)
-@given(st.sampled_from(list(Mode)), st.booleans(), _events)
-def test_fuzz_session_never_raises(mode: Mode, header_auth: bool, events: list[Any]) -> None:
+@given(st.sampled_from(list(Mode)), st.booleans(), st.sampled_from([None, True, False]), _events)
+def test_fuzz_session_never_raises(
+    mode: Mode, header_auth: bool, hook_answer: bool | None, events: list[Any]
+) -> None:
     limits = SessionLimits(max_subscriptions=2, rate=20, burst=5, max_pending=4)
-    s = Session(mode, now=T0, user=USER if header_auth else None, limits=limits)
+    s = Session(
+        mode,
+        now=T0,
+        user=USER if header_auth else None,
+        limits=limits,
+        authorize_hook=hook_answer is not None,
+    )
     now = T0
     for kind, arg in events:
         now += 0.05
@@ -460,6 +517,10 @@ def test_fuzz_session_never_raises(mode: Mode, header_auth: bool, events: list[A
             actions = s.subscribe_done(arg) + s.send_done(arg, MSG_ID)
         else:
             actions = s.revoked()
+        # A hook's question is always the last action; its answer goes on from there.
+        while actions and isinstance(actions[-1], DoAuthorize):
+            assert hook_answer is not None
+            actions = actions[:-1] + s.authorized(actions[-1], hook_answer)
         closes = [a for a in actions if isinstance(a, Close)]
         assert len(closes) <= 1 and (not closes or actions[-1] is closes[0])
         if closes:
@@ -477,14 +538,27 @@ def test_valid_acks_are_not_rate_limited_but_bogus_ones_are() -> None:
     s.subscribe_done("u1")
     ack = "/ack/u1/" + "a" * 32
     for _ in range(1000):  # bounded by the window, not by the frame rate
-        assert s.receive(ack, T0) == [DoAck("u1", "a" * 32)]
-        assert s.ack_done("u1", "a" * 32, deleted=True) == [Reply(p.encode_acked("u1", "a" * 32))]
+        assert s.receive(ack, T0) == [DoAck("u1", ("a" * 32,))]
+        assert s.acks_done("u1", ["a" * 32], [True]) == [Reply(sf.encode_acked("u1", "a" * 32))]
     for _ in range(5):  # acks of unknown ids spend tokens
         s.receive(ack, T0)
-        assert not any(isinstance(a, Close) for a in s.ack_done("u1", "a" * 32, deleted=False))
+        assert not any(isinstance(a, Close) for a in s.acks_done("u1", ["a" * 32], [False]))
     s.receive(ack, T0)
-    assert s.ack_done("u1", "a" * 32, deleted=False) == [Close(4429, "rate limit exceeded")]
+    assert s.acks_done("u1", ["a" * 32], [False]) == [Close(4429, "rate limit exceeded")]
     assert s.closed
+
+
+def test_unknown_ids_of_one_frame_spend_a_token_each_until_the_close() -> None:
+    s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=3))
+    subscribed(s, "u1")  # spends one token
+    ids = [f"{i:032d}" for i in range(4)]
+    actions = s.acks_done("u1", ids, [False, True, False, False])
+    assert [a.error if isinstance(a, Reply) else a for a in actions] == [
+        "unknown_message",
+        None,
+        "unknown_message",
+        Close(4429, "rate limit exceeded"),
+    ]
 
 
 def test_acks_for_unsubscribed_queues_spend_tokens() -> None:

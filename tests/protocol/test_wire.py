@@ -1,4 +1,4 @@
-"""wsmq.protocol.wire: frame parsing and server frame encoding (pure, no sockets)."""
+"""wsmq.protocol.wire and server_frames: frame parsing and server frame encoding (pure)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsmq.protocol import server_frames as sf
 from wsmq.protocol import wire as p
 from wsmq.protocol.wire import (
     Ack,
@@ -221,12 +222,12 @@ TRICKY = [
 
 
 def test_legacy_message_is_exactly_the_original_frame() -> None:
-    assert p.encode_message(Mode.LEGACY, "q", MSG_ID, 3, 1700000000000, "hi") == '{"message":"hi"}'
-    assert p.encode_message(Mode.LEGACY, "q", MSG_ID, 1, 1, 'a"é\n') == '{"message":"a\\"é\\n"}'
+    assert sf.encode_message(Mode.LEGACY, "q", MSG_ID, 3, 1700000000000, "hi") == '{"message":"hi"}'
+    assert sf.encode_message(Mode.LEGACY, "q", MSG_ID, 1, 1, 'a"é\n') == '{"message":"a\\"é\\n"}'
 
 
 def test_v1_message_envelope_exact() -> None:
-    text = p.encode_message(Mode.V1, "q1", MSG_ID, 2, 1700000000123.0, "hé")
+    text = sf.encode_message(Mode.V1, "q1", MSG_ID, 2, 1700000000123.0, "hé")
     assert text == (
         f'{{"type":"message","queue":"q1","id":"{MSG_ID}","rc":2,"sent":1700000000123,'
         '"message":"hé"}'
@@ -235,12 +236,12 @@ def test_v1_message_envelope_exact() -> None:
 
 @pytest.mark.parametrize("body", TRICKY)
 def test_encoding_roundtrips(body: str) -> None:
-    text = p.encode_message(Mode.LEGACY, "q", MSG_ID, 1, 1, body)
+    text = sf.encode_message(Mode.LEGACY, "q", MSG_ID, 1, 1, body)
     text.encode("utf-8")  # valid UTF-8 even with a lone surrogate in the body
     if "\ud800" not in body:
         assert json.loads(text) == {"message": body}
     assert "\n" not in text and "\r" not in text  # control characters always escaped
-    envelope = p.encode_message(Mode.V1, "q", MSG_ID, 1, 1, body)
+    envelope = sf.encode_message(Mode.V1, "q", MSG_ID, 1, 1, body)
     envelope.encode("utf-8")
     if "\ud800" not in body:
         assert json.loads(envelope)["message"] == body
@@ -248,8 +249,8 @@ def test_encoding_roundtrips(body: str) -> None:
 
 def test_stdlib_fallback_matches_fast_path() -> None:
     for body in TRICKY[:-1]:
-        assert p._json_dumps({"message": body}) == p.dumps({"message": body})
-    assert p.dumps({"message": "\ud800"}) == '{"message":"\\ud800"}'
+        assert sf._json_dumps({"message": body}) == sf.dumps({"message": body})
+    assert sf.dumps({"message": "\ud800"}) == '{"message":"\\ud800"}'
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
@@ -267,27 +268,27 @@ def test_legacy_frames_match_javascript_json_stringify() -> None:
     # JS prints U+2028/2029 raw; splitting on \n alone keeps them inside their line.
     assert len(expected) == len(TRICKY)
     for body, js in zip(TRICKY, expected, strict=True):
-        assert p.encode_message(Mode.LEGACY, "q", MSG_ID, 1, 1, body) == js
+        assert sf.encode_message(Mode.LEGACY, "q", MSG_ID, 1, 1, body) == js
 
 
 def test_control_frames_exact() -> None:
-    assert p.encode_subscribed("q") == '{"type":"subscribed","queue":"q"}'
-    assert p.encode_unsubscribed("q") == '{"type":"unsubscribed","queue":"q"}'
-    assert p.encode_sent("q", MSG_ID) == f'{{"type":"sent","queue":"q","id":"{MSG_ID}"}}'
-    assert p.encode_acked("q", MSG_ID) == f'{{"type":"acked","queue":"q","id":"{MSG_ID}"}}'
-    assert p.encode_expiring(30) == '{"type":"expiring","seconds":30}'
-    assert p.encode_authenticated("u1", 1700000900.0) == (
+    assert sf.encode_subscribed("q") == '{"type":"subscribed","queue":"q"}'
+    assert sf.encode_unsubscribed("q") == '{"type":"unsubscribed","queue":"q"}'
+    assert sf.encode_sent("q", MSG_ID) == f'{{"type":"sent","queue":"q","id":"{MSG_ID}"}}'
+    assert sf.encode_acked("q", MSG_ID) == f'{{"type":"acked","queue":"q","id":"{MSG_ID}"}}'
+    assert sf.encode_expiring(30) == '{"type":"expiring","seconds":30}'
+    assert sf.encode_authenticated("u1", 1700000900.0) == (
         '{"type":"authenticated","user":"u1","exp":1700000900}'
     )
-    assert p.encode_authenticated("u1", None) == '{"type":"authenticated","user":"u1","exp":null}'
-    assert p.encode_refreshed(1700000900.5) == '{"type":"refreshed","exp":1700000900.5}'
+    assert sf.encode_authenticated("u1", None) == '{"type":"authenticated","user":"u1","exp":null}'
+    assert sf.encode_refreshed(1700000900.5) == '{"type":"refreshed","exp":1700000900.5}'
 
 
 def test_error_frame_never_looks_like_a_delivery() -> None:
-    text = p.encode_error(ErrorCode.FORBIDDEN, "not allowed", queue="q")
+    text = sf.encode_error(ErrorCode.FORBIDDEN, "not allowed", queue="q")
     assert text == '{"type":"error","code":"forbidden","detail":"not allowed","queue":"q"}'
     assert "message" not in json.loads(text)
-    with_id = json.loads(p.encode_error("unknown_message", "gone", queue="q", msg_id=MSG_ID))
+    with_id = json.loads(sf.encode_error("unknown_message", "gone", queue="q", msg_id=MSG_ID))
     assert with_id == {
         "type": "error",
         "code": "unknown_message",
