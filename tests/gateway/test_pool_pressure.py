@@ -62,7 +62,7 @@ class Clock:
 def test_pool_exhaustion_opens_no_episode_and_warns_rate_limited(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="wsmq.delivery")
+    caplog.set_level(logging.WARNING, logger="wsmq.engine")
     errors: list[BaseException] = []
     clock = Clock()
     health = RedisHealth(on_error=errors.append, monotonic=clock)

@@ -16,7 +16,7 @@ Usage::
     await engine.start()
     sub = await engine.subscribe("orders", session)   # session implements Subscriber
     await engine.ack(sub, msg_id)                      # v1 clients
-    await engine.release(sub)                          # socket closed: unacked -> visible now
+    await engine.unsubscribe(sub)                      # socket closed: unacked -> visible now
     await engine.stop()                                # shutdown: releases everything in flight
 
 See ``docs/delivery.md`` for the guarantees.
@@ -28,28 +28,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from wsmq.engine.consumer import (
-    Backoff,
-    ConsumerContext,
-    QueueConsumer,
-    Subscriber,
-    Subscription,
-    plan_round_robin,
-)
+from wsmq.backoff import Backoff
+from wsmq.engine.consumer import ConsumerContext, QueueConsumer
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.engine.keyed_locks import KeyedLocks
-from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher
+from wsmq.engine.ledger import Subscriber, Subscription, plan_round_robin
+from wsmq.engine.ports import Notifications, QueueStore
+from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher, apply_chunked
 from wsmq.protocol.names import is_valid_qname
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
-if TYPE_CHECKING:
-    from wsmq.queue import Queues
-    from wsmq.realtime.listener import RealtimeListener
-
 __all__ = [
-    "Backoff",
     "DeleteNotApplied",
     "DeliveryEngine",
     "EngineStopped",
@@ -58,7 +48,7 @@ __all__ = [
     "plan_round_robin",
 ]
 
-log = logging.getLogger("wsmq.delivery")
+log = logging.getLogger("wsmq.engine")
 
 
 class EngineStopped(RuntimeError):
@@ -84,8 +74,8 @@ class DeliveryEngine:
 
     def __init__(
         self,
-        queues: Queues,
-        listener: RealtimeListener | None,
+        queues: QueueStore,
+        listener: Notifications | None,
         *,
         poll_interval: float = 1.0,
         batch_size: int = 100,
@@ -230,10 +220,15 @@ class DeliveryEngine:
                 "shutdown: %d in-flight message(s) not released (%s); they return after their vt",
                 self.pending.count(),
                 type(exc).__name__,
+                extra={"event": "shutdown_unreleased"},
             )
         else:
             if left:
-                log.info("shutdown: released or settled %d in-flight message(s)", left)
+                log.info(
+                    "shutdown: released or settled %d in-flight message(s)",
+                    left,
+                    extra={"event": "shutdown_released"},
+                )
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -255,10 +250,8 @@ class DeliveryEngine:
         sub = Subscription(qname, subscriber, consumer.window_opened, self.max_outbox_bytes)
         consumer.add(sub)
         if self.listener is not None and qname not in self._listened:
-            if (
-                getattr(self.listener, "connected", None) is None
-                or self.listener.connected.is_set()
-            ):
+            connected = getattr(self.listener, "connected", None)  # not every transport has it
+            if connected is None or connected.is_set():
                 await self._sync_listener(qname)  # confirmed: a send from now on will wake us
             else:
                 # Redis unreachable: do not hold the caller; the listener subscribes (and
@@ -279,13 +272,9 @@ class DeliveryEngine:
         consumer = self._consumers.get(sub.qname)
         if consumer is not None:
             consumer.remove(sub)
-        ids = sub._take_all()
+        ids = sub.take_held()
         if ids:
             await self._release(sub.qname, ids)
-
-    async def release(self, sub: Subscription) -> None:
-        """Alias of :meth:`unsubscribe`, for the socket-closed path."""
-        await self.unsubscribe(sub)
 
     async def ack(self, sub: Subscription, msg_id: str) -> bool:
         """Delete ``msg_id`` if ``sub`` holds it unacked; ``False`` if it does not.
@@ -304,17 +293,14 @@ class DeliveryEngine:
         """
         if sub.closed:
             return [False] * len(ids)
-        held = [sub._drop(msg_id) for msg_id in ids]
+        consumer = self._consumers.get(sub.qname)
+        if consumer is not None:
+            held = consumer.ack(sub, ids)
+        else:
+            held = [sub.drop(msg_id) for msg_id in ids]
         dropped = [msg_id for msg_id, ok in zip(ids, held, strict=True) if ok]
         if not dropped:
             return held
-        consumer = self._consumers.get(sub.qname)
-        if consumer is not None:
-            owner = consumer.owner
-            for msg_id in dropped:
-                if owner.get(msg_id) is sub:
-                    del owner[msg_id]
-            consumer.window_opened()
         # Group commit: acks arriving together (from every socket) share one delete round trip;
         # waiting for the last id's round trip covers the others queued with it.
         settle = self.settle
@@ -325,15 +311,12 @@ class DeliveryEngine:
 
     async def _release(self, qname: str, ids: list[str]) -> None:
         try:
-            for i in range(0, len(ids), PendingOps.CHUNK):
-                await self.queues.change_messages_visibility(
-                    qname, ids[i : i + PendingOps.CHUNK], 0
-                )
+            await apply_chunked(self.queues, qname, ids, delete=False)
         except QueueNotFound:
             pass  # deleted meanwhile, with its messages
         except TRANSIENT_ERRORS as exc:
             self.health.failed(exc)
-            self.pending.add_releases(qname, ids)  # releasing twice is harmless
+            self.pending.add_releases(qname, ids)  # what is left of them
         else:
             self.health.ok()
         consumer = self._consumers.get(qname)
@@ -362,7 +345,11 @@ class DeliveryEngine:
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("delivery background task failed", exc_info=task.exception())
+            log.error(
+                "delivery background task failed",
+                exc_info=task.exception(),
+                extra={"event": "background_failed"},
+            )
 
     async def _sync_listener(self, qname: str | None = None) -> None:
         """Make the realtime subscriptions match the consumers (one queue, or all)."""
@@ -400,7 +387,7 @@ class DeliveryEngine:
                 self.health.failed(exc)
                 delay = max(self.poll_interval, backoff.next())
             except Exception:
-                log.exception("fallback poll failed")
+                log.exception("fallback poll failed", extra={"event": "poll_failed"})
             else:
                 backoff.reset()
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from wsmq.auth.authenticator import access_revision
-from wsmq.engine.consumer import Backoff
+from wsmq.backoff import Backoff
 
 if TYPE_CHECKING:
     from wsmq.gateway.app import GatewayState
