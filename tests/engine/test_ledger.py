@@ -138,7 +138,7 @@ class LedgerMachine(RuleBasedStateMachine):
         failed = self.ledger.written(sub, batch, written)
         if not sub.ack_mode:
             self.deleted.extend(m.id for m in batch[:written])
-            assert failed == [m.id for m in batch[written:]]
+            assert list(failed) == [m.id for m in batch[written:]]
         self.released.extend(failed)
         if written < len(batch):
             assert sub.broken
@@ -162,7 +162,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def stop(self) -> None:
         # As DeliveryEngine.stop: the writers finish their write, then everything left is released.
         for sub, batch in self.writing.items():
-            assert self.ledger.written(sub, batch, len(batch)) == []
+            assert not self.ledger.written(sub, batch, len(batch))
             if not sub.ack_mode:
                 self.deleted.extend(m.id for m in batch)
         self.writing.clear()

@@ -303,7 +303,7 @@ class QueueLedger:
                 held[msg_id] = None
         return taken
 
-    def written(self, sub: Subscription, batch: list[Message], written: int) -> list[str]:
+    def written(self, sub: Subscription, batch: list[Message], written: int) -> Sequence[str]:
         """The write of ``batch`` returned: ``written`` of them reached the socket. Returns the
         ids to release (the rest; in v1 those still held, an unsubscribe released the others);
         a short write marks ``sub`` broken."""
@@ -311,7 +311,7 @@ class QueueLedger:
         for msg in batch:
             unsettled.pop(msg.id, None)
         if written >= len(batch):
-            return []
+            return ()
         sub.broken = True
         failed = [m.id for m in batch[written:]]
         if not sub.subscriber.ack_mode:
