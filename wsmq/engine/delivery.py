@@ -256,9 +256,7 @@ class DeliveryEngine:
             else:
                 # Redis unreachable: do not hold the caller; the listener subscribes (and
                 # reports the queue) when it reconnects, the fallback poll covers the gap.
-                task = asyncio.create_task(self._sync_listener(qname))
-                self._background.add(task)
-                task.add_done_callback(self._background_done)
+                self._sync_listener_later(qname)
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:
@@ -319,14 +317,12 @@ class DeliveryEngine:
             self.pending.add_releases(qname, ids)  # what is left of them
         else:
             self.health.ok()
-        consumer = self._consumers.get(qname)
-        if consumer is not None:
-            consumer.wake()  # another local subscriber may take them now
+        self._on_notification(qname)  # another local subscriber may take them now
 
     # -- wake-ups ---------------------------------------------------------------------------
 
     def _on_notification(self, qname: str) -> None:
-        """Realtime callback: wake that queue's consumer."""
+        """Wake ``qname``'s consumer if it has one (also the realtime and release callback)."""
         consumer = self._consumers.get(qname)
         if consumer is not None:
             consumer.wake()
@@ -338,9 +334,12 @@ class DeliveryEngine:
         if consumer.writers:
             self._retired.add(consumer)
         if self._running and consumer.qname in self._listened:
-            task = asyncio.get_running_loop().create_task(self._sync_listener(consumer.qname))
-            self._background.add(task)
-            task.add_done_callback(self._background_done)
+            self._sync_listener_later(consumer.qname)
+
+    def _sync_listener_later(self, qname: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._sync_listener(qname))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
@@ -364,9 +363,7 @@ class DeliveryEngine:
                         # The listener remembers the queue even when Redis is down (False).
                         self._listened.add(name)
                         if await self.listener.subscribe(name):
-                            consumer = self._consumers.get(name)
-                            if consumer is not None:
-                                consumer.wake()  # re-check what was sent before the confirm
+                            self._on_notification(name)  # re-check what was sent before it
                     elif not want and name in self._listened:
                         self._listened.discard(name)
                         await self.listener.unsubscribe(name)
@@ -408,9 +405,8 @@ class DeliveryEngine:
             counts = await self.queues.visible_counts(names)
             self.health.ok()
             for name, count in counts.items():
-                consumer = self._consumers.get(name)
-                if count > 0 and consumer is not None:
-                    consumer.wake()
+                if count > 0:
+                    self._on_notification(name)
             self._note_broken({name for name, count in counts.items() if count < 0})
         if self.pending.count():
             await self.pending.flush_all(self.queues, self.health)
