@@ -31,7 +31,6 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "RedisClock",
     "RedisHealth",
-    "is_pool_exhausted",
 ]
 
 log = logging.getLogger("wsmq.engine")
