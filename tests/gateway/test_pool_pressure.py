@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,8 @@ from wsmq.connections import PoolExhaustedError, PoolStats, is_pool_exhausted
 from wsmq.gateway import Gateway, serve
 from wsmq.gateway.metrics import GatewayMetrics
 from wsmq.queue import Queues
+
+from ..engine.test_pool_pressure import until
 
 NS = "rsmq"
 OUTAGE_LOG = "Redis unreachable"
@@ -57,16 +59,6 @@ def test_pool_metrics_read_the_pool_stats() -> None:
     assert "wsmq_redis_pool_size 4.0" in text
     assert "wsmq_redis_pool_waits_total 7.0" in text
     assert "wsmq_redis_pool_exhausted_total 3.0" in text
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Re-check a condition no event exists for (pool counters, Redis state), bounded."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = check()
-            if result if isinstance(result, bool) else await result:
-                return
-            await asyncio.sleep(0.01)
 
 
 # -- a gateway node -------------------------------------------------------------------------------
