@@ -1,42 +1,42 @@
 """One consumer per (node, queue): batch-receive within the subscribers' windows and hand out.
 
-The pieces the delivery engine (:mod:`wsmq.engine.delivery`) is built from:
+:class:`QueueConsumer` is the thin asyncio driver of one queue's
+:class:`~wsmq.engine.ledger.QueueLedger` (who holds what, windows, outboxes, round-robin; pure).
+It runs at most one task: woken (realtime notification, fallback poll, an opened window) or at
+its timer at the queue's next visible score, it receives :meth:`QueueLedger.room` messages, gives
+them to the ledger, and starts a writer task for each subscription whose outbox got messages, so
+a slow socket delays only itself. With nothing to wait for but a wake-up it parks: its task ends,
+and the next wake-up starts a new one, so an idle queue costs no task.
 
-- :func:`plan_round_robin` and :class:`Backoff` are pure (no I/O, no clock of their own);
-- :class:`Subscriber` is the protocol a WebSocket session implements, :class:`Subscription` what
-  the engine hands back for it (its unacked, in-flight message ids);
-- :class:`QueueConsumer` consumes one queue with at most one asyncio task. Woken (realtime
-  notification, fallback poll, an opened window) or at its timer at the queue's next visible
-  score, it receives at most the subscribers' total free window (each bounded in messages
-  and, through its outbox, in bytes) and hands each subscription its share. With nothing to
-  wait for but a wake-up it parks: its task ends, and the next wake-up starts a new one, so an
-  idle queue costs no task. Each subscription has its own writer task, so a slow socket delays
-  only itself: the consumer goes on receiving for the others.
-
-Shared state lives in :mod:`wsmq.engine.health` (Redis health episodes, the Redis
-clock) and :mod:`wsmq.engine.settle` (group-committed deletes and releases, operations to
-retry after an outage).
+Shared state lives in :mod:`wsmq.engine.health` (Redis health episodes, the Redis clock) and
+:mod:`wsmq.engine.settle` (group-committed deletes and releases, operations to retry after an
+outage).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
+from wsmq.backoff import Backoff
 from wsmq.engine.flag import Flag
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
+from wsmq.engine.ledger import (
+    MESSAGE_OVERHEAD,
+    QueueLedger,
+    Subscriber,
+    Subscription,
+    plan_round_robin,
+)
+from wsmq.engine.ports import QueueStore
 from wsmq.engine.settle import PendingOps, SettleBatcher
 from wsmq.queue.errors import QueueNotFound
-
-if TYPE_CHECKING:
-    from wsmq.queue import Message, Queues
+from wsmq.queue.models import Message
 
 __all__ = [
-    "Backoff",
+    "MESSAGE_OVERHEAD",
     "ConsumerContext",
     "QueueConsumer",
     "Subscriber",
@@ -44,198 +44,14 @@ __all__ = [
     "plan_round_robin",
 ]
 
-log = logging.getLogger("wsmq.delivery")
-
-#: What a message counts against its subscription's byte bound on top of its body's length in
-#: characters (a cheap estimate of its bytes: nothing is encoded per message): id, numbers,
-#: frame envelope.
-MESSAGE_OVERHEAD = 128
-
-
-def plan_round_robin(windows: Sequence[int], count: int, start: int = 0) -> tuple[list[int], int]:
-    """Assign ``count`` messages to subscribers in turn, respecting each one's window.
-
-    Subscriber ``i`` gets at most ``windows[i]`` messages; the turn starts at ``start`` so that
-    successive batches keep rotating. Returns ``(owner index per message, next start)``; the plan
-    is shorter than ``count`` when the windows cannot hold all of them.
-    """
-    n = len(windows)
-    if n == 0:
-        return [], 0
-    left = [max(0, w) for w in windows]
-    room = sum(left)
-    plan: list[int] = []
-    i = start % n
-    while len(plan) < count and room > 0:
-        if left[i] > 0:
-            plan.append(i)
-            left[i] -= 1
-            room -= 1
-        i = (i + 1) % n
-    return plan, i
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with a cap and "equal jitter" (half fixed, half random)."""
-
-    base: float = 0.05
-    cap: float = 5.0
-    attempt: int = 0
-    rand: Callable[[], float] = field(default=random.random, repr=False)
-
-    def next(self) -> float:
-        """Delay in seconds before the next attempt; each call doubles the ceiling."""
-        ceiling = min(self.cap, self.base * 2.0 ** min(self.attempt, 32))
-        self.attempt += 1
-        return ceiling / 2 + self.rand() * ceiling / 2
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-class Subscriber(Protocol):
-    """What a subscriber (one WebSocket subscription) offers the engine.
-
-    ``window()`` is how many more messages it can take *now*: for ``wsmq.v1`` typically
-    ``max_unacked - subscription.unacked``, capped by the room in the socket's send buffer; for
-    legacy sockets the buffer room alone. When it grows again without an ack (socket drained),
-    call :meth:`Subscription.wake`. ``deliver`` writes one message and returns ``False`` when the
-    socket is gone. ``ack_mode`` is ``True`` for ``wsmq.v1`` (delete on ``/ack``) and ``False``
-    for legacy sockets (delete once written).
-    """
-
-    @property
-    def ack_mode(self) -> bool: ...
-
-    def window(self) -> int: ...
-
-    async def deliver(self, msg: Message) -> bool: ...
-
-
-class Subscription:
-    """One subscriber's subscription to one queue, as returned by ``DeliveryEngine.subscribe``."""
-
-    __slots__ = (
-        "_held",
-        "_waker",
-        "broken",
-        "byte_bound",
-        "closed",
-        "delivering",
-        "last_cost",
-        "max_outbox_bytes",
-        "outbox",
-        "outbox_bytes",
-        "qname",
-        "subscriber",
-        "writer",
-    )
-
-    def __init__(
-        self,
-        qname: str,
-        subscriber: Subscriber,
-        waker: Callable[[], None],
-        max_outbox_bytes: int | None = None,
-    ) -> None:
-        self.qname = qname
-        self.subscriber = subscriber
-        self.closed = False
-        #: ``deliver()`` returned False or raised: the socket is gone, give it nothing more.
-        self.broken = False
-        self._held: dict[str, None] = {}  # ordered set of unacked message ids (v1 only)
-        self._waker = waker
-        #: Received for this subscription, not yet handed to ``deliver()`` (its writer's queue).
-        # A list, not a deque: an empty deque costs ~600 bytes, per subscription.
-        self.outbox: list[Message] = []
-        #: Bytes of the outbox (see :data:`MESSAGE_OVERHEAD`): received, not handed to the socket.
-        self.outbox_bytes = 0
-        #: No more is received for this subscription while its outbox holds this many bytes
-        #: (``None``: messages only), so a large window cannot pile up server memory.
-        self.max_outbox_bytes = max_outbox_bytes
-        #: The byte bound held it back: its writer wakes the consumer once under the bound.
-        self.byte_bound = False
-        #: What the last message received for it counted: sizes the next receive to the room.
-        self.last_cost = 0
-        self.writer: asyncio.Task[None] | None = None
-        #: Messages being written right now (handed to the subscriber, call not returned yet).
-        self.delivering = 0
-
-    @property
-    def ack_mode(self) -> bool:
-        return self.subscriber.ack_mode
-
-    @property
-    def unacked(self) -> int:
-        """Messages delivered to this subscriber (v1) and not acked or released yet."""
-        return len(self._held)
-
-    @property
-    def held(self) -> tuple[str, ...]:
-        """Ids of the unacked messages, oldest first."""
-        return tuple(self._held)
-
-    def holds(self, msg_id: str) -> bool:
-        return msg_id in self._held
-
-    def wake(self) -> None:
-        """Tell the engine this subscriber's window opened (e.g. its socket buffer drained)."""
-        if not self.closed:
-            self._waker()
-
-    def free(self) -> int:
-        """``window()`` minus what the engine holds for it and the subscriber cannot see yet;
-        0 while its outbox holds ``max_outbox_bytes``, else at most the messages the size of
-        the last one that fit the room left (plus one)."""
-        if self.closed or self.broken:
-            return 0
-        limit = self.max_outbox_bytes
-        room = 0
-        if limit is not None:
-            room = limit - self.outbox_bytes
-            if room <= 0:
-                self.byte_bound = True
-                return 0
-        try:
-            window = int(self.subscriber.window())
-        except Exception:
-            log.exception("window() raised for queue %s; treating it as 0", self.qname)
-            return 0
-        # Messages in the outbox were taken from Redis for this subscriber already; the one being
-        # written counts too in legacy mode (a v1 one is held, so window() already counts it).
-        pending = len(self.outbox)
-        if not self.subscriber.ack_mode:
-            pending += self.delivering
-        free = window - pending
-        if room and self.last_cost:  # messages like the last one that fit the byte room
-            free = min(free, room // self.last_cost + 1)
-        return max(0, free)
-
-    def _hold(self, msg_id: str) -> None:
-        self._held[msg_id] = None
-
-    def _drop(self, msg_id: str) -> bool:
-        if msg_id in self._held:
-            del self._held[msg_id]
-            return True
-        return False
-
-    def _take_all(self) -> list[str]:
-        ids = list(self._held)
-        self._held.clear()
-        return ids
-
-    def __repr__(self) -> str:
-        mode = "v1" if self.ack_mode else "legacy"
-        return f"<Subscription {self.qname} {mode} unacked={self.unacked} closed={self.closed}>"
+log = logging.getLogger("wsmq.engine")
 
 
 @dataclass
 class ConsumerContext:
     """What every consumer of one engine shares."""
 
-    queues: Queues
+    queues: QueueStore
     health: RedisHealth
     pending: PendingOps
     clock: RedisClock
@@ -255,16 +71,13 @@ class QueueConsumer:
         "_closing",
         "_missing_logged",
         "_parked",
-        "_rr",
-        "_skew_delay",
+        "_skew",
         "_wake",
         "_window_bound",
         "ctx",
-        "owner",
+        "ledger",
         "qname",
-        "subs",
         "task",
-        "unsettled",
         "writers",
     )
 
@@ -276,16 +89,13 @@ class QueueConsumer:
     def __init__(self, qname: str, ctx: ConsumerContext) -> None:
         self.qname = qname
         self.ctx = ctx
-        self.subs: list[Subscription] = []
-        self.owner: dict[str, Subscription] = {}  # v1 message id -> subscription holding it
-        # Ids received and not written yet (outboxes, writes in progress); on stop: released.
-        # (a dict as a set: an empty dict is 64 bytes, an empty set 216; one per idle queue)
-        self.unsettled: dict[str, None] = {}
+        self.ledger = QueueLedger()
         self.writers = 0  # writer tasks alive (they may outlive the consumer task)
-        self._rr = 0
         self._wake = Flag()
         self._closing = Flag()
-        self._skew_delay = self.MIN_TIMER
+        # "Visible already" but nothing received (clock skew): the next timers, doubling
+        # (created on the first skew only: most queues never see one).
+        self._skew: Backoff | None = None
         self._missing_logged = False
         # The last cycle stopped because the windows were full (not because the queue was empty):
         # only then does an opening window (ack, finished write, drained socket) need a cycle.
@@ -294,6 +104,10 @@ class QueueConsumer:
         #: Idle with nothing to wait for but a wake-up: no task runs (a task and its coroutine
         #: frame cost ~1 KiB per queue, x 10k idle queues); :meth:`wake` starts a new one.
         self._parked = False
+
+    @property
+    def subs(self) -> list[Subscription]:
+        return self.ledger.subs
 
     def start(self) -> None:
         self._parked = False
@@ -321,23 +135,28 @@ class QueueConsumer:
 
     @property
     def closing(self) -> bool:
-        return self._closing.is_set() or not self.subs
+        return self._closing.is_set() or not self.ledger.subs
 
     def add(self, sub: Subscription) -> None:
-        self.subs.append(sub)
+        self.ledger.add(sub)
         self.wake()
 
     def remove(self, sub: Subscription) -> None:
-        if sub in self.subs:
-            self.subs.remove(sub)
-        if sub.outbox:  # never handed to deliver(): release now, not after a stuck write
-            self._release([m.id for m in sub.outbox])
-            sub.outbox.clear()
-            sub.outbox_bytes = 0
-        for msg_id in sub.held:
-            if self.owner.get(msg_id) is sub:
-                del self.owner[msg_id]
+        released = self.ledger.remove(sub)
+        if released:  # never handed to deliver(): release now, not after a stuck write
+            self.ctx.settle.release(self.qname, released)
         self.wake()
+
+    def ack(self, sub: Subscription, ids: Sequence[str]) -> list[bool]:
+        """Forget the acked ids ``sub`` holds (per id: whether it held it); wake if it opened."""
+        held = self.ledger.ack(sub, ids)
+        if any(held):
+            self.window_opened()
+        return held
+
+    def leftovers(self) -> list[str]:
+        """Ids to release after the consumer and its writers ended (used by ``stop``)."""
+        return self.ledger.leftovers()
 
     async def _run(self) -> None:
         backoff = Backoff(cap=min(5.0, max(self.ctx.poll_interval, 0.5) * 5))
@@ -354,11 +173,19 @@ class QueueConsumer:
                 except QueueNotFound:
                     # Wait for a wake-up: the queue may be created later; never create it.
                     if not self._missing_logged:
-                        log.warning("queue %s does not exist; waiting for it", self.qname)
+                        log.warning(
+                            "queue %s does not exist; waiting for it",
+                            self.qname,
+                            extra={"event": "queue_missing", "queue": self.qname},
+                        )
                         self._missing_logged = True
                     timer = None
                 except Exception:
-                    log.exception("consumer of queue %s failed; retrying", self.qname)
+                    log.exception(
+                        "consumer of queue %s failed; retrying",
+                        self.qname,
+                        extra={"event": "consumer_failed", "queue": self.qname},
+                    )
                     await self._pause(backoff.next())
                     continue
                 if timer is None and not self._wake.is_set():
@@ -391,16 +218,14 @@ class QueueConsumer:
 
     async def _cycle(self) -> float | None:
         """Receive and hand out until the queue is empty or windows are full; return the timer."""
-        q, ctx = self.qname, self.ctx
+        q, ctx, ledger = self.qname, self.ctx, self.ledger
         if ctx.pending.deletes or ctx.pending.releases:
             await ctx.pending.flush(ctx.queues, q, ctx.health)
         nxt: float | None = None
         while True:
             if self.closing:
                 return None
-            subs = list(self.subs)
-            windows = [s.free() for s in subs]
-            free = sum(windows)
+            free = ledger.room()
             if free <= 0:
                 self._window_bound = True  # an ack, a write or Subscription.wake() wakes us
                 return None
@@ -412,8 +237,8 @@ class QueueConsumer:
                 ctx.health.ok()
             self._missing_logged = False
             if msgs:
-                self._skew_delay = self.MIN_TIMER
-                self._dispatch(msgs, subs, windows)
+                self._skew = None
+                self._dispatch(msgs)
             if len(msgs) < n:
                 break
         if self._wake.is_set():
@@ -424,33 +249,29 @@ class QueueConsumer:
         if delay > 0:
             return max(delay, self.MIN_TIMER)
         # "Visible already" but nothing received: clock skew or a message the receive skipped.
-        delay, self._skew_delay = self._skew_delay, min(self._skew_delay * 2, ctx.poll_interval)
-        return delay
+        if self._skew is None:
+            self._skew = Backoff(base=self.MIN_TIMER, cap=ctx.poll_interval, rand=_no_jitter)
+        return self._skew.next()
 
-    def _dispatch(self, msgs: list[Message], subs: list[Subscription], windows: list[int]) -> None:
-        """Put each message in its subscription's outbox and make sure a writer runs (no wait)."""
-        plan, self._rr = plan_round_robin(windows, len(msgs), self._rr)
-        self.unsettled.update(dict.fromkeys([m.id for m in msgs]))
-        # Windows shrank between the plan and the receive (cannot happen today): release extras.
-        extra = [m.id for m in msgs[len(plan) :]]
-        if extra:
-            self._release(extra)
-        touched: list[Subscription] = []
-        for msg, idx in zip(msgs, plan, strict=False):
-            sub = subs[idx]
-            if not sub.outbox:
-                touched.append(sub)
-            sub.outbox.append(msg)
-            cost = len(msg.message) + MESSAGE_OVERHEAD
-            sub.outbox_bytes += cost
-            sub.last_cost = cost
+    def _dispatch(self, msgs: list[Message]) -> None:
+        """Give a received batch to the ledger and make sure each touched outbox has a writer."""
+        ledger = self.ledger
+        touched = ledger.hand_out(msgs)
+        self._release_refused()
         for sub in touched:
-            if sub.writer is None:
+            if not sub.writing:
+                sub.writing = True
                 self.writers += 1
                 task = asyncio.get_running_loop().create_task(self._write(sub))
-                sub.writer = task
                 self.ctx.writers.add(task)
                 task.add_done_callback(self.ctx.writers.discard)
+
+    def _release_refused(self) -> None:
+        """Release what the ledger did not hand out (closed subscriptions, shrunk windows)."""
+        refused = self.ledger.to_release
+        if refused:
+            self.ctx.settle.release(self.qname, refused[:])
+            refused.clear()
 
     async def _write(self, sub: Subscription) -> None:
         """The writer of one subscription: deliver its outbox in order, settle each message.
@@ -459,92 +280,49 @@ class QueueConsumer:
         ``deliver_batch`` writes them with one socket write (see ``frames.py``); the others get
         one ``deliver()`` call per message.
         """
-        q, settle, outbox = self.qname, self.ctx.settle, sub.outbox
-        ack_mode = sub.subscriber.ack_mode
-        deliver_batch = getattr(sub.subscriber, "deliver_batch", None)
+        q, settle, outbox, ledger = self.qname, self.ctx.settle, sub.outbox, self.ledger
+        subscriber = sub.subscriber
+        ack_mode = subscriber.ack_mode
+        deliver_batch: Callable[[Sequence[Message]], Awaitable[int]] | None = getattr(
+            subscriber, "deliver_batch", None
+        )
+        limit = 1 if deliver_batch is None else self.WRITE_BATCH
+        closing = self._closing
         try:
             while outbox:
-                batch = self._take_batch(sub, 1 if deliver_batch is None else self.WRITE_BATCH)
+                batch = ledger.take_batch(sub, limit, closing.is_set())
                 if not batch:
+                    self._release_refused()
                     continue
                 sub.delivering = len(batch)
                 try:
                     if deliver_batch is not None:
                         written = int(await deliver_batch(batch))
                     else:
-                        written = int(bool(await sub.subscriber.deliver(batch[0])))
+                        written = int(bool(await subscriber.deliver(batch[0])))
                 except Exception:
-                    log.exception("deliver() raised for queue %s; releasing the message", q)
+                    log.exception(
+                        "deliver() raised for queue %s; releasing the message",
+                        q,
+                        extra={"event": "deliver_failed", "queue": q},
+                    )
                     written = 0
                 finally:
                     sub.delivering = 0
-                if sub.byte_bound and sub.outbox_bytes < (sub.max_outbox_bytes or 0):
-                    sub.byte_bound = False
+                if sub.under_byte_bound():
                     self.window_opened()  # under the byte bound again: receive for it
-                for msg in batch:
-                    self.unsettled.pop(msg.id, None)
+                failed = ledger.written(sub, batch, written)
                 if not ack_mode:
                     for msg in batch[:written]:
                         settle.delete(q, msg.id)  # pipelined: the next receive does not wait
-                if written >= len(batch):
-                    continue
-                sub.broken = True
-                failed = [m.id for m in batch[written:]]
-                if not ack_mode:
+                if failed:
                     settle.release(q, failed)
-                    continue
-                gone = []
-                for msg_id in failed:
-                    if sub._drop(msg_id):  # else unsubscribe released it already
-                        if self.owner.get(msg_id) is sub:
-                            del self.owner[msg_id]
-                        gone.append(msg_id)
-                if gone:
-                    settle.release(q, gone)
         finally:
-            sub.writer = None
+            sub.writing = False
             self.writers -= 1
             self.window_opened()  # the room this outbox held is free again
 
-    def _take_batch(self, sub: Subscription, limit: int) -> list[Message]:
-        """Pop up to ``limit`` messages to write; release them instead if ``sub`` is over."""
-        outbox, q = sub.outbox, self.qname
-        taken = outbox[:limit]
-        del outbox[:limit]
-        if outbox:
-            sub.outbox_bytes -= sum([len(m.message) for m in taken]) + MESSAGE_OVERHEAD * len(taken)
-        else:
-            sub.outbox_bytes = 0
-        batch: list[Message] = []
-        for msg in taken:
-            msg_id = msg.id
-            if sub.broken or sub.closed or self._closing.is_set():
-                self.unsettled.pop(msg_id, None)
-                self.ctx.settle.release(q, (msg_id,))
-                continue
-            if sub.subscriber.ack_mode:
-                # Hold before writing: the client may ack before deliver() returns.
-                prev = self.owner.get(msg_id)
-                if prev is not None and prev is not sub:
-                    prev._drop(msg_id)  # its vt expired and the message came back
-                self.owner[msg_id] = sub
-                sub._hold(msg_id)
-            batch.append(msg)
-        return batch
 
-    def _release(self, ids: list[str]) -> None:
-        unsettled = self.unsettled
-        for msg_id in ids:
-            unsettled.pop(msg_id, None)
-        self.ctx.settle.release(self.qname, ids)
-
-    def leftovers(self) -> list[str]:
-        """Ids to release after the consumer and its writers ended (used by ``stop``)."""
-        release = list(self.unsettled)
-        for sub in self.subs:
-            release.extend(sub._take_all())
-            sub.outbox.clear()
-            sub.outbox_bytes = 0
-        self.unsettled.clear()
-        self.owner.clear()
-        return release
+def _no_jitter() -> float:
+    """The skew timer doubles exactly (``Backoff`` with its random half always at its top)."""
+    return 1.0

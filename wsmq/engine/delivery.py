@@ -16,7 +16,7 @@ Usage::
     await engine.start()
     sub = await engine.subscribe("orders", session)   # session implements Subscriber
     await engine.ack(sub, msg_id)                      # v1 clients
-    await engine.release(sub)                          # socket closed: unacked -> visible now
+    await engine.unsubscribe(sub)                      # socket closed: unacked -> visible now
     await engine.stop()                                # shutdown: releases everything in flight
 
 See ``docs/delivery.md`` for the guarantees.
@@ -28,29 +28,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from wsmq.engine.consumer import (
-    Backoff,
-    ConsumerContext,
-    QueueConsumer,
-    Subscriber,
-    Subscription,
-    plan_round_robin,
-)
+from wsmq.backoff import Backoff
+from wsmq.engine.consumer import ConsumerContext, QueueConsumer
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.engine.keyed_locks import KeyedLocks
-from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher
+from wsmq.engine.ledger import Subscriber, Subscription, plan_round_robin
+from wsmq.engine.ports import Notifications, QueueStore
+from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher, apply_chunked
 from wsmq.errors import WsmqError
 from wsmq.protocol.names import is_valid_qname
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
-if TYPE_CHECKING:
-    from wsmq.queue import Queues
-    from wsmq.realtime.listener import RealtimeListener
-
 __all__ = [
-    "Backoff",
     "DeleteNotApplied",
     "DeliveryEngine",
     "EngineStopped",
@@ -59,7 +49,7 @@ __all__ = [
     "plan_round_robin",
 ]
 
-log = logging.getLogger("wsmq.delivery")
+log = logging.getLogger("wsmq.engine")
 
 
 class EngineStopped(WsmqError, RuntimeError, code="engine_stopped"):
@@ -85,8 +75,8 @@ class DeliveryEngine:
 
     def __init__(
         self,
-        queues: Queues,
-        listener: RealtimeListener | None,
+        queues: QueueStore,
+        listener: Notifications | None,
         *,
         poll_interval: float = 1.0,
         batch_size: int = 100,
@@ -231,10 +221,15 @@ class DeliveryEngine:
                 "shutdown: %d in-flight message(s) not released (%s); they return after their vt",
                 self.pending.count(),
                 type(exc).__name__,
+                extra={"event": "shutdown_unreleased"},
             )
         else:
             if left:
-                log.info("shutdown: released or settled %d in-flight message(s)", left)
+                log.info(
+                    "shutdown: released or settled %d in-flight message(s)",
+                    left,
+                    extra={"event": "shutdown_released"},
+                )
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -256,17 +251,13 @@ class DeliveryEngine:
         sub = Subscription(qname, subscriber, consumer.window_opened, self.max_outbox_bytes)
         consumer.add(sub)
         if self.listener is not None and qname not in self._listened:
-            if (
-                getattr(self.listener, "connected", None) is None
-                or self.listener.connected.is_set()
-            ):
+            connected = getattr(self.listener, "connected", None)  # not every transport has it
+            if connected is None or connected.is_set():
                 await self._sync_listener(qname)  # confirmed: a send from now on will wake us
             else:
                 # Redis unreachable: do not hold the caller; the listener subscribes (and
                 # reports the queue) when it reconnects, the fallback poll covers the gap.
-                task = asyncio.create_task(self._sync_listener(qname))
-                self._background.add(task)
-                task.add_done_callback(self._background_done)
+                self._sync_listener_later(qname)
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:
@@ -280,13 +271,9 @@ class DeliveryEngine:
         consumer = self._consumers.get(sub.qname)
         if consumer is not None:
             consumer.remove(sub)
-        ids = sub._take_all()
+        ids = sub.take_held()
         if ids:
             await self._release(sub.qname, ids)
-
-    async def release(self, sub: Subscription) -> None:
-        """Alias of :meth:`unsubscribe`, for the socket-closed path."""
-        await self.unsubscribe(sub)
 
     async def ack(self, sub: Subscription, msg_id: str) -> bool:
         """Delete ``msg_id`` if ``sub`` holds it unacked; ``False`` if it does not.
@@ -305,17 +292,14 @@ class DeliveryEngine:
         """
         if sub.closed:
             return [False] * len(ids)
-        held = [sub._drop(msg_id) for msg_id in ids]
+        consumer = self._consumers.get(sub.qname)
+        if consumer is not None:
+            held = consumer.ack(sub, ids)
+        else:
+            held = [sub.drop(msg_id) for msg_id in ids]
         dropped = [msg_id for msg_id, ok in zip(ids, held, strict=True) if ok]
         if not dropped:
             return held
-        consumer = self._consumers.get(sub.qname)
-        if consumer is not None:
-            owner = consumer.owner
-            for msg_id in dropped:
-                if owner.get(msg_id) is sub:
-                    del owner[msg_id]
-            consumer.window_opened()
         # Group commit: acks arriving together (from every socket) share one delete round trip;
         # waiting for the last id's round trip covers the others queued with it.
         settle = self.settle
@@ -326,25 +310,20 @@ class DeliveryEngine:
 
     async def _release(self, qname: str, ids: list[str]) -> None:
         try:
-            for i in range(0, len(ids), PendingOps.CHUNK):
-                await self.queues.change_messages_visibility(
-                    qname, ids[i : i + PendingOps.CHUNK], 0
-                )
+            await apply_chunked(self.queues, qname, ids, delete=False)
         except QueueNotFound:
             pass  # deleted meanwhile, with its messages
         except TRANSIENT_ERRORS as exc:
             self.health.failed(exc)
-            self.pending.add_releases(qname, ids)  # releasing twice is harmless
+            self.pending.add_releases(qname, ids)  # what is left of them
         else:
             self.health.ok()
-        consumer = self._consumers.get(qname)
-        if consumer is not None:
-            consumer.wake()  # another local subscriber may take them now
+        self._on_notification(qname)  # another local subscriber may take them now
 
     # -- wake-ups ---------------------------------------------------------------------------
 
     def _on_notification(self, qname: str) -> None:
-        """Realtime callback: wake that queue's consumer."""
+        """Wake ``qname``'s consumer if it has one (also the realtime and release callback)."""
         consumer = self._consumers.get(qname)
         if consumer is not None:
             consumer.wake()
@@ -356,14 +335,21 @@ class DeliveryEngine:
         if consumer.writers:
             self._retired.add(consumer)
         if self._running and consumer.qname in self._listened:
-            task = asyncio.get_running_loop().create_task(self._sync_listener(consumer.qname))
-            self._background.add(task)
-            task.add_done_callback(self._background_done)
+            self._sync_listener_later(consumer.qname)
+
+    def _sync_listener_later(self, qname: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._sync_listener(qname))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("delivery background task failed", exc_info=task.exception())
+            log.error(
+                "delivery background task failed",
+                exc_info=task.exception(),
+                extra={"event": "background_failed"},
+            )
 
     async def _sync_listener(self, qname: str | None = None) -> None:
         """Make the realtime subscriptions match the consumers (one queue, or all)."""
@@ -378,9 +364,7 @@ class DeliveryEngine:
                         # The listener remembers the queue even when Redis is down (False).
                         self._listened.add(name)
                         if await self.listener.subscribe(name):
-                            consumer = self._consumers.get(name)
-                            if consumer is not None:
-                                consumer.wake()  # re-check what was sent before the confirm
+                            self._on_notification(name)  # re-check what was sent before it
                     elif not want and name in self._listened:
                         self._listened.discard(name)
                         await self.listener.unsubscribe(name)
@@ -401,7 +385,7 @@ class DeliveryEngine:
                 self.health.failed(exc)
                 delay = max(self.poll_interval, backoff.next())
             except Exception:
-                log.exception("fallback poll failed")
+                log.exception("fallback poll failed", extra={"event": "poll_failed"})
             else:
                 backoff.reset()
 
@@ -422,9 +406,8 @@ class DeliveryEngine:
             counts = await self.queues.visible_counts(names)
             self.health.ok()
             for name, count in counts.items():
-                consumer = self._consumers.get(name)
-                if count > 0 and consumer is not None:
-                    consumer.wake()
+                if count > 0:
+                    self._on_notification(name)
             self._note_broken({name for name, count in counts.items() if count < 0})
         if self.pending.count():
             await self.pending.flush_all(self.queues, self.health)

@@ -16,30 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
 import redis.exceptions as rex
 
+from wsmq.backoff import Backoff
 from wsmq.connections import is_pool_exhausted
-
-if TYPE_CHECKING:
-    from wsmq.queue import Queues
+from wsmq.engine.ports import QueueStore
 
 __all__ = [
     "POOL_LOG_EVERY",
     "TRANSIENT_ERRORS",
     "RedisClock",
     "RedisHealth",
-    "is_pool_exhausted",
-    "is_transient",
 ]
 
-log = logging.getLogger("wsmq.delivery")
+log = logging.getLogger("wsmq.engine")
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 #: Seconds between two "pool saturated" warnings; the occurrences in between are counted.
 POOL_LOG_EVERY = 60.0
@@ -56,10 +53,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     rex.TryAgainError,
     OSError,  # includes TimeoutError
 )
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 class RedisHealth:
@@ -109,6 +102,7 @@ class RedisHealth:
             "Redis unreachable (%s: %s); consumers back off and retry, sockets stay open",
             type(exc).__name__,
             exc,
+            extra={"event": "redis_down"},
         )
         _call_hook(self.on_error, exc)
 
@@ -128,6 +122,7 @@ class RedisHealth:
             "(metric wsmq_redis_pool_exhausted_total)",
             count,
             exc,
+            extra={"event": "redis_pool_saturated"},
         )
 
     async def retry_when_pool_busy(
@@ -137,33 +132,37 @@ class RedisHealth:
         connection (each time counted by :meth:`pool_busy`), for up to ``patience`` seconds;
         any other error, or the last pool error, is raised."""
         deadline = self._monotonic() + patience
-        delay = 0.05
+        backoff = Backoff(base=0.05, cap=1.0)
         while True:
             try:
                 return await op()
             except Exception as exc:
+                delay = backoff.next()
                 if not is_pool_exhausted(exc) or self._monotonic() + delay > deadline:
                     raise
                 self.pool_busy(exc)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 1.0)
+            await asyncio.sleep(delay)
 
     def ok(self) -> None:
         if self.down_since is None:
             return
         downtime = self._monotonic() - self.down_since
         self.down_since = None
-        log.warning("Redis reachable again after %.1f s; delivery resumes", downtime)
+        log.warning(
+            "Redis reachable again after %.1f s; delivery resumes",
+            downtime,
+            extra={"event": "redis_up"},
+        )
         _call_hook(self.on_recovered, downtime)
 
 
-def _call_hook(hook: Callable[[Any], object] | None, arg: object) -> None:
+def _call_hook(hook: Callable[[A], object] | None, arg: A) -> None:
     if hook is None:
         return
     try:
         hook(arg)
     except Exception:
-        log.exception("delivery engine hook %r raised", hook)
+        log.exception("delivery engine hook %r raised", hook, extra={"event": "hook_failed"})
 
 
 class RedisClock:
@@ -185,12 +184,10 @@ class RedisClock:
     def due(self, every: float) -> bool:
         return self.synced_at is None or self._monotonic() - self.synced_at >= every
 
-    async def sync(self, queues: Queues) -> None:
-        """Measure the offset with one ``TIME`` (wsmq-side helper using ``queues.redis``)."""
+    async def sync(self, queues: QueueStore) -> None:
+        """Measure the offset with one ``TIME`` round trip (:meth:`Queues.now_ms`)."""
         before = self._wall()
-        reply: Any = await queues.redis.time()
+        redis_ms = await queues.now_ms()
         after = self._wall()
-        sec, usec = int(reply[0]), int(reply[1])
-        redis_ms = sec * 1000.0 + usec / 1000.0
         self.offset_ms = redis_ms - (before + after) / 2 * 1000.0
         self.synced_at = self._monotonic()

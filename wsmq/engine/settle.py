@@ -13,18 +13,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisHealth
+from wsmq.engine.ports import QueueStore
 from wsmq.errors import WsmqError
 from wsmq.queue.errors import QueueNotFound
 
-if TYPE_CHECKING:
-    from wsmq.queue import Queues
+__all__ = ["CHUNK", "DeleteNotApplied", "PendingOps", "SettleBatcher", "apply_chunked"]
 
-__all__ = ["DeleteNotApplied", "PendingOps", "SettleBatcher"]
+log = logging.getLogger("wsmq.engine")
 
-log = logging.getLogger("wsmq.delivery")
+#: Ids per Redis call when settling, so one huge backlog does not block Redis.
+CHUNK = 500
+
+
+async def apply_chunked(queues: QueueStore, qname: str, ids: list[str], *, delete: bool) -> None:
+    """Delete ``ids`` (or release them: visibility 0), :data:`CHUNK` per round trip.
+
+    Each applied chunk leaves ``ids``: after an error (or a cancel) it holds what is left.
+    """
+    while ids:
+        part = ids[:CHUNK]
+        if delete:
+            await queues.delete_messages(qname, part)
+        else:
+            await queues.change_messages_visibility(qname, part, 0)
+        del ids[:CHUNK]
 
 
 class DeleteNotApplied(WsmqError, ConnectionError, code="delete_not_applied"):
@@ -38,9 +52,6 @@ class PendingOps:
     ``waiters``: futures of acks whose deletes are pending here; :meth:`flush` resolves them
     once the queue's deletes landed, :meth:`fail_waiters` (shutdown) fails the others.
     """
-
-    #: Ids per Redis call when flushing, so one huge backlog does not block Redis.
-    CHUNK = 500
 
     def __init__(self) -> None:
         self.deletes: dict[str, dict[str, None]] = {}
@@ -69,7 +80,7 @@ class PendingOps:
         # A waiter alone (its group was cancelled after its deletes landed) is resolved too.
         return sorted(set(self.deletes) | set(self.releases) | set(self.waiters))
 
-    async def flush(self, queues: Queues, qname: str, health: RedisHealth) -> None:
+    async def flush(self, queues: QueueStore, qname: str, health: RedisHealth) -> None:
         """Apply this queue's pending operations; on failure keep what is left and re-raise."""
         dels = list(self.deletes.pop(qname, {}))
         rels = list(self.releases.pop(qname, {}))
@@ -77,13 +88,9 @@ class PendingOps:
         if not dels and not rels and not waiters:
             return
         try:
-            while dels:
-                await queues.delete_messages(qname, dels[: self.CHUNK])
-                del dels[: self.CHUNK]
+            await apply_chunked(queues, qname, dels, delete=True)
             _resolve(waiters)  # the deletes landed: the acks may be answered
-            while rels:
-                await queues.change_messages_visibility(qname, rels[: self.CHUNK], 0)
-                del rels[: self.CHUNK]
+            await apply_chunked(queues, qname, rels, delete=False)
         except QueueNotFound:
             dels, rels = [], []  # the queue was deleted with its messages: nothing to settle
             _resolve(waiters)
@@ -94,7 +101,7 @@ class PendingOps:
                 self.waiters.setdefault(qname, []).extend(w for w in waiters if not w.done())
         health.ok()
 
-    async def flush_all(self, queues: Queues, health: RedisHealth) -> None:
+    async def flush_all(self, queues: QueueStore, health: RedisHealth) -> None:
         for qname in self.qnames():
             await self.flush(queues, qname, health)
 
@@ -134,7 +141,7 @@ class SettleBatcher:
 
     def __init__(
         self,
-        queues: Queues,
+        queues: QueueStore,
         health: RedisHealth,
         pending: PendingOps,
         on_released: Callable[[str], None] = lambda qname: None,
@@ -201,7 +208,11 @@ class SettleBatcher:
                         fut.set_exception(exc)
                         fut.exception()  # retrieved: no "never retrieved" warning if unawaited
                     else:
-                        log.exception("settling messages of queue %s failed", qname)
+                        log.exception(
+                            "settling messages of queue %s failed",
+                            qname,
+                            extra={"event": "settle_failed", "queue": qname},
+                        )
                 else:
                     if fut is not None and not fut.done():
                         if landed:
@@ -213,15 +224,10 @@ class SettleBatcher:
 
     async def _apply(self, qname: str, dels: list[str], rels: list[str]) -> bool:
         """Apply one group; whether its deletes landed (else they wait in PendingOps)."""
-        chunk = PendingOps.CHUNK
         try:
-            while dels:
-                await self._queues.delete_messages(qname, dels[:chunk])
-                del dels[:chunk]
+            await apply_chunked(self._queues, qname, dels, delete=True)
             if rels:
-                while rels:
-                    await self._queues.change_messages_visibility(qname, rels[:chunk], 0)
-                    del rels[:chunk]
+                await apply_chunked(self._queues, qname, rels, delete=False)
                 self._on_released(qname)  # visible again: a local subscriber may take them
         except QueueNotFound:
             dels.clear()  # deleted meanwhile, messages included: nothing left to settle

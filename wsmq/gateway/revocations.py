@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterator
 
 from wsmq.auth.authenticator import access_revision
-from wsmq.engine.consumer import Backoff
+from wsmq.backoff import Backoff
 from wsmq.gateway.state import GatewayState
 
 __all__ = ["StoreRecheck", "run_revocations"]

@@ -34,7 +34,7 @@ async def test_a_wrong_type_key_does_not_stop_the_poll_for_the_others(
         await raw.aclose()
     assert await queues.visible_counts(["broken", "healthy"]) == {"broken": -1, "healthy": 0}
 
-    with caplog.at_level(logging.WARNING, logger="wsmq.delivery"):
+    with caplog.at_level(logging.WARNING, logger="wsmq.engine"):
         quiet = Queues.from_url(redis_url, ns=NS, realtime=False)  # no notification: poll only
         try:
             await quiet.send_message("healthy", "still delivered")

@@ -18,9 +18,9 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from wsmq.backoff import Backoff
 from wsmq.engine.consumer import QueueConsumer
 from wsmq.engine.delivery import (
-    Backoff,
     DeliveryEngine,
     EngineStopped,
     plan_round_robin,
@@ -284,7 +284,7 @@ async def test_queue_deleted_under_subscribers(queues: Queues, make_engine: Engi
     other = Sink()
     await engine.subscribe("q1", other)
     await queues.delete_queue("q1")
-    await engine.release(sub)  # nothing to release any more: no error, nothing recreated
+    await engine.unsubscribe(sub)  # nothing to release any more: no error, nothing recreated
     assert not await queues.queue_exists("q1")
     assert engine.stats()["pending_ops"] == 0
     await queues.create_queue("q1")  # the consumer still waits for it
@@ -303,7 +303,7 @@ async def test_dead_letter_queue_still_applies(queues: Queues, make_engine: Engi
     await first.wait_for(1)
     dead = Sink()
     await engine.subscribe("dlq", dead)
-    await engine.release(sub)  # back to visible, but it was received max_receive_count times
+    await engine.unsubscribe(sub)  # back to visible, but it was received max_receive_count times
     again = Sink()
     await engine.subscribe("q1", again)
     (msg,) = await dead.wait_for(1)
@@ -327,7 +327,7 @@ async def test_unsubscribe_puts_unacked_back_at_once(
     second = Sink(ack_mode=True)
     await engine.subscribe("q1", second)
     await second.wait_for(2)
-    await engine.release(sub)  # the socket died
+    await engine.unsubscribe(sub)  # the socket died
     got = await second.wait_for(5, timeout=5)  # long before the 30 s vt
     assert sorted(m.message for m in got) == [f"m{i}" for i in range(5)]
     assert sub.closed and sub.unacked == 0
