@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from wsmq.errors import WsmqError
 from wsmq.protocol.wire import Mode
 
 __all__ = [
@@ -285,7 +286,7 @@ ServerFrame = (
 )
 
 
-class FrameDecodeError(ValueError):
+class FrameDecodeError(WsmqError, ValueError, code="frame_decode_error"):
     """A server frame that is not one of :data:`ServerFrame` (not JSON, unknown ``type``,
     a missing or mistyped field)."""
 
