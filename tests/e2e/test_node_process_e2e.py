@@ -23,6 +23,7 @@ import pytest
 
 from wsmq.cli.serve_cmd import EXIT_RESTART
 from wsmq.queue import Queues
+from wsmq.testing.nodes import NodeProcess
 from wsmq.testing.redisproc import free_port
 
 from .conftest import (
@@ -31,7 +32,6 @@ from .conftest import (
     WSMQ,
     Cred,
     MakeUser,
-    NodeProcess,
     recv_close,
     recv_type,
     subscribe,
