@@ -242,6 +242,9 @@ class NodeProcess:
             ready = json.loads(line)
             self.port = int(ready["port"])
         except (ValueError, KeyError, TypeError):
+            with contextlib.suppress(TimeoutError):  # an error line: let it exit, for its status
+                async with asyncio.timeout(2.0):
+                    await proc.wait()
             raise self._start_error(f"printed {line[:500]!r}") from None
         self.listening = ready
         self._drain = asyncio.create_task(_discard(proc.stdout))
