@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -65,6 +65,29 @@ def _check_free(ports: Sequence[int]) -> None:
                     f"port {port} on {HOST} is in use: pick another first port with --port "
                     f"(the demo uses PORT, PORT+1 and PORT+2)"
                 ) from None
+
+
+class DemoUserInfo(TypedDict):
+    """One user in ``wsmq demo --json``."""
+
+    userName: str
+    password: str
+    id: str
+    accessToken: str
+    queues: list[str]
+    publish: list[str]
+
+
+class DemoInfo(TypedDict):
+    """What ``wsmq demo --json`` prints once everything is ready."""
+
+    page: str
+    nodes: list[str]
+    redisUrl: str
+    sharedQueue: str
+    users: list[DemoUserInfo]
+    pids: list[int]
+    logs: list[str]
 
 
 @dataclass(frozen=True)
@@ -286,7 +309,7 @@ class DemoStack:
             pids.append(self.redis.pid)
         return pids
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> DemoInfo:
         """What ``wsmq demo --json`` prints once everything is ready."""
         return {
             "page": self.page_url,
