@@ -26,9 +26,7 @@ from wsmq.testing.users import make_users as _make_users
 
 __all__ = [
     "SECRET",
-    "Cred",
     "CutProxy",
-    "Node",
     "NodeGroup",
     "make_users",
     "proc_stats",
@@ -47,13 +45,10 @@ NODE_ARGS: tuple[str, ...] = (
     "--log-level", "warning",
 )  # fmt: skip
 
-Cred = TestUser
-Node = NodeProcess
-
 
 async def make_users(
     users_file: Path, count: int, *, queues: Sequence[str] = (), prefix: str = "chaos"
-) -> list[Cred]:
+) -> list[TestUser]:
     """Create ``count`` users allowed to subscribe to ``queues`` (and their own id), with
     x-tokens for the chaos nodes' secret valid for a day."""
     return await _make_users(
@@ -63,7 +58,7 @@ async def make_users(
 
 async def spawn_node(
     redis_url: str, users_file: Path, log_path: Path, *extra: str, ready_timeout: float = 30.0
-) -> Node:
+) -> NodeProcess:
     """Start ``wsmq serve`` on a free port and wait for its ``listening`` line."""
     node = NodeProcess.serve(
         log_path, "--redis-url", redis_url, "--users-file", str(users_file),
@@ -80,9 +75,9 @@ class NodeGroup:
     users_file: Path
     workdir: Path
     extra: tuple[str, ...] = ()
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[NodeProcess] = field(default_factory=list)
 
-    async def start(self, count: int) -> list[Node]:
+    async def start(self, count: int) -> list[NodeProcess]:
         started = await asyncio.gather(
             *(
                 spawn_node(
