@@ -1,4 +1,6 @@
-"""Child processes of a benchmark run: servers and load generators, with a JSON-lines control.
+"""Child processes of a benchmark run: load generators and publishers, with a JSON-lines control.
+
+Servers (wsmq nodes and the peers) start through :class:`wsmq.testing.nodes.NodeProcess`.
 
 Load generators print one JSON object per line on stdout (``{"event": ...}``) and read commands
 (``go``, ``send``, ``stop``) from stdin, so the harness waits on events instead of sleeping.
@@ -17,8 +19,6 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -41,7 +41,7 @@ def node_env() -> dict[str, str]:
 
 
 class Child:
-    """One subprocess speaking the JSON-lines protocol (or a server whose output is ignored)."""
+    """One subprocess speaking the JSON-lines protocol."""
 
     def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
         self.name = name
@@ -163,24 +163,6 @@ async def publisher(name: str, config: Mapping[str, Any]) -> Child:
     """Start a Node.js publisher (``bench/peers/publisher.js``) with ``config``."""
     argv = ["node", str(PEERS / "publisher.js"), json.dumps(config)]
     return await Child.start(name, argv, env=node_env())
-
-
-async def wait_http_ok(url: str, wait_s: float, child: Child | None = None) -> None:
-    """Poll ``url`` until it answers 200 (a server's readiness), failing fast if it exits."""
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with asyncio.timeout(wait_s):
-                while True:
-                    if child is not None and child.proc.returncode is not None:
-                        raise ChildError(f"{child.name} exited: {child.stderr_tail()}")
-                    with contextlib.suppress(aiohttp.ClientError, OSError):
-                        async with session.get(url) as resp:
-                            if resp.status == 200:
-                                return
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            tail = child.stderr_tail() if child else ""
-            raise ChildError(f"{url} not ready within {wait_s:.0f}s: {tail}") from None
 
 
 def rss_kib(pid: int) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import shlex
@@ -20,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.procs import PEERS, Child, ChildError, node_env, node_modules, wait_http_ok
+from bench.procs import PEERS, ROOT, node_env, node_modules
 from wsmq.queue.scripts import SCRIPTS
+from wsmq.testing.nodes import NodeProcess, NodeStartError, wsmq_command
 from wsmq.testing.redisproc import RedisProcess, free_port
+from wsmq.testing.users import make_users
 
 SEND_SCRIPT = SCRIPTS["send"].source
 
@@ -41,20 +42,24 @@ class Running:
     kind: Kind
     redis: RedisProcess
     urls: list[str]
-    children: list[Child]
+    servers: list[NodeProcess]
     headers: dict[str, str] = field(default_factory=dict)
     protocols: tuple[str, ...] = ("legacy",)
     #: The Lua source publishers run to send (wsmq's own send script: one round trip, as
     #: ``wsmq.send_message``); ``None``: the npm ``rsmq`` client (three round trips).
     send_script: str | None = None
 
+    logs: Path | None = None  # the servers' log directory, removed on stop
+
     @property
     def pids(self) -> list[int]:
-        return [c.pid for c in self.children]
+        return [s.pid for s in self.servers]
 
     async def stop(self) -> None:
-        await asyncio.gather(*(c.stop() for c in self.children), return_exceptions=True)
+        await _stop_all(self.servers)
         await asyncio.to_thread(self.redis.cleanup)
+        if self.logs is not None:
+            shutil.rmtree(self.logs, ignore_errors=True)
 
 
 class System:
@@ -87,23 +92,33 @@ class System:
 
     @staticmethod
     async def _spawn_nodes(
-        name: str, nodes: int, argv_for_port: list[list[str]], env: dict[str, str] | None = None
-    ) -> tuple[list[Child], list[int]]:
-        children: list[Child] = []
-        ports = [int(argv[argv.index("--port") + 1]) for argv in argv_for_port]
-        try:
-            for i, argv in enumerate(argv_for_port):
-                children.append(await Child.start(f"{name}[{i}]", argv, env=env))
-            await asyncio.gather(
-                *(
-                    wait_http_ok(f"http://127.0.0.1:{port}/healthz", 20.0, child)
-                    for port, child in zip(ports, children, strict=True)
-                )
+        name: str, argvs: list[list[str]], env: dict[str, str] | None = None
+    ) -> tuple[list[NodeProcess], Path]:
+        """Start one server per argv (each has ``--port P``), ready once ``/healthz`` is 200;
+        their logs go to a new directory (returned)."""
+        logs = Path(tempfile.mkdtemp(prefix=f"wsmq-bench-{name}-"))
+        servers = [
+            NodeProcess(
+                argv, logs / f"{name}-{i}.log", port=int(argv[argv.index("--port") + 1]),
+                env=env, cwd=ROOT, ready_path="/healthz", name=f"{name}[{i}]",
             )
+            for i, argv in enumerate(argvs)
+        ]  # fmt: skip
+        try:
+            await asyncio.gather(*(s.start(ready_timeout=20.0) for s in servers))
         except BaseException:
-            await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+            await _stop_all(servers)
+            shutil.rmtree(logs, ignore_errors=True)
             raise
-        return children, ports
+        return servers, logs
+
+
+async def _stop_all(servers: list[NodeProcess]) -> None:
+    await asyncio.gather(*(s.stop(grace=5.0) for s in servers), return_exceptions=True)
+
+
+def _ws_urls(servers: list[NodeProcess]) -> list[str]:
+    return [f"ws://127.0.0.1:{s.port}/" for s in servers]
 
 
 class RsmqWorkerBridge(System):
@@ -125,9 +140,8 @@ class RsmqWorkerBridge(System):
             ["node", script, "--port", str(free_port()), "--redis-url", redis.url]
             for _ in range(nodes)
         ]
-        children, ports = await self._spawn_nodes(self.name, nodes, argvs, env=node_env())
-        urls = [f"ws://127.0.0.1:{p}/" for p in ports]
-        return Running(self.name, self.kind, redis, urls, children)
+        servers, logs = await self._spawn_nodes(self.name, argvs, env=node_env())
+        return Running(self.name, self.kind, redis, _ws_urls(servers), servers, logs=logs)
 
 
 class PubSubBridge(System):
@@ -143,37 +157,8 @@ class PubSubBridge(System):
              "--redis-url", redis.url]
             for _ in range(nodes)
         ]  # fmt: skip
-        children, ports = await self._spawn_nodes(self.name, nodes, argvs)
-        urls = [f"ws://127.0.0.1:{p}/" for p in ports]
-        return Running(self.name, self.kind, redis, urls, children)
-
-
-def wsmq_command() -> list[str]:
-    """How to run the ``wsmq`` CLI: the venv's entry point next to this Python, or ``-m wsmq``."""
-    script = Path(sys.executable).with_name("wsmq")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "wsmq"]
-
-
-async def _run_json(argv: list[str], wait_s: float = 30.0) -> dict[str, object]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        async with asyncio.timeout(wait_s):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise SystemUnavailable(f"`{shlex.join(argv[-6:])}` timed out") from None
-    text = out.decode().strip().splitlines()
-    try:
-        obj = json.loads(text[-1]) if text else None
-    except ValueError:
-        obj = None
-    if proc.returncode != 0 or not isinstance(obj, dict) or "error" in obj:
-        detail = (err.decode().strip() or out.decode().strip())[-300:]
-        raise SystemUnavailable(f"`wsmq {argv[len(wsmq_command())]}` failed: {detail}")
-    return obj
+        servers, logs = await self._spawn_nodes(self.name, argvs)
+        return Running(self.name, self.kind, redis, _ws_urls(servers), servers, logs=logs)
 
 
 class Wsmq(System):
@@ -191,85 +176,55 @@ class Wsmq(System):
         self.extra_args = [*self.DEFAULT_ARGS, *(extra_args or []), *env_args]
         self.authorized: set[str] = set()
         self._tmpdir: str | None = None
-        self._user_info: tuple[str, str, dict[str, object]] | None = None
-        self._headers: dict[str, str] | None = None
+        self._user_info: tuple[Path, str, dict[str, str]] | None = None
 
     def check(self) -> None:
-        # The gateway is built in parallel with the harness: until `serve`, `user add` and
-        # `token` exist, the run goes on with the peers and says why wsmq is missing.
         from wsmq.cli import build_parser
 
         try:
             parser = build_parser()
         except Exception as exc:
             raise SystemUnavailable(f"the wsmq CLI does not load: {exc}") from exc
-        commands = _subcommands(parser)
-        missing = [c for c in ("serve", "user", "token") if c not in commands]
-        if not missing and "add" not in _subcommands(commands["user"]):
-            missing.append("user add")
-        if missing:
-            raise SystemUnavailable(
-                f"`wsmq {', '.join(missing)}` not available yet (gateway not built)"
-            )
+        if "serve" not in _subcommands(parser):
+            raise SystemUnavailable("`wsmq serve` not available")
 
     def plan(self, queues: list[str]) -> None:
         self.authorized.update(queues)
 
-    async def _user(self, queues: list[str]) -> tuple[str, str, dict[str, object]]:
-        """One user authorized for every queue of the run: (users file, secret, user JSON)."""
+    async def _user(self, queues: list[str]) -> tuple[Path, str, dict[str, str]]:
+        """One user authorized for every queue of the run: (users file, secret, headers)."""
         if self._user_info is not None and self.authorized.issuperset(queues):
             return self._user_info
         self.authorized.update(queues)
-        self._headers = None
         if self._tmpdir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="wsmq-bench-")
-        users = str(Path(self._tmpdir, "users.json"))
+        users = Path(self._tmpdir, "users.json")
         secret = secrets.token_hex(32)  # hex: never starts with "-" (argparse)
-        user = await _run_json(
-            [*wsmq_command(), "user", "add", f"bench{secrets.token_hex(4)}", "--queues",
-             ",".join(sorted(self.authorized)) or "bench", "--users-file", users, "--json"]
+        (user,) = await make_users(
+            users, names=[f"bench{secrets.token_hex(4)}"],
+            queues=sorted(self.authorized) or ["bench"], secret=secret, ttl=7200,
         )  # fmt: skip
-        self._user_info = (users, secret, user)
+        self._user_info = (users, secret, user.headers)
         return self._user_info
 
-    async def _token_headers(self, secret: str, user: dict[str, object]) -> dict[str, str]:
-        if self._headers is None:
-            token = await _run_json(
-                [*wsmq_command(), "token", str(user["id"]), "--secret", secret, "--ttl", "7200",
-                 "--json"]
-            )  # fmt: skip
-            self._headers = {
-                "x-token": str(token["token"]),
-                "x-access-token": str(user["accessToken"]),
-            }
-        return self._headers
-
     async def _start_nodes(self, redis: RedisProcess, nodes: int, queues: list[str]) -> Running:
-        users, secret, user = await self._user(queues)
+        users, secret, headers = await self._user(queues)
         argvs = [
             [*wsmq_command(), "serve", "--host", "127.0.0.1", "--port", str(free_port()),
-             "--redis-url", redis.url, "--users-file", users, "--secret", secret,
+             "--redis-url", redis.url, "--users-file", str(users), "--secret", secret,
              *self.extra_args]
             for _ in range(nodes)
         ]  # fmt: skip
-        # The token is only needed by clients: make it while the nodes start.
-        token_task = asyncio.ensure_future(self._token_headers(secret, user))
         try:
-            children, ports = await self._spawn_nodes(self.name, nodes, argvs)
-        except ChildError as exc:
-            token_task.cancel()
+            servers, logs = await self._spawn_nodes(self.name, argvs)
+        except NodeStartError as exc:
             raise SystemUnavailable(f"`wsmq serve` did not start: {exc}") from exc
-        try:
-            headers = await token_task
-        except BaseException:
-            await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
-            raise
-        urls = [f"ws://127.0.0.1:{p}/" for p in ports]
         # WSMQ_BENCH_RSMQ_PUBLISHER=1: publish to wsmq with the npm rsmq client instead.
         script = None if os.environ.get("WSMQ_BENCH_RSMQ_PUBLISHER") == "1" else SEND_SCRIPT
         return Running(
-            self.name, self.kind, redis, urls, children, headers, ("legacy", "v1"), script
-        )
+            self.name, self.kind, redis, _ws_urls(servers), servers, headers, ("legacy", "v1"),
+            script, logs,
+        )  # fmt: skip
 
     async def close(self) -> None:
         if self._tmpdir:

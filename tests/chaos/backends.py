@@ -9,8 +9,9 @@ clients) keeps going during the fault, as it would in production.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
 
@@ -30,6 +31,13 @@ class Backend(Protocol):
     def cleanup(self) -> None: ...
     def queues(self) -> Queues: ...
     def admin_ports(self) -> list[int]: ...
+
+
+class Pausable(Protocol):
+    """A publisher that can hold its sends (the chaos harness's ``Publisher``)."""
+
+    async def pause(self) -> None: ...
+    def resume(self) -> None: ...
 
 
 class StandaloneBackend:
@@ -74,67 +82,9 @@ def kill_clients(ports: list[int]) -> int:
 
 
 def scaleout_missing(kind: str) -> str | None:
-    """Why the ``kind`` ("sentinel"/"cluster") fault cannot run here, or ``None``."""
-    import shutil
-
-    try:
-        import wsmq.connections
-        import wsmq.testing.redisproc_cluster  # noqa: F401
-    except ImportError as exc:
-        return f"scale-out helpers missing ({exc})"
+    """Why the ``kind`` ("sentinel"/"cluster") fault cannot run on this machine, or ``None``."""
     if kind == "cluster" and shutil.which("redis-cli") is None:
         return "redis-cli is not installed (needed to create a cluster)"
-    url = (
-        "redis+sentinel://127.0.0.1:1/chaos"
-        if kind == "sentinel"
-        else "redis+cluster://127.0.0.1:1"
-    )
-    try:
-        Queues.from_url(url)  # lazy: no I/O
-    except ValueError as exc:
-        return f"the queue layer cannot use a {kind} URL: Queues.from_url({url!r}) raises {exc}"
-    return _gateway_refuses(url)
-
-
-def _gateway_refuses(url: str) -> str | None:
-    """Start ``wsmq serve --redis-url url`` (nothing listens there) for a moment: the reason
-    when it refuses the URL form itself, ``None`` when it starts (or fails only to connect)."""
-    import json
-    import os
-    import select
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    wsmq = Path(sys.executable).with_name("wsmq")
-    with tempfile.TemporaryDirectory(prefix="wsmq-probe-") as tmp:
-        cmd = [
-            str(wsmq), "serve", "--port", "0", "--redis-url", url, "--json",
-            "--users-file", str(Path(tmp) / "users.json"), "--create-users-file",
-            "--secret", "probe-secret-0123456789",
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
-        ) as proc:
-            try:
-                assert proc.stdout is not None
-                ready, _, _ = select.select([proc.stdout], [], [], 20.0)  # bounded
-                line = proc.stdout.readline() if ready else ""
-            finally:
-                proc.kill()
-    try:
-        answer = json.loads(line)
-    except ValueError:
-        return None
-    message = str(answer.get("message", "")) if isinstance(answer, dict) else ""
-    if "scheme" in message:
-        return (
-            f"the gateway cannot use this URL form yet: `wsmq serve --redis-url {url}` fails "
-            f"with {message!r} (wsmq/gateway/server.py still opens some Redis clients with "
-            f"redis.asyncio.Redis.from_url instead of wsmq.connections.redis_from_url)"
-        )
     return None
 
 
@@ -189,7 +139,7 @@ class ClusterBackend:
     def admin_ports(self) -> list[int]:
         return [n.port for n in self.cluster.masters()]
 
-    async def failover(self, key: str, publisher: Any) -> None:
+    async def failover(self, key: str, publisher: Pausable) -> None:
         """SIGKILL the master serving ``key`` and wait until its replica took over.
 
         Replication is asynchronous and redis-py cannot ``WAIT`` on a cluster connection, so

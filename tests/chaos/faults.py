@@ -30,9 +30,11 @@ from typing import Any
 
 import aiohttp
 
+from wsmq.testing.nodes import NodeProcess
+
 from .backends import ClusterBackend, SentinelBackend, StandaloneBackend, kill_clients
 from .harness import ChaosReport, Consumer, Ledger, Publisher, check
-from .procs import CutProxy, Node, NodeGroup, make_users
+from .procs import CutProxy, NodeGroup, make_users
 
 __all__ = ["FAULTS", "ChaosConfig", "ChaosRun", "run_fault"]
 
@@ -120,7 +122,7 @@ async def _replace_node(run: ChaosRun) -> None:
     run.urls.append(new.url)
 
 
-def _busiest(run: ChaosRun) -> Node:
+def _busiest(run: ChaosRun) -> NodeProcess:
     """The live node serving the most clients right now (a fresh replacement may be idle)."""
     load = Counter(c.last_url for c in run.consumers if c.subscribed.is_set())
     return max((n for n in run.group.nodes if n.alive), key=lambda n: load[n.url])

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from wsmq.queue import Queues
-
-from .procs import Cred
+from wsmq.testing.users import TestUser
 
 __all__ = ["ChaosReport", "Consumer", "Ledger", "Publisher", "check"]
 
@@ -249,7 +248,7 @@ class Consumer:
     def __init__(
         self,
         http: aiohttp.ClientSession,
-        cred: Cred,
+        cred: TestUser,
         urls: Sequence[str],
         qnames: Sequence[str],
         ledger: Ledger,

@@ -1,7 +1,7 @@
 """Real processes and sockets for the chaos and soak suites.
 
-- :func:`spawn_node`: ``wsmq serve`` as a subprocess (so SIGKILL is a real crash), ready once it
-  printed its JSON ``listening`` line.
+- :func:`spawn_node`: ``wsmq serve`` as a subprocess (so SIGKILL is a real crash), through the
+  shared launcher :class:`~wsmq.testing.nodes.NodeProcess`.
 - :class:`CutProxy`: a TCP proxy in front of a node whose :meth:`CutProxy.cut` aborts every
   connection going through it (RST both ways), as a load balancer or NAT dropping them would,
   and whose :meth:`CutProxy.blackhole` silently drops everything on the current connections
@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsmq.auth import AuthConfig, FileUserStore, PasswordHasher, issue_jwt
+from wsmq.testing.nodes import NodeProcess
+from wsmq.testing.users import TestUser
+from wsmq.testing.users import make_users as _make_users
 
 __all__ = [
     "SECRET",
-    "Cred",
     "CutProxy",
-    "Node",
     "NodeGroup",
     "make_users",
     "proc_stats",
@@ -36,7 +34,6 @@ __all__ = [
 ]
 
 SECRET = "chaos-secret-0123456789abcdef0123456789abcdef"
-WSMQ = Path(sys.executable).with_name("wsmq")
 # Chaos clients ack every message: the default per-connection frame limit (100/s) would close
 # a fast consumer with 4429, which is not the fault under test.
 NODE_ARGS: tuple[str, ...] = (
@@ -49,114 +46,25 @@ NODE_ARGS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Cred:
-    """A user and valid handshake tokens."""
-
-    user_id: str
-    x_token: str
-    access_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"x-token": self.x_token, "x-access-token": self.access_token}
-
-
 async def make_users(
     users_file: Path, count: int, *, queues: Sequence[str] = (), prefix: str = "chaos"
-) -> list[Cred]:
-    """Create ``count`` users allowed to subscribe to ``queues`` (and their own id)."""
-    store = FileUserStore(users_file, hasher=PasswordHasher(n=2**4))  # cheap: not under test
-    cfg = AuthConfig(secret=SECRET)
-    creds: list[Cred] = []
-    try:
-        for i in range(count):
-            user, access = await store.create(f"{prefix}{i}", "password-123", tuple(queues), ())
-            token, _ = issue_jwt(user.id, cfg, ttl=24 * 3600)
-            creds.append(Cred(user.id, token, access))
-    finally:
-        await store.close()
-    return creds
-
-
-@dataclass
-class Node:
-    """One ``wsmq serve`` subprocess."""
-
-    proc: asyncio.subprocess.Process
-    url: str
-    port: int
-    log_path: Path
-    drain: asyncio.Task[None] | None = None  # keeps reading stdout so the pipe never fills
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    async def kill(self) -> None:
-        """SIGKILL: the node dies at once, holding whatever it had in flight."""
-        if self.alive:
-            self.proc.send_signal(signal.SIGKILL)
-        async with asyncio.timeout(10):
-            await self.proc.wait()
-        if self.drain is not None:
-            self.drain.cancel()
-
-    async def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM: graceful shutdown (release in-flight, close sockets 1001); exit status."""
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(timeout):
-            code = await self.proc.wait()
-        if self.drain is not None:
-            self.drain.cancel()
-        return code
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+) -> list[TestUser]:
+    """Create ``count`` users allowed to subscribe to ``queues`` (and their own id), with
+    x-tokens for the chaos nodes' secret valid for a day."""
+    return await _make_users(
+        users_file, count, queues=queues, prefix=prefix, secret=SECRET, ttl=24 * 3600
+    )
 
 
 async def spawn_node(
     redis_url: str, users_file: Path, log_path: Path, *extra: str, ready_timeout: float = 30.0
-) -> Node:
+) -> NodeProcess:
     """Start ``wsmq serve`` on a free port and wait for its ``listening`` line."""
-    with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            str(WSMQ), "serve", "--host", "127.0.0.1", "--port", "0", "--redis-url", redis_url,
-            "--users-file", str(users_file), "--secret", SECRET, "--json", *NODE_ARGS, *extra,
-            stdout=asyncio.subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-    line = b""
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(ready_timeout):
-            line = await proc.stdout.readline()
-        ready = json.loads(line)
-        url, port = str(ready["url"]), int(ready["port"])
-    except BaseException as exc:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        try:
-            output = log_path.read_text(errors="replace")[-2000:]
-        except OSError:
-            output = ""
-        raise RuntimeError(f"wsmq serve did not start: {line!r} {output}") from exc
-    return Node(proc, url, port, log_path, asyncio.create_task(_drain(proc)))
-
-
-async def _drain(proc: asyncio.subprocess.Process) -> None:
-    assert proc.stdout is not None
-    while await proc.stdout.read(65536):
-        pass
+    node = NodeProcess.serve(
+        log_path, "--redis-url", redis_url, "--users-file", str(users_file),
+        "--secret", SECRET, *NODE_ARGS, *extra,
+    )  # fmt: skip
+    return await node.start(ready_timeout)
 
 
 @dataclass
@@ -167,9 +75,9 @@ class NodeGroup:
     users_file: Path
     workdir: Path
     extra: tuple[str, ...] = ()
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[NodeProcess] = field(default_factory=list)
 
-    async def start(self, count: int) -> list[Node]:
+    async def start(self, count: int) -> list[NodeProcess]:
         started = await asyncio.gather(
             *(
                 spawn_node(
@@ -190,8 +98,7 @@ class NodeGroup:
 
     async def aclose(self) -> None:
         for node in self.nodes:
-            with contextlib.suppress(ProcessLookupError, TimeoutError):
-                await node.kill()
+            await node.stop(grace=0, sig=signal.SIGKILL)
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ import pytest
 from tests.demo.helpers import ROOT, WSMQ, pid_alive
 from wsmq.cli import main
 from wsmq.demo import DemoStack, banner
+from wsmq.demo.page import STATIC_DIR
 from wsmq.queue import Queues
 
 pytestmark = pytest.mark.slow
@@ -205,7 +206,8 @@ def test_demo_rejects_bad_flags(
 
 
 def test_static_page_needs_no_internet() -> None:
-    static = ROOT / "wsmq" / "demo" / "static"
+    static = STATIC_DIR
+    assert static == ROOT / "wsmq" / "demo" / "static"  # the demo package owns its page
     for name in ("index.html", "app.js", "style.css"):
         text = (static / name).read_text()
         assert "https://" not in text and "//cdn" not in text, name

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from wsmq.auth import AuthConfig, FileUserStore, PasswordHasher, issue_jwt
+from wsmq.auth import FileUserStore
 from wsmq.gateway import Gateway, serve
 from wsmq.queue import Queues
+from wsmq.testing.nodes import NodeProcess
+from wsmq.testing.users import CHEAP_HASHER, TestUser, make_users
+from wsmq.testing.users import token_for as signed_token
 
 SECRET = "e2e-test-secret-0123456789abcdef0123456789"
 V1 = ("wsmq.v1",)
@@ -60,17 +62,7 @@ def redis_url(redis_backend: str, request: pytest.FixtureRequest) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class Cred:
-    """A user with valid tokens."""
-
-    user_id: str
-    x_token: str
-    access_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"x-token": self.x_token, "x-access-token": self.access_token}
+Cred = TestUser
 
 
 MakeUser = Callable[..., Awaitable[Cred]]
@@ -85,12 +77,11 @@ def users_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def user_store(users_file: Path) -> FileUserStore:
     # Cheap scrypt: these tests are about the gateway, not password hashing.
-    return FileUserStore(users_file, hasher=PasswordHasher(n=2**4))
+    return FileUserStore(users_file, hasher=CHEAP_HASHER)
 
 
 @pytest.fixture
 def make_user(user_store: FileUserStore) -> MakeUser:
-    cfg = AuthConfig(secret=SECRET)
     counter = iter(range(10_000))
 
     async def make(
@@ -100,17 +91,17 @@ def make_user(user_store: FileUserStore) -> MakeUser:
         publish: tuple[str, ...] = (),
         ttl: int | None = None,
     ) -> Cred:
-        user, access = await user_store.create(
-            name or f"user{next(counter)}", "password-123", queues, publish
-        )
-        token, _ = issue_jwt(user.id, cfg, ttl=ttl)
-        return Cred(user.id, token, access)
+        (user,) = await make_users(
+            user_store, names=[name or f"user{next(counter)}"], queues=queues, publish=publish,
+            secret=SECRET, ttl=ttl,
+        )  # fmt: skip
+        return user
 
     return make
 
 
 def token_for(user_id: str, ttl: int | None = None) -> str:
-    return issue_jwt(user_id, AuthConfig(secret=SECRET), ttl=ttl)[0]
+    return signed_token(user_id, SECRET, ttl)
 
 
 @pytest.fixture
@@ -141,49 +132,27 @@ async def start_node(redis_url: str, users_file: Path) -> AsyncIterator[StartNod
 
 
 WSMQ = Path(sys.executable).with_name("wsmq")
-
-
-class NodeProcess:
-    """``wsmq serve`` as a real subprocess (for signals, exit codes and its log)."""
-
-    def __init__(
-        self, proc: asyncio.subprocess.Process, url: str, port: int, log_path: Path
-    ) -> None:
-        self.proc = proc
-        self.url = url
-        self.port = port
-        self.log_path = log_path
-        self.http_url = f"http://127.0.0.1:{port}"
+SpawnNode = Callable[..., Awaitable[NodeProcess]]
 
 
 @pytest.fixture
-async def spawn_node(users_file: Path, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    procs: list[asyncio.subprocess.Process] = []
+async def spawn_node(users_file: Path, tmp_path: Path) -> AsyncIterator[SpawnNode]:
+    """``wsmq serve`` as a real subprocess (for signals, exit codes and its log)."""
+    nodes: list[NodeProcess] = []
 
     async def spawn(redis_url: str, *extra: str) -> NodeProcess:
-        log_path = tmp_path / f"node{len(procs)}.log"
-        with open(log_path, "wb") as log:  # the child keeps its own descriptor
-            proc = await asyncio.create_subprocess_exec(
-                str(WSMQ), "serve", "--host", "127.0.0.1", "--port", "0", "--redis-url", redis_url,
-                "--users-file", str(users_file), "--create-users-file", "--secret", SECRET,
-                "--json", "--poll-interval", "0.2", "--shutdown-timeout", "3",
-                "--log-level", "debug", *extra,
-                stdout=asyncio.subprocess.PIPE, stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
-        procs.append(proc)
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            line = await proc.stdout.readline()
-        ready = json.loads(line)
-        return NodeProcess(proc, ready["url"], ready["port"], log_path)
+        node = NodeProcess.serve(
+            tmp_path / f"node{len(nodes)}.log",
+            "--redis-url", redis_url, "--users-file", str(users_file), "--create-users-file",
+            "--secret", SECRET, "--poll-interval", "0.2", "--shutdown-timeout", "3",
+            "--log-level", "debug", *extra,
+        )  # fmt: skip
+        nodes.append(node)
+        return await node.start(ready_timeout=20)
 
     yield spawn
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-        async with asyncio.timeout(10):
-            await proc.wait()
+    for node in nodes:
+        await node.stop(grace=0, sig=signal.SIGKILL)
 
 
 @pytest.fixture

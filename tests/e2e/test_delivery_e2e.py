@@ -304,19 +304,19 @@ async def test_user_store_given_to_serve_mongomock(
     """``serve(user_store=...)`` with a MongoDB store (mongomock-motor, the only fake)."""
     from mongomock_motor import AsyncMongoMockClient
 
-    from wsmq.auth import MongoUserStore, PasswordHasher
+    from wsmq.auth import MongoUserStore
     from wsmq.gateway import serve
+    from wsmq.testing.users import CHEAP_HASHER, make_users
 
-    from .conftest import SECRET, Cred, token_for
+    from .conftest import SECRET
 
-    store = MongoUserStore(AsyncMongoMockClient()["wsmq"], hasher=PasswordHasher(n=2**4))
-    user, access = await store.create("mongo-user", "password-123")
+    store = MongoUserStore(AsyncMongoMockClient()["wsmq"], hasher=CHEAP_HASHER)
+    (cred,) = await make_users(store, names=["mongo-user"], secret=SECRET)
     node = await serve(redis_url=redis_url, secret=SECRET, user_store=store, port=0)
     try:
-        cred = Cred(user.id, token_for(user.id), access)
         ws = await connect(http, node, cred)
-        await subscribe(ws, user.id)
-        await queues.send_message(user.id, "from mongo land")
+        await subscribe(ws, cred.user_id)
+        await queues.send_message(cred.user_id, "from mongo land")
         assert (await recv_type(ws, "message"))["message"] == "from mongo land"
         async with http.get(f"{node.http_url}/readyz") as resp:
             assert resp.status == 200

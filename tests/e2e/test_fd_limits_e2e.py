@@ -8,18 +8,18 @@ Run on the single Redis backend only: the limits are the node's, whatever Redis 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import resource
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import SECRET
+from wsmq.testing.nodes import NodeProcess
 
 pytestmark = pytest.mark.backends("single")
 
@@ -40,17 +40,7 @@ asyncio.run(main())
 """
 
 
-@dataclass
-class Node:
-    proc: asyncio.subprocess.Process
-    port: int
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
+Node = NodeProcess
 StartNode = Callable[..., Awaitable[Node]]
 
 
@@ -81,27 +71,17 @@ async def node_in(redis_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
             "host": "127.0.0.1", "port": 0, "redis_url": redis_url, "secret": SECRET,
             "users_file": str(users), "shutdown_timeout": 1.0, **settings,
         }  # fmt: skip
-        log_path = tmp_path / f"node{len(nodes)}.log"
-        with log_path.open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", NODE, json.dumps(config),
-                stdout=asyncio.subprocess.PIPE, stderr=log, preexec_fn=limits,
-            )  # fmt: skip
-        node = Node(proc, 0, log_path)
+        node = NodeProcess(
+            [sys.executable, "-c", NODE, json.dumps(config)],
+            tmp_path / f"node{len(nodes)}.log",
+            preexec=limits,
+        )
         nodes.append(node)
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            line = await proc.stdout.readline()
-        assert line, log_path.read_text(errors="replace")[-2000:]
-        node.port = int(json.loads(line)["port"])
-        return node
+        return await node.start(ready_timeout=20)
 
     yield start
     for node in nodes:
-        with contextlib.suppress(ProcessLookupError):
-            node.proc.kill()
-        async with asyncio.timeout(10):
-            await node.proc.wait()
+        await node.stop(grace=0, sig=signal.SIGKILL)
 
 
 async def healthz_status(port: int) -> int | None:

@@ -13,7 +13,6 @@ import aiohttp
 import jwt
 import pytest
 
-from wsmq.auth import FileUserStore, PasswordHasher
 from wsmq.connections import AnyRedis, redis_from_url
 from wsmq.gateway import Gateway
 from wsmq.testing.redisproc import free_port
@@ -171,22 +170,22 @@ async def test_readyz_follows_the_users_file(
     """A shared users file whose volume goes away: 503 (users), existing sockets stay; 200
     again when it is back."""
     volume = tmp_path / "volume"
-    store = FileUserStore(volume / "users.json", hasher=PasswordHasher(n=2**4))
-    user, access = await store.create("vol-user", "password-123")
-    from .conftest import Cred, token_for
+    from wsmq.testing.users import make_users
 
-    cred = Cred(user.id, token_for(user.id), access)
+    from .conftest import SECRET
+
+    (cred,) = await make_users(volume / "users.json", names=["vol-user"], secret=SECRET)
     node = await start_node(users_file=str(volume / "users.json"))
     assert await _readyz(http, node) == (200, {"status": "ready", "checks": {
         "redis": "ok", "users": "ok"}})  # fmt: skip
     ws = await connect(http, node, cred)
-    await subscribe(ws, user.id)
+    await subscribe(ws, cred.user_id)
     volume.rename(tmp_path / "unmounted")
     status, body = await _readyz(http, node)
     assert status == 503
     assert body["checks"]["users"] != "ok" and body["checks"]["redis"] == "ok"
-    await ws.send_str(f"/subscribe/{user.id}")  # the socket is still served
-    assert await recv(ws) == {"type": "subscribed", "queue": user.id}
+    await ws.send_str(f"/subscribe/{cred.user_id}")  # the socket is still served
+    assert await recv(ws) == {"type": "subscribed", "queue": cred.user_id}
     (tmp_path / "unmounted").rename(volume)
     assert (await _readyz(http, node))[0] == 200
     await ws.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from wsmq.cli.serve_cmd import EXIT_RESTART
 from wsmq.queue import Queues
+from wsmq.testing.nodes import NodeProcess
 from wsmq.testing.redisproc import free_port
 
 from .conftest import (
@@ -31,7 +31,6 @@ from .conftest import (
     WSMQ,
     Cred,
     MakeUser,
-    NodeProcess,
     recv_close,
     recv_type,
     subscribe,
@@ -191,25 +190,13 @@ async def test_serve_app_with_web_run_app(
     script = tmp_path / "host_app.py"
     script.write_text(RUN_APP)
     port = free_port()
-    log_path = tmp_path / "host.log"
-    with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(script), redis_url, str(users_file), SECRET, str(port),
-            stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+    host = NodeProcess(
+        [sys.executable, str(script), redis_url, str(users_file), SECRET, str(port)],
+        tmp_path / "host.log", port=port, ready_path="/wsmq/readyz", name="host app",
+    )  # fmt: skip
     try:
-        base = f"http://127.0.0.1:{port}"
-
-        async def ready() -> bool:
-            try:
-                async with http.get(f"{base}/wsmq/readyz") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientConnectionError:
-                return proc.returncode is not None  # died: stop waiting, fail below
-            return False
-
-        await wait_for(ready, timeout=20)
-        assert proc.returncode is None, log_path.read_text()
+        await host.start(ready_timeout=20)
+        base = host.http_url
         async with http.get(f"{base}/") as resp:
             assert await resp.text() == "host app"
         async with http.get(f"{base}/healthz") as resp:
@@ -220,14 +207,11 @@ async def test_serve_app_with_web_run_app(
         await queues.send_message(alice.user_id, "hello host")
         frame = await recv_type(ws, "message")
         assert frame["message"] == "hello host"
-        proc.send_signal(signal.SIGINT)
+        host.send_signal(signal.SIGINT)
         assert await recv_close(ws) == 1001
-        async with asyncio.timeout(10):
-            assert await proc.wait() == 0
+        assert await host.wait(10) == 0
         await ws.close()
-        text = log_path.read_text()
+        text = host.log_text()
         assert "shutdown complete" in text and "Traceback" not in text, text
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await host.stop(grace=0, sig=signal.SIGKILL)

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -32,6 +32,7 @@ from wsmq.demo.page import page_app
 from wsmq.errors import WsmqError
 from wsmq.testing.nodes import DemoRedis, NodeProcess, NodeStartError
 from wsmq.testing.redisproc import RedisProcess, free_port
+from wsmq.testing.users import make_users
 
 __all__ = [
     "DEMO_USERS",
@@ -67,6 +68,29 @@ def _check_free(ports: Sequence[int]) -> None:
                 ) from None
 
 
+class DemoUserInfo(TypedDict):
+    """One user in ``wsmq demo --json``."""
+
+    userName: str
+    password: str
+    id: str
+    accessToken: str
+    queues: list[str]
+    publish: list[str]
+
+
+class DemoInfo(TypedDict):
+    """What ``wsmq demo --json`` prints once everything is ready."""
+
+    page: str
+    nodes: list[str]
+    redisUrl: str
+    sharedQueue: str
+    users: list[DemoUserInfo]
+    pids: list[int]
+    logs: list[str]
+
+
 @dataclass(frozen=True)
 class DemoUser:
     """A demo user: its own queue is its id; it may publish to the other's id and ``chat``."""
@@ -84,34 +108,36 @@ async def create_demo_users(
 ) -> list[DemoUser]:
     """Write ``users_file`` with the demo users, each allowed to publish to every other's id.
 
-    Users are created through the embedded store (so hashes are right); ids are only known
-    afterwards, so the ``publish`` lists are filled in by rewriting the file before any node
-    reads it. The store is then reopened to check the result.
+    Ids are only known once the users exist, so the ``publish`` lists are filled in by
+    rewriting the file before any node reads it. The store is then reopened to check the result.
     """
     from wsmq.auth import open_user_store
 
-    store = open_user_store(users_file=users_file)
-    created: list[tuple[str, str, str, str]] = []
-    try:
-        for name, password in specs:
-            user, access_token = await store.create(
-                name, password, queues=[SHARED_QUEUE], publish=[SHARED_QUEUE]
-            )
-            created.append((name, password, user.id, access_token))
-    finally:
-        await store.close()
-    ids = [c[2] for c in created]
+    created = await make_users(
+        users_file,
+        names=[name for name, _ in specs],
+        passwords=[password for _, password in specs],
+        queues=[SHARED_QUEUE],
+        publish=[SHARED_QUEUE],
+        hasher=None,  # the product's cost: demo users log in through the real endpoint
+    )
+    ids = [u.user_id for u in created]
     publish = {uid: [SHARED_QUEUE, *(o for o in ids if o != uid)] for uid in ids}
     await asyncio.to_thread(_set_publish_lists, users_file, publish)
 
     store = open_user_store(users_file=users_file)
     users: list[DemoUser] = []
     try:
-        for name, password, uid, access_token in created:
-            stored = await store.get(uid)
-            if stored is None or set(stored.publish) != set(publish[uid]):
-                raise RuntimeError(f"demo users file: could not set {name}'s publish list")
-            users.append(DemoUser(name, password, uid, access_token, stored.queues, stored.publish))
+        for made in created:
+            stored = await store.get(made.user_id)
+            if stored is None or set(stored.publish) != set(publish[made.user_id]):
+                raise RuntimeError(f"demo users file: could not set {made.name}'s publish list")
+            users.append(
+                DemoUser(
+                    made.name, made.password, made.user_id, made.access_token, stored.queues,
+                    stored.publish,
+                )
+            )  # fmt: skip
     finally:
         await store.close()
     return users
@@ -249,11 +275,14 @@ class DemoStack:
                 "--redis-url", self.queue_redis_url,
                 "--users-file", str(self.users_file),
             ]  # fmt: skip
-            node = NodeProcess(cmd, HOST, port, _child_env(env), logs / f"node-{port}.log")
+            node = NodeProcess(
+                cmd, logs / f"node-{port}.log", host=HOST, port=port, env=_child_env(env),
+                ready_path="/readyz",
+            )  # fmt: skip
             self.nodes.append(node)
         for node in self.nodes:
-            node.start()
-        await asyncio.gather(*(n.wait_ready() for n in self.nodes))
+            await node.spawn()
+        await asyncio.gather(*(n.wait_ready(20.0) for n in self.nodes))
         app = page_app(self.node_urls, self.node_http_urls, [(u.name, u.id) for u in self.users])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -261,10 +290,7 @@ class DemoStack:
 
     async def restart_node(self, index: int, *, kill: bool = False) -> None:
         """Stop node ``index`` (SIGTERM, or SIGKILL with ``kill``) and start it again."""
-        node = self.nodes[index]
-        await node.stop(kill=kill)
-        node.start()
-        await node.wait_ready()
+        await self.nodes[index].restart(20.0, sig=signal.SIGKILL if kill else signal.SIGTERM)
 
     async def stop(self) -> None:
         """Stop everything this stack started and remove its temp dir. Safe to call twice."""
@@ -279,12 +305,12 @@ class DemoStack:
 
     def child_pids(self) -> list[int]:
         """PIDs of the processes this stack started (nodes and Redis) that are still known."""
-        pids = [n.pid for n in self.nodes if n.pid is not None]
+        pids = [n.pid for n in self.nodes if n.alive]
         if self.redis is not None and self.redis.pid is not None:
             pids.append(self.redis.pid)
         return pids
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> DemoInfo:
         """What ``wsmq demo --json`` prints once everything is ready."""
         return {
             "page": self.page_url,
@@ -392,14 +418,14 @@ async def run_demo(
         out(json.dumps(stack.info()) if as_json else banner(stack))
         restarts = 0
         while not stop.is_set():
-            for node in [n for n in stack.nodes if not n.running()]:
+            for node in [n for n in stack.nodes if not n.alive]:
                 # Keep the demo whole: a crashed node comes back, a few times.
                 restarts += 1
-                note = f"node on port {node.port} exited ({node.returncode()}); see {node.log_path}"
+                note = f"node on port {node.port} exited ({node.returncode}); see {node.log_path}"
                 if restarts > MAX_RESTARTS:  # reported by the CLI like every other error
                     raise NodeStartError(f"{note}; gave up after {MAX_RESTARTS} restarts")
                 out(json.dumps({"restarting": node.port}) if as_json else f"{note}: restarting")
-                node.start()
+                await node.spawn()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
         out("stopping the demo…" if not as_json else json.dumps({"stopping": True}))

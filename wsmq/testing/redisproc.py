@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wsmq.errors import WsmqError
@@ -200,13 +200,3 @@ class RedisProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
-
-
-@contextlib.contextmanager
-def running_redis(**kwargs: object) -> Iterator[RedisProcess]:
-    """Context manager: a started :class:`RedisProcess`, cleaned up on exit."""
-    proc = RedisProcess(**kwargs)  # type: ignore[arg-type]
-    try:
-        yield proc.start()
-    finally:
-        proc.cleanup()
