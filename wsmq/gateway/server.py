@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from wsmq._compat import enabled, set_fast_paths
 from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
 from wsmq.gateway.assembly import assemble, check_redis, redis_host, store_kind
 from wsmq.gateway.preupgrade import setup_runner
@@ -126,6 +127,7 @@ class Gateway:
                 "redis": redis_host(settings.redis_url),
             },
         )
+        log.info("fast paths: %s", ", ".join(enabled()) or "none", extra={"event": "fast_paths"})
         log.debug("settings", extra={"event": "settings", "settings": settings.redacted()})
 
     async def _start_parts(self) -> None:
@@ -291,6 +293,7 @@ def serve(
     """
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
+    set_fast_paths(settings.fast_paths)
     parts = assemble(app, settings, authorize, authenticate, user_store)
     gateway = Gateway(
         parts.app,
