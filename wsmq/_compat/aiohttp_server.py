@@ -6,8 +6,9 @@ header out of aiohttp's 400 reply and error log. aiohttp offers no public hook f
 here ``web.Server``'s ``connection_made``/``connection_lost``/``request_factory`` callbacks
 (which every ``RequestHandler`` calls) are wrapped, and the handler's queue of parsed requests
 (``RequestHandler._messages``) is replaced by one that rewrites ``web_protocol._ErrInfo``.
-Read against aiohttp 3.14.5; elsewhere :func:`hook_server` is not used and the node runs
-without the guard (aiohttp's keep-alive timeout still closes an idle connection).
+Read against aiohttp 3.12.0 and 3.14.5 (3.13 was not read); elsewhere :func:`hook_server` is
+not used and the node runs without the guard (aiohttp's keep-alive timeout still closes an
+idle connection).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["PREUPGRADE_HOOKS", "VERIFIED", "ServerHooks", "hook_server", "suppor
 
 #: aiohttp minor versions whose ``web_server.Server`` and ``web_protocol.RequestHandler`` were
 #: read for these hooks.
-VERIFIED: Final = ("3.14.",)
+VERIFIED: Final = ("3.12.", "3.14.")
 
 
 def _probe() -> bool:
