@@ -1,7 +1,8 @@
 """Private internals of aiohttp, redis-py and asyncio are reached only from ``wsmq/_compat/``.
 
 Outside it, this test fails on ``x._name`` where ``x`` is not ``self``/``cls`` (attribute
-access, or ``getattr``/``setattr``/``hasattr``/``delattr`` with a literal ``"_name"``), and on
+access, or ``getattr``/``setattr``/``hasattr``/``delattr`` with a literal ``"_name"``), on
+``self._name`` in a subclass of a library class that does not define ``_name`` itself, and on
 imports of a private module or name of those libraries (``redis._parsers``, ``from
 aiohttp.web_protocol import _ErrInfo``). Types are not known to an AST walk, so the project's
 own private members used across its classes are allowed by name below.
@@ -55,6 +56,7 @@ def violations(source: str, filename: str) -> list[str]:
         for alias in node.names
         if alias.name.split(".")[0] not in LIBRARIES
     }
+    found += _inherited_privates(tree, filename)
     for node in ast.walk(tree):
         where = f"{filename}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.Attribute):
@@ -91,6 +93,51 @@ def violations(source: str, filename: str) -> list[str]:
     return found
 
 
+def _library_names(tree: ast.Module) -> set[str]:
+    """Names bound by ``from <library>... import name`` (classes one may subclass)."""
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+        if node.module.split(".")[0] in LIBRARIES
+        for alias in node.names
+    }
+
+
+def _inherited_privates(tree: ast.Module, filename: str) -> list[str]:
+    """``self._name`` in a subclass of a library class that the subclass never defines: a
+    private member inherited from the library."""
+    library = _library_names(tree)
+    found: list[str] = []
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in cls.bases}
+        if not bases & library:
+            continue
+        own = {n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        for node in ast.walk(cls):
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+                targets = [node.target]
+            own |= {t.attr for t in targets if isinstance(t, ast.Attribute) and _owner(t.value)}
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets
+            ):
+                own |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)}
+        for node in ast.walk(cls):
+            if (
+                isinstance(node, ast.Attribute)
+                and _owner(node.value)
+                and _private(node.attr)
+                and node.attr not in own
+            ):
+                found.append(f"{filename}:{node.lineno}: inherited self.{node.attr}")
+    return found
+
+
 def test_no_private_internals_outside_compat() -> None:
     found: list[str] = []
     for path in sorted(ROOT.rglob("*.py")):
@@ -112,6 +159,8 @@ def test_no_private_internals_outside_compat() -> None:
         "from redis._parsers.hiredis import NOT_ENOUGH_DATA",
         "from aiohttp.web_protocol import _ErrInfo",
         "from aiohttp import _websocket",
+        "from redis.asyncio import ConnectionPool\n"
+        "class P(ConnectionPool):\n    def f(self):\n        return self._available_connections",
     ],
 )
 def test_each_kind_of_private_use_is_caught(code: str) -> None:
@@ -129,6 +178,9 @@ def test_each_kind_of_private_use_is_caught(code: str) -> None:
         "from wsmq._compat.redis_write import direct_write",
         "from . import _private",
         "import argparse\nx: argparse._SubParsersAction",
+        "from redis.asyncio import ConnectionPool\n"
+        "class P(ConnectionPool):\n    def __init__(self):\n        self._n = 1\n"
+        "    def _g(self):\n        return self._n + self._g()",
     ],
 )
 def test_own_members_and_compat_imports_are_allowed(code: str) -> None:
