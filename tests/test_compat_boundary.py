@@ -126,7 +126,11 @@ def _inherited_privates(tree: ast.Module, filename: str) -> list[str]:
             if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets
             ):
-                own |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)}
+                own |= {
+                    c.value
+                    for c in ast.walk(node.value)
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                }
         for node in ast.walk(cls):
             if (
                 isinstance(node, ast.Attribute)
