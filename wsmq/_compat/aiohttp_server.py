@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import aiohttp
 from aiohttp import web, web_protocol
@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import LineTooLong
 
 from wsmq._compat import FastPath, register
 
-__all__ = ["PREUPGRADE_HOOKS", "VERIFIED", "ServerHooks", "hook_server", "supported"]
+__all__ = ["PREUPGRADE_HOOKS", "VERIFIED", "Handler", "ServerHooks", "hook_server", "supported"]
 
 #: aiohttp minor versions whose ``web_server.Server`` and ``web_protocol.RequestHandler`` were
 #: read for these hooks.
@@ -90,9 +90,8 @@ class _SanitizedRequests(deque):  # type: ignore[type-arg]
         super().append(item)
 
 
-#: A connection as the hooks see it: aiohttp's ``RequestHandler`` (``close()``,
-#: ``force_close()``), kept opaque.
-Handler = Any
+#: A connection as the hooks see it (its public ``close()``, ``force_close()``).
+Handler: TypeAlias = web_protocol.RequestHandler
 
 
 class ServerHooks:
@@ -118,14 +117,14 @@ def hook_server(server: web.Server, hooks: ServerHooks, redacted: str) -> None:
     made, lost = server.connection_made, server.connection_lost
     make_request: Callable[..., Any] = server.request_factory
 
-    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+    def connection_made(handler: Handler, transport: asyncio.Transport) -> None:
         if not hooks.admit(handler, transport):
             return
         made(handler, transport)
         handler._messages = _SanitizedRequests(redacted)
         hooks.made(handler)
 
-    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+    def connection_lost(handler: Handler, exc: BaseException | None = None) -> None:
         hooks.lost(handler)
         lost(handler, exc)
 

@@ -13,10 +13,11 @@ Read against aiohttp 3.12.0 and 3.14.5 (the lowest supported and the installed v
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_websocket import WebSocketWriter
 
 from wsmq._compat import FastPath, allowed, register
 
@@ -74,11 +75,11 @@ _raw_ok = RAW_FRAMES.version_ok() and RAW_FRAMES.probe()
 _masked_ok = MASKED_FRAMES.version_ok() and MASKED_FRAMES.probe()
 
 
-def raw_writer(ws: web.WebSocketResponse) -> Any | None:
+def raw_writer(ws: web.WebSocketResponse) -> WebSocketWriter | None:
     """``ws``'s writer when frames can be written raw (no compression, switch on), else None."""
     if not (_raw_ok and allowed()):
         return None
-    writer: Any = getattr(ws, "_writer", None)
+    writer: WebSocketWriter | None = getattr(ws, "_writer", None)
     if writer is None or getattr(writer, "compress", True) or getattr(writer, "use_mask", True):
         return None
     if not all(hasattr(writer, a) for a in _WRITER_ATTRS):
@@ -86,12 +87,12 @@ def raw_writer(ws: web.WebSocketResponse) -> Any | None:
     return writer
 
 
-def is_closing(writer: Any) -> bool:
+def is_closing(writer: WebSocketWriter) -> bool:
     """aiohttp's writer or its transport is closing: nothing more may be written."""
     return bool(getattr(writer, "_closing", False)) or writer.transport.is_closing()
 
 
-def after_write(writer: Any, size: int) -> Coroutine[Any, Any, None] | None:
+def after_write(writer: WebSocketWriter, size: int) -> Awaitable[None] | None:
     """Account ``size`` bytes just written as aiohttp does; a wait when the transport is paused
     past ``limit`` bytes since the last check (await it), else ``None``."""
     total = writer._output_size + size
@@ -101,8 +102,7 @@ def after_write(writer: Any, size: int) -> Coroutine[Any, Any, None] | None:
     writer._output_size = 0
     protocol = writer.protocol
     if getattr(protocol, "_paused", False):
-        wait: Coroutine[Any, Any, None] = protocol._drain_helper()
-        return wait
+        return protocol._drain_helper()
     return None
 
 
@@ -112,7 +112,7 @@ def write_ping(ws: web.WebSocketResponse, frame: bytes) -> bool:
     nothing (``True``)."""
     if not (_raw_ok and allowed()):
         return False
-    writer: Any = getattr(ws, "_writer", None)
+    writer: WebSocketWriter | None = getattr(ws, "_writer", None)
     transport = getattr(writer, "transport", None)
     if transport is None:
         return False

@@ -39,7 +39,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from wsmq._compat.aiohttp_server import VERIFIED, ServerHooks, hook_server, supported
+from wsmq._compat.aiohttp_server import VERIFIED, Handler, ServerHooks, hook_server, supported
 from wsmq.gateway.deadlines import DeadlineTimer, Entry
 from wsmq.logs import REDACTED
 from wsmq.settings import Settings
@@ -183,8 +183,8 @@ class PreUpgradeGuard(ServerHooks):
         self.header_timeout = header_timeout
         self.max_connections = max_connections
         #: Connections not yet upgraded -> their header deadline (``None`` once headers came).
-        self._pending: dict[Any, Entry | None] = {}
-        self._timer: DeadlineTimer[Any] = DeadlineTimer(self._expired, clock=time.monotonic)
+        self._pending: dict[Handler, Entry | None] = {}
+        self._timer: DeadlineTimer[Handler] = DeadlineTimer(self._expired, clock=time.monotonic)
         self.refused = ThrottledLog(
             "connections refused: too many not yet upgraded to WebSockets",
             "http_connections_full",
@@ -211,20 +211,20 @@ class PreUpgradeGuard(ServerHooks):
         """Hook ``server``'s per-connection callbacks (before it serves a connection)."""
         hook_server(server, self, REDACTED)
 
-    def admit(self, handler: Any, transport: asyncio.Transport) -> bool:
+    def admit(self, handler: Handler, transport: asyncio.Transport) -> bool:
         if self.max_connections and len(self._pending) >= self.max_connections:
             self._refuse(handler, transport)
             return False
         return True
 
-    def made(self, handler: Any) -> None:
+    def made(self, handler: Handler) -> None:
         when = time.monotonic() + self.header_timeout
         self._pending[handler] = self._timer.schedule(when, handler)
 
-    def lost(self, handler: Any) -> None:
+    def lost(self, handler: Handler) -> None:
         self._forget(handler)
 
-    def headers_in(self, handler: Any) -> None:
+    def headers_in(self, handler: Handler) -> None:
         entry = self._pending.get(handler)
         if entry is not None:  # the first request's headers are in: no deadline any more
             self._timer.cancel(entry)
@@ -241,19 +241,19 @@ class PreUpgradeGuard(ServerHooks):
         if isinstance(response, web.WebSocketResponse):
             self._forget(request.protocol)
 
-    def _forget(self, handler: Any) -> None:
+    def _forget(self, handler: Handler) -> None:
         entry = self._pending.pop(handler, None)
         if entry is not None:
             self._timer.cancel(entry)
 
-    def _expired(self, handler: Any) -> None:
+    def _expired(self, handler: Handler) -> None:
         if handler not in self._pending:
             return
         self._pending[handler] = None
         self.timed_out.note(timeout=self.header_timeout)
         handler.force_close()  # what aiohttp's own keep-alive timeout does to an idle handler
 
-    def _refuse(self, handler: Any, transport: asyncio.Transport) -> None:
+    def _refuse(self, handler: Handler, transport: asyncio.Transport) -> None:
         self.refused.note(limit=self.max_connections)
         handler.close()  # what it sends is read and dropped, not parsed, let alone served
         transport.write(_REFUSED)
