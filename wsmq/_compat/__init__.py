@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import platform
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Final, Literal
@@ -45,7 +46,7 @@ _MODULES: Final = (
     "redis_write",
 )
 
-Library = Literal["aiohttp", "redis", "hiredis", "asyncio"]
+Library = Literal["aiohttp", "redis", "asyncio"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,7 +69,12 @@ class FastPath:
 
     def version_ok(self) -> bool:
         """The installed library is one of :attr:`verified` (or none is required)."""
-        return not self.verified or version(self.library).startswith(self.verified)
+        if not self.verified:
+            return True
+        installed = (
+            platform.python_version() if self.library == "asyncio" else version(self.library)
+        )
+        return installed.startswith(self.verified)
 
     def active(self) -> bool:
         """Taken now: allowed by the switch, a verified version, and the probe passes."""
