@@ -25,11 +25,10 @@ resharding (``ASK`` redirects and ``TRYAGAIN``), see :class:`BoundedRedisCluster
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 from typing import Any, Literal, TypeAlias
 
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
@@ -43,6 +42,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from wsmq._compat.redis_pool import lifo_free_list
 from wsmq._compat.redis_write import direct_write
 from wsmq.backoff import Backoff
 from wsmq.errors import WsmqError
@@ -134,73 +134,52 @@ def is_pool_exhausted(exc: BaseException) -> bool:
     return type(exc) is RedisConnectionError and "No connection available" in str(exc)
 
 
-def _quiet(conn: Any) -> bool:
-    """No sign of trouble on an idle connection, from what the event loop already received:
-    no EOF, no error and no unread bytes (in memory, no syscall)."""
-    reader = getattr(conn, "_reader", None)
-    if reader is None:
-        return False
-    return not (reader.at_eof() or reader.exception() is not None or len(reader._buffer))
+class WaitingConnectionPool(ConnectionPool):
+    """A ``ConnectionPool`` that waits for a free connection, counts the waits and raises
+    :class:`PoolExhaustedError` when none frees up within ``timeout`` seconds.
 
-
-class WaitingConnectionPool(BlockingConnectionPool):
-    """``BlockingConnectionPool`` that counts waits and raises :class:`PoolExhaustedError`.
-
-    redis-py raises a plain ``ConnectionError("No connection available.")`` when the wait for
-    a free connection times out, indistinguishable by type from a refused connection; callers
-    would take a busy pool for a Redis outage.
-
-    Checkout fast path: redis-py 8's ``get_connection``/``release`` cost ~100 µs per command
-    (a condition, a timeout, an async lock, observability hooks, and a zero-timeout read per
-    checkout to make sure nothing is left unread). When an idle connection is there and nobody
-    waits, it is taken and given back directly; instead of the probe, what the event loop
-    already received is checked (EOF, error, unread bytes: then redis-py's probe and reconnect
-    run), and redis-py itself disconnects a connection whose send or read was interrupted
-    (any ``BaseException``, cancellation included), which is reconnected here.
-    Anything else (no idle connection, waiters, a maintenance event) takes redis-py's path.
+    redis-py's plain pool raises ``MaxConnectionsError`` at once when ``max_connections`` are
+    busy, and its ``BlockingConnectionPool`` raises a plain ``ConnectionError`` when its wait
+    times out, indistinguishable by type from a refused connection. Here a semaphore of
+    ``max_connections`` slots is taken before redis-py's checkout and given back after its
+    release (as :class:`BoundedRedisCluster` bounds commands), so redis-py's pool never sees
+    more than that many checkouts.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timeout: float | None = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.timeout = timeout
         self.stats = PoolStats(self.max_connections)
-
-    def _fast(self) -> bool:
-        # During a server maintenance event (redis-py's notifications) the pool swaps endpoints
-        # under its lock: redis-py's own path then.
-        return not self._in_maintenance
+        self._slots = asyncio.Semaphore(self.max_connections)
+        self._holding: set[object] = set()  # connections that hold a slot
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        available = self._available_connections
-        if available and not args and not kwargs and self._fast():
-            conn = available.pop()
-            self._in_use_connections.add(conn)
-            try:
-                if not conn.is_connected:
-                    await conn.connect()  # type: ignore[no-untyped-call]
-                elif not _quiet(conn):
-                    await self.ensure_connection(conn)  # redis-py's probe and reconnect
-            except BaseException:
-                await self.release(conn)
-                raise
-            return conn
-        if not self.can_get_connection():
+        slots = self._slots
+        if slots.locked():
             self.stats.waits += 1
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise self.stats.error(self.timeout) from None
+        else:
+            await slots.acquire()  # free: returns at once
         try:
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except RedisConnectionError as exc:
-            if not is_pool_exhausted(exc):
-                raise
-            raise self.stats.error(self.timeout) from exc
+            conn = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except BaseException:
+            slots.release()
+            raise
+        self._holding.add(conn)
+        return conn
 
     async def release(self, connection: Any) -> None:
-        waiters = getattr(self._condition, "_waiters", None)
-        if waiters or not self._fast() or connection not in self._in_use_connections:
+        try:
             await super().release(connection)
-            return
-        self._in_use_connections.remove(connection)
-        if connection.should_reconnect():
-            await connection.disconnect()
-        self._available_connections.append(connection)
+        finally:
+            # Once per checkout: redis-py may finish a cancelled release in the background.
+            if connection in self._holding:
+                self._holding.discard(connection)
+                self._slots.release()
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
@@ -231,13 +210,6 @@ class SentinelRedis(Redis):
                 await sentinel.aclose()
 
 
-class _StackFreeList(collections.deque[Any]):
-    """A cluster node's free connections, taken from the end they were put back to (LIFO)."""
-
-    def popleft(self) -> Any:
-        return self.pop()
-
-
 class BoundedRedisCluster(RedisCluster):
     """A ``RedisCluster`` whose commands wait for a free slot and ride out live resharding.
 
@@ -251,7 +223,8 @@ class BoundedRedisCluster(RedisCluster):
       connections they land on different connections, the target answers ``MOVED``, the
       source ``ASK`` again, until "TTL exhausted".  The free list of every node reached
       through :meth:`get_node` (the ``ASK`` path) is therefore made LIFO, so the command takes
-      the very connection ``ASKING`` was just sent on (no ``await`` in between).
+      the very connection ``ASKING`` was just sent on (no ``await`` in between;
+      :mod:`wsmq._compat.redis_pool`).
     - ``TRYAGAIN``: a multi-key command on a migrating slot whose keys are not all on one node
       (a queue script while the queue's keys are split between the two nodes; a script that
       creates a key, such as a send's idempotency marker, until the slot is handed over).
@@ -314,9 +287,7 @@ class BoundedRedisCluster(RedisCluster):
         self, host: str | None = None, port: int | None = None, node_name: str | None = None
     ) -> ClusterNode | None:
         node = super().get_node(host, port, node_name)
-        free = getattr(node, "_free", None)
-        if isinstance(free, collections.deque) and not isinstance(free, _StackFreeList):
-            node._free = _StackFreeList(free, maxlen=free.maxlen)  # type: ignore[union-attr]
+        lifo_free_list(node)
         return node
 
 

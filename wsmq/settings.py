@@ -242,6 +242,12 @@ class Settings:
     log_level: str = _opt("info", "debug, info, warning or error.", group="ops")
     log_json: bool = _opt(False, "Write logs as one JSON object per line.", group="ops")
     metrics: bool = _opt(True, "Serve Prometheus metrics on GET /metrics.", group="ops")
+    fast_paths: bool = _opt(
+        True,
+        "Use the fast paths that reach into aiohttp/redis-py internals on the versions they "
+        "were read against (`wsmq serve` logs which); off: public APIs only, process-wide.",
+        group="ops",
+    )
     routes_prefix: str = _opt(
         "",
         "URL path prefix of /healthz, /readyz, /metrics and /auth/* (e.g. `/wsmq` when "

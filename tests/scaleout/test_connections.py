@@ -12,7 +12,7 @@ import pytest
 import redis
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 
@@ -20,6 +20,7 @@ from wsmq.connections import (
     RedisTarget,
     RedisUrlError,
     SentinelRedis,
+    WaitingConnectionPool,
     parse_redis_url,
     redis_from_url,
 )
@@ -177,7 +178,7 @@ async def test_url_options_and_kwargs_precedence() -> None:
     try:
         assert isinstance(client, Redis)
         pool = client.connection_pool
-        assert isinstance(pool, BlockingConnectionPool)
+        assert isinstance(pool, WaitingConnectionPool)  # bounded: waits for a free one
         assert pool.max_connections == 4
         assert issubclass(pool.connection_class, SSLConnection)
         assert pool.connection_kwargs["socket_timeout"] == 2.0

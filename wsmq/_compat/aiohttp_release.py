@@ -26,12 +26,33 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-__all__ = ["VERIFIED", "release_http_state", "supported"]
+from wsmq._compat import FastPath, allowed, register
+
+__all__ = ["HTTP_RELEASE", "VERIFIED", "release_http_state", "supported"]
 
 log = logging.getLogger("wsmq.gateway")
 
 #: aiohttp minor versions whose ``web_protocol.RequestHandler`` was checked for this.
 VERIFIED: Final = ("3.14.",)
+
+
+def _probe() -> bool:
+    from aiohttp import web_protocol
+
+    handler = web_protocol.RequestHandler
+    return all(hasattr(handler, name) for name in ("_parser", "_messages", "_payload_parser"))
+
+
+HTTP_RELEASE: Final = register(
+    FastPath(
+        name="http_release",
+        library="aiohttp",
+        verified=VERIFIED,
+        touches="RequestHandler._parser, _messages, _payload_parser",
+        fallback="keep aiohttp's HTTP state for the life of the socket (~2.5 KiB more)",
+        probe=_probe,
+    )
+)
 
 
 class _NoRequests:
@@ -66,7 +87,10 @@ def supported() -> bool:
 
 def release_http_state(request: web.Request) -> bool:
     """Drop the HTTP parser and request queue of an upgraded connection (call after
-    ``await ws.prepare(request)``). ``True`` when released, ``False`` when left alone."""
+    ``await ws.prepare(request)``). ``True`` when released, ``False`` when left alone (also
+    when fast paths are off)."""
+    if not allowed():
+        return False
     if not supported():
         _note_unsupported()
         return False

@@ -20,10 +20,31 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["direct_write"]
+from wsmq._compat import FastPath, allowed, register
+
+__all__ = ["DIRECT_WRITE", "direct_write"]
+
+
+def _probe() -> bool:
+    names = AbstractConnection.send_packed_command.__code__.co_names
+    return "_send_packed_command" in names and hasattr(AbstractConnection, "_writer")
+
+
+DIRECT_WRITE = register(
+    FastPath(
+        name="direct_write",
+        library="redis",
+        verified=("8.1.", "8.2."),
+        touches="AbstractConnection._writer (its StreamWriter); overrides send_packed_command",
+        fallback="redis-py's send_packed_command (a wait_for task per command)",
+        probe=_probe,
+    )
+)
+_available = DIRECT_WRITE.version_ok() and DIRECT_WRITE.probe()
 
 
 class _DirectWrite:
@@ -67,7 +88,10 @@ _classes: dict[type[Any], type[Any]] = {}
 
 
 def direct_write(connection_class: type[Any]) -> type[Any]:
-    """``connection_class`` with the direct write path (one subclass per class, cached)."""
+    """``connection_class`` with the direct write path (one subclass per class, cached);
+    ``connection_class`` itself when the fast path is off or not available."""
+    if not (_available and allowed()):
+        return connection_class
     if issubclass(connection_class, _DirectWrite):
         return connection_class
     fast = _classes.get(connection_class)

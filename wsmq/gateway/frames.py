@@ -7,28 +7,36 @@ lose the CPU to it, so a batch of 100 deliveries cost 100 syscalls and 100 wake-
 unmasked server frames, no extensions) and hands the bytes to the transport at once; the
 bytes on the wire are exactly what ``send_str`` would have written frame by frame.
 
-It leans on two attributes of aiohttp's ``WebSocketWriter`` (``transport``, ``protocol``)
-and reproduces its flow control (wait for the transport to drain once more than ``limit``
-bytes were written since the last check). When they are missing (another aiohttp version) or
-permessage-deflate was negotiated, :meth:`send_texts` falls back to one ``send_str`` per
-frame; ``tests/gateway/test_frames.py`` fails if the installed aiohttp stops taking the
-fast path, so an upgrade cannot silently slow delivery down.
+The raw write and aiohttp's flow control it reproduces live in
+:mod:`wsmq._compat.aiohttp_ws` (fast path ``raw_frames``). Where it is not available (another
+aiohttp version, fast paths off) or permessage-deflate was negotiated, :meth:`send_texts`
+falls back to one ``send_str`` per frame; ``tests/gateway/test_frames.py`` fails if the
+installed aiohttp stops taking the fast path, so an upgrade cannot silently slow delivery down.
 
 :func:`require_masked_frames` closes a socket with 1002 on the first client frame that is not
 masked (RFC 6455 §5.1), which aiohttp's reader accepts: :class:`MaskedFramesOnly` follows the
-frame boundaries of the bytes received and hands them on to aiohttp's reader. It replaces the
-reader on aiohttp's ``RequestHandler`` (``_payload_parser``, read against aiohttp 3.14.5), and
-only where that handler has one and the queue reports errors as aiohttp's reader does;
-elsewhere it changes nothing (``tests/e2e/test_preupgrade_e2e.py`` fails then).
+frame boundaries of the bytes received and hands them on to aiohttp's reader, which
+:mod:`wsmq._compat.aiohttp_ws` (guard ``masked_frames``) puts it in front of; where that is
+not possible it changes nothing (``tests/e2e/test_preupgrade_e2e.py`` fails then).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import WebSocketError, WSCloseCode, web
+
+from wsmq._compat.aiohttp_ws import (
+    ErrorSink,
+    PayloadParser,
+    after_write,
+    is_closing,
+    raw_writer,
+    wrap_payload_parser,
+    write_ping,
+)
 
 __all__ = [
     "PING_FRAME",
@@ -63,33 +71,19 @@ class FrameBatchWriter:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
 
-    def _fast_writer(self) -> Any | None:
-        """aiohttp's writer when frames can be written raw (no compression), else ``None``."""
-        writer: Any = getattr(self._ws, "_writer", None)
-        if writer is None or getattr(writer, "compress", True) or getattr(writer, "use_mask", True):
-            return None
-        if not all(hasattr(writer, a) for a in ("transport", "protocol", "_limit")):
-            return None
-        return writer
-
     @property
     def fast(self) -> bool:
         """Whether :meth:`send_texts` writes a batch with one transport write."""
-        return self._fast_writer() is not None
+        return raw_writer(self._ws) is not None
 
     def ping(self) -> bool:
         """Write a ping frame now, without flow control (2 bytes).
 
-        ``False`` when aiohttp's transport is not reachable (another aiohttp version): the
-        caller sends it with ``ws.ping()`` instead. A closing socket gets nothing (``True``).
+        ``False`` when aiohttp's transport is not reachable (another aiohttp version, fast
+        paths off): the caller sends it with ``ws.ping()`` instead. A closing socket gets
+        nothing (``True``).
         """
-        writer: Any = getattr(self._ws, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        if transport is None:
-            return False
-        if not getattr(writer, "_closing", False) and not transport.is_closing():
-            transport.write(PING_FRAME)
-        return True
+        return write_ping(self._ws, PING_FRAME)
 
     async def send_texts(self, payloads: Sequence[bytes]) -> int:
         """Send each UTF-8 payload as one text frame, in order; return how many were written.
@@ -97,7 +91,7 @@ class FrameBatchWriter:
         All of them, or fewer when the socket is closing (``send_str`` raised for the next one;
         the raw path writes all or none).
         """
-        writer = self._fast_writer()
+        writer = raw_writer(self._ws)
         if writer is None:
             written = 0
             for payload in payloads:
@@ -107,19 +101,13 @@ class FrameBatchWriter:
                     return written
                 written += 1
             return written
-        if getattr(writer, "_closing", False) or writer.transport.is_closing():
+        if is_closing(writer):
             return 0
         data = b"".join([frame_text(p) for p in payloads])
         writer.transport.write(data)
-        # aiohttp's own flow control: past ``limit`` bytes, wait while the transport is paused.
-        size = writer._output_size + len(data)
-        if size > writer._limit:
-            writer._output_size = 0
-            protocol = writer.protocol
-            if getattr(protocol, "_paused", False):
-                await protocol._drain_helper()
-        else:
-            writer._output_size = size
+        wait = after_write(writer, len(data))  # aiohttp's flow control
+        if wait is not None:
+            await wait
         return len(payloads)
 
 
@@ -135,7 +123,7 @@ class MaskedFramesOnly:
 
     __slots__ = ("_failed", "_head", "_queue", "_reader", "_skip")
 
-    def __init__(self, reader: Any, queue: Any) -> None:
+    def __init__(self, reader: PayloadParser, queue: ErrorSink) -> None:
         self._reader = reader
         self._queue = queue
         self._skip = 0  # payload bytes of the current frame still to come
@@ -197,12 +185,4 @@ class MaskedFramesOnly:
 def require_masked_frames(request: web.Request, ws: web.WebSocketResponse) -> bool:
     """Close ``ws`` with 1002 on its first unmasked client frame (call right after
     ``await ws.prepare(request)``). ``False`` when aiohttp's reader could not be wrapped."""
-    handler: Any = request.protocol
-    reader = getattr(handler, "_payload_parser", None)
-    queue = getattr(ws, "_reader", None)
-    if reader is None or isinstance(reader, MaskedFramesOnly) or queue is None:
-        return False
-    if not callable(getattr(queue, "set_exception", None)):
-        return False
-    handler._payload_parser = MaskedFramesOnly(reader, queue)
-    return True
+    return wrap_payload_parser(request, ws, MaskedFramesOnly, MaskedFramesOnly)

@@ -18,14 +18,12 @@ and enough of them exhaust the node's descriptors (``/healthz`` then fails for e
 - ``accept()`` failing for want of descriptors (EMFILE) logged as one warning per interval
   without a traceback (:class:`AcceptErrorThrottle`), instead of a traceback per attempt.
 
-The first three hook aiohttp's ``web.Server`` (the protocol factory of the node's site): its
-``connection_made``/``connection_lost``/``request_factory`` callbacks, which every
-``RequestHandler`` calls, and the handler's queue of parsed requests. They are private to
-aiohttp, so they are only touched on the versions read for this (:data:`VERIFIED`; read
-against aiohttp 3.14.5) and after :func:`supported` probed their shape; elsewhere the node
-runs without them (aiohttp's keep-alive timeout still closes a connection that never
-completes a request) and says so once. ``tests/gateway/test_preupgrade.py`` fails when the
-installed aiohttp is not covered.
+The first three hook aiohttp's ``web.Server`` through :mod:`wsmq._compat.aiohttp_server`
+(guard ``preupgrade_hooks``): aiohttp has no public hook for them, so they are only installed
+on the versions read for this (:data:`VERIFIED`) and after :func:`supported` probed their
+shape; elsewhere the node runs without them (aiohttp's keep-alive timeout still closes a
+connection that never completes a request) and says so once.
+``tests/gateway/test_preupgrade.py`` fails when the installed aiohttp is not covered.
 """
 
 from __future__ import annotations
@@ -35,14 +33,13 @@ import errno
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
-from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp import web
 
+from wsmq._compat.aiohttp_server import VERIFIED, Handler, ServerHooks, hook_server, supported
 from wsmq.gateway.deadlines import DeadlineTimer, Entry
 from wsmq.logs import REDACTED
 from wsmq.settings import Settings
@@ -59,10 +56,6 @@ __all__ = [
 
 log = logging.getLogger("wsmq.gateway")
 
-#: aiohttp minor versions whose ``web_server.Server`` and ``web_protocol.RequestHandler`` were
-#: read for the hooks of :class:`PreUpgradeGuard`.
-VERIFIED: Final = ("3.14.",)
-
 #: What a connection over the cap gets before it is closed.
 _REFUSED: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
@@ -70,19 +63,6 @@ _REFUSED: Final = (
 )
 #: accept() errors that mean "out of descriptors or memory" (asyncio retries after 1 s).
 _RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-def supported() -> bool:
-    """Whether the installed aiohttp is one whose server :class:`PreUpgradeGuard` can hook."""
-    if not aiohttp.__version__.startswith(VERIFIED):
-        return False
-    server = web.Server.__dict__
-    return (
-        all(callable(server.get(name)) for name in ("connection_made", "connection_lost"))
-        and "__slots__" not in server  # instance attributes replace the callbacks
-        and "_messages" in web_protocol.RequestHandler.__slots__
-        and hasattr(web_protocol, "_ErrInfo")
-    )
 
 
 class ThrottledLog:
@@ -190,33 +170,7 @@ def effective_http_cap(setting: int, fd_limit: int | None) -> int:
     return min(setting, max(16, fd_limit // 4))
 
 
-class _SanitizedRequests(deque):  # type: ignore[type-arg]
-    """A ``RequestHandler``'s queue of parsed requests that drops the excerpt aiohttp puts in
-    its error for an oversized request line or header (the first 100 bytes of the value).
-
-    aiohttp answers such a request with a 400 whose body is the error's message, and logs the
-    error: both would carry a cookie or token. The replacement error says which limit was
-    exceeded and carries no traceback.
-    """
-
-    __slots__ = ()
-
-    def append(self, item: Any) -> None:
-        message = item[0]
-        if isinstance(message, web_protocol._ErrInfo) and isinstance(message.exc, LineTooLong):
-            limit = message.exc.args[1] if len(message.exc.args) > 1 else "Unknown"
-            item = (
-                web_protocol._ErrInfo(
-                    status=message.status,
-                    exc=LineTooLong(REDACTED, limit),
-                    message=f"Request line or header field longer than {limit} bytes",
-                ),
-                item[1],
-            )
-        super().append(item)
-
-
-class PreUpgradeGuard:
+class PreUpgradeGuard(ServerHooks):
     """Header deadline and cap for the connections of one ``web.Server`` not yet upgraded.
 
     A connection counts from ``connection_made`` until its WebSocket response is prepared
@@ -229,8 +183,8 @@ class PreUpgradeGuard:
         self.header_timeout = header_timeout
         self.max_connections = max_connections
         #: Connections not yet upgraded -> their header deadline (``None`` once headers came).
-        self._pending: dict[Any, Entry | None] = {}
-        self._timer: DeadlineTimer[Any] = DeadlineTimer(self._expired, clock=time.monotonic)
+        self._pending: dict[Handler, Entry | None] = {}
+        self._timer: DeadlineTimer[Handler] = DeadlineTimer(self._expired, clock=time.monotonic)
         self.refused = ThrottledLog(
             "connections refused: too many not yet upgraded to WebSockets",
             "http_connections_full",
@@ -255,32 +209,26 @@ class PreUpgradeGuard:
 
     def install(self, server: web.Server) -> None:
         """Hook ``server``'s per-connection callbacks (before it serves a connection)."""
-        made, lost = server.connection_made, server.connection_lost
-        make_request = server.request_factory
+        hook_server(server, self, REDACTED)
 
-        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-            if self.max_connections and len(self._pending) >= self.max_connections:
-                self._refuse(handler, transport)
-                return
-            made(handler, transport)
-            handler._messages = _SanitizedRequests()
-            when = time.monotonic() + self.header_timeout
-            self._pending[handler] = self._timer.schedule(when, handler)
+    def admit(self, handler: Handler, transport: asyncio.Transport) -> bool:
+        if self.max_connections and len(self._pending) >= self.max_connections:
+            self._refuse(handler, transport)
+            return False
+        return True
 
-        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            self._forget(handler)
-            lost(handler, exc)
+    def made(self, handler: Handler) -> None:
+        when = time.monotonic() + self.header_timeout
+        self._pending[handler] = self._timer.schedule(when, handler)
 
-        def request_factory(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
-            entry = self._pending.get(protocol)
-            if entry is not None:  # the first request's headers are in: no deadline any more
-                self._timer.cancel(entry)
-                self._pending[protocol] = None
-            return make_request(message, payload, protocol, *args)
+    def lost(self, handler: Handler) -> None:
+        self._forget(handler)
 
-        server.connection_made = connection_made  # type: ignore[method-assign]
-        server.connection_lost = connection_lost  # type: ignore[method-assign]
-        server.request_factory = request_factory
+    def headers_in(self, handler: Handler) -> None:
+        entry = self._pending.get(handler)
+        if entry is not None:  # the first request's headers are in: no deadline any more
+            self._timer.cancel(entry)
+            self._pending[handler] = None
 
     def close(self) -> None:
         self._timer.close()
@@ -293,19 +241,19 @@ class PreUpgradeGuard:
         if isinstance(response, web.WebSocketResponse):
             self._forget(request.protocol)
 
-    def _forget(self, handler: Any) -> None:
+    def _forget(self, handler: Handler) -> None:
         entry = self._pending.pop(handler, None)
         if entry is not None:
             self._timer.cancel(entry)
 
-    def _expired(self, handler: Any) -> None:
+    def _expired(self, handler: Handler) -> None:
         if handler not in self._pending:
             return
         self._pending[handler] = None
         self.timed_out.note(timeout=self.header_timeout)
         handler.force_close()  # what aiohttp's own keep-alive timeout does to an idle handler
 
-    def _refuse(self, handler: Any, transport: asyncio.Transport) -> None:
+    def _refuse(self, handler: Handler, transport: asyncio.Transport) -> None:
         self.refused.note(limit=self.max_connections)
         handler.close()  # what it sends is read and dropped, not parsed, let alone served
         transport.write(_REFUSED)

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from wsmq._compat import enabled, set_fast_paths
 from wsmq.auth import UserStore
 from wsmq.connections import AnyRedis
 from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
@@ -129,6 +130,7 @@ class Gateway:
                 "redis": redis_host(settings.redis_url),
             },
         )
+        log.info("fast paths: %s", ", ".join(enabled()) or "none", extra={"event": "fast_paths"})
         log.debug("settings", extra={"event": "settings", "settings": settings.redacted()})
 
     async def _start_parts(self) -> None:
@@ -301,6 +303,7 @@ def serve(
     """
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
+    set_fast_paths(settings.fast_paths)
     parts = assemble(app, settings, authorize, authenticate, user_store)
     gateway = Gateway(
         parts.app,

@@ -12,9 +12,9 @@ Unsubscribe confirmations (rare) still go through ``PubSub.handle_message``, whi
 redis-py's own channel bookkeeping: without it ``PubSub.channels`` would keep every channel
 ever unsubscribed on the connection.
 
-It leans on three private parts of redis-py's asyncio hiredis parser (``_parser``,
-``_reader``, ``read_from_socket``). When they are missing (no hiredis, another redis-py) it
-falls back to ``get_message``, one reply per call; ``tests/queue/test_pubsub_reader.py``
+The parser is reached through :mod:`wsmq._compat.redis_pubsub` (fast path
+``hiredis_pubsub``). When it is not available (no hiredis, another redis-py, fast paths off)
+the reader falls back to ``get_message``, one reply per call; ``tests/queue/test_pubsub_reader.py``
 fails if the installed redis-py stops taking the fast path, so an upgrade cannot silently
 slow delivery down.
 """
@@ -27,10 +27,8 @@ from typing import Any
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-try:  # redis-py's "not enough data yet" sentinel for its hiredis readers
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
-except ImportError:  # pragma: no cover - another redis-py layout: the slow path only
-    _NOT_ENOUGH_DATA = None
+from wsmq._compat.redis_pubsub import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+from wsmq._compat.redis_pubsub import hiredis_replies
 
 __all__ = ["PubSubReader", "Reply"]
 
@@ -45,23 +43,13 @@ Reply = tuple[str, str | None]
 class PubSubReader:
     """Reads the replies of one connected ``PubSub`` (``decode_responses=True``)."""
 
-    __slots__ = ("_gets", "_parser", "_pubsub")
+    __slots__ = ("_fill", "_gets", "_pubsub")
 
     def __init__(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
-        self._parser: Any = None
-        self._gets: Any = None
-        conn = pubsub.connection
-        parser = getattr(conn, "_parser", None)
-        reader = getattr(parser, "_reader", None)
-        if (
-            _NOT_ENOUGH_DATA is not None
-            and reader is not None
-            and callable(getattr(reader, "gets", None))
-            and callable(getattr(parser, "read_from_socket", None))
-        ):
-            self._parser = parser
-            self._gets = reader.gets
+        direct = hiredis_replies(pubsub)
+        self._gets = None if direct is None else direct.gets
+        self._fill = None if direct is None else direct.read_from_socket
 
     @property
     def fast(self) -> bool:
@@ -74,7 +62,7 @@ class PubSubReader:
         Returns ``[]`` when nothing came in time. Raises a redis-py ``ConnectionError`` when the
         server closed the connection, and an error reply (e.g. ``ResponseError``) as itself.
         """
-        if self._gets is None:
+        if self._gets is None or self._fill is None:
             msg = await self._pubsub.get_message(timeout=wait_s)
             if msg is None:
                 return []
@@ -84,7 +72,7 @@ class PubSubReader:
         if not replies:
             try:
                 async with asyncio.timeout(wait_s):
-                    await self._parser.read_from_socket()  # feeds the reader; raises on EOF
+                    await self._fill()  # feeds the reader; raises on EOF
             except TimeoutError:
                 return []
             replies, unsubscribed = self._drain()
@@ -96,6 +84,7 @@ class PubSubReader:
         out: list[Reply] = []
         unsubscribed: list[list[Any]] = []
         gets = self._gets
+        assert gets is not None
         while True:
             reply = gets()
             if reply is _NOT_ENOUGH_DATA:

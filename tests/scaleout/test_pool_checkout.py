@@ -1,4 +1,4 @@
-"""WaitingConnectionPool's checkout fast path: same safety as redis-py's path, real server."""
+"""WaitingConnectionPool (a semaphore-bounded plain pool): checkout safety on a real server."""
 
 from __future__ import annotations
 
