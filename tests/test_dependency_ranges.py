@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The extras the lowest run installs: all of them.
 PROVEN_EXTRAS = ("fast", "embedded", "test", "bench")
 #: Tools whose new releases can change lint/type results: pinned exactly, never a range.
-EXACT_TOOLS = ("ruff", "mypy", "deptry")
+EXACT_TOOLS = ("ruff", "mypy", "deptry", "import-linter")
 #: Pinned though not declared by wsmq: a dependency's own lower bound (redis[hiredis] 8.1
 #: requires hiredis>=3.2.0), pinned because wsmq.realtime.pubsub_reader relies on its reader.
 TRANSITIVE = {"hiredis"}
