@@ -5,7 +5,8 @@ access, or ``getattr``/``setattr``/``hasattr``/``delattr`` with a literal ``"_na
 ``self._name`` in a subclass of a library class that does not define ``_name`` itself, and on
 imports of a private module or name of those libraries (``redis._parsers``, ``from
 aiohttp.web_protocol import _ErrInfo``). Types are not known to an AST walk, so the project's
-own private members used across its classes are allowed by name below.
+own private members are allowed: those a module defines itself (``self._x = ...`` or
+``__slots__``), used by another class of the same module, and the few listed below.
 """
 
 from __future__ import annotations
@@ -43,10 +44,29 @@ def _owner(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id in ("self", "cls")
 
 
+def _own_privates(tree: ast.Module) -> set[str]:
+    """Private members the module's own classes define (``self._x = ...``, ``__slots__``)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            if _owner(node.value) and _private(node.attr):
+                names.add(node.attr)
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets
+        ):
+            names.update(
+                c.value
+                for c in ast.walk(node.value)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str) and _private(c.value)
+            )
+    return names
+
+
 def violations(source: str, filename: str) -> list[str]:
     """Each use of a library's private internals in ``source`` (``file:line: what``)."""
     found: list[str] = []
     tree = ast.parse(source, filename)
+    allowed = ALLOWED_ATTRIBUTES | _own_privates(tree)
     # Modules imported whole that are none of the libraries (``argparse._SubParsersAction``
     # is the standard library's, used in type hints).
     other_modules = {
@@ -64,7 +84,7 @@ def violations(source: str, filename: str) -> list[str]:
             if isinstance(value, ast.Name) and value.id in other_modules:
                 continue
             if _private(node.attr) and not _owner(value):
-                if node.attr not in ALLOWED_ATTRIBUTES:
+                if node.attr not in allowed:
                     found.append(f"{where}: .{node.attr}")
         elif isinstance(node, ast.Call):
             func = node.func
@@ -75,7 +95,7 @@ def violations(source: str, filename: str) -> list[str]:
                     and isinstance(name.value, str)
                     and _private(name.value)
                     and not _owner(target)
-                    and name.value not in ALLOWED_ATTRIBUTES
+                    and name.value not in allowed
                 ):
                     found.append(f"{where}: {func.id}(..., {name.value!r})")
         elif isinstance(node, ast.Import):
