@@ -26,11 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeAlias
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     Sentinel,
@@ -41,6 +47,7 @@ from redis.asyncio.sentinel import (
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.typing import EncodableT
 
 from wsmq._compat.redis_pool import lifo_free_list
 from wsmq._compat.redis_write import direct_write
@@ -84,7 +91,7 @@ def redis_retry(retries: int = 3, *, base: float = 0.05, cap: float = 1.0) -> Re
     return Retry(ExponentialWithJitterBackoff(cap=cap, base=base), retries)
 
 
-def _tls_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+def _tls_kwargs(options: Mapping[str, object]) -> dict[str, object]:
     keys = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
     return {k: options[k] for k in keys if k in options}
 
@@ -153,7 +160,7 @@ class WaitingConnectionPool(ConnectionPool):
         self._slots = asyncio.Semaphore(self.max_connections)
         self._holding: set[object] = set()  # connections that hold a slot
 
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+    async def get_connection(self, *args: object, **kwargs: object) -> AbstractConnection:
         slots = self._slots
         if slots.locked():
             self.stats.waits += 1
@@ -165,14 +172,16 @@ class WaitingConnectionPool(ConnectionPool):
         else:
             await slots.acquire()  # free: returns at once
         try:
-            conn = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            # Typed here: redis-py declares the method untyped.
+            checkout: Callable[..., Awaitable[AbstractConnection]] = super().get_connection
+            conn = await checkout(*args, **kwargs)
         except BaseException:
             slots.release()
             raise
         self._holding.add(conn)
         return conn
 
-    async def release(self, connection: Any) -> None:
+    async def release(self, connection: AbstractConnection) -> None:
         try:
             await super().release(connection)
         finally:
@@ -252,7 +261,7 @@ class BoundedRedisCluster(RedisCluster):
         self._pool_timeout = pool_timeout
         self.pool_stats = PoolStats(size)
 
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+    async def execute_command(self, *args: EncodableT, **kwargs: object) -> object:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.MIGRATION_PATIENCE
         backoff: Backoff | None = None  # built on the first retry only: commands rarely retry
@@ -270,7 +279,7 @@ class BoundedRedisCluster(RedisCluster):
                     raise
             await asyncio.sleep(delay)  # without holding a slot: other queues go on
 
-    async def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _bounded(self, args: tuple[EncodableT, ...], kwargs: dict[str, object]) -> object:
         if self._bound.locked():
             self.pool_stats.waits += 1
         try:
@@ -302,7 +311,7 @@ def redis_from_url(
     health_check_interval: float = 15.0,
     max_connections: int | None = None,
     pool_timeout: float = 10.0,
-    **kwargs: Any,
+    **kwargs: object,
 ) -> AnyRedis:
     """Build a ``redis.asyncio`` client for ``url`` (lazy: nothing connects until first use).
 
@@ -332,7 +341,7 @@ def redis_from_target(
     health_check_interval: float = 15.0,
     max_connections: int | None = None,
     pool_timeout: float = 10.0,
-    **kwargs: Any,
+    **kwargs: object,
 ) -> AnyRedis:
     """Build a ``redis.asyncio`` client for a parsed target (lazy: no I/O).
 
@@ -385,7 +394,7 @@ def redis_from_target(
     conn["db"] = target.db
     if target.kind == "sentinel":
         assert target.service_name is not None
-        sentinel_kwargs: dict[str, Any] = {
+        sentinel_kwargs: dict[str, object] = {
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": connect_timeout,
             "socket_keepalive": True,
@@ -402,7 +411,9 @@ def redis_from_target(
         if max_connections is not None:
             conn.update(max_connections=max_connections, timeout=pool_timeout)
             pool_class = BlockingSentinelConnectionPool
-        manager = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+        # Typed here: redis-py 8.1 declares Sentinel's constructor untyped.
+        make_sentinel: Callable[..., Sentinel] = Sentinel
+        manager = make_sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
         # check_connection: PING right after connecting, so a stale address is noticed at once.
         client: SentinelRedis = manager.master_for(
             target.service_name,

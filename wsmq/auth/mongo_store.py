@@ -23,6 +23,8 @@ from wsmq.auth.store_updates import FieldUpdates
 from wsmq.auth.tokens import hash_access_token, new_access_token
 from wsmq.auth.users import (
     User,
+    UserDoc,
+    new_user_doc,
     new_user_id,
     user_from_doc,
     validate_queue_names,
@@ -33,7 +35,7 @@ COLLECTION = "users"
 PING_TIMEOUT = 2.0  # readiness checks must answer fast, not after server selection (5 s)
 
 
-def _id_query(user_id: str) -> dict[str, Any]:
+def _id_query(user_id: str) -> dict[str, object]:
     try:
         return {"_id": {"$in": [ObjectId(user_id), user_id]}}
     except (InvalidId, TypeError):
@@ -105,23 +107,17 @@ class MongoUserStore(FieldUpdates):
         await self._ensure_index()
         password_hash = await asyncio.to_thread(self.hasher.hash, password)
         token = new_access_token()
-        doc: dict[str, Any] = {
-            "_id": ObjectId(new_user_id()),
-            "userName": name,
-            "passwordHash": password_hash,
-            "accessTokenHash": hash_access_token(token),
-            "queues": list(qs),
-            "publish": list(pubs),
-            "disabled": False,
-        }
+        doc = new_user_doc(
+            ObjectId(new_user_id()), name, password_hash, hash_access_token(token), qs, pubs
+        )
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
             raise UserExists(f"user {name!r} already exists") from None
         return user_from_doc(doc), token
 
-    async def _update(self, user_id: str, fields: dict[str, Any]) -> None:
-        # Any write retires a plaintext tokens2 access token.
+    async def _update(self, user_id: str, fields: UserDoc) -> None:
+        # Every write retires a plaintext tokens2 access token.
         update = {"$set": fields, "$unset": {"accessToken": ""}}
         result = await self.collection.update_one(_id_query(user_id), update)
         if result.matched_count == 0:

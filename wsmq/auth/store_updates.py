@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from wsmq.auth.passwords import PasswordHasher
 from wsmq.auth.tokens import hash_access_token, new_access_token
+from wsmq.auth.users import UserDoc
 
 
 class FieldUpdates:
@@ -18,7 +18,7 @@ class FieldUpdates:
 
     hasher: PasswordHasher
 
-    async def _update(self, user_id: str, fields: dict[str, Any]) -> None:
+    async def _update(self, user_id: str, fields: UserDoc) -> None:
         raise NotImplementedError
 
     async def set_access_token(self, user_id: str) -> str:
@@ -38,7 +38,7 @@ class FieldUpdates:
 
     async def set_disabled(self, user_id: str, disabled: bool = True) -> None:
         """Disable (revoking the access token) or re-enable a user."""
-        fields: dict[str, Any] = {"disabled": bool(disabled)}
+        fields: UserDoc = {"disabled": bool(disabled)}
         if disabled:
             fields["accessTokenHash"] = None
         await self._update(user_id, fields)
