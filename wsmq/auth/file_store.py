@@ -25,15 +25,11 @@ from typing import TypeVar
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
 from wsmq.auth.store_updates import FieldUpdates
-from wsmq.auth.tokens import hash_access_token, new_access_token
 from wsmq.auth.users import (
     User,
     UserDoc,
-    new_user_doc,
     new_user_id,
     user_from_doc,
-    validate_queue_names,
-    validate_user_name,
 )
 
 log = logging.getLogger("wsmq.auth")
@@ -175,12 +171,9 @@ class FileUserStore(FieldUpdates):
         publish: Iterable[str] = (),
     ) -> tuple[User, str]:
         """Add a user; returns it and its first access token. Raises UserExists."""
-        name = validate_user_name(user_name)
-        qs, pubs = validate_queue_names(queues), validate_queue_names(publish, "publish")
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        token = new_access_token()
         user_id = new_user_id()
-        doc = new_user_doc(user_id, name, password_hash, hash_access_token(token), qs, pubs)
+        doc, token = await self._new_user(user_id, user_name, password, queues, publish)
+        name = doc["userName"]
 
         def change(docs: Docs) -> None:
             if any(d.get("userName") == name for d in docs.values()):

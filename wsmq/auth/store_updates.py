@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 
 from wsmq.auth.passwords import PasswordHasher
 from wsmq.auth.tokens import hash_access_token, new_access_token
-from wsmq.auth.users import UserDoc
+from wsmq.auth.users import UserDoc, validate_queue_names, validate_user_name
 
 
 class FieldUpdates:
@@ -20,6 +21,35 @@ class FieldUpdates:
 
     async def _update(self, user_id: str, fields: UserDoc) -> None:
         raise NotImplementedError
+
+    async def _new_user(
+        self,
+        user_id: object,
+        user_name: str,
+        password: str,
+        queues: Iterable[str],
+        publish: Iterable[str],
+        *,
+        before_hash: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[UserDoc, str]:
+        """Validate a new user's fields (raises ``InvalidUserData``); its document and first
+        access token. ``before_hash`` runs after validation, before the (slow) password hash."""
+        name = validate_user_name(user_name)
+        qs, pubs = validate_queue_names(queues), validate_queue_names(publish, "publish")
+        if before_hash is not None:
+            await before_hash()
+        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        token = new_access_token()
+        doc: UserDoc = {
+            "_id": user_id,
+            "userName": name,
+            "passwordHash": password_hash,
+            "accessTokenHash": hash_access_token(token),
+            "queues": list(qs),
+            "publish": list(pubs),
+            "disabled": False,
+        }
+        return doc, token
 
     async def set_access_token(self, user_id: str) -> str:
         """Replace the access token; returns the new one."""

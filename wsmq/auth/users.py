@@ -165,26 +165,6 @@ def _shared(names: tuple[str, ...]) -> tuple[str, ...]:
 UserDoc = dict[str, object]
 
 
-def new_user_doc(
-    user_id: object,
-    user_name: str,
-    password_hash: str,
-    token_hash: str,
-    queues: Iterable[str],
-    publish: Iterable[str],
-) -> UserDoc:
-    """The document of a newly created user (one shape for every store)."""
-    return {
-        "_id": user_id,
-        "userName": user_name,
-        "passwordHash": password_hash,
-        "accessTokenHash": token_hash,
-        "queues": list(queues),
-        "publish": list(publish),
-        "disabled": False,
-    }
-
-
 def user_from_doc(doc: Mapping[str, object]) -> User:
     """Build a :class:`User` from a stored document (tolerant of missing optional fields)."""
     legacy = doc.get("accessToken")

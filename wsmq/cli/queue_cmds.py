@@ -18,7 +18,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.exceptions
 
-from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
+from wsmq.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    nonneg_int,
+    positive_int,
+    print_json,
+    run,
+)
 from wsmq.protocol.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueAttributes, QueueError, Queues
 from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
@@ -30,23 +38,6 @@ T = TypeVar("T")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_NS = "rsmq"
 DEFAULT_TIMEOUT = 10.0
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _nonneg_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
 
 
 def _maxsize(text: str) -> int:
@@ -321,10 +312,10 @@ def _add_queue_settings(parser: argparse.ArgumentParser, *, for_create: bool) ->
         return f" (default {value})" if for_create else ""
 
     parser.add_argument(
-        "--vt", metavar="S", type=_nonneg_int, help="visibility timeout, seconds" + dflt(30)
+        "--vt", metavar="S", type=nonneg_int, help="visibility timeout, seconds" + dflt(30)
     )
     parser.add_argument(
-        "--delay", metavar="S", type=_nonneg_int, help="delay of new messages, seconds" + dflt(0)
+        "--delay", metavar="S", type=nonneg_int, help="delay of new messages, seconds" + dflt(0)
     )
     parser.add_argument(
         "--maxsize",
@@ -335,53 +326,72 @@ def _add_queue_settings(parser: argparse.ArgumentParser, *, for_create: bool) ->
     parser.add_argument(
         "--max-receive-count",
         metavar="N",
-        type=_nonneg_int,
+        type=nonneg_int,
         help="receives after which a message moves to --dead-letter-queue",
     )
     parser.add_argument("--dead-letter-queue", metavar="QNAME", help="dead-letter queue name")
     parser.add_argument(
-        "--message-ttl", type=_nonneg_int, metavar="S", help="drop messages older than S seconds"
+        "--message-ttl", type=nonneg_int, metavar="S", help="drop messages older than S seconds"
     )
+
+
+def _command(
+    parent: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    conn: argparse.ArgumentParser,
+    *,
+    help: str,
+    description: str,
+    qname: bool = True,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` run by ``func``, with the connection options and, unless
+    ``qname=False``, the QNAME argument."""
+    p = parent.add_parser(name, parents=[conn], help=help, description=description)
+    if qname:
+        p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
+    p.set_defaults(func=func)
+    return p
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``send``, ``receive`` and ``queue``."""
     conn = _connection_options()
 
-    p = subparsers.add_parser(
+    p = _command(
+        subparsers,
         "send",
-        parents=[conn],
+        cmd_send,
+        conn,
         help="send a message to a queue",
         description="Send MESSAGE to queue QNAME (MESSAGE '-' reads stdin, kept byte for byte).",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("message", metavar="MESSAGE", help="the message text, or - to read stdin")
     p.add_argument(
-        "--delay", metavar="S", type=_nonneg_int, help="seconds before it becomes visible"
+        "--delay", metavar="S", type=nonneg_int, help="seconds before it becomes visible"
     )
     p.add_argument("--create", action="store_true", help="create the queue if it does not exist")
-    p.set_defaults(func=cmd_send)
 
-    p = subparsers.add_parser(
+    p = _command(
+        subparsers,
         "receive",
-        parents=[conn],
+        cmd_receive,
+        conn,
         help="receive messages from a queue",
         description="Receive up to --count visible messages in one round trip. They stay in "
         "the queue, invisible for --vt seconds, unless --delete is given.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument(
-        "--vt", metavar="S", type=_nonneg_int, help="visibility timeout (default: the queue's)"
+        "--vt", metavar="S", type=nonneg_int, help="visibility timeout (default: the queue's)"
     )
     p.add_argument(
         "--count",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="max messages, 1..1000 (default 1)",
     )
     p.add_argument("--delete", action="store_true", help="delete the received messages")
-    p.set_defaults(func=cmd_receive)
 
     queue = subparsers.add_parser(
         "queue",
@@ -390,53 +400,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "create",
-        parents=[conn],
+        cmd_queue_create,
+        conn,
         help="create a queue",
         description="Create queue QNAME with RSMQ's defaults (vt 30 s, delay 0, maxsize 65536) "
         "or the settings given; fails with queueExists if it exists.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=True)
-    p.set_defaults(func=cmd_queue_create)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "list",
-        parents=[conn],
+        cmd_queue_list,
+        conn,
         help="list queues",
         description="Print the names of all queues in the namespace (--ns), sorted.",
+        qname=False,
     )
-    p.set_defaults(func=cmd_queue_list)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "stats",
-        parents=[conn],
+        cmd_queue_stats,
+        conn,
         help="show every attribute of a queue",
         description="Print every attribute of queue QNAME: RSMQ's (vt, delay, maxsize, "
         "totalrecv, totalsent, created, modified, msgs, hiddenmsgs) and wsmq's extras.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
-    p.set_defaults(func=cmd_queue_stats)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "set",
-        parents=[conn],
+        cmd_queue_set,
+        conn,
         help="change settings of a queue",
         description="Change settings of the existing queue QNAME; settings not given keep "
         "their values.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=False)
-    p.set_defaults(func=cmd_queue_set)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "delete",
-        parents=[conn],
+        cmd_queue_delete,
+        conn,
         help="delete a queue and its messages",
         description="Delete queue QNAME and all its messages. Asks for confirmation on a "
         "terminal; elsewhere --yes is required.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=cmd_queue_delete)

@@ -27,7 +27,7 @@ from wsmq.auth import (
     open_user_store,
 )
 from wsmq.auth.tokens import cli_safe_token
-from wsmq.cli.common import EXIT_OK, CliError, print_json, run
+from wsmq.cli.common import EXIT_OK, CliError, positive_int, print_json, run
 
 T = TypeVar("T")
 
@@ -36,16 +36,6 @@ DEFAULT_NS = "rsmq"
 
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
 
 
 def _add_store_flags(parser: argparse.ArgumentParser, title: str = "user store (one of)") -> None:
@@ -388,7 +378,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tok.add_argument("--secret", default=_env("WSMQ_SECRET"), help="HMAC secret (env WSMQ_SECRET)")
     tok.add_argument(
         "--ttl",
-        type=_positive_int,
+        type=positive_int,
         default=_env("WSMQ_TOKEN_TTL") or "900",
         help="lifetime in seconds (900; env WSMQ_TOKEN_TTL)",
     )
