@@ -301,7 +301,7 @@ class BoundedRedisCluster(RedisCluster):
 
 
 def redis_from_url(
-    url: str,
+    url: str | RedisTarget,
     *,
     role: Role = "command",
     cluster: bool = False,
@@ -313,38 +313,10 @@ def redis_from_url(
     pool_timeout: float = 10.0,
     **kwargs: object,
 ) -> AnyRedis:
-    """Build a ``redis.asyncio`` client for ``url`` (lazy: nothing connects until first use).
+    """Build a ``redis.asyncio`` client for ``url`` or a parsed target (lazy: nothing connects
+    until first use). Raises :class:`RedisUrlError` for a bad URL.
 
-    ``cluster=True`` treats a ``redis://`` URL as a cluster; the other keywords are described
-    in :func:`redis_from_target`.  Raises :class:`RedisUrlError` for a bad URL.
-    """
-    return redis_from_target(
-        parse_redis_url(url, cluster=cluster),
-        role=role,
-        retry=retry,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        health_check_interval=health_check_interval,
-        max_connections=max_connections,
-        pool_timeout=pool_timeout,
-        **kwargs,
-    )
-
-
-def redis_from_target(
-    target: RedisTarget,
-    *,
-    role: Role = "command",
-    retry: Retry | int | None = None,
-    connect_timeout: float = 5.0,
-    socket_timeout: float | Literal["default"] | None = "default",
-    health_check_interval: float = 15.0,
-    max_connections: int | None = None,
-    pool_timeout: float = 10.0,
-    **kwargs: object,
-) -> AnyRedis:
-    """Build a ``redis.asyncio`` client for a parsed target (lazy: no I/O).
-
+    - ``cluster=True`` treats a ``redis://`` URL as a cluster (a parsed target says its kind).
     - ``role="command"``: request/response use, ``socket_timeout`` 10 s so a dead peer is
       noticed; ``"blocking"``/``"pubsub"``: no read timeout (blocking reads and quiet
       subscriptions are normal), liveness comes from keepalive and health checks.
@@ -359,6 +331,7 @@ def redis_from_target(
 
     Returns ``Redis`` (``SentinelRedis`` for Sentinel) or ``RedisCluster`` for cluster targets.
     """
+    target = url if isinstance(url, RedisTarget) else parse_redis_url(url, cluster=cluster)
     if role not in ("command", "blocking", "pubsub"):
         raise ValueError(f"role must be command, blocking or pubsub, not {role!r}")
     if socket_timeout == "default":
@@ -439,6 +412,10 @@ def redis_from_target(
     else:
         pool = ConnectionPool(**conn)
     return Redis.from_pool(pool)
+
+
+#: :func:`redis_from_url` for a parsed :class:`RedisTarget` (one function serves both).
+redis_from_target = redis_from_url
 
 
 async def broadcast_pubsub_client(url: str, **kwargs: Any) -> Redis:
