@@ -6,7 +6,7 @@ connections they land on different connections and the command never runs on the
 was told ``ASKING``. :func:`lifo_free_list` makes a node's free list hand out the connection
 last given back, so the command takes the very connection ``ASKING`` was just sent on. Read
 against redis-py 8.1.0 and 8.2.0; public path: none (the retries of
-:class:`wsmq.connections.BoundedRedisCluster` then ride out more redirects).
+:class:`wsmq.redis_pools.BoundedRedisCluster` then ride out more redirects).
 """
 
 from __future__ import annotations
