@@ -9,14 +9,9 @@ object with ``--json``) whose code is RSMQ's error name (``queueNotFound``, ``in
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
-
-import redis.exceptions
+from collections.abc import Callable
+from typing import Any
 
 from wsmq.cli.common import (
     EXIT_OK,
@@ -27,17 +22,11 @@ from wsmq.cli.common import (
     print_json,
     run,
 )
+from wsmq.cli.queue_client import connection_options, with_queues
 from wsmq.protocol.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueAttributes, QueueError, Queues
-from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
 
 _QNAME_HELP = f"queue name ([A-Za-z0-9_-], 1..160; reserved: {', '.join(sorted(RESERVED_QNAMES))})"
-
-T = TypeVar("T")
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_NS = "rsmq"
-DEFAULT_TIMEOUT = 10.0
 
 
 def _maxsize(text: str) -> int:
@@ -46,108 +35,6 @@ def _maxsize(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a Redis URL so it can appear in an error message."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparsable url>"
-
-
-def _connection_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--redis-url",
-        metavar="URL",
-        default=os.environ.get("WSMQ_REDIS_URL", DEFAULT_REDIS_URL),
-        help="Redis URL (redis://, rediss://, unix://); env WSMQ_REDIS_URL; "
-        f"default {DEFAULT_REDIS_URL}",
-    )
-    parent.add_argument(
-        "--ns",
-        metavar="NS",
-        default=os.environ.get("WSMQ_NS", DEFAULT_NS),
-        help=f"RSMQ key namespace; env WSMQ_NS; default {DEFAULT_NS!r}",
-    )
-    parent.add_argument(
-        "--timeout",
-        metavar="S",
-        type=_positive_float,
-        default=DEFAULT_TIMEOUT,
-        help=f"give up after this many seconds (default {DEFAULT_TIMEOUT:g})",
-    )
-    parent.add_argument("--json", action="store_true", help="print one JSON object")
-    return parent
-
-
-async def _with_queues(args: argparse.Namespace, action: Callable[[Queues], Awaitable[T]]) -> T:
-    """Open the queues on ``--redis-url``, run ``action``, close; map errors to CLI errors."""
-    url: str = args.redis_url
-    try:
-        queues = Queues.from_url(url, ns=args.ns, realtime=True)
-    except ValueError as exc:
-        message = f"invalid Redis URL {redact_url(url)}: {exc}"
-        raise CliError("invalid_url", message, EXIT_USAGE) from exc
-    try:
-        async with asyncio.timeout(args.timeout):
-            return await action(queues)
-    except QueueError as exc:
-        if isinstance(exc.__cause__, redis.exceptions.ConnectionError):
-            raise _unavailable(url, exc.__cause__) from exc
-        raise _queue_error(exc, args) from exc
-    except TimeoutError as exc:  # the --timeout budget ran out (before OSError: a subclass)
-        raise CliError(
-            "redis_unavailable", f"no answer from Redis at {redact_url(url)} in {args.timeout:g}s"
-        ) from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise _unavailable(url, exc) from exc
-    except redis.exceptions.RedisError as exc:
-        raise CliError("redis_error", f"Redis error: {exc}") from exc
-    finally:
-        # Closing must not hang either (the pool may hold a half-dead connection).
-        try:
-            async with asyncio.timeout(2.0):
-                await queues.close()
-        except (TimeoutError, OSError, redis.exceptions.RedisError):
-            pass
-
-
-def _queue_error(exc: QueueError, args: argparse.Namespace) -> CliError:
-    """RSMQ's error name as the code; the message names the queue and what to do about it."""
-    qname: str | None = getattr(args, "qname", None)
-    dlq: str | None = getattr(args, "dead_letter_queue", None)
-    about_dlq = isinstance(exc, DeadLetterQueueNotFound) or (
-        isinstance(exc, InvalidFormat) and exc.item == "dead_letter_queue"
-    )
-    message = exc.describe(dlq if about_dlq and dlq else qname)
-    if type(exc) is QueueNotFound and qname:
-        create = f"`wsmq queue create {qname}`"
-        hint = f"{create} or pass --create" if args.func is cmd_send else create
-        message += f": create it with {hint}"
-    return CliError(exc.name, message)
-
-
-def _unavailable(url: str, exc: BaseException) -> CliError:
-    reason = str(exc) or type(exc).__name__
-    return CliError("redis_unavailable", f"cannot reach Redis at {redact_url(url)}: {reason}")
 
 
 def _message_dict(msg: Message) -> dict[str, object]:
@@ -188,7 +75,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 raise
         return await queues.send_message(args.qname, message, delay=args.delay)
 
-    msg_id = run(_with_queues(args, action))
+    msg_id = run(with_queues(args, action))
     if args.json:
         print_json({"id": msg_id})
     else:
@@ -206,7 +93,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
             deleted = await queues.delete_messages(args.qname, [m.id for m in msgs])
         return msgs, deleted
 
-    msgs, deleted = run(_with_queues(args, action))
+    msgs, deleted = run(with_queues(args, action))
     if args.json:
         out: dict[str, object] = {"messages": [_message_dict(m) for m in msgs]}
         if args.delete:
@@ -237,7 +124,7 @@ def cmd_queue_create(args: argparse.Namespace) -> int:
         await queues.create_queue(args.qname, **options)
         return await queues.get_queue_attributes(args.qname)
 
-    attrs = run(_with_queues(args, action)).to_dict()
+    attrs = run(with_queues(args, action)).to_dict()
     if args.json:
         print_json({"queue": args.qname, "created": True, "attributes": attrs})
     else:
@@ -254,14 +141,14 @@ def cmd_queue_set(args: argparse.Namespace) -> int:
     async def action(queues: Queues) -> QueueAttributes:
         return await queues.set_queue_attributes(args.qname, **options)
 
-    attrs = run(_with_queues(args, action)).to_dict()
+    attrs = run(with_queues(args, action)).to_dict()
     _print_attributes(args, attrs)
     return EXIT_OK
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
     """List queue names (sorted)."""
-    names = sorted(run(_with_queues(args, lambda q: q.list_queues())))
+    names = sorted(run(with_queues(args, lambda q: q.list_queues())))
     if args.json:
         print_json({"queues": names})
     else:
@@ -282,7 +169,7 @@ def _print_attributes(args: argparse.Namespace, attrs: dict[str, int | str | Non
 
 def cmd_queue_stats(args: argparse.Namespace) -> int:
     """Print every attribute of a queue (RSMQ's getQueueAttributes plus wsmq's extras)."""
-    attrs = run(_with_queues(args, lambda q: q.get_queue_attributes(args.qname))).to_dict()
+    attrs = run(with_queues(args, lambda q: q.get_queue_attributes(args.qname))).to_dict()
     _print_attributes(args, attrs)
     return EXIT_OK
 
@@ -299,7 +186,7 @@ def cmd_queue_delete(args: argparse.Namespace) -> int:
         answer = input(f"Delete queue {args.qname} and all its messages? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise CliError("aborted", "not deleted", EXIT_USAGE)
-    run(_with_queues(args, lambda q: q.delete_queue(args.qname)))
+    run(with_queues(args, lambda q: q.delete_queue(args.qname)))
     if args.json:
         print_json({"queue": args.qname, "deleted": True})
     else:
@@ -356,7 +243,7 @@ def _command(
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``send``, ``receive`` and ``queue``."""
-    conn = _connection_options()
+    conn = connection_options()
 
     p = _command(
         subparsers,
