@@ -150,7 +150,9 @@ def redis_from_url(
     options = dict(target.options)
     sentinel_username = options.pop("sentinel_username", None)
     sentinel_password = options.pop("sentinel_password", None)
-    max_connections = options.pop("max_connections", max_connections)
+    from_url = options.pop("max_connections", None)  # an int: parse_redis_url converts it
+    if from_url is not None:
+        max_connections = int(from_url)
     conn: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout,
         "socket_timeout": socket_timeout,

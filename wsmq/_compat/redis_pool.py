@@ -12,9 +12,10 @@ against redis-py 8.1.0 and 8.2.0; public path: none (the retries of
 from __future__ import annotations
 
 import collections
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import Connection
 
 from wsmq._compat import FastPath, register
 
@@ -39,10 +40,10 @@ CLUSTER_LIFO: Final = register(
 _available = CLUSTER_LIFO.version_ok() and CLUSTER_LIFO.probe()
 
 
-class _StackFreeList(collections.deque[Any]):
+class _StackFreeList(collections.deque[Connection]):
     """A cluster node's free connections, taken from the end they were put back to (LIFO)."""
 
-    def popleft(self) -> Any:
+    def popleft(self) -> Connection:
         return self.pop()
 
 

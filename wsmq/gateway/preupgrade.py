@@ -79,7 +79,7 @@ class ThrottledLog:
         self._skipped = 0
         self.total = 0
 
-    def note(self, **extra: Any) -> None:
+    def note(self, **extra: object) -> None:
         self.total += 1
         now = time.monotonic()
         if now - self._last < self.interval:
