@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wsmq._lazy import load_lazy
+
 __version__ = "0.1.0"
 
 # Imported lazily so that `import wsmq` stays cheap and a publisher that only sends
@@ -37,11 +39,4 @@ __all__ = ["__version__", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'wsmq' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+    return load_lazy(__name__, _LAZY, globals(), name)

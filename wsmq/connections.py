@@ -15,22 +15,23 @@ timeout, no read timeout on blocking and pub/sub connections (a quiet subscripti
 error), keepalive, health checks, and a jittered exponential ``Retry`` on connection errors
 so a failover is ridden out.
 
-Pool exhaustion is backpressure, not an outage: every pool built here waits for a free
-connection, counts the waits (:class:`PoolStats`, :func:`pool_stats`) and, when none frees up
-within ``pool_timeout``, raises :class:`PoolExhaustedError`; :func:`is_pool_exhausted` also
-recognises what redis-py's own pools raise.  Cluster clients additionally ride out live
-resharding (``ASK`` redirects and ``TRYAGAIN``), see :class:`BoundedRedisCluster`.
+With ``max_connections`` the pools wait for a free connection (backpressure, not an outage)
+and cluster clients ride out live resharding: :mod:`wsmq.redis_pools` (re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import (
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     Sentinel,
@@ -39,13 +40,18 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import ClusterError, MaxConnectionsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from wsmq._compat.redis_pool import lifo_free_list
 from wsmq._compat.redis_write import direct_write
-from wsmq.backoff import Backoff
-from wsmq.errors import WsmqError
+from wsmq.redis_pools import (
+    BlockingSentinelConnectionPool,
+    BoundedRedisCluster,
+    PoolExhaustedError,
+    PoolStats,
+    WaitingConnectionPool,
+    is_pool_exhausted,
+    pool_stats,
+)
 from wsmq.redis_url import RedisTarget, RedisUrlError, parse_redis_url
 
 __all__ = [
@@ -84,116 +90,9 @@ def redis_retry(retries: int = 3, *, base: float = 0.05, cap: float = 1.0) -> Re
     return Retry(ExponentialWithJitterBackoff(cap=cap, base=base), retries)
 
 
-def _tls_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+def _tls_kwargs(options: Mapping[str, object]) -> dict[str, object]:
     keys = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
     return {k: options[k] for k in keys if k in options}
-
-
-class PoolExhaustedError(WsmqError, MaxConnectionsError, code="pool_exhausted"):
-    """No pooled connection became free within ``pool_timeout``: every one was busy.
-
-    Backpressure (more concurrent commands than ``max_connections``), not an outage: nothing
-    was sent, so the command can be retried as is.  A ``MaxConnectionsError``, hence also a
-    redis-py ``ConnectionError``: code that only knows redis-py's errors still sees one.
-    """
-
-
-@dataclasses.dataclass(eq=False, slots=True)
-class PoolStats:
-    """Counters of one client's connection pool (exported by the gateway as metrics).
-
-    ``waits``: commands that found all ``size`` connections busy and queued for one;
-    ``exhausted``: waits that reached the pool timeout without one (:class:`PoolExhaustedError`).
-    """
-
-    size: int
-    waits: int = 0
-    exhausted: int = 0
-
-    def error(self, timeout: float | None) -> PoolExhaustedError:
-        """Count one exhaustion; the error to raise for it."""
-        self.exhausted += 1
-        return PoolExhaustedError(
-            f"no free Redis connection within {timeout} s: all {self.size} (max_connections) busy"
-        )
-
-
-def is_pool_exhausted(exc: BaseException) -> bool:
-    """True when ``exc`` says "no free connection in the client's pool", for every client kind.
-
-    - ``MaxConnectionsError``: :class:`PoolExhaustedError` from the pools built here (single
-      server, Sentinel, Cluster), redis-py's non-blocking ``ConnectionPool`` and its cluster
-      nodes ("Too many connections");
-    - a plain ``ConnectionError("No connection available.")``: redis-py's own
-      ``BlockingConnectionPool`` (and Sentinel pools built on it) when its wait times out.
-
-    A refused, reset or timed-out connection is none of these: that is an outage.
-    """
-    if isinstance(exc, MaxConnectionsError):
-        return True
-    return type(exc) is RedisConnectionError and "No connection available" in str(exc)
-
-
-class WaitingConnectionPool(ConnectionPool):
-    """A ``ConnectionPool`` that waits for a free connection, counts the waits and raises
-    :class:`PoolExhaustedError` when none frees up within ``timeout`` seconds.
-
-    redis-py's plain pool raises ``MaxConnectionsError`` at once when ``max_connections`` are
-    busy, and its ``BlockingConnectionPool`` raises a plain ``ConnectionError`` when its wait
-    times out, indistinguishable by type from a refused connection. Here a semaphore of
-    ``max_connections`` slots is taken before redis-py's checkout and given back after its
-    release (as :class:`BoundedRedisCluster` bounds commands), so redis-py's pool never sees
-    more than that many checkouts.
-    """
-
-    def __init__(self, *args: Any, timeout: float | None = 10.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.timeout = timeout
-        self.stats = PoolStats(self.max_connections)
-        self._slots = asyncio.Semaphore(self.max_connections)
-        self._holding: set[object] = set()  # connections that hold a slot
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        slots = self._slots
-        if slots.locked():
-            self.stats.waits += 1
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await slots.acquire()
-            except TimeoutError:
-                raise self.stats.error(self.timeout) from None
-        else:
-            await slots.acquire()  # free: returns at once
-        try:
-            conn = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        except BaseException:
-            slots.release()
-            raise
-        self._holding.add(conn)
-        return conn
-
-    async def release(self, connection: Any) -> None:
-        try:
-            await super().release(connection)
-        finally:
-            # Once per checkout: redis-py may finish a cancelled release in the background.
-            if connection in self._holding:
-                self._holding.discard(connection)
-                self._slots.release()
-
-
-class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
-    """Sentinel-managed pool that waits for a free connection (``timeout`` s) instead of
-    raising ``MaxConnectionsError`` at once when ``max_connections`` are busy."""
-
-
-def pool_stats(client: object) -> PoolStats | None:
-    """The :class:`PoolStats` of a client built by :func:`redis_from_url` with
-    ``max_connections`` (``None`` for any other client)."""
-    if isinstance(client, BoundedRedisCluster):
-        return client.pool_stats
-    stats = getattr(getattr(client, "connection_pool", None), "stats", None)
-    return stats if isinstance(stats, PoolStats) else None
 
 
 class SentinelRedis(Redis):
@@ -210,89 +109,8 @@ class SentinelRedis(Redis):
                 await sentinel.aclose()
 
 
-class BoundedRedisCluster(RedisCluster):
-    """A ``RedisCluster`` whose commands wait for a free slot and ride out live resharding.
-
-    - Bound: redis-py's cluster client raises ``MaxConnectionsError`` as soon as a node has
-      ``max_connections`` busy connections, so a burst of concurrent sends would fail.  Here
-      at most ``max_connections`` commands are in flight in total (so per node too), the
-      others wait up to ``pool_timeout`` seconds (then :class:`PoolExhaustedError`), like the
-      blocking pool of a single-server client; :attr:`pool_stats` counts the waits.
-    - ``ASK``: redis-py 8 sends ``ASKING`` and then the redirected command as two separate
-      checkouts from the target node's free list, which is FIFO: with two or more idle
-      connections they land on different connections, the target answers ``MOVED``, the
-      source ``ASK`` again, until "TTL exhausted".  The free list of every node reached
-      through :meth:`get_node` (the ``ASK`` path) is therefore made LIFO, so the command takes
-      the very connection ``ASKING`` was just sent on (no ``await`` in between;
-      :mod:`wsmq._compat.redis_pool`).
-    - ``TRYAGAIN``: a multi-key command on a migrating slot whose keys are not all on one node
-      (a queue script while the queue's keys are split between the two nodes; a script that
-      creates a key, such as a send's idempotency marker, until the slot is handed over).
-      redis-py retries for about 0.4 s, then gives up with ``ClusterError("TTL exhausted.")``.
-      That error only follows redirect and ``TRYAGAIN`` replies, i.e. the command never ran,
-      so it is retried here with backoff (not holding a slot) for up to
-      :attr:`MIGRATION_PATIENCE` more seconds.
-    """
-
-    #: Seconds of extra retries after redis-py gave up on a slot in migration.
-    MIGRATION_PATIENCE = 5.0
-
-    def __init__(self, *args: Any, pool_timeout: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # redis-py's cluster client fixes its connection class: give the nodes it knows and
-        # those it discovers later the direct command write (wsmq._compat.redis_write).
-        manager = self.nodes_manager
-        manager.connection_kwargs["connection_class"] = direct_write(
-            manager.connection_kwargs["connection_class"]
-        )
-        for node in manager.startup_nodes.values():
-            node.connection_class = direct_write(node.connection_class)
-        size = int(kwargs.get("max_connections", 100))
-        self._bound = asyncio.Semaphore(size)
-        self._pool_timeout = pool_timeout
-        self.pool_stats = PoolStats(size)
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.MIGRATION_PATIENCE
-        backoff: Backoff | None = None  # built on the first retry only: commands rarely retry
-        while True:
-            try:
-                return await self._bounded(args, kwargs)
-            except ClusterError as exc:
-                # Exact type: ClusterDownError and friends are subclasses with other meanings.
-                if type(exc) is not ClusterError or "TTL exhausted" not in str(exc):
-                    raise
-                if backoff is None:
-                    backoff = Backoff(base=0.05, cap=0.5)
-                delay = backoff.next()
-                if loop.time() + delay > deadline:
-                    raise
-            await asyncio.sleep(delay)  # without holding a slot: other queues go on
-
-    async def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self._bound.locked():
-            self.pool_stats.waits += 1
-        try:
-            async with asyncio.timeout(self._pool_timeout):
-                await self._bound.acquire()
-        except TimeoutError:
-            raise self.pool_stats.error(self._pool_timeout) from None
-        try:
-            return await super().execute_command(*args, **kwargs)
-        finally:
-            self._bound.release()
-
-    def get_node(
-        self, host: str | None = None, port: int | None = None, node_name: str | None = None
-    ) -> ClusterNode | None:
-        node = super().get_node(host, port, node_name)
-        lifo_free_list(node)
-        return node
-
-
 def redis_from_url(
-    url: str,
+    url: str | RedisTarget,
     *,
     role: Role = "command",
     cluster: bool = False,
@@ -302,40 +120,12 @@ def redis_from_url(
     health_check_interval: float = 15.0,
     max_connections: int | None = None,
     pool_timeout: float = 10.0,
-    **kwargs: Any,
+    **kwargs: object,
 ) -> AnyRedis:
-    """Build a ``redis.asyncio`` client for ``url`` (lazy: nothing connects until first use).
+    """Build a ``redis.asyncio`` client for ``url`` or a parsed target (lazy: nothing connects
+    until first use). Raises :class:`RedisUrlError` for a bad URL.
 
-    ``cluster=True`` treats a ``redis://`` URL as a cluster; the other keywords are described
-    in :func:`redis_from_target`.  Raises :class:`RedisUrlError` for a bad URL.
-    """
-    return redis_from_target(
-        parse_redis_url(url, cluster=cluster),
-        role=role,
-        retry=retry,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        health_check_interval=health_check_interval,
-        max_connections=max_connections,
-        pool_timeout=pool_timeout,
-        **kwargs,
-    )
-
-
-def redis_from_target(
-    target: RedisTarget,
-    *,
-    role: Role = "command",
-    retry: Retry | int | None = None,
-    connect_timeout: float = 5.0,
-    socket_timeout: float | Literal["default"] | None = "default",
-    health_check_interval: float = 15.0,
-    max_connections: int | None = None,
-    pool_timeout: float = 10.0,
-    **kwargs: Any,
-) -> AnyRedis:
-    """Build a ``redis.asyncio`` client for a parsed target (lazy: no I/O).
-
+    - ``cluster=True`` treats a ``redis://`` URL as a cluster (a parsed target says its kind).
     - ``role="command"``: request/response use, ``socket_timeout`` 10 s so a dead peer is
       noticed; ``"blocking"``/``"pubsub"``: no read timeout (blocking reads and quiet
       subscriptions are normal), liveness comes from keepalive and health checks.
@@ -350,6 +140,7 @@ def redis_from_target(
 
     Returns ``Redis`` (``SentinelRedis`` for Sentinel) or ``RedisCluster`` for cluster targets.
     """
+    target = url if isinstance(url, RedisTarget) else parse_redis_url(url, cluster=cluster)
     if role not in ("command", "blocking", "pubsub"):
         raise ValueError(f"role must be command, blocking or pubsub, not {role!r}")
     if socket_timeout == "default":
@@ -359,7 +150,9 @@ def redis_from_target(
     options = dict(target.options)
     sentinel_username = options.pop("sentinel_username", None)
     sentinel_password = options.pop("sentinel_password", None)
-    max_connections = options.pop("max_connections", max_connections)
+    from_url = options.pop("max_connections", None)  # an int: parse_redis_url converts it
+    if from_url is not None:
+        max_connections = int(from_url)
     conn: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout,
         "socket_timeout": socket_timeout,
@@ -385,7 +178,7 @@ def redis_from_target(
     conn["db"] = target.db
     if target.kind == "sentinel":
         assert target.service_name is not None
-        sentinel_kwargs: dict[str, Any] = {
+        sentinel_kwargs: dict[str, object] = {
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": connect_timeout,
             "socket_keepalive": True,
@@ -402,7 +195,9 @@ def redis_from_target(
         if max_connections is not None:
             conn.update(max_connections=max_connections, timeout=pool_timeout)
             pool_class = BlockingSentinelConnectionPool
-        manager = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+        # Typed here: redis-py 8.1 declares Sentinel's constructor untyped.
+        make_sentinel: Callable[..., Sentinel] = Sentinel
+        manager = make_sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
         # check_connection: PING right after connecting, so a stale address is noticed at once.
         client: SentinelRedis = manager.master_for(
             target.service_name,
@@ -428,6 +223,10 @@ def redis_from_target(
     else:
         pool = ConnectionPool(**conn)
     return Redis.from_pool(pool)
+
+
+#: :func:`redis_from_url` for a parsed :class:`RedisTarget` (one function serves both).
+redis_from_target = redis_from_url
 
 
 async def broadcast_pubsub_client(url: str, **kwargs: Any) -> Redis:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, TypeAlias
 from urllib.parse import parse_qsl, unquote
 
 from wsmq.errors import WsmqError
@@ -58,6 +58,10 @@ class RedisUrlError(WsmqError, ValueError, code="invalid_redis_url"):
     """A Redis URL could not be understood; the message says which part and why."""
 
 
+#: A URL query option's value, converted to the option's type (see :func:`parse_redis_url`).
+UrlOption: TypeAlias = str | bool | int | float
+
+
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
     """Everything a Redis URL says, parsed and validated, without connecting.
@@ -74,7 +78,7 @@ class RedisTarget:
     password: str | None = None
     tls: bool = False
     service_name: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, UrlOption] = field(default_factory=dict)
 
     def redacted(self) -> str:
         """A loggable description (never the password)."""
@@ -98,8 +102,8 @@ def _parse_host(text: str, default_port: int, url_kind: str) -> tuple[str, int]:
     return host, port
 
 
-def _parse_options(query: str) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+def _parse_options(query: str) -> dict[str, UrlOption]:
+    options: dict[str, UrlOption] = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         try:
             if key in _STR_OPTIONS:
@@ -173,7 +177,7 @@ def parse_redis_url(url: str, *, cluster: bool = False) -> RedisTarget:
         if not colon and user_text:
             # redis://secret@host: a lone token is the password (Redis AUTH <password>).
             username, password = None, unquote(user_text)
-    db = options.pop("db", 0)
+    db = int(options.pop("db", 0))  # an int already (_INT_OPTIONS)
     if kind == "unix":
         if netloc:
             raise RedisUrlError("unix:// URL needs an absolute path: unix:///path/to/redis.sock")

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar, cast
 
 from wsmq.errors import ConfigError
 from wsmq.settings_values import base_type, coerce
@@ -43,12 +43,16 @@ ENV_PREFIX: Final = "WSMQ_"
 SettingsError = ConfigError
 
 
-def _opt(default: Any, help: str, group: str = "server", *, secret: bool = False) -> Any:
-    """A dataclass field with its documentation attached."""
+T = TypeVar("T")
+
+
+def _opt(default: T, help: str, group: str = "server", *, secret: bool = False) -> T:
+    """A dataclass field with its documentation attached (typed as its default, as
+    ``dataclasses.field`` is)."""
     meta = {"help": help, "secret": secret, "group": group}
     if isinstance(default, list | tuple):
         value = tuple(default)
-        return field(default_factory=lambda: value, metadata=meta)
+        return cast(T, field(default_factory=lambda: value, metadata=meta))
     return field(default=default, metadata=meta)
 
 
@@ -449,7 +453,7 @@ def _redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{hostpart}" if ":" in creds else f"{scheme}://***@{hostpart}"
 
 
-def _field_type(f: dataclasses.Field[Any]) -> Any:
+def _field_type(f: dataclasses.Field[object]) -> object:
     hints = typing.get_type_hints(Settings)
     return hints[f.name]
 

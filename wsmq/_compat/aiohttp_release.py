@@ -26,7 +26,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from wsmq._compat import FastPath, allowed, register
+from wsmq._compat import FastPath, allowed, note_unverified_aiohttp, register
 
 __all__ = ["HTTP_RELEASE", "VERIFIED", "release_http_state", "supported"]
 
@@ -108,10 +108,10 @@ def release_http_state(request: web.Request) -> bool:
 
 @functools.cache
 def _note_unsupported() -> None:
-    log.info(
-        "aiohttp %s is not among the versions checked for releasing HTTP state after the "
-        "upgrade (%s): each socket keeps ~2.5 KiB more",
-        aiohttp.__version__,
-        ", ".join(v + "x" for v in VERIFIED),
-        extra={"event": "http_release_unsupported"},
+    note_unverified_aiohttp(
+        log,
+        VERIFIED,
+        "releasing HTTP state after the upgrade",
+        "each socket keeps ~2.5 KiB more",
+        "http_release_unsupported",
     )

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Final, TypeAlias
+from typing import Final, TypeAlias
 
 import aiohttp
 from aiohttp import web, web_protocol
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 
 from wsmq._compat import FastPath, register
 
@@ -60,7 +62,7 @@ def supported() -> bool:
     return aiohttp.__version__.startswith(VERIFIED) and _probe()
 
 
-class _SanitizedRequests(deque):  # type: ignore[type-arg]
+class _SanitizedRequests(deque[web_protocol._MsgType]):
     """A ``RequestHandler``'s queue of parsed requests that drops the excerpt aiohttp puts in
     its error for an oversized request line or header (the first 100 bytes of the value).
 
@@ -75,7 +77,7 @@ class _SanitizedRequests(deque):  # type: ignore[type-arg]
         super().__init__()
         self._redacted = redacted
 
-    def append(self, item: Any) -> None:
+    def append(self, item: web_protocol._MsgType) -> None:
         message = item[0]
         if isinstance(message, web_protocol._ErrInfo) and isinstance(message.exc, LineTooLong):
             limit = message.exc.args[1] if len(message.exc.args) > 1 else "Unknown"
@@ -115,7 +117,7 @@ def hook_server(server: web.Server, hooks: ServerHooks, redacted: str) -> None:
     """Call ``hooks`` from ``server``'s per-connection callbacks (before it serves any), and
     replace oversized-header excerpts in its 400 replies and logs with ``redacted``."""
     made, lost = server.connection_made, server.connection_lost
-    make_request: Callable[..., Any] = server.request_factory
+    make_request = server.request_factory
 
     def connection_made(handler: Handler, transport: asyncio.Transport) -> None:
         if not hooks.admit(handler, transport):
@@ -128,9 +130,15 @@ def hook_server(server: web.Server, hooks: ServerHooks, redacted: str) -> None:
         hooks.lost(handler)
         lost(handler, exc)
 
-    def request_factory(message: Any, payload: Any, protocol: Any, *args: Any) -> Any:
+    def request_factory(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: Handler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
         hooks.headers_in(protocol)
-        return make_request(message, payload, protocol, *args)
+        return make_request(message, payload, protocol, writer, task)
 
     server.connection_made = connection_made  # type: ignore[method-assign]
     server.connection_lost = connection_lost  # type: ignore[method-assign]

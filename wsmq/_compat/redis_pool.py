@@ -6,15 +6,16 @@ connections they land on different connections and the command never runs on the
 was told ``ASKING``. :func:`lifo_free_list` makes a node's free list hand out the connection
 last given back, so the command takes the very connection ``ASKING`` was just sent on. Read
 against redis-py 8.1.0 and 8.2.0; public path: none (the retries of
-:class:`wsmq.connections.BoundedRedisCluster` then ride out more redirects).
+:class:`wsmq.redis_pools.BoundedRedisCluster` then ride out more redirects).
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Any, Final
+from typing import Final
 
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import Connection
 
 from wsmq._compat import FastPath, register
 
@@ -39,10 +40,10 @@ CLUSTER_LIFO: Final = register(
 _available = CLUSTER_LIFO.version_ok() and CLUSTER_LIFO.probe()
 
 
-class _StackFreeList(collections.deque[Any]):
+class _StackFreeList(collections.deque[Connection]):
     """A cluster node's free connections, taken from the end they were put back to (LIFO)."""
 
-    def popleft(self) -> Any:
+    def popleft(self) -> Connection:
         return self.pop()
 
 

@@ -17,8 +17,8 @@ that a write that does wait still obeys ``socket_timeout``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,22 +47,35 @@ DIRECT_WRITE = register(
 _available = DIRECT_WRITE.version_ok() and DIRECT_WRITE.probe()
 
 
-class _DirectWrite:
+if TYPE_CHECKING:
+    _Connection = AbstractConnection  # what the mixin is mixed into (typed as such)
+else:
+    _Connection = object
+
+C = TypeVar("C", bound=AbstractConnection)
+
+
+class _DirectWrite(_Connection):
     """Mixin over a redis-py asyncio connection class (see the module docstring)."""
 
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
     ) -> None:
-        conn: Any = self
-        if not conn.socket_timeout or not conn.is_connected:
-            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        if not self.socket_timeout or not self.is_connected:
+            await super().send_packed_command(command, check_health)
             return
         if check_health:
-            await conn.check_health()  # may PING, or reconnect: take the writer after it
-        writer: Any = getattr(conn, "_writer", None)
+            check: Callable[[], Awaitable[None]] = self.check_health  # untyped in redis-py
+            await check()  # may PING, or reconnect: take the writer after it
+        writer: asyncio.StreamWriter | None = getattr(self, "_writer", None)
         transport = getattr(writer, "transport", None)
-        if transport is None or transport.is_closing() or transport.get_write_buffer_size():
-            await super().send_packed_command(command, False)  # type: ignore[misc]
+        if (
+            writer is None
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            await super().send_packed_command(command, False)
             return
         if isinstance(command, str):
             command = command.encode()
@@ -71,23 +84,23 @@ class _DirectWrite:
         try:
             writer.writelines(command)
             if transport.get_write_buffer_size():  # the socket did not take it all: wait
-                await asyncio.wait_for(writer.drain(), conn.socket_timeout)
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)
         except TimeoutError:
-            await conn.disconnect(nowait=True)
+            await self.disconnect(nowait=True)
             raise RedisTimeoutError("Timeout writing to socket") from None
         except OSError as exc:
-            await conn.disconnect(nowait=True)
+            await self.disconnect(nowait=True)
             raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
         except BaseException:
             # As redis-py: a write cut short leaves the stream in an unknown state.
-            await conn.disconnect(nowait=True)
+            await self.disconnect(nowait=True)
             raise
 
 
-_classes: dict[type[Any], type[Any]] = {}
+_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
-def direct_write(connection_class: type[Any]) -> type[Any]:
+def direct_write(connection_class: type[C]) -> type[C]:
     """``connection_class`` with the direct write path (one subclass per class, cached);
     ``connection_class`` itself when the fast path is off or not available."""
     if not (_available and allowed()):
@@ -101,4 +114,4 @@ def direct_write(connection_class: type[Any]) -> type[Any]:
             (_DirectWrite, connection_class),
             {"__module__": __name__},
         )
-    return fast
+    return cast("type[C]", fast)  # a subclass of connection_class

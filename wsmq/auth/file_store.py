@@ -20,25 +20,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
 from wsmq.auth.store_updates import FieldUpdates
-from wsmq.auth.tokens import hash_access_token, new_access_token
 from wsmq.auth.users import (
     User,
+    UserDoc,
     new_user_id,
     user_from_doc,
-    validate_queue_names,
-    validate_user_name,
 )
 
 log = logging.getLogger("wsmq.auth")
 FORMAT_VERSION = 1
 _RECENT = 2.0  # seconds: a file changed this recently is re-read even if stat looks the same
 
-Docs = dict[str, dict[str, Any]]
+Docs = dict[str, UserDoc]
 T = TypeVar("T")
 
 
@@ -173,29 +171,19 @@ class FileUserStore(FieldUpdates):
         publish: Iterable[str] = (),
     ) -> tuple[User, str]:
         """Add a user; returns it and its first access token. Raises UserExists."""
-        name = validate_user_name(user_name)
-        qs, pubs = validate_queue_names(queues), validate_queue_names(publish, "publish")
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        token = new_access_token()
-        doc: dict[str, Any] = {
-            "_id": new_user_id(),
-            "userName": name,
-            "passwordHash": password_hash,
-            "accessTokenHash": hash_access_token(token),
-            "queues": list(qs),
-            "publish": list(pubs),
-            "disabled": False,
-        }
+        user_id = new_user_id()
+        doc, token = await self._new_user(user_id, user_name, password, queues, publish)
+        name = doc["userName"]
 
         def change(docs: Docs) -> None:
             if any(d.get("userName") == name for d in docs.values()):
                 raise UserExists(f"user {name!r} already exists")
-            docs[doc["_id"]] = doc
+            docs[user_id] = doc
 
         await self._mutate(change)
         return user_from_doc(doc), token
 
-    async def _update(self, user_id: str, fields: dict[str, Any]) -> None:
+    async def _update(self, user_id: str, fields: UserDoc) -> None:
         def change(docs: Docs) -> None:
             doc = docs.get(user_id)
             if doc is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -37,12 +37,12 @@ def _ctr(data: bytes, secret: str) -> bytes:
     return ctx.update(data) + ctx.finalize()
 
 
-def encrypt_tokens2(payload: dict[str, Any], secret: str) -> str:
+def encrypt_tokens2(payload: Mapping[str, object], secret: str) -> str:
     """Make a tokens2-style token (for tests and migration tooling only)."""
     return _ctr(json.dumps(payload, separators=(",", ":")).encode(), secret).hex()
 
 
-def decrypt_tokens2(token: str, secret: str) -> dict[str, Any]:
+def decrypt_tokens2(token: str, secret: str) -> dict[str, object]:
     """Decrypt a tokens2 access token to its JSON object; raises ``AuthError("malformed")``."""
     if not isinstance(token, str) or not _HEX_RE.match(token):
         raise AuthError("malformed", "not a tokens2 access token")

@@ -20,20 +20,18 @@ from pymongo.errors import DuplicateKeyError
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
 from wsmq.auth.store_updates import FieldUpdates
-from wsmq.auth.tokens import hash_access_token, new_access_token
 from wsmq.auth.users import (
     User,
+    UserDoc,
     new_user_id,
     user_from_doc,
-    validate_queue_names,
-    validate_user_name,
 )
 
 COLLECTION = "users"
 PING_TIMEOUT = 2.0  # readiness checks must answer fast, not after server selection (5 s)
 
 
-def _id_query(user_id: str) -> dict[str, Any]:
+def _id_query(user_id: str) -> dict[str, object]:
     try:
         return {"_id": {"$in": [ObjectId(user_id), user_id]}}
     except (InvalidId, TypeError):
@@ -100,28 +98,18 @@ class MongoUserStore(FieldUpdates):
         publish: Iterable[str] = (),
     ) -> tuple[User, str]:
         """Add a user; returns it and its first access token. Raises UserExists."""
-        name = validate_user_name(user_name)
-        qs, pubs = validate_queue_names(queues), validate_queue_names(publish, "publish")
-        await self._ensure_index()
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        token = new_access_token()
-        doc: dict[str, Any] = {
-            "_id": ObjectId(new_user_id()),
-            "userName": name,
-            "passwordHash": password_hash,
-            "accessTokenHash": hash_access_token(token),
-            "queues": list(qs),
-            "publish": list(pubs),
-            "disabled": False,
-        }
+        user_id = ObjectId(new_user_id())
+        doc, token = await self._new_user(
+            user_id, user_name, password, queues, publish, before_hash=self._ensure_index
+        )
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
-            raise UserExists(f"user {name!r} already exists") from None
+            raise UserExists(f"user {doc['userName']!r} already exists") from None
         return user_from_doc(doc), token
 
-    async def _update(self, user_id: str, fields: dict[str, Any]) -> None:
-        # Any write retires a plaintext tokens2 access token.
+    async def _update(self, user_id: str, fields: UserDoc) -> None:
+        # Every write retires a plaintext tokens2 access token.
         update = {"$set": fields, "$unset": {"accessToken": ""}}
         result = await self.collection.update_one(_id_query(user_id), update)
         if result.matched_count == 0:

@@ -14,9 +14,10 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeGuard
 
 import jwt
 
@@ -182,7 +183,7 @@ class JwtCodec:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         issued = int(time.time() if now is None else now)
-        payload: dict[str, Any] = {
+        payload: dict[str, object] = {
             "sub": SUBJECT_PREFIX + user_id,
             "iat": issued,
             "exp": issued + ttl,
@@ -219,7 +220,7 @@ class JwtCodec:
             return False
         return (time.time() if now is None else now) < until
 
-    def _decode(self, token: str, key: str) -> dict[str, Any]:
+    def _decode(self, token: str, key: str) -> dict[str, object]:
         cfg = self.config
         options: Options = {
             "require": list(REQUIRED_CLAIMS),
@@ -229,7 +230,7 @@ class JwtCodec:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                payload: dict[str, Any] = jwt.decode(
+                payload: dict[str, object] = jwt.decode(
                     token,
                     key,
                     algorithms=[cfg.algorithm],
@@ -252,7 +253,7 @@ class JwtCodec:
             raise AuthError("malformed") from None
         return payload
 
-    def _claims(self, payload: dict[str, Any], now: float | None) -> TokenClaims:
+    def _claims(self, payload: Mapping[str, object], now: float | None) -> TokenClaims:
         exp, iat = payload.get("exp"), payload.get("iat")
         if not _is_number(exp) or not _is_number(iat):
             raise AuthError("invalid_claims", "exp and iat must be numbers")
@@ -269,7 +270,7 @@ class JwtCodec:
         return TokenClaims(user_id=user_id_from_subject(payload["sub"]), exp=exp, iat=iat)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value)

@@ -17,7 +17,7 @@ import time
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from wsmq.auth.errors import InvalidUserData
 from wsmq.protocol.names import QNAME_RULE, is_valid_qname
@@ -161,17 +161,22 @@ def _shared(names: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def user_from_doc(doc: Mapping[str, Any]) -> User:
+#: A stored user document (file or MongoDB): ``userName``, ``passwordHash``, ``queues``, ...
+UserDoc = dict[str, object]
+
+
+def user_from_doc(doc: Mapping[str, object]) -> User:
     """Build a :class:`User` from a stored document (tolerant of missing optional fields)."""
     legacy = doc.get("accessToken")
     return User(
         id=str(doc["_id"]),
         user_name=str(doc.get("userName", "")),
-        password_hash=doc.get("passwordHash"),
-        access_token_hash=doc.get("accessTokenHash"),
+        # Stored by this module's writers: strings or None.
+        password_hash=cast("str | None", doc.get("passwordHash")),
+        access_token_hash=cast("str | None", doc.get("accessTokenHash")),
         # map(str, ...) runs in C: a service account's list of 10k queues is read per handshake
-        queues=_shared(tuple(map(str, doc.get("queues") or ()))),
-        publish=_shared(tuple(map(str, doc.get("publish") or ()))),
+        queues=_shared(tuple(map(str, cast("Iterable[object]", doc.get("queues") or ())))),
+        publish=_shared(tuple(map(str, cast("Iterable[object]", doc.get("publish") or ())))),
         disabled=bool(doc.get("disabled", False)),
         legacy_access_token=legacy if isinstance(legacy, str) else None,
     )

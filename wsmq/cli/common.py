@@ -62,6 +62,27 @@ class ArgumentParser(argparse.ArgumentParser):
         raise CliError("usage", message, EXIT_USAGE, prog=self.prog, usage=self.format_usage())
 
 
+def int_at_least(text: str, minimum: int) -> int:
+    """``text`` as an integer ``>= minimum``, else the ``ArgumentTypeError`` argparse reports."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}: {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0."""
+    return int_at_least(text, 0)
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    return int_at_least(text, 1)
+
+
 def report_error(exc: CliError, prog: str, *, as_json: bool) -> int:
     """Print ``exc`` in the one error format of every command; return its exit code."""
     if as_json:

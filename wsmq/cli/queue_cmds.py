@@ -9,44 +9,24 @@ object with ``--json``) whose code is RSMQ's error name (``queueNotFound``, ``in
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable
+from typing import Any
 
-import redis.exceptions
-
-from wsmq.cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, run
+from wsmq.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    nonneg_int,
+    positive_int,
+    print_json,
+    run,
+)
+from wsmq.cli.queue_client import connection_options, with_queues
 from wsmq.protocol.names import RESERVED_QNAMES
 from wsmq.queue import Message, QueueAttributes, QueueError, Queues
-from wsmq.queue.errors import DeadLetterQueueNotFound, InvalidFormat, QueueNotFound
 
 _QNAME_HELP = f"queue name ([A-Za-z0-9_-], 1..160; reserved: {', '.join(sorted(RESERVED_QNAMES))})"
-
-T = TypeVar("T")
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_NS = "rsmq"
-DEFAULT_TIMEOUT = 10.0
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _nonneg_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
 
 
 def _maxsize(text: str) -> int:
@@ -55,108 +35,6 @@ def _maxsize(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a Redis URL so it can appear in an error message."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<unparsable url>"
-
-
-def _connection_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--redis-url",
-        metavar="URL",
-        default=os.environ.get("WSMQ_REDIS_URL", DEFAULT_REDIS_URL),
-        help="Redis URL (redis://, rediss://, unix://); env WSMQ_REDIS_URL; "
-        f"default {DEFAULT_REDIS_URL}",
-    )
-    parent.add_argument(
-        "--ns",
-        metavar="NS",
-        default=os.environ.get("WSMQ_NS", DEFAULT_NS),
-        help=f"RSMQ key namespace; env WSMQ_NS; default {DEFAULT_NS!r}",
-    )
-    parent.add_argument(
-        "--timeout",
-        metavar="S",
-        type=_positive_float,
-        default=DEFAULT_TIMEOUT,
-        help=f"give up after this many seconds (default {DEFAULT_TIMEOUT:g})",
-    )
-    parent.add_argument("--json", action="store_true", help="print one JSON object")
-    return parent
-
-
-async def _with_queues(args: argparse.Namespace, action: Callable[[Queues], Awaitable[T]]) -> T:
-    """Open the queues on ``--redis-url``, run ``action``, close; map errors to CLI errors."""
-    url: str = args.redis_url
-    try:
-        queues = Queues.from_url(url, ns=args.ns, realtime=True)
-    except ValueError as exc:
-        message = f"invalid Redis URL {redact_url(url)}: {exc}"
-        raise CliError("invalid_url", message, EXIT_USAGE) from exc
-    try:
-        async with asyncio.timeout(args.timeout):
-            return await action(queues)
-    except QueueError as exc:
-        if isinstance(exc.__cause__, redis.exceptions.ConnectionError):
-            raise _unavailable(url, exc.__cause__) from exc
-        raise _queue_error(exc, args) from exc
-    except TimeoutError as exc:  # the --timeout budget ran out (before OSError: a subclass)
-        raise CliError(
-            "redis_unavailable", f"no answer from Redis at {redact_url(url)} in {args.timeout:g}s"
-        ) from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise _unavailable(url, exc) from exc
-    except redis.exceptions.RedisError as exc:
-        raise CliError("redis_error", f"Redis error: {exc}") from exc
-    finally:
-        # Closing must not hang either (the pool may hold a half-dead connection).
-        try:
-            async with asyncio.timeout(2.0):
-                await queues.close()
-        except (TimeoutError, OSError, redis.exceptions.RedisError):
-            pass
-
-
-def _queue_error(exc: QueueError, args: argparse.Namespace) -> CliError:
-    """RSMQ's error name as the code; the message names the queue and what to do about it."""
-    qname: str | None = getattr(args, "qname", None)
-    dlq: str | None = getattr(args, "dead_letter_queue", None)
-    about_dlq = isinstance(exc, DeadLetterQueueNotFound) or (
-        isinstance(exc, InvalidFormat) and exc.item == "dead_letter_queue"
-    )
-    message = exc.describe(dlq if about_dlq and dlq else qname)
-    if type(exc) is QueueNotFound and qname:
-        create = f"`wsmq queue create {qname}`"
-        hint = f"{create} or pass --create" if args.func is cmd_send else create
-        message += f": create it with {hint}"
-    return CliError(exc.name, message)
-
-
-def _unavailable(url: str, exc: BaseException) -> CliError:
-    reason = str(exc) or type(exc).__name__
-    return CliError("redis_unavailable", f"cannot reach Redis at {redact_url(url)}: {reason}")
 
 
 def _message_dict(msg: Message) -> dict[str, object]:
@@ -197,7 +75,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 raise
         return await queues.send_message(args.qname, message, delay=args.delay)
 
-    msg_id = run(_with_queues(args, action))
+    msg_id = run(with_queues(args, action))
     if args.json:
         print_json({"id": msg_id})
     else:
@@ -215,7 +93,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
             deleted = await queues.delete_messages(args.qname, [m.id for m in msgs])
         return msgs, deleted
 
-    msgs, deleted = run(_with_queues(args, action))
+    msgs, deleted = run(with_queues(args, action))
     if args.json:
         out: dict[str, object] = {"messages": [_message_dict(m) for m in msgs]}
         if args.delete:
@@ -246,7 +124,7 @@ def cmd_queue_create(args: argparse.Namespace) -> int:
         await queues.create_queue(args.qname, **options)
         return await queues.get_queue_attributes(args.qname)
 
-    attrs = run(_with_queues(args, action)).to_dict()
+    attrs = run(with_queues(args, action)).to_dict()
     if args.json:
         print_json({"queue": args.qname, "created": True, "attributes": attrs})
     else:
@@ -263,14 +141,14 @@ def cmd_queue_set(args: argparse.Namespace) -> int:
     async def action(queues: Queues) -> QueueAttributes:
         return await queues.set_queue_attributes(args.qname, **options)
 
-    attrs = run(_with_queues(args, action)).to_dict()
+    attrs = run(with_queues(args, action)).to_dict()
     _print_attributes(args, attrs)
     return EXIT_OK
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
     """List queue names (sorted)."""
-    names = sorted(run(_with_queues(args, lambda q: q.list_queues())))
+    names = sorted(run(with_queues(args, lambda q: q.list_queues())))
     if args.json:
         print_json({"queues": names})
     else:
@@ -291,7 +169,7 @@ def _print_attributes(args: argparse.Namespace, attrs: dict[str, int | str | Non
 
 def cmd_queue_stats(args: argparse.Namespace) -> int:
     """Print every attribute of a queue (RSMQ's getQueueAttributes plus wsmq's extras)."""
-    attrs = run(_with_queues(args, lambda q: q.get_queue_attributes(args.qname))).to_dict()
+    attrs = run(with_queues(args, lambda q: q.get_queue_attributes(args.qname))).to_dict()
     _print_attributes(args, attrs)
     return EXIT_OK
 
@@ -308,7 +186,7 @@ def cmd_queue_delete(args: argparse.Namespace) -> int:
         answer = input(f"Delete queue {args.qname} and all its messages? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise CliError("aborted", "not deleted", EXIT_USAGE)
-    run(_with_queues(args, lambda q: q.delete_queue(args.qname)))
+    run(with_queues(args, lambda q: q.delete_queue(args.qname)))
     if args.json:
         print_json({"queue": args.qname, "deleted": True})
     else:
@@ -321,10 +199,10 @@ def _add_queue_settings(parser: argparse.ArgumentParser, *, for_create: bool) ->
         return f" (default {value})" if for_create else ""
 
     parser.add_argument(
-        "--vt", metavar="S", type=_nonneg_int, help="visibility timeout, seconds" + dflt(30)
+        "--vt", metavar="S", type=nonneg_int, help="visibility timeout, seconds" + dflt(30)
     )
     parser.add_argument(
-        "--delay", metavar="S", type=_nonneg_int, help="delay of new messages, seconds" + dflt(0)
+        "--delay", metavar="S", type=nonneg_int, help="delay of new messages, seconds" + dflt(0)
     )
     parser.add_argument(
         "--maxsize",
@@ -335,53 +213,72 @@ def _add_queue_settings(parser: argparse.ArgumentParser, *, for_create: bool) ->
     parser.add_argument(
         "--max-receive-count",
         metavar="N",
-        type=_nonneg_int,
+        type=nonneg_int,
         help="receives after which a message moves to --dead-letter-queue",
     )
     parser.add_argument("--dead-letter-queue", metavar="QNAME", help="dead-letter queue name")
     parser.add_argument(
-        "--message-ttl", type=_nonneg_int, metavar="S", help="drop messages older than S seconds"
+        "--message-ttl", type=nonneg_int, metavar="S", help="drop messages older than S seconds"
     )
+
+
+def _command(
+    parent: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    conn: argparse.ArgumentParser,
+    *,
+    help: str,
+    description: str,
+    qname: bool = True,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` run by ``func``, with the connection options and, unless
+    ``qname=False``, the QNAME argument."""
+    p = parent.add_parser(name, parents=[conn], help=help, description=description)
+    if qname:
+        p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
+    p.set_defaults(func=func)
+    return p
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``send``, ``receive`` and ``queue``."""
-    conn = _connection_options()
+    conn = connection_options()
 
-    p = subparsers.add_parser(
+    p = _command(
+        subparsers,
         "send",
-        parents=[conn],
+        cmd_send,
+        conn,
         help="send a message to a queue",
         description="Send MESSAGE to queue QNAME (MESSAGE '-' reads stdin, kept byte for byte).",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("message", metavar="MESSAGE", help="the message text, or - to read stdin")
     p.add_argument(
-        "--delay", metavar="S", type=_nonneg_int, help="seconds before it becomes visible"
+        "--delay", metavar="S", type=nonneg_int, help="seconds before it becomes visible"
     )
     p.add_argument("--create", action="store_true", help="create the queue if it does not exist")
-    p.set_defaults(func=cmd_send)
 
-    p = subparsers.add_parser(
+    p = _command(
+        subparsers,
         "receive",
-        parents=[conn],
+        cmd_receive,
+        conn,
         help="receive messages from a queue",
         description="Receive up to --count visible messages in one round trip. They stay in "
         "the queue, invisible for --vt seconds, unless --delete is given.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument(
-        "--vt", metavar="S", type=_nonneg_int, help="visibility timeout (default: the queue's)"
+        "--vt", metavar="S", type=nonneg_int, help="visibility timeout (default: the queue's)"
     )
     p.add_argument(
         "--count",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="max messages, 1..1000 (default 1)",
     )
     p.add_argument("--delete", action="store_true", help="delete the received messages")
-    p.set_defaults(func=cmd_receive)
 
     queue = subparsers.add_parser(
         "queue",
@@ -390,53 +287,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "create",
-        parents=[conn],
+        cmd_queue_create,
+        conn,
         help="create a queue",
         description="Create queue QNAME with RSMQ's defaults (vt 30 s, delay 0, maxsize 65536) "
         "or the settings given; fails with queueExists if it exists.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=True)
-    p.set_defaults(func=cmd_queue_create)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "list",
-        parents=[conn],
+        cmd_queue_list,
+        conn,
         help="list queues",
         description="Print the names of all queues in the namespace (--ns), sorted.",
+        qname=False,
     )
-    p.set_defaults(func=cmd_queue_list)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "stats",
-        parents=[conn],
+        cmd_queue_stats,
+        conn,
         help="show every attribute of a queue",
         description="Print every attribute of queue QNAME: RSMQ's (vt, delay, maxsize, "
         "totalrecv, totalsent, created, modified, msgs, hiddenmsgs) and wsmq's extras.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
-    p.set_defaults(func=cmd_queue_stats)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "set",
-        parents=[conn],
+        cmd_queue_set,
+        conn,
         help="change settings of a queue",
         description="Change settings of the existing queue QNAME; settings not given keep "
         "their values.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     _add_queue_settings(p, for_create=False)
-    p.set_defaults(func=cmd_queue_set)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "delete",
-        parents=[conn],
+        cmd_queue_delete,
+        conn,
         help="delete a queue and its messages",
         description="Delete queue QNAME and all its messages. Asks for confirmation on a "
         "terminal; elsewhere --yes is required.",
     )
-    p.add_argument("qname", metavar="QNAME", help=_QNAME_HELP)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=cmd_queue_delete)

@@ -20,9 +20,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from wsmq.cli.common import EXIT_OK, CliError, print_json
 from wsmq.settings import ENV_PREFIX, GROUPS, Settings, SettingsError, type_label
@@ -169,7 +169,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        runner: Any = uvloop.run
+        runner: Callable[[Coroutine[object, object, int]], int] = uvloop.run
     except ImportError:  # optional speed-up
         runner = asyncio.run
     return int(runner(_run(settings, bool(args.json))))

@@ -27,7 +27,7 @@ from wsmq.auth import (
     open_user_store,
 )
 from wsmq.auth.tokens import cli_safe_token
-from wsmq.cli.common import EXIT_OK, CliError, print_json, run
+from wsmq.cli.common import EXIT_OK, CliError, positive_int, print_json, run
 
 T = TypeVar("T")
 
@@ -36,16 +36,6 @@ DEFAULT_NS = "rsmq"
 
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
 
 
 def _add_store_flags(parser: argparse.ArgumentParser, title: str = "user store (one of)") -> None:
@@ -73,8 +63,15 @@ def _add_password_flags(parser: argparse.ArgumentParser) -> None:
     pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
 
-def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+def _finish_command(
+    parser: argparse.ArgumentParser,
+    func: Callable[[argparse.Namespace], int],
+    store_title: str = "user store (one of)",
+) -> None:
+    """The flags every user command ends with (user store, ``--json``); ``func`` runs it."""
+    _add_store_flags(parser, store_title)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=func)
 
 
 def _open_store(args: argparse.Namespace, *, create: bool = False) -> UserStore:
@@ -199,13 +196,26 @@ async def _publish_revocation(args: argparse.Namespace, user: User) -> int | Non
         await bus.aclose()
 
 
-def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
+def _change_user(
+    args: argparse.Namespace,
+    change: Callable[[UserStore, User], Awaitable[None]],
+    *,
+    revoke: bool,
+) -> tuple[User, int | None]:
+    """Find user NAME and ``change`` it; with ``revoke``, also tell the nodes (how many heard)."""
+
     async def action(store: UserStore) -> tuple[User, int | None]:
         user = await _find(store, args, args.name)
-        await store.set_disabled(user.id, disabled)
-        return user, (await _publish_revocation(args, user) if disabled else None)
+        await change(store, user)
+        return user, (await _publish_revocation(args, user) if revoke else None)
 
-    user, receivers = run(_with_store(args, action))
+    return run(_with_store(args, action))
+
+
+def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
+    user, receivers = _change_user(
+        args, lambda store, user: store.set_disabled(user.id, disabled), revoke=disabled
+    )
     if args.json:
         out: dict[str, object] = {"id": user.id, "userName": user.user_name, "disabled": disabled}
         if disabled:
@@ -230,13 +240,10 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     password, generated = _password(args)
     if not password:
         raise CliError("invalid_user_data", "the password must not be empty")
-
-    async def action(store: UserStore) -> tuple[User, int | None]:
-        user = await _find(store, args, args.name)
-        await store.set_password(user.id, password)  # also revokes the access token
-        return user, await _publish_revocation(args, user)
-
-    user, receivers = run(_with_store(args, action))
+    # set_password also revokes the access token: the nodes drop the user's sockets
+    user, receivers = _change_user(
+        args, lambda store, user: store.set_password(user.id, password), revoke=True
+    )
     if args.json:
         out: dict[str, object] = {"id": user.id, "userName": user.user_name, "revokedOn": receivers}
         if generated:
@@ -328,9 +335,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--queues", default="", help="queues it may subscribe to, comma-separated")
     add.add_argument("--publish", default="", help="queues it may send to, comma-separated")
     _add_password_flags(add)
-    _add_store_flags(add)
-    _add_json_flag(add)
-    add.set_defaults(func=cmd_user_add)
+    _finish_command(add, cmd_user_add)
 
     lst = user_sub.add_parser(
         "list",
@@ -338,9 +343,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="List every user: id, name, disabled, queues and publish lists (never a "
         "hash or a token).",
     )
-    _add_store_flags(lst)
-    _add_json_flag(lst)
-    lst.set_defaults(func=cmd_user_list)
+    _finish_command(lst, cmd_user_list)
 
     for name, func, text, description in (
         (
@@ -373,9 +376,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         # Enabling revokes nothing; the flags stay accepted for scripts written when every
         # user action listed them.
         _add_revocation_flags(p, hidden=name == "enable")
-        _add_store_flags(p)
-        _add_json_flag(p)
-        p.set_defaults(func=func)
+        _finish_command(p, func)
 
     tok = subparsers.add_parser(
         "token",
@@ -388,7 +389,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tok.add_argument("--secret", default=_env("WSMQ_SECRET"), help="HMAC secret (env WSMQ_SECRET)")
     tok.add_argument(
         "--ttl",
-        type=_positive_int,
+        type=positive_int,
         default=_env("WSMQ_TOKEN_TTL") or "900",
         help="lifetime in seconds (900; env WSMQ_TOKEN_TTL)",
     )
@@ -400,6 +401,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     tok.add_argument("--issuer", default=_env("WSMQ_ISSUER"), help="iss claim")
     tok.add_argument("--audience", default=_env("WSMQ_AUDIENCE"), help="aud claim")
-    _add_store_flags(tok, "user store to check USER against (optional)")
-    _add_json_flag(tok)
-    tok.set_defaults(func=cmd_token)
+    _finish_command(tok, cmd_token, "user store to check USER against (optional)")

@@ -83,12 +83,12 @@ class Subscription:
     """One subscriber's subscription to one queue, as returned by ``DeliveryEngine.subscribe``."""
 
     __slots__ = (
-        "_held",
         "_waker",
         "broken",
         "byte_bound",
         "closed",
         "delivering",
+        "held_ids",
         "last_cost",
         "max_outbox_bytes",
         "outbox",
@@ -110,7 +110,8 @@ class Subscription:
         self.closed = False
         #: ``deliver()`` returned False or raised: the socket is gone, give it nothing more.
         self.broken = False
-        self._held: dict[str, None] = {}  # ordered set of unacked message ids (v1 only)
+        #: Ordered set of unacked message ids (v1 only); the ledger owns it.
+        self.held_ids: dict[str, None] = {}
         self._waker = waker
         #: Received for this subscription, not yet handed to ``deliver()`` (its writer's queue).
         # A list, not a deque: an empty deque costs ~600 bytes, per subscription.
@@ -136,12 +137,12 @@ class Subscription:
     @property
     def unacked(self) -> int:
         """Messages delivered to this subscriber (v1) and not acked or released yet."""
-        return len(self._held)
+        return len(self.held_ids)
 
     @property
     def held(self) -> tuple[str, ...]:
         """Ids of the unacked messages, oldest first."""
-        return tuple(self._held)
+        return tuple(self.held_ids)
 
     def wake(self) -> None:
         """Tell the engine this subscriber's window opened (e.g. its socket buffer drained)."""
@@ -189,15 +190,15 @@ class Subscription:
 
     def drop(self, msg_id: str) -> bool:
         """Forget a held id (acked or released); whether it was held."""
-        if msg_id in self._held:
-            del self._held[msg_id]
+        if msg_id in self.held_ids:
+            del self.held_ids[msg_id]
             return True
         return False
 
     def take_held(self) -> list[str]:
         """Forget every held id and return them (to release)."""
-        ids = list(self._held)
-        self._held.clear()
+        ids = list(self.held_ids)
+        self.held_ids.clear()
         return ids
 
     def __repr__(self) -> str:
@@ -241,7 +242,7 @@ class QueueLedger:
             sub.outbox.clear()
             sub.outbox_bytes = 0
         owner = self.owner
-        for msg_id in sub._held:
+        for msg_id in sub.held_ids:
             if owner.get(msg_id) is sub:
                 del owner[msg_id]
         return released
@@ -293,7 +294,7 @@ class QueueLedger:
             self.to_release.extend(released)
             return []
         if sub.subscriber.ack_mode:
-            owner, held = self.owner, sub._held
+            owner, held = self.owner, sub.held_ids
             for msg in taken:
                 msg_id = msg.id
                 prev = owner.get(msg_id)

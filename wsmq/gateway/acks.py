@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
@@ -76,7 +76,7 @@ class AckPipeline:
         self,
         target: AckTarget,
         limit: int,
-        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        spawn: Callable[[Coroutine[object, object, None]], asyncio.Task[None]],
     ) -> None:
         self._target = target
         self._limit = max(1, limit)

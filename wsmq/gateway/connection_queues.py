@@ -37,6 +37,7 @@ __all__ = ["CLEANUP_TIMEOUT", "ConnectionQueues", "QueueOwner"]
 #: Bound of each cleanup step of a closing socket (acks in flight, one release).
 CLEANUP_TIMEOUT = 5.0
 
+
 #: Queue errors of a ``/send`` answered with their own wire code (others: ``bad_frame``).
 class QueueOwner(SubscriberOwner, Protocol):
     """The connection as its queue side sees it: the subscriptions' view, plus the execution

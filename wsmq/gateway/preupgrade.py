@@ -36,9 +36,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-import aiohttp
 from aiohttp import web
 
+from wsmq._compat import note_unverified_aiohttp
 from wsmq._compat.aiohttp_server import VERIFIED, Handler, ServerHooks, hook_server, supported
 from wsmq.gateway.deadlines import DeadlineTimer, Entry
 from wsmq.logs import REDACTED
@@ -79,7 +79,7 @@ class ThrottledLog:
         self._skipped = 0
         self.total = 0
 
-    def note(self, **extra: Any) -> None:
+    def note(self, **extra: object) -> None:
         self.total += 1
         now = time.monotonic()
         if now - self._last < self.interval:
@@ -301,10 +301,10 @@ async def setup_runner(runner: web.AppRunner, settings: Settings) -> PreUpgradeG
 
 @functools.cache
 def _note_unsupported() -> None:
-    log.info(
-        "aiohttp %s is not among the versions checked for the pre-upgrade guard (%s): no "
-        "header_timeout or max_http_connections; aiohttp's keep-alive timeout applies",
-        aiohttp.__version__,
-        ", ".join(v + "x" for v in VERIFIED),
-        extra={"event": "preupgrade_unsupported"},
+    note_unverified_aiohttp(
+        log,
+        VERIFIED,
+        "the pre-upgrade guard",
+        "no header_timeout or max_http_connections; aiohttp's keep-alive timeout applies",
+        "preupgrade_unsupported",
     )

@@ -22,7 +22,7 @@ slow delivery down.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -76,13 +76,16 @@ class PubSubReader:
             except TimeoutError:
                 return []
             replies, unsubscribed = self._drain()
-        for raw in unsubscribed:
-            await self._pubsub.handle_message(raw)  # type: ignore[no-untyped-call]
+        if unsubscribed:
+            # Typed here: untyped in redis-py.
+            handle: Callable[[list[object]], Awaitable[object]] = self._pubsub.handle_message
+            for raw in unsubscribed:
+                await handle(raw)
         return replies
 
-    def _drain(self) -> tuple[list[Reply], list[list[Any]]]:
+    def _drain(self) -> tuple[list[Reply], list[list[object]]]:
         out: list[Reply] = []
-        unsubscribed: list[list[Any]] = []
+        unsubscribed: list[list[object]] = []
         gets = self._gets
         assert gets is not None
         while True:

@@ -80,4 +80,5 @@ class Transport(Protocol):
 
 async def connect_pubsub(pubsub: PubSub) -> None:
     """Open ``pubsub``'s connection now, so a failure shows here rather than on first use."""
-    await pubsub.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
+    connect: Callable[[], Awaitable[None]] = pubsub.connect  # typed here: untyped in redis-py
+    await connect()

@@ -19,7 +19,6 @@ import ctypes
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,19 +65,8 @@ def _die_with_parent(then: Callable[[], None] | None = None) -> Callable[[], Non
 class DemoRedis(RedisProcess):
     """A private redis-server that also dies with the process that started it."""
 
-    def start(self, timeout: float = 10.0) -> DemoRedis:
-        if self.process and self.process.poll() is None:
-            return self
-        self.process = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
-        self.wait_ready(timeout)
-        return self
+    def preexec(self) -> Callable[[], None] | None:
+        return _die_with_parent()
 
 
 class NodeProcess:

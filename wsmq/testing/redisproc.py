@@ -121,6 +121,7 @@ class RedisProcess:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=self.preexec(),
             )
             try:
                 self.wait_ready(timeout)
@@ -134,6 +135,10 @@ class RedisProcess:
             break
         self._retry_bind = False  # from now on the port is the server's (restart keeps it)
         return self
+
+    def preexec(self) -> Callable[[], None] | None:
+        """What runs in the child before exec (``None``: nothing)."""
+        return None
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
