@@ -29,7 +29,6 @@ __all__ = [
     "allowed",
     "enabled",
     "fast_paths",
-    "note_unverified_aiohttp",
     "register",
     "set_fast_paths",
 ]
@@ -81,23 +80,6 @@ class FastPath:
     def active(self) -> bool:
         """Taken now: allowed by the switch, a verified version, and the probe passes."""
         return (allowed() or not self.speed) and self.version_ok() and self.probe()
-
-
-def note_unverified_aiohttp(
-    log: logging.Logger, verified: Sequence[str], what: str, consequence: str, event: str
-) -> None:
-    """Say (INFO) that the installed aiohttp is not among the ``verified`` versions read for
-    ``what``, and the ``consequence``; callers say it once per process."""
-    import aiohttp
-
-    log.info(
-        "aiohttp %s is not among the versions checked for %s (%s): %s",
-        aiohttp.__version__,
-        what,
-        ", ".join(v + "x" for v in verified),
-        consequence,
-        extra={"event": event},
-    )
 
 
 def _env_allows() -> bool:

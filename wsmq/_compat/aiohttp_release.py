@@ -26,7 +26,8 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from wsmq._compat import FastPath, allowed, note_unverified_aiohttp, register
+from wsmq._compat import FastPath, allowed, register
+from wsmq._compat.aiohttp_notes import note_unverified_aiohttp
 
 __all__ = ["HTTP_RELEASE", "VERIFIED", "release_http_state", "supported"]
 

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from wsmq._compat import note_unverified_aiohttp
+from wsmq._compat.aiohttp_notes import note_unverified_aiohttp
 from wsmq._compat.aiohttp_server import VERIFIED, Handler, ServerHooks, hook_server, supported
 from wsmq.gateway.deadlines import DeadlineTimer, Entry
 from wsmq.logs import REDACTED
