@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Final, Literal
 
