@@ -3,8 +3,8 @@
 Once a socket is upgraded, aiohttp's ``RequestHandler`` still holds its HTTP request parser
 (the C parser object and its buffers) and its queue of pipelined requests (an empty
 ``deque``) for the life of the connection, though neither is used again: frames go to the
-WebSocket reader, and the handler is not kept alive for another request. Together about
-2.5 KiB per idle socket (10k sockets: 18.3 → 15.8 KiB RSS each).
+WebSocket reader, and the handler is not kept alive for another request (the saving per idle
+socket is in ``docs/performance.md``).
 
 :func:`release_http_state` drops both. They are private attributes, so it acts only on the
 aiohttp versions whose code was read for this (:data:`VERIFIED`: after an accepted upgrade,

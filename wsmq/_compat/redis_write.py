@@ -9,7 +9,7 @@ the transport directly and falls back to a bounded wait (the same ``wait_for``, 
 errors) only when the transport kept some of them buffered, i.e. when a wait is really needed.
 Everything else (connecting, health checks, errors, disconnects) is redis-py's.
 
-In a 10k-socket subscribe storm ``wait_for`` was ~24 % of a node's CPU (py-spy).
+The profile that led here is in ``docs/performance.md`` (round 3, item 8).
 ``tests/test_redis_write.py`` checks the direct path is taken with the installed redis-py, and
 that a write that does wait still obeys ``socket_timeout``.
 """

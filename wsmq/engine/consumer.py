@@ -101,8 +101,8 @@ class QueueConsumer:
         # only then does an opening window (ack, finished write, drained socket) need a cycle.
         self._window_bound = False
         self.task: asyncio.Task[None] | None = None
-        #: Idle with nothing to wait for but a wake-up: no task runs (a task and its coroutine
-        #: frame cost ~1 KiB per queue, x 10k idle queues); :meth:`wake` starts a new one.
+        #: Idle with nothing to wait for but a wake-up: no task runs (a parked task's frame is
+        #: memory per idle queue); :meth:`wake` starts a new one.
         self._parked = False
 
     @property
