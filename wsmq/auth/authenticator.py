@@ -185,13 +185,16 @@ class Authenticator:
         if user is not None and user.disabled:
             raise AuthError("disabled")  # told only to the holder of a valid x-token
         user = self._holder(user, access_token)
+        revision = hash_access_token(access_token)
+        if revision == user.access_token_hash:  # already verified: share the store's string
+            revision = user.access_token_hash
         return AuthenticatedUser(
             user_id=user.id,
             user_name=user.user_name,
             queues=user.queues,
             publish=user.publish,
             token_exp=claims.exp,
-            access_revision=hash_access_token(access_token),
+            access_revision=revision,
         )
 
     async def find_user(self, user_id: object = None, user_name: object = None) -> User:

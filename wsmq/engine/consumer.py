@@ -239,6 +239,8 @@ class QueueConsumer:
             if msgs:
                 self._skew = None
                 self._dispatch(msgs)
+            else:
+                ledger.drop_plan()
             if len(msgs) < n:
                 break
         if self._wake.is_set():

@@ -250,9 +250,18 @@ class QueueLedger:
     def room(self) -> int:
         """How many messages the subscriptions can take now (their free windows, summed);
         remembers the windows for the next :meth:`hand_out`."""
-        self._plan_subs = subs = list(self.subs)
-        self._plan_windows = windows = [s.free() for s in subs]
-        return sum(windows)
+        subs = list(self.subs)
+        windows = [s.free() for s in subs]
+        free = sum(windows)
+        if free > 0:
+            self._plan_subs, self._plan_windows = subs, windows
+        return free
+
+    def drop_plan(self) -> None:
+        """Forget what :meth:`room` measured (nothing was received): an idle queue keeps no
+        lists of it."""
+        self._plan_subs = ()
+        self._plan_windows = ()
 
     def hand_out(self, msgs: list[Message]) -> list[Subscription]:
         """Share a received batch round-robin within the windows :meth:`room` measured: each
@@ -260,6 +269,7 @@ class QueueLedger:
         need a writer); ids beyond the windows go to :attr:`to_release`."""
         subs = self._plan_subs
         plan, self._rr = plan_round_robin(self._plan_windows, len(msgs), self._rr)
+        self.drop_plan()
         self.unsettled.update(dict.fromkeys([m.id for m in msgs]))
         # Windows shrank between the plan and the receive (cannot happen today): release extras.
         if len(plan) < len(msgs):
