@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from wsmq.gateway import Gateway
 from wsmq.queue import Queues
 
-from .conftest import MakeUser, StartNode, connect, recv, recv_type, subscribe
+from .conftest import Cred, MakeUser, StartNode, connect, recv, recv_type, subscribe
 
 
 async def visible_at_ms(queues: Queues, qname: str, msg_id: str) -> float:
@@ -21,6 +22,23 @@ async def visible_at_ms(queues: Queues, qname: str, msg_id: str) -> float:
     return float(score)
 
 
+async def holder_of_one_message(
+    node: Gateway,
+    alice: Cred,
+    http: aiohttp.ClientSession,
+    queues: Queues,
+    vt: int,
+    body: str,
+) -> tuple[aiohttp.ClientWebSocketResponse, str, dict[str, Any]]:
+    """Alice's queue (of ``vt``) with one message, and a v1 socket holding it."""
+    q = alice.user_id
+    await queues.create_queue(q, vt=vt)
+    await queues.send_message(q, body)
+    ws = await connect(http, node, alice)
+    await subscribe(ws, q)
+    return ws, q, await recv_type(ws, "message", timeout=5)
+
+
 async def replies(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[dict[str, Any]]:
     return [await recv(ws, timeout=5) for _ in range(n)]
 
@@ -28,14 +46,9 @@ async def replies(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[dict[str,
 async def test_a_nacked_message_comes_back_with_rc_plus_one_after_its_delay(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
 ) -> None:
-    node = await start_node()
-    alice = await make_user("alice")
-    q = alice.user_id
-    await queues.create_queue(q, vt=60)  # without the nack it would stay hidden for 60 s
-    await queues.send_message(q, "retry me")
-    ws = await connect(http, node, alice)
-    await subscribe(ws, q)
-    first = await recv_type(ws, "message", timeout=5)
+    node, alice = await start_node(), await make_user("alice")
+    # vt 60: without the nack it would stay hidden for a minute.
+    ws, q, first = await holder_of_one_message(node, alice, http, queues, 60, "retry me")
     assert first["rc"] == 1
     nacked_at = time.time()
     await ws.send_str(f"/nack/{q}/{first['id']} 1")
@@ -56,14 +69,8 @@ async def test_a_nacked_message_comes_back_with_rc_plus_one_after_its_delay(
 async def test_an_extended_message_does_not_come_back_before_its_new_deadline(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
 ) -> None:
-    node = await start_node()
-    alice = await make_user("alice")
-    q = alice.user_id
-    await queues.create_queue(q, vt=2)
-    await queues.send_message(q, "slow job")
-    ws = await connect(http, node, alice)
-    await subscribe(ws, q)
-    msg = await recv_type(ws, "message", timeout=5)
+    node, alice = await start_node(), await make_user("alice")
+    ws, q, msg = await holder_of_one_message(node, alice, http, queues, 2, "slow job")
     await ws.send_str(f"/extend/{q}/{msg['id']} 30")
     assert await recv(ws, timeout=5) == {"type": "extended", "queue": q, "id": msg["id"]}
     assert await visible_at_ms(queues, q, msg["id"]) >= time.time() * 1000 + 25_000
@@ -79,14 +86,8 @@ async def test_an_extended_message_does_not_come_back_before_its_new_deadline(
 async def test_another_socket_cannot_nack_or_extend_a_held_message(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
 ) -> None:
-    node = await start_node()
-    alice = await make_user("alice")
-    q = alice.user_id
-    await queues.create_queue(q, vt=60)
-    await queues.send_message(q, "mine")
-    holder = await connect(http, node, alice)
-    await subscribe(holder, q)
-    msg = await recv_type(holder, "message", timeout=5)
+    node, alice = await start_node(), await make_user("alice")
+    holder, q, msg = await holder_of_one_message(node, alice, http, queues, 60, "mine")
     before = await visible_at_ms(queues, q, msg["id"])
     other = await connect(http, node, alice)
     await subscribe(other, q)
