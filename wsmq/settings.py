@@ -208,6 +208,12 @@ class Settings:
         1.0, "Fallback poll (s) for publishers that do not notify.", group="delivery"
     )
     batch_size: int = _opt(100, "Messages taken from Redis per round trip.", group="delivery")
+    max_extend: int = _opt(
+        43_200,
+        "Longest `/extend` (s) a wsmq.v1 client may ask for at once: how long one held "
+        "message can stay hidden past each extend.",
+        group="delivery",
+    )
     # -- limits --------------------------------------------------------------------------
     max_frame_size: int = _opt(65536, "Largest client frame (bytes); bigger closes 1009.", "limits")
     compress: bool = _opt(False, "Offer permessage-deflate.", group="limits")
@@ -278,6 +284,7 @@ class Settings:
             ("default_vt", 0 <= self.default_vt <= 9_999_999, "must be 0..9999999"),
             ("window", self.window >= 1, "must be >= 1"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("max_extend", 1 <= self.max_extend <= 9_999_999, "must be 1..9999999"),
             ("write_buffer_limit", self.write_buffer_limit >= 1024, "must be >= 1024"),
             ("max_frame_size", self.max_frame_size >= 256, "must be >= 256"),
             ("rate_limit", self.rate_limit > 0, "must be > 0"),
@@ -374,6 +381,7 @@ class Settings:
             auth_timeout=self.auth_deadline,
             expiring_warning=self.expiry_warning,
             max_frame_size=self.max_frame_size,
+            max_extend=self.max_extend,
         )
 
     def auth_config(self) -> AuthConfig | None:

@@ -14,9 +14,11 @@ from wsmq.protocol.server_frames import (
     Authenticated,
     ErrorFrame,
     Expiring,
+    Extended,
     FrameDecodeError,
     LegacyMessage,
     Message,
+    Nacked,
     Refreshed,
     Sent,
     Subscribed,
@@ -53,6 +55,8 @@ def test_replies_round_trip(qname: str, msg_id: str) -> None:
     assert decode_server_frame(sf.encode_unsubscribed(qname)) == Unsubscribed(qname)
     assert decode_server_frame(sf.encode_sent(qname, msg_id)) == Sent(qname, msg_id)
     assert decode_server_frame(sf.encode_acked(qname, msg_id)) == Acked(qname, msg_id)
+    assert decode_server_frame(sf.encode_nacked(qname, msg_id)) == Nacked(qname, msg_id)
+    assert decode_server_frame(sf.encode_extended(qname, msg_id)) == Extended(qname, msg_id)
 
 
 @settings(max_examples=200, deadline=None)

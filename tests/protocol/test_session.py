@@ -18,6 +18,8 @@ from wsmq.protocol.actions import (
     DoAck,
     DoAuthenticate,
     DoAuthorize,
+    DoExtend,
+    DoNack,
     DoRefresh,
     DoSend,
     DoSubscribe,
@@ -567,3 +569,54 @@ def test_acks_for_unsubscribed_queues_spend_tokens() -> None:
     for _ in range(3):
         assert only_error(s.receive(ack, T0))["code"] == "not_subscribed"
     assert s.receive(ack, T0) == [Close(4429, "rate limit exceeded")]
+
+
+# --- /nack and /extend ---------------------------------------------------------------------
+
+
+def test_nack_and_extend_v1() -> None:
+    s = open_session(limits=SessionLimits(rate=None, max_extend=600))
+    assert only_error(s.receive(f"/nack/u1/{MSG_ID}", T0))["code"] == "not_subscribed"
+    assert only_error(s.receive(f"/extend/u1/{MSG_ID} 5", T0))["code"] == "not_subscribed"
+    subscribed(s, "u1")
+    other = "b" * 32
+    assert s.receive(f"/nack/u1/{MSG_ID},{other} 7", T0) == [DoNack("u1", (MSG_ID, other), 7)]
+    assert s.receive(f"/nack/u1/{MSG_ID}", T0) == [DoNack("u1", (MSG_ID,), 0)]
+    assert s.receive(f"/extend/u1/{MSG_ID} 600", T0) == [DoExtend("u1", (MSG_ID,), 600)]
+    # Beyond max_extend: a bad_frame error, the connection stays open.
+    err = only_error(s.receive(f"/extend/u1/{MSG_ID} 601", T0))
+    assert err["code"] == "bad_frame" and "600" in err["detail"] and not s.closed
+    nacked, unknown = s.nacks_done("u1", [MSG_ID, other], [True, False])
+    assert nacked == Reply(sf.encode_nacked("u1", MSG_ID))
+    assert isinstance(unknown, Reply) and unknown.error == "unknown_message"
+    assert json.loads(unknown.text)["id"] == other
+    extended, unknown = s.extends_done("u1", [MSG_ID, other], [True, False])
+    assert extended == Reply(sf.encode_extended("u1", MSG_ID))
+    assert isinstance(unknown, Reply) and unknown.error == "unknown_message"
+
+
+def test_nack_and_extend_in_legacy_mode_are_not_supported() -> None:
+    s = open_session(Mode.LEGACY)
+    subscribed(s, "u1")
+    for frame in (f"/nack/u1/{MSG_ID}", f"/extend/u1/{MSG_ID} 5"):
+        assert only_error(s.receive(frame, T0))["code"] == "ack_not_supported"
+    assert not s.closed
+
+
+def test_bad_nack_and_extend_arguments_answer_bad_frame_and_stay_open() -> None:
+    s = open_session()
+    subscribed(s, "u1")
+    for frame in (f"/nack/u1/{MSG_ID} -1", f"/extend/u1/{MSG_ID}", f"/extend/u1/{MSG_ID} 0"):
+        assert only_error(s.receive(frame, T0))["code"] == "bad_frame"
+    assert not s.closed
+
+
+def test_nacks_are_free_like_acks_but_extends_spend_tokens() -> None:
+    s = Session(Mode.V1, now=T0, user=USER, limits=SessionLimits(rate=10, burst=3))
+    subscribed(s, "u1")  # spends one token
+    for _ in range(100):  # a nack gives a held message up: the window bounds them
+        assert s.receive(f"/nack/u1/{MSG_ID}", T0) == [DoNack("u1", (MSG_ID,), 0)]
+    # An extend keeps the message held, so nothing but the rate limit bounds them.
+    assert s.receive(f"/extend/u1/{MSG_ID} 5", T0) == [DoExtend("u1", (MSG_ID,), 5)]
+    assert s.receive(f"/extend/u1/{MSG_ID} 5", T0) == [DoExtend("u1", (MSG_ID,), 5)]
+    assert s.receive(f"/extend/u1/{MSG_ID} 5", T0) == [Close(4429, "rate limit exceeded")]

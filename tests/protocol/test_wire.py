@@ -17,7 +17,9 @@ from wsmq.protocol.wire import (
     AckMany,
     Auth,
     ErrorCode,
+    Extend,
     Mode,
+    Nack,
     ProtocolError,
     Refresh,
     Send,
@@ -182,7 +184,9 @@ def test_fuzz_random_frames_only_raise_protocol_error(frame: str | bytes) -> Non
         assert exc.code in set(ErrorCode)
 
 
-_verbs = st.sampled_from(["/subscribe", "/unsubscribe", "/ack", "/send", "/auth", "/refresh"])
+_verbs = st.sampled_from(
+    ["/subscribe", "/unsubscribe", "/ack", "/nack", "/extend", "/send", "/auth", "/refresh"]
+)
 _parts = st.text(alphabet=st.sampled_from("aZ09_-:./ \n\r\t€é\x00"), max_size=40)
 
 
@@ -302,3 +306,54 @@ def test_close_reason_is_truncated_to_123_bytes() -> None:
     assert p.close_reason("short") == "short"
     long = p.close_reason("é" * 100)
     assert len(long.encode()) <= 123 and long == "é" * 61
+
+
+# --- /nack and /extend ---------------------------------------------------------------------
+
+
+def test_nack_parses_ids_and_an_optional_delay() -> None:
+    other = "b" * 32
+    assert parse_frame(f"/nack/q1/{MSG_ID}") == Nack("q1", (MSG_ID,), 0)
+    assert parse_frame(f"/nack/q1/{MSG_ID},{other} 30\n") == Nack("q1", (MSG_ID, other), 30)
+    assert parse_frame(f"/nack/q1/{MSG_ID} 0") == Nack("q1", (MSG_ID,), 0)
+    assert parse_frame(f"/nack/q1/{MSG_ID} {p.MAX_VT}") == Nack("q1", (MSG_ID,), p.MAX_VT)
+
+
+def test_extend_parses_ids_and_required_seconds() -> None:
+    other = "b" * 32
+    assert parse_frame(f"/extend/q1/{MSG_ID} 60") == Extend("q1", (MSG_ID,), 60)
+    assert parse_frame(f"/extend/q1/{MSG_ID},{other} 1\r\n") == Extend("q1", (MSG_ID, other), 1)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (f"/nack/q1/{MSG_ID} -1", ErrorCode.BAD_FRAME),
+        (f"/nack/q1/{MSG_ID} 10000000", ErrorCode.BAD_FRAME),
+        (f"/nack/q1/{MSG_ID} 1.5", ErrorCode.BAD_FRAME),
+        (f"/nack/q1/{MSG_ID} ", ErrorCode.BAD_FRAME),
+        (f"/nack/q1/{MSG_ID} 1 2", ErrorCode.BAD_FRAME),
+        (f"/nack/q1/{MSG_ID} x", ErrorCode.BAD_FRAME),
+        (f"/nack q1 {MSG_ID}", ErrorCode.BAD_FRAME),
+        ("/nack/q1", ErrorCode.BAD_FRAME),
+        (f"/nack/q1/{MSG_ID}/x", ErrorCode.BAD_FRAME),
+        ("/nack/q1/short", ErrorCode.INVALID_ID),
+        (f"/nack/q1/{MSG_ID},short 5", ErrorCode.INVALID_ID),
+        (f"/nack/q.1/{MSG_ID}", ErrorCode.INVALID_QUEUE),
+        (f"/extend/q1/{MSG_ID}", ErrorCode.BAD_FRAME),
+        (f"/extend/q1/{MSG_ID} 0", ErrorCode.BAD_FRAME),
+        (f"/extend/q1/{MSG_ID} -5", ErrorCode.BAD_FRAME),
+        (f"/extend/q1/{MSG_ID} 10000000", ErrorCode.BAD_FRAME),
+        (f"/extend/q1/{MSG_ID} ten", ErrorCode.BAD_FRAME),
+        ("/extend/q1/short 5", ErrorCode.INVALID_ID),
+        (f"/extend/q.1/{MSG_ID} 5", ErrorCode.INVALID_QUEUE),
+    ],
+)
+def test_bad_nack_and_extend_frames(frame: str, code: str) -> None:
+    assert code_of(frame) == code
+
+
+def test_nack_and_extend_take_at_most_max_ack_ids() -> None:
+    many = ",".join([MSG_ID] * (p.MAX_ACK_IDS + 1))
+    assert code_of(f"/nack/q1/{many}") == ErrorCode.BAD_FRAME
+    assert code_of(f"/extend/q1/{many} 5") == ErrorCode.BAD_FRAME

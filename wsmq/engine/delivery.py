@@ -308,6 +308,41 @@ class DeliveryEngine:
         await settle.delete_and_wait(sub.qname, dropped[-1])
         return held
 
+    async def nack_many(self, sub: Subscription, ids: Sequence[str], delay: int) -> list[bool]:
+        """Give back the ids ``sub`` holds among ``ids``: no longer held, visible again in
+        ``delay`` seconds (their receive count already counts the delivery). Per id, whether
+        ``sub`` held it. A Redis error propagates: the dropped ids come back after their vt."""
+        if sub.closed:
+            return [False] * len(ids)
+        consumer = self._consumers.get(sub.qname)
+        held = consumer.ack(sub, ids) if consumer is not None else [sub.drop(i) for i in ids]
+        dropped = [msg_id for msg_id, ok in zip(ids, held, strict=True) if ok]
+        if dropped:
+            await self._change_visibility(sub.qname, dropped, delay)
+            if delay == 0:
+                self._on_notification(sub.qname)  # a local subscriber may take them now
+        return held
+
+    async def extend_many(self, sub: Subscription, ids: Sequence[str], seconds: int) -> list[bool]:
+        """Keep the ids ``sub`` holds among ``ids`` hidden ``seconds`` from now (still held).
+        Per id, whether ``sub`` held it."""
+        held = [not sub.closed and msg_id in sub.held_ids for msg_id in ids]
+        kept = list(dict.fromkeys(i for i, ok in zip(ids, held, strict=True) if ok))
+        if kept:
+            await self._change_visibility(sub.qname, kept, seconds)
+        return held
+
+    async def _change_visibility(self, qname: str, ids: list[str], vt: int) -> None:
+        try:
+            await self.queues.change_messages_visibility(qname, ids, vt)
+        except QueueNotFound:
+            pass  # deleted meanwhile, with its messages
+        except TRANSIENT_ERRORS as exc:
+            self.health.failed(exc)
+            raise
+        else:
+            self.health.ok()
+
     async def _release(self, qname: str, ids: list[str]) -> None:
         try:
             await apply_chunked(self.queues, qname, ids, delete=False)

@@ -35,9 +35,24 @@ from wsmq.protocol import wire as p
 from wsmq.protocol.actions import Action, DoAck
 from wsmq.protocol.session import Session
 
-__all__ = ["AckPipeline", "AckTarget"]
+__all__ = ["AckPipeline", "AckTarget", "failure"]
 
 log = logging.getLogger("wsmq.gateway")
+
+
+def failure(
+    exc: BaseException, verb: str, qname: str, count_redis_error: Callable[[], None]
+) -> tuple[str, str]:
+    """The error code and detail answering each id of a failed ``/<verb>`` (a cancel is
+    re-raised): ``unavailable`` for Redis, else ``internal_error`` (logged)."""
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    if isinstance(exc, RedisError | OSError):
+        if not isinstance(exc, DeleteNotApplied):  # its calls were counted
+            count_redis_error()
+        return p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
+    log.error(f"{verb} failed", exc_info=exc, extra={"event": f"{verb}_fail", "queue": qname})
+    return p.ErrorCode.INTERNAL_ERROR, f"{verb} failed"
 
 
 class AckTarget(Protocol):
@@ -145,17 +160,7 @@ class AckPipeline:
         for qname, outcome in zip(names, outcomes, strict=True):
             ids = by_queue[qname]
             if isinstance(outcome, BaseException):
-                if isinstance(outcome, asyncio.CancelledError):
-                    raise outcome
-                if isinstance(outcome, RedisError | OSError):
-                    if not isinstance(outcome, DeleteNotApplied):  # its calls were counted
-                        self._target.count_redis_error()
-                    code, detail = p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
-                else:
-                    log.error(
-                        "ack failed", exc_info=outcome, extra={"event": "ack_fail", "queue": qname}
-                    )
-                    code, detail = p.ErrorCode.INTERNAL_ERROR, "ack failed"
+                code, detail = failure(outcome, "ack", qname, self._target.count_redis_error)
                 actions += session.acks_failed(qname, ids, code, detail)
                 continue
             if outcome is None:

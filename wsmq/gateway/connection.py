@@ -39,6 +39,8 @@ from wsmq.protocol.actions import (
     DoAck,
     DoAuthenticate,
     DoAuthorize,
+    DoExtend,
+    DoNack,
     DoRefresh,
     DoSend,
     DoSubscribe,
@@ -307,6 +309,11 @@ class Connection:
                 await self._send(text)
             case DoAck():
                 await self._put_ack(action)
+            case DoNack() | DoExtend():
+                # After the acks read before it: a nack never overtakes an ack of the same id.
+                if self.queues.acks is not None:
+                    await self.queues.acks.drained()
+                return await self.queues.nack_or_extend(action)
             case Close(code, reason):
                 await self.close(code, reason)
             case DoAuthenticate(x_token, x_access_token):

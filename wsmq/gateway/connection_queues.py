@@ -23,12 +23,12 @@ from redis.exceptions import RedisError
 
 from wsmq.engine.consumer import Subscription
 from wsmq.engine.delivery import EngineStopped
-from wsmq.gateway.acks import AckPipeline
+from wsmq.gateway.acks import AckPipeline, failure
 from wsmq.gateway.log import ConnectionLog
 from wsmq.gateway.state import GatewayState
 from wsmq.gateway.subscriber import SocketSubscriber, SubscriberOwner
 from wsmq.protocol import wire as p
-from wsmq.protocol.actions import Action
+from wsmq.protocol.actions import Action, DoExtend, DoNack
 from wsmq.protocol.session import Session
 from wsmq.queue import QueueError
 
@@ -195,6 +195,28 @@ class ConnectionQueues:
 
     def count_acked(self, n: int) -> None:
         self._state.metrics.messages_acked.inc(n)
+
+    async def nack_or_extend(self, action: DoNack | DoExtend) -> list[Action]:
+        """Execute a ``/nack`` or ``/extend`` (the connection ran the acks read before it)."""
+        session, qname, ids = self.session, action.qname, action.ids
+        handle = self.subscription(qname)
+        if handle is None:
+            return session.acks_failed(qname, ids, p.ErrorCode.NOT_SUBSCRIBED, "not subscribed")
+        engine, metrics = self._state.engine, self._state.metrics
+        nack = isinstance(action, DoNack)
+        try:
+            if isinstance(action, DoNack):
+                held = await engine.nack_many(handle, ids, action.delay)
+            else:
+                held = await engine.extend_many(handle, ids, action.seconds)
+        except Exception as exc:
+            code, detail = failure(exc, "nack" if nack else "extend", qname, self.count_redis_error)
+            return session.acks_failed(qname, ids, code, detail)
+        counter = metrics.messages_nacked if nack else metrics.messages_extended
+        if any(held):
+            counter.inc(len({i for i, ok in zip(ids, held, strict=True) if ok}))
+        done = session.nacks_done if nack else session.extends_done
+        return done(qname, ids, held)
 
     def count_redis_error(self) -> None:
         self._state.metrics.redis_errors.inc()

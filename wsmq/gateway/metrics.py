@@ -44,6 +44,14 @@ class GatewayMetrics:
         self.messages_acked = Counter(
             "wsmq_messages_acked", "Messages deleted on client ack (wsmq.v1).", registry=r
         )
+        self.messages_nacked = Counter(
+            "wsmq_messages_nacked", "Messages given back on client nack (wsmq.v1).", registry=r
+        )
+        self.messages_extended = Counter(
+            "wsmq_messages_extended",
+            "Held messages hidden longer on client extend (wsmq.v1).",
+            registry=r,
+        )
         self.messages_sent = Counter(
             "wsmq_messages_sent", "Messages queued by clients with /send.", registry=r
         )

@@ -22,6 +22,8 @@ __all__ = [
     "DoAck",
     "DoAuthenticate",
     "DoAuthorize",
+    "DoExtend",
+    "DoNack",
     "DoRefresh",
     "DoSend",
     "DoSubscribe",
@@ -98,6 +100,26 @@ class DoAck:
 
 
 @dataclass(frozen=True, slots=True)
+class DoNack:
+    """Give back the messages ``ids`` of ``qname`` the subscription holds, visible again after
+    ``delay`` seconds; report with ``nacks_done()`` or ``acks_failed()`` (an answer per id)."""
+
+    qname: str
+    ids: tuple[str, ...]
+    delay: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoExtend:
+    """Keep the held messages ``ids`` of ``qname`` hidden ``seconds`` more from now; report
+    with ``extends_done()`` or ``acks_failed()`` (an answer per id)."""
+
+    qname: str
+    ids: tuple[str, ...]
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class DoSend:
     """Publish ``message`` to ``qname``; report with ``send_done()`` or ``send_failed()``."""
 
@@ -114,5 +136,7 @@ Action = (
     | DoSubscribe
     | DoUnsubscribe
     | DoAck
+    | DoNack
+    | DoExtend
     | DoSend
 )

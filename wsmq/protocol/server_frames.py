@@ -30,9 +30,11 @@ __all__ = [
     "Authenticated",
     "ErrorFrame",
     "Expiring",
+    "Extended",
     "FrameDecodeError",
     "LegacyMessage",
     "Message",
+    "Nacked",
     "Refreshed",
     "Sent",
     "ServerFrame",
@@ -45,8 +47,10 @@ __all__ = [
     "encode_authenticated",
     "encode_error",
     "encode_expiring",
+    "encode_extended",
     "encode_message",
     "encode_message_utf8",
+    "encode_nacked",
     "encode_refreshed",
     "encode_sent",
     "encode_subscribed",
@@ -158,6 +162,16 @@ def encode_acked(qname: str, msg_id: str) -> str:
     return dumps({"type": "acked", "queue": qname, "id": msg_id})
 
 
+def encode_nacked(qname: str, msg_id: str) -> str:
+    """v1 reply to ``/nack``: the message was given back (visible after the frame's delay)."""
+    return dumps({"type": "nacked", "queue": qname, "id": msg_id})
+
+
+def encode_extended(qname: str, msg_id: str) -> str:
+    """v1 reply to ``/extend``: the message stays hidden (and held) for the frame's seconds."""
+    return dumps({"type": "extended", "queue": qname, "id": msg_id})
+
+
 def encode_error(
     code: str, message: str, *, queue: str | None = None, msg_id: str | None = None
 ) -> str:
@@ -241,6 +255,22 @@ class Acked:
 
 
 @dataclass(frozen=True, slots=True)
+class Nacked:
+    """v1 reply to ``/nack``, one per id: the message was given back."""
+
+    queue: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    """v1 reply to ``/extend``, one per id: the message stays hidden longer."""
+
+    queue: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorFrame:
     """An error (both modes); ``queue``/``id`` name what it is about, when it is about one."""
 
@@ -279,6 +309,8 @@ ServerFrame = (
     | Unsubscribed
     | Sent
     | Acked
+    | Nacked
+    | Extended
     | ErrorFrame
     | Expiring
     | Authenticated
@@ -354,6 +386,10 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
             return Sent(_str(obj, "queue"), _str(obj, "id"))
         case "acked":
             return Acked(_str(obj, "queue"), _str(obj, "id"))
+        case "nacked":
+            return Nacked(_str(obj, "queue"), _str(obj, "id"))
+        case "extended":
+            return Extended(_str(obj, "queue"), _str(obj, "id"))
         case "error":
             return ErrorFrame(
                 _str(obj, "code"), _str(obj, "detail"), _opt_str(obj, "queue"), _opt_str(obj, "id")

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -51,6 +51,8 @@ from wsmq.protocol.actions import (
     DoAck,
     DoAuthenticate,
     DoAuthorize,
+    DoExtend,
+    DoNack,
     DoRefresh,
     DoSend,
     DoSubscribe,
@@ -63,6 +65,8 @@ from wsmq.protocol.server_frames import (
     encode_authenticated,
     encode_error,
     encode_expiring,
+    encode_extended,
+    encode_nacked,
     encode_refreshed,
     encode_sent,
     encode_subscribed,
@@ -85,6 +89,7 @@ class SessionLimits:
     expiring_warning: float = 60.0  # v1: send `expiring` this long before the token's exp
     max_frame_size: int = p.DEFAULT_MAX_FRAME_SIZE  # UTF-8 bytes
     max_pending: int = 32  # frames buffered while /auth is being verified
+    max_extend: int = 43_200  # longest /extend (seconds)
 
 
 class State(Enum):
@@ -97,6 +102,8 @@ class State(Enum):
 
 
 Pending = p.Command | p.ProtocolError
+#: Commands that give held messages up (v1: free of the rate limit unless they fail).
+_GIVE_UP_VERBS = (p.Ack, p.AckMany, p.Nack)
 
 
 class Session:
@@ -194,15 +201,17 @@ class Session:
     def handle(self, command: p.Command | p.ProtocolError, now: float) -> list[Action]:
         """Handle one already-parsed frame (or its parse error). Counts toward the rate limit.
 
-        Well-formed ``/ack`` frames on an open ``wsmq.v1`` session are not counted: the
-        subscription window already bounds them (a client cannot hold more messages than its
-        window), and counting them would cap a subscriber's throughput at the frame rate.
-        Acks of ids the client does not hold are charged afterwards (:meth:`acks_done`).
+        Well-formed ``/ack`` and ``/nack`` frames on an open ``wsmq.v1`` session are not
+        counted: the subscription window already bounds them (each gives a held message up,
+        and a client cannot hold more than its window), and counting them would cap a
+        subscriber's throughput at the frame rate. Ids the client does not hold are charged
+        afterwards (:meth:`acks_done`). ``/extend`` keeps its messages held, so nothing else
+        bounds it: it is counted like any frame.
         """
         if self.state is State.CLOSED:
             return []
         self._now = now
-        free = isinstance(command, p.Ack | p.AckMany) and self.state is State.OPEN and self.v1
+        free = isinstance(command, _GIVE_UP_VERBS) and self.state is State.OPEN and self.v1
         if not free and not self._rate_ok(now):
             return self._close(p.CLOSE_RATE_LIMITED, "rate limit exceeded")
         return self._dispatch(command)
@@ -250,6 +259,13 @@ class Session:
                 return self._ack(qname, (msg_id,))
             case p.AckMany(qname, ids):
                 return self._ack(qname, ids)
+            case p.Nack(qname, ids, delay):
+                return self._held_verb(qname, "nack", DoNack(qname, ids, delay))
+            case p.Extend(qname, ids, seconds):
+                if seconds > self.limits.max_extend:
+                    detail = f"seconds must be 1..{self.limits.max_extend} (max_extend)"
+                    return [self._error(p.ErrorCode.BAD_FRAME, detail, queue=qname)]
+                return self._held_verb(qname, "extend", DoExtend(qname, ids, seconds))
             case p.Send(qname, message):
                 if self._hooked and self.user is not None:
                     return [DoAuthorize(self.user, qname, "send", command)]
@@ -263,11 +279,16 @@ class Session:
         return []  # pragma: no cover - exhaustive
 
     def _ack(self, qname: str, ids: tuple[str, ...]) -> list[Action]:
+        return self._held_verb(qname, "ack", DoAck(qname, ids))
+
+    def _held_verb(self, qname: str, verb: str, action: DoAck | DoNack | DoExtend) -> list[Action]:
+        """``/ack``, ``/nack``, ``/extend``: v1 only, on a subscribed queue."""
         if not self.v1:
             return [
                 self._error(
                     p.ErrorCode.ACK_NOT_SUPPORTED,
-                    "acks need the wsmq.v1 subprotocol; legacy deliveries are deleted once written",
+                    f"{verb} needs the wsmq.v1 subprotocol; legacy deliveries are deleted "
+                    "once written",
                     queue=qname,
                 )
             ]
@@ -275,7 +296,7 @@ class Session:
             return self._charged(
                 self._error(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed", queue=qname)
             )
-        return [DoAck(qname, ids)]
+        return [action]
 
     def _subscribe(self, command: p.Subscribe) -> list[Action]:
         qname = command.qname
@@ -422,12 +443,29 @@ class Session:
     def acks_done(self, qname: str, ids: Sequence[str], deleted: Sequence[bool]) -> list[Action]:
         """Acks of ``qname`` executed: per id ``acked``, or ``unknown_message`` where
         ``deleted`` is False (the id was not in flight; such an ack spends a rate token)."""
+        return self._per_id(qname, ids, deleted, encode_acked)
+
+    def nacks_done(self, qname: str, ids: Sequence[str], held: Sequence[bool]) -> list[Action]:
+        """Nacks executed: per id ``nacked``, or ``unknown_message`` (as :meth:`acks_done`)."""
+        return self._per_id(qname, ids, held, encode_nacked)
+
+    def extends_done(self, qname: str, ids: Sequence[str], held: Sequence[bool]) -> list[Action]:
+        """Extends executed: per id ``extended``, or ``unknown_message`` (as :meth:`acks_done`)."""
+        return self._per_id(qname, ids, held, encode_extended)
+
+    def _per_id(
+        self,
+        qname: str,
+        ids: Sequence[str],
+        held: Sequence[bool],
+        encode: Callable[[str, str], str],
+    ) -> list[Action]:
         actions: list[Action] = []
-        for msg_id, ok in zip(ids, deleted, strict=True):
+        for msg_id, ok in zip(ids, held, strict=True):
             if self.state is not State.OPEN:
                 break
             if ok:
-                actions.append(Reply(encode_acked(qname, msg_id)))
+                actions.append(Reply(encode(qname, msg_id)))
                 continue
             actions += self._charged(
                 self._error(
@@ -440,7 +478,8 @@ class Session:
         return actions
 
     def acks_failed(self, qname: str, ids: Sequence[str], code: str, detail: str) -> list[Action]:
-        """Acks of ``qname`` could not be executed (e.g. ``unavailable``): an error per id."""
+        """Acks (nacks, extends) of ``qname`` could not be executed (e.g. ``unavailable``): an
+        error per id."""
         if self.state is not State.OPEN:
             return []
         return [self._error(code, detail, queue=qname, msg_id=msg_id) for msg_id in ids]

@@ -8,6 +8,8 @@ Client → server text frames::
 
     /subscribe/<qname>            /unsubscribe/<qname>
     /ack/<qname>/<id>[,<id>...]   /send/<qname> <message>
+    /nack/<qname>/<id>[,<id>...] [<delay-seconds>]
+    /extend/<qname>/<id>[,<id>...] <seconds>
     /auth <x-token> <x-access-token>
     /refresh <x-token>
 
@@ -51,6 +53,7 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "DEFAULT_MAX_FRAME_SIZE",
     "MAX_ACK_IDS",
+    "MAX_VT",
     "QUEUE_ERROR_CODES",
     "SUBPROTOCOL",
     "SUBPROTOCOLS",
@@ -59,7 +62,9 @@ __all__ = [
     "Auth",
     "Command",
     "ErrorCode",
+    "Extend",
     "Mode",
+    "Nack",
     "ProtocolError",
     "Refresh",
     "Send",
@@ -94,6 +99,9 @@ CLOSE_RATE_LIMITED: Final = 4429
 
 #: Most ids one ``/ack`` frame may carry (1000 ids are ~33 KB, within the default frame size).
 MAX_ACK_IDS: Final = 1000
+#: Largest visibility timeout (seconds) a queue accepts (RSMQ's bound): ``/nack`` delays and
+#: ``/extend`` durations; the session bounds ``/extend`` further by its ``max_extend``.
+MAX_VT: Final = 9_999_999
 # Tokens are JWTs / base64url / hex: printable ASCII without spaces. The cap keeps a hostile
 # /auth frame from reaching the JWT decoder with megabytes of input.
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{1,8192}")
@@ -194,6 +202,26 @@ class AckMany:
 
 
 @dataclass(frozen=True, slots=True)
+class Nack:
+    """``/nack/<qname>/<id>[,<id>...] [<delay>]`` (``wsmq.v1`` only): give held messages back,
+    visible again after ``delay`` seconds (0: at once)."""
+
+    qname: str
+    ids: tuple[str, ...]
+    delay: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """``/extend/<qname>/<id>[,<id>...] <seconds>`` (``wsmq.v1`` only): keep held messages
+    hidden for ``seconds`` more from now (they stay held)."""
+
+    qname: str
+    ids: tuple[str, ...]
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Send:
     """``/send/<qname> <message>``: publish ``message`` (verbatim) to ``qname``."""
 
@@ -216,7 +244,7 @@ class Refresh:
     x_token: str = field(repr=False)
 
 
-Command = Subscribe | Unsubscribe | Ack | AckMany | Send | Auth | Refresh
+Command = Subscribe | Unsubscribe | Ack | AckMany | Nack | Extend | Send | Auth | Refresh
 
 
 # Queue names and ids follow wsmq.protocol.names (RSMQ's rules, so a name valid here is valid
@@ -296,6 +324,16 @@ def _parse_unsubscribe(sep: str, rest: str) -> Command:
     return Unsubscribe(_qname(_strip_eol(rest)))
 
 
+def _id_list(verb: str, id_list: str) -> tuple[str, ...]:
+    ids = tuple(id_list.split(","))
+    if len(ids) > MAX_ACK_IDS:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"at most {MAX_ACK_IDS} ids per /{verb} frame")
+    for msg_id in ids:
+        if ID_PATTERN.fullmatch(msg_id) is None:
+            raise ProtocolError(ErrorCode.INVALID_ID, _ID_DETAIL)
+    return ids
+
+
 def _parse_ack(sep: str, rest: str) -> Command:
     parts = _strip_eol(rest).split("/")
     if sep != "/" or len(parts) != 2:
@@ -306,13 +344,45 @@ def _parse_ack(sep: str, rest: str) -> Command:
         if ID_PATTERN.fullmatch(id_list) is None:
             raise ProtocolError(ErrorCode.INVALID_ID, _ID_DETAIL)
         return Ack(qname, id_list)
-    ids = tuple(id_list.split(","))
-    if len(ids) > MAX_ACK_IDS:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"at most {MAX_ACK_IDS} ids per /ack frame")
-    for msg_id in ids:
-        if ID_PATTERN.fullmatch(msg_id) is None:
-            raise ProtocolError(ErrorCode.INVALID_ID, _ID_DETAIL)
-    return AckMany(qname, ids)
+    return AckMany(qname, _id_list("ack", id_list))
+
+
+_SECONDS_RE: Final = re.compile(r"[0-9]{1,7}")
+
+
+def _ids_and_seconds(
+    verb: str, sep: str, rest: str, usage: str, *, required: bool
+) -> tuple[str, tuple[str, ...], int | None]:
+    """``<qname>/<id>[,<id>...][ <seconds>]`` of a ``/nack`` or ``/extend`` frame."""
+    target, space, seconds = _strip_eol(rest).partition(" ")
+    parts = target.split("/")
+    if sep != "/" or len(parts) != 2 or (required and not space):
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"usage: {usage}")
+    qname, id_list = parts
+    _qname(qname)
+    ids = _id_list(verb, id_list)
+    if not space:
+        return qname, ids, None
+    if _SECONDS_RE.fullmatch(seconds) is None:  # 7 digits: at most MAX_VT
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"seconds must be an integer 0..{MAX_VT}; usage: {usage}"
+        )
+    return qname, ids, int(seconds)
+
+
+def _parse_nack(sep: str, rest: str) -> Command:
+    qname, ids, delay = _ids_and_seconds(
+        "nack", sep, rest, "/nack/<qname>/<id>[,<id>...] [<delay-seconds>]", required=False
+    )
+    return Nack(qname, ids, delay or 0)
+
+
+def _parse_extend(sep: str, rest: str) -> Command:
+    usage = "/extend/<qname>/<id>[,<id>...] <seconds>"
+    qname, ids, seconds = _ids_and_seconds("extend", sep, rest, usage, required=True)
+    if not seconds:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"seconds must be >= 1; usage: {usage}")
+    return Extend(qname, ids, seconds)
 
 
 def _parse_send(sep: str, rest: str) -> Command:
@@ -340,6 +410,8 @@ _PARSERS: Final[dict[str, Callable[[str, str], Command]]] = {
     "subscribe": _parse_subscribe,
     "unsubscribe": _parse_unsubscribe,
     "ack": _parse_ack,
+    "nack": _parse_nack,
+    "extend": _parse_extend,
     "send": _parse_send,
     "auth": _parse_auth,
     "refresh": _parse_refresh,
