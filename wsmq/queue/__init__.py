@@ -8,6 +8,9 @@ on the same queues.  See docs/queue.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from wsmq._lazy import load_lazy
 from wsmq.queue.errors import (
     DeadLetterQueueNotFound,
     InvalidFormat,
@@ -24,7 +27,9 @@ from wsmq.queue.keys import KeyLayout
 from wsmq.queue.models import Message, QueueAttributes
 from wsmq.queue.publisher import send_message
 from wsmq.queue.queues import Queues
-from wsmq.realtime.listener import RealtimeListener
+
+if TYPE_CHECKING:
+    from wsmq.realtime.listener import RealtimeListener
 
 __all__ = [
     "DeadLetterQueueNotFound",
@@ -44,3 +49,11 @@ __all__ = [
     "RealtimeListener",
     "send_message",
 ]
+
+#: Public here before :mod:`wsmq.realtime` existed; loaded on first use, since the realtime layer
+#: sits above this one (importing it eagerly would be an import cycle).
+_LAZY = {"RealtimeListener": "wsmq.realtime.listener"}
+
+
+def __getattr__(name: str) -> object:
+    return load_lazy(__name__, _LAZY, globals(), name)
