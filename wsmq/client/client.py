@@ -52,13 +52,20 @@ def _num(value: float) -> str:
 
 
 class Client:
-    """Use :func:`connect`; ``async with`` it to connect, leave the block to close."""
+    """A client of the nodes ``urls``: ``async with`` it to connect, leave the block to close.
+
+    ``tokens()`` returns ``(x-token, x-access-token)``. ``legacy``: no subprotocol, receive
+    only. ``dedupe``: ids remembered per queue to drop redeliveries after a reconnect (0 = off).
+    ``on_event``: called with :class:`Connecting`, :class:`Connected`, :class:`Disconnected`.
+    ``heartbeat``: WebSocket ping interval in seconds (``None`` = off). ``shuffle``: try the
+    nodes in random order. ``session``: an aiohttp session to use (else one of its own).
+    """
 
     def __init__(
         self,
         urls: Sequence[str],
-        tokens: TokenSource,
         *,
+        tokens: TokenSource,
         legacy: bool = False,
         dedupe: int = 0,
         backoff: Backoff | None = None,
@@ -431,26 +438,5 @@ class Client:
             self._on_event(event)
 
 
-def connect(
-    urls: Sequence[str],
-    *,
-    tokens: TokenSource,
-    legacy: bool = False,
-    dedupe: int = 0,
-    backoff: Backoff | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    heartbeat: float | None = 30.0,
-    shuffle: bool = True,
-    session: aiohttp.ClientSession | None = None,
-) -> Client:
-    """A client for the nodes ``urls``; ``async with connect(...) as client:`` connects.
-
-    ``legacy``: no subprotocol, receive only. ``dedupe``: ids remembered per queue to drop
-    redeliveries after a reconnect (0 = off). ``on_event``: called with :class:`Connecting`,
-    :class:`Connected`, :class:`Disconnected`. ``heartbeat``: WebSocket ping interval in
-    seconds (``None`` = off). ``shuffle``: try the nodes in random order.
-    """
-    return Client(
-        urls, tokens, legacy=legacy, dedupe=dedupe, backoff=backoff, on_event=on_event,
-        heartbeat=heartbeat, shuffle=shuffle, session=session,
-    )  # fmt: skip
+#: ``async with connect(urls, tokens=...) as client:`` connects (see :class:`Client`).
+connect = Client
