@@ -249,7 +249,7 @@ async def test_dedupe_drops_redeliveries_and_acks_the_acked_ones(
         await subscribed(first)
         await deliver(first, ID1)
         await deliver(first, ID2)
-        d1, _d2 = await next_delivery(sub), await next_delivery(sub)
+        d1, d2 = await next_delivery(sub), await next_delivery(sub)
         await d1.ack()
         assert await first.recv() == f"/ack/orders/{ID1}"
         await first.close(1001, "server shutting down")  # the ack's fate is unknown
@@ -259,6 +259,26 @@ async def test_dedupe_drops_redeliveries_and_acks_the_acked_ones(
             await deliver(second, msg_id)
         assert (await next_delivery(sub)).id == ID3  # ID1 and ID2 were seen already
         assert await second.recv() == f"/ack/orders/{ID1}"  # acked before: acked again here
+        assert await d2.ack() is True  # its redelivery is in flight on this connection
+        assert await second.recv() == f"/ack/orders/{ID2}"
+        assert second.received.empty()
+
+
+async def test_an_ack_from_a_closed_connection_is_not_sent(nodes: list[ScriptedNode]) -> None:
+    async with client_of(nodes, Tokens(), GatedBackoff()) as client:
+        sub = client.subscribe("orders")
+        first = await nodes[0].accept()
+        await subscribed(first)
+        await deliver(first, ID1)
+        old = await next_delivery(sub)
+        await first.close(1012, "server restarting")
+        second = await nodes[1].accept()
+        await subscribed(second)
+        assert await old.ack() is False  # the server would answer unknown_message
+        await deliver(second, ID1)  # its redelivery goes to the application again
+        again = await next_delivery(sub)
+        assert again.id == ID1 and await again.ack() is True
+        assert await second.recv() == f"/ack/orders/{ID1}"
         assert second.received.empty()
 
 

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 #: refused handshake, and on ``expiring``.
 TokenSource = Callable[[], Awaitable[tuple[str, str]]]
 
+ACKED = -1  # dedupe state of an id the application acked
 MAX_ACK_IDS = 1000  # the server's limit of ids in one bulk /ack
+FLUSH_ON_CLOSE = 2.0  # seconds close() waits for acks queued just before it
 _Pending = tuple[str, "asyncio.Future[str] | None"]  # ("send" | "subscribe", reply future)
 
 
@@ -98,7 +100,9 @@ class Client:
         self._acks: dict[str, list[str]] = {}
         self._ack_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self._flush_task: asyncio.Task[None] | None = None
-        self._seen: dict[str, OrderedDict[str, bool]] = {}
+        # dedupe: id -> the connection that holds it in flight now, or ACKED.
+        self._seen: dict[str, OrderedDict[str, int]] = {}
+        self._generation = 0  # counts connections: a delivery belongs to one
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -125,6 +129,11 @@ class Client:
     async def close(self) -> None:
         """Close the connection and end every subscription's iteration."""
         self._closed = True
+        if self._flush_task is not None and not self._flush_task.done():
+            # Acks queued in the last loop turn still go out before the socket closes.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(FLUSH_ON_CLOSE):
+                    await self._flush_task
         for task in [self._run_task, self._flush_task, *self._tasks]:
             if task is not None and not task.done():
                 task.cancel()
@@ -172,12 +181,18 @@ class Client:
         await ws.send_str(f"/send/{queue} {message}")
         return await reply
 
-    async def _ack(self, queue: str, msg_id: str, *, confirm: bool) -> bool:
+    async def _ack(self, queue: str, msg_id: str, generation: int, *, confirm: bool) -> bool:
         if self._legacy:
             return True
         seen = self._seen.get(queue)
-        if seen is not None and msg_id in seen:
-            seen[msg_id] = True
+        holder = seen.get(msg_id) if seen is not None else None
+        if seen is not None and holder is not None:
+            seen[msg_id] = ACKED
+        if generation != self._generation and holder != self._generation:
+            # Delivered on a connection that is gone and not (yet) redelivered on this one:
+            # the server would answer unknown_message. Its redelivery is acked (dedupe) or
+            # handed to the application again.
+            return False
         waiter = self._ack_waiters.get((queue, msg_id))
         if waiter is None:
             waiter = asyncio.get_running_loop().create_future()
@@ -291,6 +306,7 @@ class Client:
         healthy = False
         reason = ""
         try:
+            self._generation += 1
             for queue in self._subs:
                 await self._send_subscribe(ws, queue)
             self._ws = ws
@@ -357,7 +373,7 @@ class Client:
                 self._on_message(queue, msg_id, rc, sent, body)
             case LegacyMessage(body):
                 for sub in self._subs.values():
-                    sub._put(Delivery(sub.queue, "", 0, 0.0, body, self))
+                    sub._put(Delivery(sub.queue, "", 0, 0.0, body, self, self._generation))
             case Acked(queue, msg_id):
                 self._resolve_ack(queue, msg_id, True)
             case Sent(queue, msg_id):
@@ -377,14 +393,16 @@ class Client:
             return
         if self._dedupe > 0:
             seen = self._seen.setdefault(queue, OrderedDict())
-            if msg_id in seen:
-                if seen[msg_id]:  # the app acked it, the ack was lost with the connection
-                    self._queue_ack(queue, msg_id)
+            holder = seen.get(msg_id)
+            if holder == ACKED:  # the app acked it, the ack was lost with the connection
+                self._queue_ack(queue, msg_id)
+            if holder is not None:
+                seen[msg_id] = self._generation if holder != ACKED else ACKED
                 return
-            seen[msg_id] = False
+            seen[msg_id] = self._generation
             if len(seen) > self._dedupe:
                 seen.popitem(last=False)
-        sub._put(Delivery(queue, msg_id, rc, sent, body, self))
+        sub._put(Delivery(queue, msg_id, rc, sent, body, self, self._generation))
 
     def _on_error(self, code: str, detail: str, queue: str | None, msg_id: str | None) -> None:
         if queue is None:

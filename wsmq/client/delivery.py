@@ -26,6 +26,7 @@ class Delivery:
     sent: float
     message: str = field(repr=False)
     _client: Client = field(repr=False)
+    _generation: int = field(repr=False)
 
     async def ack(self, *, confirm: bool = False) -> bool:
         """Delete the message. Acks made in one event-loop turn go out as one ``/ack`` frame.
@@ -34,7 +35,7 @@ class Delivery:
         the server's ``acked`` (``True``) or an error / a lost connection (``False``: the
         message will be delivered again).
         """
-        return await self._client._ack(self.queue, self.id, confirm=confirm)
+        return await self._client._ack(self.queue, self.id, self._generation, confirm=confirm)
 
     async def nack(self, delay: float | None = None) -> None:
         """Give the message back: visible again at once, or after ``delay`` seconds."""
