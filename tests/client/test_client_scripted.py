@@ -321,3 +321,28 @@ async def test_subscribe_error_ends_that_subscription(nodes: list[ScriptedNode])
         await conn.send(type="error", code="forbidden", detail="no", queue="secret")
         with pytest.raises(ClientError, match="forbidden"):
             await next_delivery(sub)
+
+
+async def test_a_send_whose_connection_closes_raises(nodes: list[ScriptedNode]) -> None:
+    async with client_of(nodes, Tokens(), GatedBackoff()) as client:
+        first = await nodes[0].accept()
+        sending = asyncio.create_task(client.send("chat", "hi"))
+        assert await first.recv() == "/send/chat hi"
+        await first.close(1001, "server shutting down")
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(STEP):
+                await sending
+        await nodes[1].accept()  # and the client carries on
+
+
+async def test_a_refused_reconnect_gets_fresh_tokens_once_then_raises(
+    nodes: list[ScriptedNode],
+) -> None:
+    tokens = Tokens()
+    async with client_of(nodes, tokens, GatedBackoff()) as client:
+        sub = client.subscribe("orders")
+        nodes[1].reject_status = 401
+        await (await nodes[0].accept()).close(1001, "server shutting down")
+        with pytest.raises(AuthenticationFailed):
+            await next_delivery(sub)
+    assert tokens.calls == 2 and nodes[1].handshakes == 2

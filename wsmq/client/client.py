@@ -178,7 +178,10 @@ class Client:
         ws = await self._wait_connected()
         reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(queue, deque()).append(("send", reply))
-        await ws.send_str(f"/send/{queue} {message}")
+        try:
+            await ws.send_str(f"/send/{queue} {message}")
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise ConnectionClosed(f"send failed: {exc}") from None
         return await reply
 
     async def _ack(self, queue: str, msg_id: str, generation: int, *, confirm: bool) -> bool:
@@ -211,12 +214,15 @@ class Client:
         acks, self._acks = self._acks, {}
         ws = self._ws
         for queue, ids in acks.items():
-            if ws is None:
+            try:
+                if ws is None:
+                    raise ConnectionResetError("not connected")
+                for start in range(0, len(ids), MAX_ACK_IDS):
+                    chunk = ",".join(ids[start : start + MAX_ACK_IDS])
+                    await ws.send_str(f"/ack/{queue}/{chunk}")
+            except (ConnectionError, aiohttp.ClientError):
                 for msg_id in ids:  # not sent: it is delivered again after a reconnect
                     self._resolve_ack(queue, msg_id, False)
-                continue
-            for start in range(0, len(ids), MAX_ACK_IDS):
-                await ws.send_str(f"/ack/{queue}/{','.join(ids[start : start + MAX_ACK_IDS])}")
 
     async def _nack(self, queue: str, msg_id: str, delay: float | None) -> None:
         self._require_v1("nack")
@@ -307,9 +313,9 @@ class Client:
         reason = ""
         try:
             self._generation += 1
-            for queue in self._subs:
+            self._ws = ws  # from here subscribe() sends on ws itself
+            for queue in list(self._subs):
                 await self._send_subscribe(ws, queue)
-            self._ws = ws
             self._connected.set()
             while True:
                 msg = await ws.receive()
@@ -323,6 +329,8 @@ class Client:
                 elif msg.type is aiohttp.WSMsgType.ERROR:
                     reason = str(msg.data)
                     break
+        except (ConnectionError, aiohttp.ClientError) as exc:  # a send on a dying socket
+            reason = str(exc) or type(exc).__name__
         finally:
             self._ws = None
             self._connected.clear()
@@ -446,6 +454,8 @@ class Client:
                 await coro
             except (ConnectionError, aiohttp.ClientError) as exc:
                 log.debug("wsmq client: %s", exc)  # the read loop sees the close too
+            except Exception:  # e.g. tokens() failing during a refresh: the expiry closes 4403
+                log.warning("wsmq client: background step failed", exc_info=True)
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
