@@ -140,7 +140,7 @@ class Client:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         for sub in self._subs.values():
-            sub._end()
+            sub.finish()
         if self._own_session and self._session is not None:
             await self._session.close()
 
@@ -184,7 +184,9 @@ class Client:
             raise ConnectionClosed(f"send failed: {exc}") from None
         return await reply
 
-    async def _ack(self, queue: str, msg_id: str, generation: int, *, confirm: bool) -> bool:
+    async def ack(self, delivery: Delivery, *, confirm: bool = False) -> bool:
+        """:meth:`Delivery.ack` (the same call)."""
+        queue, msg_id, generation = delivery.queue, delivery.id, delivery.generation
         if self._legacy:
             return True
         seen = self._seen.get(queue)
@@ -224,7 +226,9 @@ class Client:
                 for msg_id in ids:  # not sent: it is delivered again after a reconnect
                     self._resolve_ack(queue, msg_id, False)
 
-    async def _nack(self, queue: str, msg_id: str, delay: float | None) -> None:
+    async def nack(self, delivery: Delivery, delay: float | None = None) -> None:
+        """:meth:`Delivery.nack` (the same call)."""
+        queue, msg_id = delivery.queue, delivery.id
         self._require_v1("nack")
         seen = self._seen.get(queue)
         if seen is not None:
@@ -232,7 +236,9 @@ class Client:
         suffix = "" if delay is None else f" {_num(delay)}"
         await (await self._wait_connected()).send_str(f"/nack/{queue}/{msg_id}{suffix}")
 
-    async def _extend(self, queue: str, msg_id: str, seconds: float) -> None:
+    async def extend(self, delivery: Delivery, seconds: float) -> None:
+        """:meth:`Delivery.extend` (the same call)."""
+        queue, msg_id = delivery.queue, delivery.id
         self._require_v1("extend")
         await (await self._wait_connected()).send_str(f"/extend/{queue}/{msg_id} {_num(seconds)}")
 
@@ -250,7 +256,7 @@ class Client:
         except Exception as exc:
             self._fatal = exc
             for sub in self._subs.values():
-                sub._end(exc)
+                sub.finish(exc)
 
     async def _connect_forever(self) -> None:
         assert self._session is not None
@@ -381,7 +387,7 @@ class Client:
                 self._on_message(queue, msg_id, rc, sent, body)
             case LegacyMessage(body):
                 for sub in self._subs.values():
-                    sub._put(Delivery(sub.queue, "", 0, 0.0, body, self, self._generation))
+                    sub.feed(Delivery(sub.queue, "", 0, 0.0, body, self, self._generation))
             case Acked(queue, msg_id):
                 self._resolve_ack(queue, msg_id, True)
             case Sent(queue, msg_id):
@@ -410,7 +416,7 @@ class Client:
             seen[msg_id] = self._generation
             if len(seen) > self._dedupe:
                 seen.popitem(last=False)
-        sub._put(Delivery(queue, msg_id, rc, sent, body, self, self._generation))
+        sub.feed(Delivery(queue, msg_id, rc, sent, body, self, self._generation))
 
     def _on_error(self, code: str, detail: str, queue: str | None, msg_id: str | None) -> None:
         if queue is None:
@@ -425,7 +431,7 @@ class Client:
                 if reply is not None:
                     reply.set_exception(error)
                 elif kind == "subscribe" and (sub := self._subs.pop(queue, None)) is not None:
-                    sub._end(error)
+                    sub.finish(error)
 
     def _reply(self, queue: str, kind: str, value: str) -> None:
         pending = self._pending.get(queue)

@@ -25,8 +25,8 @@ class Delivery:
     rc: int
     sent: float
     message: str = field(repr=False)
-    _client: Client = field(repr=False)
-    _generation: int = field(repr=False)
+    client: Client = field(repr=False, compare=False)
+    generation: int = field(repr=False)  # which connection of the client delivered it
 
     async def ack(self, *, confirm: bool = False) -> bool:
         """Delete the message. Acks made in one event-loop turn go out as one ``/ack`` frame.
@@ -35,15 +35,15 @@ class Delivery:
         the server's ``acked`` (``True``) or an error / a lost connection (``False``: the
         message will be delivered again).
         """
-        return await self._client._ack(self.queue, self.id, self._generation, confirm=confirm)
+        return await self.client.ack(self, confirm=confirm)
 
     async def nack(self, delay: float | None = None) -> None:
         """Give the message back: visible again at once, or after ``delay`` seconds."""
-        await self._client._nack(self.queue, self.id, delay)
+        await self.client.nack(self, delay)
 
     async def extend(self, seconds: float) -> None:
         """Keep the message invisible to others for ``seconds`` more (a long handler)."""
-        await self._client._extend(self.queue, self.id, seconds)
+        await self.client.extend(self, seconds)
 
 
 class Subscription:
@@ -68,11 +68,13 @@ class Subscription:
             raise item
         return item
 
-    def _put(self, delivery: Delivery) -> None:
+    def feed(self, delivery: Delivery) -> None:
+        """Used by the client: the next delivery of this queue."""
         if not self._ended:
             self._items.put_nowait(delivery)
 
-    def _end(self, error: BaseException | None = None) -> None:
+    def finish(self, error: BaseException | None = None) -> None:
+        """Used by the client: end the iteration (with ``error`` raised, if given)."""
         if not self._ended:
             self._ended = True
             self._items.put_nowait(error)
