@@ -3,10 +3,11 @@
 Reference: ``docs/client-python.md``.
 """
 
-from wsmq.client.client import Client, TokenSource, connect
+from wsmq.client.client import Client, connect
 from wsmq.client.delivery import Delivery, Subscription
 from wsmq.client.errors import AuthenticationFailed, ClientError, CommandFailed, ConnectionClosed
 from wsmq.client.events import Connected, Connecting, Disconnected, Event
+from wsmq.client.reconnect import TokenSource
 
 __all__ = [
     "AuthenticationFailed",

@@ -14,13 +14,9 @@ import aiohttp
 
 from wsmq.backoff import Backoff
 from wsmq.client.delivery import Delivery, Subscription
-from wsmq.client.errors import (
-    AuthenticationFailed,
-    ClientError,
-    CommandFailed,
-    ConnectionClosed,
-)
-from wsmq.client.events import Connected, Connecting, Disconnected, Event, Next, after_close
+from wsmq.client.errors import ClientError, CommandFailed, ConnectionClosed
+from wsmq.client.events import Event
+from wsmq.client.reconnect import Reconnector, TokenSource
 from wsmq.protocol.names import is_valid_qname
 from wsmq.protocol.server_frames import (
     Acked,
@@ -33,15 +29,10 @@ from wsmq.protocol.server_frames import (
     Subscribed,
     decode_server_frame,
 )
-from wsmq.protocol.wire import SUBPROTOCOL
 
 __all__ = ["Client", "TokenSource", "connect"]
 
 log = logging.getLogger(__name__)
-
-#: Returns ``(x-token, x-access-token)``; called at the first connect, after 4401/4403 or a
-#: refused handshake, and on ``expiring``.
-TokenSource = Callable[[], Awaitable[tuple[str, str]]]
 
 ACKED = -1  # dedupe state of an id the application acked
 MAX_ACK_IDS = 1000  # the server's limit of ids in one bulk /ack
@@ -78,18 +69,17 @@ class Client:
     ) -> None:
         if not urls:
             raise ClientError("connect() needs at least one node URL")
-        self._nodes = list(urls)
+        nodes = list(urls)
         if shuffle:
-            random.shuffle(self._nodes)
-        self._token_source = tokens
+            random.shuffle(nodes)
         self._legacy = legacy
         self._dedupe = dedupe
-        self._backoff = backoff if backoff is not None else Backoff(base=0.1, cap=10.0)
-        self._on_event = on_event
-        self._heartbeat = heartbeat
         self._session = session
         self._own_session = session is None
-        self._tokens: tuple[str, str] | None = None
+        self._reconnect = Reconnector(
+            nodes, tokens, legacy=legacy, heartbeat=heartbeat, on_event=on_event,
+            backoff=backoff if backoff is not None else Backoff(base=0.1, cap=10.0),
+        )  # fmt: skip
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
@@ -110,6 +100,7 @@ class Client:
     async def __aenter__(self) -> Client:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        self._reconnect.session = self._session
         self._run_task = asyncio.create_task(self._run(), name="wsmq-client")
         try:
             await self._wait_connected()
@@ -250,68 +241,13 @@ class Client:
 
     async def _run(self) -> None:
         try:
-            await self._connect_forever()
+            await self._reconnect.run(self._serve)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fatal = exc
             for sub in self._subs.values():
                 sub.finish(exc)
-
-    async def _connect_forever(self) -> None:
-        assert self._session is not None
-        auth_strikes = 0
-        attempt = 0
-        while True:
-            node = self._nodes[attempt % len(self._nodes)]
-            attempt += 1
-            self._emit(Connecting(node))
-            fresh = self._tokens is None
-            if self._tokens is None:
-                self._tokens = await self._token_source()
-            x_token, access_token = self._tokens
-            try:
-                ws = await self._session.ws_connect(
-                    node,
-                    headers={"x-token": x_token, "x-access-token": access_token},
-                    protocols=() if self._legacy else (SUBPROTOCOL,),
-                    heartbeat=self._heartbeat,
-                )
-            except aiohttp.WSServerHandshakeError as exc:
-                self._emit(Disconnected(node, None, f"HTTP {exc.status}"))
-                if exc.status in (401, 403):
-                    self._tokens = None
-                    if fresh:
-                        raise AuthenticationFailed(f"{node}: HTTP {exc.status}") from None
-                    attempt -= 1  # the same node again, with fresh tokens
-                    continue
-                await self._backoff.sleep()
-                continue
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                self._emit(Disconnected(node, None, str(exc) or type(exc).__name__))
-                await self._backoff.sleep()
-                continue
-            if not self._legacy and ws.protocol != SUBPROTOCOL:
-                await ws.close()
-                raise ClientError(f"{node} did not accept the {SUBPROTOCOL} subprotocol")
-            self._emit(Connected(node))
-            code, reason, healthy = await self._serve(ws)
-            self._emit(Disconnected(node, code, reason))
-            if healthy:
-                self._backoff.reset()
-                auth_strikes = 0
-            match after_close(code):
-                case Next.NEXT_NODE_NOW:
-                    continue
-                case Next.NEW_TOKENS:
-                    auth_strikes += 1
-                    if auth_strikes > 1:
-                        raise AuthenticationFailed(f"{node}: closed {code} {reason}")
-                    self._tokens = None
-                case Next.RAISE:
-                    raise ConnectionClosed(f"{node}: closed {code} {reason}", code, reason)
-                case Next.BACK_OFF:
-                    await self._backoff.sleep()
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str, bool]:
         """Run one connection until it closes: (close code, reason, whether it worked)."""
@@ -450,9 +386,9 @@ class Client:
             waiter.set_result(deleted)
 
     async def _refresh(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._tokens = await self._token_source()
+        x_token, _access_token = await self._reconnect.renew_tokens()
         if not ws.closed:
-            await ws.send_str(f"/refresh {self._tokens[0]}")
+            await ws.send_str(f"/refresh {x_token}")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -466,10 +402,6 @@ class Client:
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _emit(self, event: Event) -> None:
-        if self._on_event is not None:
-            self._on_event(event)
 
 
 #: ``async with connect(urls, tokens=...) as client:`` connects (see :class:`Client`).
