@@ -346,3 +346,24 @@ async def test_a_refused_reconnect_gets_fresh_tokens_once_then_raises(
         with pytest.raises(AuthenticationFailed):
             await next_delivery(sub)
     assert tokens.calls == 2 and nodes[1].handshakes == 2
+
+
+async def test_unsubscribe_ends_the_iteration_and_is_not_renewed(
+    nodes: list[ScriptedNode],
+) -> None:
+    async with client_of(nodes, Tokens(), GatedBackoff()) as client:
+        orders, chat = client.subscribe("orders"), client.subscribe("chat")
+        first = await nodes[0].accept()
+        await subscribed(first, "orders")
+        await subscribed(first, "chat")
+        await client.unsubscribe("orders")
+        assert await first.recv() == "/unsubscribe/orders"
+        with pytest.raises(StopAsyncIteration):
+            await next_delivery(orders)
+        await deliver(first, ID1, queue="orders")  # already on its way: dropped
+        await deliver(first, ID2, queue="chat")
+        assert (await next_delivery(chat)).id == ID2
+        await first.close(1001, "server shutting down")
+        second = await nodes[1].accept()
+        assert await second.recv() == "/subscribe/chat"
+        assert second.received.empty()

@@ -155,6 +155,21 @@ class Client:
             self._spawn(self._send_subscribe(self._ws, queue))
         return sub
 
+    async def unsubscribe(self, queue: str) -> None:
+        """Stop receiving ``queue``: its iteration ends, and it is not renewed after reconnects.
+
+        Messages delivered but not acked become visible to other consumers at once (the
+        server releases them); deliveries still on the way are dropped.
+        """
+        sub = self._subs.pop(queue, None)
+        if sub is None:
+            return
+        sub.finish()
+        self._seen.pop(queue, None)
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await self._ws.send_str(f"/unsubscribe/{queue}")
+
     async def send(self, queue: str, message: str) -> str:
         """Put ``message`` into ``queue``; returns the new message's id.
 
