@@ -13,6 +13,7 @@ from wsmq.client import Client, Disconnected, Event, connect
 from wsmq.queue import Queues
 
 N = 200
+WINDOW = 20
 
 
 async def queue_empty(queues: Queues, qname: str, within: float) -> None:
@@ -24,11 +25,12 @@ async def queue_empty(queues: Queues, qname: str, within: float) -> None:
 
 async def consume(
     client: Client, qname: str, sent: set[str], seen: list[str], halfway: asyncio.Event,
-    all_seen: asyncio.Event,
+    all_seen: asyncio.Event, connections: set[int],
 ) -> None:  # fmt: skip
     """The application: handle each message, ack it, flag half and all of them seen."""
     async for d in client.subscribe(qname):
         seen.append(d.id)
+        connections.add(d.generation)
         await d.ack()
         if len(seen) == N // 2:
             halfway.set()
@@ -48,7 +50,9 @@ async def test_a_node_stopping_mid_stream_loses_nothing(
     sig: signal.Signals,
     dedupe: int,
 ) -> None:
-    first, second = await spawn_node(redis_url), await spawn_node(redis_url)
+    # A small window: most messages are still in Redis when the first node stops.
+    first = await spawn_node(redis_url, "--window", str(WINDOW))
+    second = await spawn_node(redis_url, "--window", str(WINDOW))
     user = await make_user()
     qname = user.user_id
     await queues.create_queue(qname, vt=2)  # a SIGKILLed node's in-flight messages return soon
@@ -60,11 +64,14 @@ async def test_a_node_stopping_mid_stream_loses_nothing(
     events: list[Event] = []
     seen: list[str] = []
     halfway, all_seen = asyncio.Event(), asyncio.Event()
+    connections: set[int] = set()
     async with connect(
         [first.url, second.url], tokens=tokens, shuffle=False, dedupe=dedupe,
         backoff=Backoff(base=0.05, cap=0.5), on_event=events.append,
     ) as client:  # fmt: skip
-        consumer = asyncio.create_task(consume(client, qname, set(sent), seen, halfway, all_seen))
+        consumer = asyncio.create_task(
+            consume(client, qname, set(sent), seen, halfway, all_seen, connections)
+        )
         async with asyncio.timeout(20):
             await halfway.wait()
         first.send_signal(sig)
@@ -75,6 +82,7 @@ async def test_a_node_stopping_mid_stream_loses_nothing(
         finally:
             consumer.cancel()
     assert set(seen) == set(sent)
+    assert connections == {1, 2}  # the stream went on over the second node's connection
     if dedupe:
         assert len(seen) == N  # every redelivery of a handled message was filtered
     closes = [e for e in events if isinstance(e, Disconnected) and e.node == first.url]
