@@ -1,0 +1,26 @@
+"""The Python client of wsmq: ``async with connect(urls, tokens=...) as client``.
+
+Reference: ``docs/client-python.md``.
+"""
+
+from wsmq.client.client import Client, connect
+from wsmq.client.delivery import Delivery, Subscription
+from wsmq.client.errors import AuthenticationFailed, ClientError, CommandFailed, ConnectionClosed
+from wsmq.client.events import Connected, Connecting, Disconnected, Event
+from wsmq.client.reconnect import TokenSource
+
+__all__ = [
+    "AuthenticationFailed",
+    "Client",
+    "ClientError",
+    "CommandFailed",
+    "Connected",
+    "Connecting",
+    "ConnectionClosed",
+    "Delivery",
+    "Disconnected",
+    "Event",
+    "Subscription",
+    "TokenSource",
+    "connect",
+]

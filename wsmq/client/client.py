@@ -1,0 +1,423 @@
+"""The reconnecting WebSocket client: nodes, close-code policy, resubscribe, acks, refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+
+import aiohttp
+
+from wsmq.backoff import Backoff
+from wsmq.client.delivery import Delivery, Subscription
+from wsmq.client.errors import ClientError, CommandFailed, ConnectionClosed
+from wsmq.client.events import Event
+from wsmq.client.reconnect import Reconnector, TokenSource
+from wsmq.protocol.names import is_valid_qname
+from wsmq.protocol.server_frames import (
+    Acked,
+    ErrorFrame,
+    Expiring,
+    FrameDecodeError,
+    LegacyMessage,
+    Message,
+    Sent,
+    Subscribed,
+    decode_server_frame,
+)
+
+__all__ = ["Client", "TokenSource", "connect"]
+
+log = logging.getLogger(__name__)
+
+ACKED = -1  # dedupe state of an id the application acked
+MAX_ACK_IDS = 1000  # the server's limit of ids in one bulk /ack
+FLUSH_ON_CLOSE = 2.0  # seconds close() waits for acks queued just before it
+_Pending = tuple[str, "asyncio.Future[str] | None"]  # ("send" | "subscribe", reply future)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class Client:
+    """A client of the nodes ``urls``: ``async with`` it to connect, leave the block to close.
+
+    ``tokens()`` returns ``(x-token, x-access-token)``. ``legacy``: no subprotocol, receive
+    only. ``dedupe``: ids remembered per queue to drop redeliveries after a reconnect (0 = off).
+    ``on_event``: called with :class:`Connecting`, :class:`Connected`, :class:`Disconnected`.
+    ``heartbeat``: WebSocket ping interval in seconds (``None`` = off). ``shuffle``: try the
+    nodes in random order. ``session``: an aiohttp session to use (else one of its own).
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        tokens: TokenSource,
+        legacy: bool = False,
+        dedupe: int = 0,
+        backoff: Backoff | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        heartbeat: float | None = 30.0,
+        shuffle: bool = True,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if not urls:
+            raise ClientError("connect() needs at least one node URL")
+        nodes = list(urls)
+        if shuffle:
+            random.shuffle(nodes)
+        self._legacy = legacy
+        self._dedupe = dedupe
+        self._session = session
+        self._own_session = session is None
+        self._reconnect = Reconnector(
+            nodes, tokens, legacy=legacy, heartbeat=heartbeat, on_event=on_event,
+            backoff=backoff if backoff is not None else Backoff(base=0.1, cap=10.0),
+        )  # fmt: skip
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._run_task: asyncio.Task[None] | None = None
+        self._fatal: BaseException | None = None
+        self._closed = False
+        self._subs: dict[str, Subscription] = {}
+        self._pending: dict[str, deque[_Pending]] = {}
+        self._acks: dict[str, list[str]] = {}
+        self._ack_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._flush_task: asyncio.Task[None] | None = None
+        # dedupe: id -> the connection that holds it in flight now, or ACKED.
+        self._seen: dict[str, OrderedDict[str, int]] = {}
+        self._generation = 0  # counts connections: a delivery belongs to one
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._reconnect.session = self._session
+        self._run_task = asyncio.create_task(self._run(), name="wsmq-client")
+        try:
+            await self._wait_connected()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection and end every subscription's iteration."""
+        self._closed = True
+        if self._flush_task is not None and not self._flush_task.done():
+            # Acks queued in the last loop turn still go out before the socket closes.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(FLUSH_ON_CLOSE):
+                    await self._flush_task
+        for task in [self._run_task, self._flush_task, *self._tasks]:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for sub in self._subs.values():
+            sub.finish()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open right now."""
+        return self._ws is not None
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def subscribe(self, queue: str) -> Subscription:
+        """Start receiving ``queue`` (renewed after every reconnect); iterate the result."""
+        if not is_valid_qname(queue):
+            raise ClientError(f"invalid queue name {queue!r}")
+        if queue in self._subs:
+            raise ClientError(f"already subscribed to {queue!r}")
+        if self._legacy and self._subs:
+            raise ClientError("legacy deliveries carry no queue name: one subscription only")
+        sub = self._subs[queue] = Subscription(queue)
+        if self._ws is not None:
+            self._spawn(self._send_subscribe(self._ws, queue))
+        return sub
+
+    async def unsubscribe(self, queue: str) -> None:
+        """Stop receiving ``queue``: its iteration ends, and it is not renewed after reconnects.
+
+        Messages delivered but not acked become visible to other consumers at once (the
+        server releases them); deliveries still on the way are dropped.
+        """
+        sub = self._subs.pop(queue, None)
+        if sub is None:
+            return
+        sub.finish()
+        self._seen.pop(queue, None)
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await self._ws.send_str(f"/unsubscribe/{queue}")
+
+    async def send(self, queue: str, message: str) -> str:
+        """Put ``message`` into ``queue``; returns the new message's id.
+
+        Raises:
+            CommandFailed: the server refused it (``forbidden``, ``message_too_long``, ...).
+            ConnectionClosed: the connection closed before the reply (it may have been queued).
+        """
+        if self._legacy:
+            raise ClientError("send needs the wsmq.v1 protocol (legacy mode is read-only)")
+        if not is_valid_qname(queue):
+            raise ClientError(f"invalid queue name {queue!r}")
+        ws = await self._wait_connected()
+        reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(queue, deque()).append(("send", reply))
+        try:
+            await ws.send_str(f"/send/{queue} {message}")
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise ConnectionClosed(f"send failed: {exc}") from None
+        return await reply
+
+    async def ack(self, delivery: Delivery, *, confirm: bool = False) -> bool:
+        """:meth:`Delivery.ack` (the same call)."""
+        queue, msg_id, generation = delivery.queue, delivery.id, delivery.generation
+        if self._legacy:
+            return True
+        seen = self._seen.get(queue)
+        holder = seen.get(msg_id) if seen is not None else None
+        if seen is not None and holder is not None:
+            seen[msg_id] = ACKED
+        if generation != self._generation and holder != self._generation:
+            # Delivered on a connection that is gone and not (yet) redelivered on this one:
+            # the server would answer unknown_message. Its redelivery is acked (dedupe) or
+            # handed to the application again.
+            return False
+        waiter = self._ack_waiters.get((queue, msg_id))
+        if waiter is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._ack_waiters[(queue, msg_id)] = waiter
+        self._queue_ack(queue, msg_id)
+        return await waiter if confirm else True
+
+    def _queue_ack(self, queue: str, msg_id: str) -> None:
+        self._acks.setdefault(queue, []).append(msg_id)
+        if self._flush_task is None or self._flush_task.done():
+            # A new task's first step runs after everything ready in this loop turn: every ack
+            # of the turn joins the same frame.
+            self._flush_task = asyncio.create_task(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, {}
+        ws = self._ws
+        for queue, ids in acks.items():
+            try:
+                if ws is None:
+                    raise ConnectionResetError("not connected")
+                for start in range(0, len(ids), MAX_ACK_IDS):
+                    chunk = ",".join(ids[start : start + MAX_ACK_IDS])
+                    await ws.send_str(f"/ack/{queue}/{chunk}")
+            except (ConnectionError, aiohttp.ClientError):
+                for msg_id in ids:  # not sent: it is delivered again after a reconnect
+                    self._resolve_ack(queue, msg_id, False)
+
+    async def nack(self, delivery: Delivery, delay: float | None = None) -> None:
+        """:meth:`Delivery.nack` (the same call)."""
+        queue, msg_id = delivery.queue, delivery.id
+        self._require_v1("nack")
+        seen = self._seen.get(queue)
+        if seen is not None:
+            seen.pop(msg_id, None)  # its redelivery is wanted
+        suffix = "" if delay is None else f" {_num(delay)}"
+        await (await self._wait_connected()).send_str(f"/nack/{queue}/{msg_id}{suffix}")
+
+    async def extend(self, delivery: Delivery, seconds: float) -> None:
+        """:meth:`Delivery.extend` (the same call)."""
+        queue, msg_id = delivery.queue, delivery.id
+        self._require_v1("extend")
+        await (await self._wait_connected()).send_str(f"/extend/{queue}/{msg_id} {_num(seconds)}")
+
+    def _require_v1(self, what: str) -> None:
+        if self._legacy:
+            raise ClientError(f"{what} needs the wsmq.v1 protocol (legacy mode is read-only)")
+
+    # --- the connection loop -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._reconnect.run(self._serve)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fatal = exc
+            for sub in self._subs.values():
+                sub.finish(exc)
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str, bool]:
+        """Run one connection until it closes: (close code, reason, whether it worked)."""
+        healthy = False
+        reason = ""
+        try:
+            self._generation += 1
+            self._ws = ws  # from here subscribe() sends on ws itself
+            for queue in list(self._subs):
+                await self._send_subscribe(ws, queue)
+            self._connected.set()
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    healthy = self._on_frame(ws, msg.data) or healthy
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    reason = msg.extra or ""
+                    break
+                elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    break
+                elif msg.type is aiohttp.WSMsgType.ERROR:
+                    reason = str(msg.data)
+                    break
+        except (ConnectionError, aiohttp.ClientError) as exc:  # a send on a dying socket
+            reason = str(exc) or type(exc).__name__
+        finally:
+            self._ws = None
+            self._connected.clear()
+            self._connection_lost()
+            await ws.close()
+        return ws.close_code, reason, healthy
+
+    def _connection_lost(self) -> None:
+        lost = ConnectionClosed("the connection closed before the reply")
+        for pending in self._pending.values():
+            for _kind, reply in pending:
+                if reply is not None and not reply.done():
+                    reply.set_exception(lost)
+        self._pending.clear()
+        for waiter in self._ack_waiters.values():
+            if not waiter.done():
+                waiter.set_result(False)
+        self._ack_waiters.clear()
+        self._acks.clear()
+
+    async def _send_subscribe(self, ws: aiohttp.ClientWebSocketResponse, queue: str) -> None:
+        self._pending.setdefault(queue, deque()).append(("subscribe", None))
+        await ws.send_str(f"/subscribe/{queue}")
+
+    async def _wait_connected(self) -> aiohttp.ClientWebSocketResponse:
+        while self._ws is None:
+            if self._fatal is not None:
+                raise self._fatal
+            if self._closed or self._run_task is None or self._run_task.done():
+                raise ClientError("the client is closed")
+            waiter = asyncio.ensure_future(self._connected.wait())
+            await asyncio.wait({waiter, self._run_task}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        return self._ws
+
+    # --- server frames -----------------------------------------------------------------------
+
+    def _on_frame(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> bool:
+        """Handle one server frame; ``True`` if it shows the connection works."""
+        try:
+            frame = decode_server_frame(text)
+        except FrameDecodeError:
+            # nacked/extended and frames of newer servers: nothing to do for them here.
+            log.debug("ignored a server frame the decoder does not know")
+            return True
+        match frame:
+            case Message(queue, msg_id, rc, sent, body):
+                self._on_message(queue, msg_id, rc, sent, body)
+            case LegacyMessage(body):
+                for sub in self._subs.values():
+                    sub.feed(Delivery(sub.queue, "", 0, 0.0, body, self, self._generation))
+            case Acked(queue, msg_id):
+                self._resolve_ack(queue, msg_id, True)
+            case Sent(queue, msg_id):
+                self._reply(queue, "send", msg_id)
+            case Subscribed(queue):
+                self._reply(queue, "subscribe", queue)
+            case ErrorFrame(code, detail, queue, msg_id):
+                self._on_error(code, detail, queue, msg_id)
+                return False
+            case Expiring():
+                self._spawn(self._refresh(ws))
+        return True
+
+    def _on_message(self, queue: str, msg_id: str, rc: int, sent: float, body: str) -> None:
+        sub = self._subs.get(queue)
+        if sub is None:
+            return
+        if self._dedupe > 0:
+            seen = self._seen.setdefault(queue, OrderedDict())
+            holder = seen.get(msg_id)
+            if holder == ACKED:  # the app acked it, the ack was lost with the connection
+                self._queue_ack(queue, msg_id)
+            if holder is not None:
+                seen[msg_id] = self._generation if holder != ACKED else ACKED
+                return
+            seen[msg_id] = self._generation
+            if len(seen) > self._dedupe:
+                seen.popitem(last=False)
+        sub.feed(Delivery(queue, msg_id, rc, sent, body, self, self._generation))
+
+    def _on_error(self, code: str, detail: str, queue: str | None, msg_id: str | None) -> None:
+        if queue is None:
+            log.warning("wsmq server error %s: %s", code, detail)
+        elif msg_id is not None:
+            self._resolve_ack(queue, msg_id, False)
+        else:
+            pending = self._pending.get(queue)
+            if pending:  # the oldest command on that queue is the one answered
+                kind, reply = pending.popleft()
+                error = CommandFailed(code, detail)
+                if reply is not None:
+                    reply.set_exception(error)
+                elif kind == "subscribe" and (sub := self._subs.pop(queue, None)) is not None:
+                    sub.finish(error)
+
+    def _reply(self, queue: str, kind: str, value: str) -> None:
+        pending = self._pending.get(queue)
+        if not pending:
+            return
+        for index, (pending_kind, reply) in enumerate(pending):
+            if pending_kind == kind:
+                del pending[index]
+                if reply is not None and not reply.done():
+                    reply.set_result(value)
+                return
+
+    def _resolve_ack(self, queue: str, msg_id: str, deleted: bool) -> None:
+        waiter = self._ack_waiters.pop((queue, msg_id), None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(deleted)
+
+    async def _refresh(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        x_token, _access_token = await self._reconnect.renew_tokens()
+        if not ws.closed:
+            await ws.send_str(f"/refresh {x_token}")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except (ConnectionError, aiohttp.ClientError) as exc:
+                log.debug("wsmq client: %s", exc)  # the read loop sees the close too
+            except Exception:  # e.g. tokens() failing during a refresh: the expiry closes 4403
+                log.warning("wsmq client: background step failed", exc_info=True)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+#: ``async with connect(urls, tokens=...) as client:`` connects (see :class:`Client`).
+connect = Client

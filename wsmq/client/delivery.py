@@ -1,0 +1,80 @@
+"""A delivered message and the subscription stream that yields them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wsmq.client.client import Client
+
+__all__ = ["Delivery", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Delivery:
+    """One message of ``queue``. Settle it with :meth:`ack`, :meth:`nack` or :meth:`extend`.
+
+    In legacy mode the server deleted the message when it delivered it: ``id`` is ``""``,
+    ``rc`` 0, ``sent`` 0.0, and :meth:`ack` does nothing.
+    """
+
+    queue: str
+    id: str
+    rc: int
+    sent: float
+    message: str = field(repr=False)
+    client: Client = field(repr=False, compare=False)
+    generation: int = field(repr=False)  # which connection of the client delivered it
+
+    async def ack(self, *, confirm: bool = False) -> bool:
+        """Delete the message. Acks made in one event-loop turn go out as one ``/ack`` frame.
+
+        Without ``confirm`` this returns ``True`` once the ack is queued; with it, it waits for
+        the server's ``acked`` (``True``) or an error / a lost connection (``False``: the
+        message will be delivered again).
+        """
+        return await self.client.ack(self, confirm=confirm)
+
+    async def nack(self, delay: float | None = None) -> None:
+        """Give the message back: visible again at once, or after ``delay`` seconds."""
+        await self.client.nack(self, delay)
+
+    async def extend(self, seconds: float) -> None:
+        """Keep the message invisible to others for ``seconds`` more (a long handler)."""
+        await self.client.extend(self, seconds)
+
+
+class Subscription:
+    """The deliveries of one queue, as an async iterator; it ends when the client closes and
+    raises the client's fatal error (or the subscribe's ``CommandFailed``)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self._items: asyncio.Queue[Delivery | BaseException | None] = asyncio.Queue()
+        self._ended = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        item = await self._items.get()
+        if item is None:
+            self._items.put_nowait(None)  # stays ended for every later __anext__
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._items.put_nowait(item)
+            raise item
+        return item
+
+    def feed(self, delivery: Delivery) -> None:
+        """Used by the client: the next delivery of this queue."""
+        if not self._ended:
+            self._items.put_nowait(delivery)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Used by the client: end the iteration (with ``error`` raised, if given)."""
+        if not self._ended:
+            self._ended = True
+            self._items.put_nowait(error)
