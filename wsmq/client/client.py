@@ -330,7 +330,7 @@ class Client:
         try:
             frame = decode_server_frame(text)
         except FrameDecodeError:
-            # nacked/extended and frames of newer servers: nothing to do for them here.
+            # Frames of newer servers: nothing to do for them here.
             log.debug("ignored a server frame the decoder does not know")
             return True
         match frame:
