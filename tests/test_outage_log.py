@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from wsmq.outage_log import OutageLog
+from wsmq.logs import OutageLog
 
 
 def test_one_line_per_outage_and_interval(caplog: pytest.LogCaptureFixture) -> None:

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsmq.backoff import Backoff
 from wsmq.connections import AnyRedis, broadcast_pubsub_client, redis_from_url
-from wsmq.outage_log import OutageLog
+from wsmq.logs import OutageLog
 
 log = logging.getLogger("wsmq.auth")
 

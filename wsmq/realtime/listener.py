@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wsmq.backoff import Backoff
 from wsmq.connections import parse_redis_url
-from wsmq.outage_log import OutageLog
+from wsmq.logs import OutageLog
 from wsmq.queue.keys import KeyLayout
 from wsmq.queue.validation import validate_qname
 from wsmq.realtime.pubsub import PubSubTransport, listener_client
