@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import Coroutine
 
 from aiohttp import WSMsgType, web
 
@@ -321,25 +320,16 @@ class Connection:
             case DoRefresh(x_token):
                 return await self._refresh(x_token)
             case DoSubscribe(qname):
-                return await self._subscribe(qname)
+                return await self.queues.subscribe(qname)
             case DoUnsubscribe(qname):
-                await self._unsubscribe(qname)
+                await self.queues.unsubscribe(qname)
             case DoSend(qname, message):
-                return await self._send_message(qname, message)
+                return await self.queues.send_message(qname, message)
             case DoAuthorize():
                 hook = self.state.authorize
                 allowed = hook is not None and await ask_authorize_hook(hook, action)
                 return self.session.authorized(action, allowed)
         return []
-
-    def _subscribe(self, qname: str) -> Coroutine[object, object, list[Action]]:
-        return self.queues.subscribe(qname)
-
-    def _unsubscribe(self, qname: str) -> Coroutine[object, object, None]:
-        return self.queues.unsubscribe(qname)
-
-    def _send_message(self, qname: str, message: str) -> Coroutine[object, object, list[Action]]:
-        return self.queues.send_message(qname, message)
 
     async def _put_ack(self, ack: DoAck) -> None:
         # Queued, not awaited: the next frame is read without waiting a Redis round trip.
