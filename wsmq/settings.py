@@ -265,6 +265,42 @@ class Settings:
         group="ops",
     )
 
+    # -- HTTP API (docs/api.md) -------------------------------------------------------------
+    api: bool = _opt(
+        True,
+        "Serve the HTTP API under `/api/` (queues, messages, nodes; see docs/api.md). Every "
+        "request needs an API key (`wsmq apikey add`): without one it answers 401.",
+        group="api",
+    )
+    api_rate_limit: int = _opt(
+        600, "Requests per minute per API key (as many may come at once); more get 429.", "api"
+    )
+    api_max_body: int = _opt(
+        1_048_576, "Largest request body of the HTTP API in bytes; larger get 413.", "api"
+    )
+    api_max_batch: int = _opt(1000, "Most messages one publish request may carry (1..1000).", "api")
+    api_idempotency_window: int = _opt(
+        86_400,
+        "Seconds a publish's `Idempotency-Key` is remembered: a replay within it returns the "
+        "first ids and stores nothing.",
+        "api",
+    )
+    api_peek_chars: int = _opt(
+        1024, "Characters of each message body `GET .../messages?peek=N` shows at most.", "api"
+    )
+    node_announce_interval: float = _opt(
+        5.0,
+        "Seconds between a node's announcements in Redis (`GET /api/nodes`); a node silent "
+        "for three intervals is gone from the list.",
+        "api",
+    )
+    rate_sample_interval: float = _opt(
+        10.0,
+        "Seconds between the samples of the queues' sent/received counters behind "
+        "`GET /api/queues/{q}/rates` (kept 15 minutes, in memory, per node).",
+        "api",
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, coerce(f.name, _field_type(f), getattr(self, f.name)))
@@ -306,6 +342,13 @@ class Settings:
             ("header_timeout", self.header_timeout > 0, "must be > 0"),
             ("max_http_connections", self.max_http_connections >= 0, "must be >= 0"),
             ("expiry_warning", self.expiry_warning >= 0, "must be >= 0"),
+            ("api_rate_limit", self.api_rate_limit >= 1, "must be >= 1"),
+            ("api_max_body", self.api_max_body >= 1024, "must be >= 1024"),
+            ("api_max_batch", 1 <= self.api_max_batch <= 1000, "must be 1..1000"),
+            ("api_idempotency_window", self.api_idempotency_window >= 1, "must be >= 1"),
+            ("api_peek_chars", self.api_peek_chars >= 1, "must be >= 1"),
+            ("node_announce_interval", self.node_announce_interval > 0, "must be > 0"),
+            ("rate_sample_interval", self.rate_sample_interval > 0, "must be > 0"),
             (
                 "log_level",
                 self.log_level.lower() in {"debug", "info", "warning", "error"},
@@ -481,6 +524,7 @@ GROUPS: Final = {
     "delivery": "Delivery",
     "limits": "Limits",
     "ops": "Operations",
+    "api": "HTTP API",
 }
 
 

@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "wsmq.cli.serve_cmd",
     "wsmq.cli.queue_cmds",
     "wsmq.cli.user_cmds",
+    "wsmq.cli.apikey_cmds",
     "wsmq.cli.demo_cmd",
 )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from wsmq.api import ApiService, mount_api
 from wsmq.auth import Authenticator, UserStore
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
@@ -55,6 +56,8 @@ class NodeParts:
     closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
+    #: The HTTP API's background parts (None with ``api`` off).
+    api: ApiService | None = None
 
 
 def assemble(
@@ -141,7 +144,16 @@ def assemble(
             ns=settings.ns,
         )
         closers.append(publish_bus.aclose)
-    return NodeParts(app, state, own_app, closers, health_redis)
+    api: ApiService | None = None
+    if settings.api:
+
+        def node_stats() -> dict[str, int]:
+            subscriptions = int(engine.stats()["subscriptions"])
+            return {"connections": len(state.connections), "subscriptions": subscriptions}
+
+        api = mount_api(app, settings, queues, store, node_stats)
+        closers.append(api.aclose)
+    return NodeParts(app, state, own_app, closers, health_redis, api)
 
 
 async def check_redis(client: AnyRedis, url: str) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from wsmq._compat import enabled, set_fast_paths
+from wsmq.api import ApiService
 from wsmq.auth import UserStore
 from wsmq.connections import AnyRedis
 from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
@@ -55,6 +56,7 @@ class Gateway:
         own_app: bool,
         closers: list[Closer],
         redis_probe: AnyRedis | None = None,
+        api: ApiService | None = None,
     ) -> None:
         self.app = app
         self.state = state
@@ -69,6 +71,9 @@ class Gateway:
         self._closing = asyncio.Event()  # no loop needed until awaited
         self.port: int | None = None
         self.host: str | None = None
+        self.api = api
+        if api is not None:
+            api.announcer.url = lambda: self.url
 
     def _bound(self, runner: web.AppRunner) -> None:
         addresses = runner.addresses
@@ -154,6 +159,8 @@ class Gateway:
             sock = _listen(settings.host, settings.port)
             await web.SockSite(runner, sock).start()
             self._bound(runner)
+        if self.api is not None:
+            self.api.start()  # announced once it accepts
 
     async def serve_forever(self) -> None:
         """Wait until the node is closed (by :meth:`close`, a host app's shutdown, or a
@@ -198,6 +205,8 @@ class Gateway:
             "shutting down",
             extra={"event": "shutdown", "connections": len(state.connections)},
         )
+        if self.api is not None:
+            await self.api.stop()  # withdrawn from GET /api/nodes first
         # Consumers stop and give their in-flight messages back before sockets close, so a
         # client reconnecting elsewhere finds them visible at once.
         try:
@@ -311,6 +320,7 @@ def serve(
         own_app=parts.own_app,
         closers=parts.closers,
         redis_probe=parts.redis_probe,
+        api=parts.api,
     )
     if app is not None:
 
