@@ -129,7 +129,7 @@ class QueueAdmin:
             self.keys.messages(target),
             self.keys.attributes(target),
         ]
-        realtime = self.queues._publish_target(target)
+        realtime = self.queues.publish_target(target)
         moved = 0
         while count is None or moved < count:
             step = REDRIVE_STEP if count is None else min(REDRIVE_STEP, count - moved)

@@ -140,7 +140,7 @@ class Queues:
         cluster layout)."""
         return self.keys.realtime(qname)
 
-    def _publish_target(self, qname: str) -> str:
+    def publish_target(self, qname: str) -> str:
         """The scripts' realtime argument: '' (off) or P/S (PUBLISH/SPUBLISH) + channel."""
         if not self.realtime:
             return ""
@@ -275,7 +275,7 @@ class Queues:
         qname = v.validate_qname(qname)
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
         body = v.validate_message(message)
-        channel = self._publish_target(qname)
+        channel = self.publish_target(qname)
         suffix = random_suffix()
         keys = [*self._qkeys(qname), self.keys.send_marker(qname, suffix)]
         args: list[str | bytes | int] = [
@@ -297,7 +297,7 @@ class Queues:
         if len(messages) > v.MAX_BATCH:
             v.validate_count(len(messages))  # raises InvalidValue with RSMQ's wording
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
-        args: list[str | bytes | int] = [delay_arg, self._publish_target(qname), SEND_MARKER_TTL]
+        args: list[str | bytes | int] = [delay_arg, self.publish_target(qname), SEND_MARKER_TTL]
         suffixes = [random_suffix() for _ in messages]
         for suffix, message in zip(suffixes, messages, strict=True):
             args += [suffix, v.validate_message(message), v.utf16_length(message)]
@@ -340,7 +340,7 @@ class Queues:
                 # Set by another client in a cross-slot way: refuse clearly, not CROSSSLOT.
                 require_same_slot(self.keys, qname, dlq)
                 keys += [self.keys.messages(dlq), self.keys.attributes(dlq)]
-            channel = self._publish_target(dlq) if dlq else ""
+            channel = self.publish_target(dlq) if dlq else ""
             args = [count, vt_arg, "1" if pop else "0", dlq, channel, DROP_BUDGET]
             if report_next:
                 args.append("1")
