@@ -102,8 +102,8 @@ class RateSampler:
                 await self.sample()
                 failing = False
             except (RedisError, OSError) as exc:
-                if not failing:
-                    log.warning("queue rate sampling failed (%s)", type(exc).__name__)
+                if not failing:  # debug: the engine already reports a Redis outage, once
+                    log.debug("queue rate sampling failed (%s)", type(exc).__name__)
                 failing = True
             await asyncio.sleep(self.interval)
 
