@@ -280,7 +280,7 @@ class Settings:
     )
     api_max_batch: int = _opt(1000, "Most messages one publish request may carry (1..1000).", "api")
     api_idempotency_window: int = _opt(
-        86_400,
+        3600,
         "Seconds a publish's `Idempotency-Key` is remembered: a replay within it returns the "
         "first ids and stores nothing.",
         "api",
