@@ -297,7 +297,8 @@ class Settings:
     rate_sample_interval: float = _opt(
         10.0,
         "Seconds between the samples of the queues' sent/received counters behind "
-        "`GET /api/queues/{q}/rates` (kept 15 minutes, in memory, per node).",
+        "`GET /api/queues/{q}/rates` (kept 15 minutes, in memory, per node); one read per "
+        "queue per sample, so raise it with very many queues. 0: no rates.",
         "api",
     )
 
@@ -348,7 +349,7 @@ class Settings:
             ("api_idempotency_window", self.api_idempotency_window >= 1, "must be >= 1"),
             ("api_peek_chars", self.api_peek_chars >= 1, "must be >= 1"),
             ("node_announce_interval", self.node_announce_interval > 0, "must be > 0"),
-            ("rate_sample_interval", self.rate_sample_interval > 0, "must be > 0"),
+            ("rate_sample_interval", self.rate_sample_interval >= 0, "must be >= 0 (0: off)"),
             (
                 "log_level",
                 self.log_level.lower() in {"debug", "info", "warning", "error"},

@@ -131,3 +131,16 @@ async def test_rates_endpoint_samples_on_the_node(
     assert body["interval"] == 0.2 and body["history"] == 900
     status, body, _ = await api.call("GET", "/api/queues/none/rates", "reader")
     assert status == 404
+
+
+async def test_rates_off(
+    start_node: StartNode, http: aiohttp.ClientSession, keys: dict[str, str], queues: Queues
+) -> None:
+    await queues.create_queue("q1")
+    node = await start_node(rate_sample_interval=0)
+    assert node.http_url is not None
+    api = Api(http, node.http_url, keys)
+    status, body, _ = await api.call("GET", "/api/queues/q1/rates", "reader")
+    assert (status, body["points"], body["interval"]) == (200, [], 0)
+    status, body, _ = await api.call("GET", "/api/queues/q1", "reader")
+    assert body["rate"] is None

@@ -47,7 +47,8 @@ class ApiService:
 
     def start(self) -> None:
         self.announcer.start()
-        self.rates.start()
+        if self.rates.interval > 0:
+            self.rates.start()
 
     async def stop(self) -> None:
         await self.announcer.stop()

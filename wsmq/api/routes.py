@@ -289,6 +289,9 @@ def _endpoint(
         except (RedisError, OSError) as exc:
             log.warning("API request failed: Redis %s", type(exc).__name__)
             return error_response(ApiError("redis_unavailable", "Redis is unavailable", 503))
+        except Exception:  # a bug: still JSON for the client, the traceback in the log
+            log.exception("API request failed", extra={"event": "api.error"})
+            return error_response(ApiError("internal_error", "internal error", 500))
 
     return endpoint
 
