@@ -84,6 +84,7 @@ async def test_rates_from_counter_samples(queues: Queues) -> None:
     sampler = RateSampler(QueueAdmin(queues), interval=10, clock=lambda: now[0])
     await queues.create_queue("q1")
     await sampler.sample()
+    await sampler.sample()  # at the same instant: no point, no division by zero
     assert sampler.points("q1") == [] and sampler.latest("q1") is None
     await queues.send_messages("q1", ["a"] * 6)
     await queues.receive_messages("q1", 3)
