@@ -299,7 +299,8 @@ def serve(
 
     Raises:
         wsmq.settings.SettingsError: invalid settings.
-        ValueError: token authentication needs ``secret`` (or key files) and a user store.
+        ValueError: token authentication needs ``secret`` (or key files, or ``jwks_url``) and a user
+            store.
     """
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
