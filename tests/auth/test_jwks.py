@@ -292,7 +292,7 @@ async def test_alg_none_is_refused(codec: JwtCodec) -> None:
     header = b64(json.dumps({"alg": "none", "kid": "rsa-1"}).encode())
     token = f"{header}.{b64(json.dumps(body).encode())}."
     assert (await refused(codec, token)).reason == "invalid_signature"
-    unsigned = jwt.encode(body, None, algorithm="none", headers={"kid": "rsa-1"})
+    unsigned = jwt.encode(body, "", algorithm="none", headers={"kid": "rsa-1"})
     assert (await refused(codec, unsigned)).reason == "invalid_signature"
 
 
@@ -426,6 +426,7 @@ async def test_the_access_token_is_checked_against_the_store(
         assert not auth.can_issue
         with pytest.raises(ValueError, match="no signing key"):
             await auth.issue_tokens(user)
+        assert (await auth.verify(RSA.sign(user.id), access)).user_id == user.id  # not rotated
     finally:
         await auth.aclose()
         await store.close()

@@ -198,6 +198,11 @@ async def test_a_verify_only_node_serves_no_login(
     start_node: StartNode, make_user: MakeUser, idp: JwksServer, http: aiohttp.ClientSession
 ) -> None:
     node = await jwks_node(start_node, idp)
+
+    async def prefetched() -> bool:
+        return idp.requests == 1
+
+    await wait_for(prefetched)  # the node fetched the JWKS at start, before any token
     alice = await make_user()
     assert node.http_url is not None
     for path in ("/auth/login", "/auth/token"):

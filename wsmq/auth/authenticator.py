@@ -97,6 +97,11 @@ class Authenticator:
         need it): false when it only verifies tokens from ``jwks_url`` or a public key."""
         return self.codec.can_issue
 
+    def prefetch(self) -> None:
+        """With ``jwks_url``: start fetching the JWKS in the background (node start)."""
+        if self.codec.jwks is not None:
+            self.codec.jwks.prefetch()
+
     async def aclose(self) -> None:
         """Stop a JWKS fetch in flight (the node is stopping)."""
         if self.codec.jwks is not None:
@@ -201,7 +206,9 @@ class Authenticator:
 
     async def verify(self, x_token: object, x_access_token: object) -> AuthenticatedUser:
         """Check both handshake tokens; returns the user or raises :class:`AuthError`."""
-        claims = await self.codec.verify_async(x_token)
+        codec = self.codec
+        # Without a JWKS nothing is fetched: skip a coroutine on the handshake's hot path.
+        claims = codec.verify(x_token) if codec.jwks is None else await codec.verify_async(x_token)
         access_token = check_header_value(x_access_token, self.config, "x-access-token")
         user = await self._fetch(claims.user_id)
         if user is not None and user.disabled:
@@ -233,6 +240,8 @@ class Authenticator:
     async def issue_tokens(self, user: User | str) -> IssuedTokens:
         """Rotate the user's access token and sign an x-token: both shown once."""
         user_id = user if isinstance(user, str) else user.id
+        if not self.can_issue:  # before the rotation: the current access token must survive
+            raise ValueError("no signing key configured: this node only verifies x-tokens")
         access_token = await self.store.set_access_token(user_id)
         token, expires_in = self.codec.issue(user_id)
         return IssuedTokens(

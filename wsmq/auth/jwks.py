@@ -194,6 +194,12 @@ class JwksCache:
                 self._start_if_due(asyncio.get_running_loop())
         return self._keys.get(kid)
 
+    def prefetch(self) -> None:
+        """Start a background fetch if none was made yet (node start: the first handshakes
+        then need not wait for it)."""
+        if self._last_attempt is None:
+            self._start_if_due(asyncio.get_running_loop())
+
     async def key_for(self, kid: str | None) -> VerificationKey | None:
         """The key for ``kid``; unknown, it waits for a fetch (the one in flight, or a new one
         if the last attempt is older than ``min_refetch_interval``)."""
@@ -247,12 +253,13 @@ class JwksCache:
     async def _attempt(self) -> None:
         try:
             keys = await self._fetch_counted()
-        except JwksError as exc:
+        except Exception as exc:  # whatever went wrong, the cached keys stay in use
+            error = exc if isinstance(exc, JwksError) else JwksError(self.url, repr(exc))
             if not self._failing:
                 self._failing = True
                 log.warning(
                     "%s; keeping the %d cached key(s), retrying at most every %g s",
-                    exc.message,
+                    error.message,
                     len(self._keys),
                     self.min_refetch_interval,
                     extra={"event": "jwks_unavailable"},

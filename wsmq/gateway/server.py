@@ -139,6 +139,7 @@ class Gateway:
             await check_redis(self._redis_probe, settings.redis_url)
         await state.engine.start()
         if state.auth is not None:
+            state.auth.prefetch()  # an identity provider's JWKS, if any
             self._background.append(
                 asyncio.create_task(_revocations(state), name="wsmq-revocations")
             )
