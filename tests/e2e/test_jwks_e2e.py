@@ -25,7 +25,7 @@ from wsmq.gateway import Gateway
 from wsmq.queue import Queues
 from wsmq.testing.jwks import IdpKey, JwksServer, ec_key, rsa_key
 
-from .conftest import MakeUser, StartNode, connect, recv, recv_type, subscribe, wait_for
+from .conftest import MakeUser, SpawnNode, StartNode, connect, recv, recv_type, subscribe, wait_for
 
 pytestmark = pytest.mark.backends("single")  # auth is the same on every Redis deployment
 
@@ -219,3 +219,22 @@ async def test_a_verify_only_node_serves_no_login(
         http, node, RSA.sign(alice.user_id, claims=CLAIMS), alice.access_token
     )
     assert (status, answer["error"]) == (401, "invalid_credentials")
+
+
+async def test_wsmq_serve_takes_the_jwks_settings(
+    spawn_node: SpawnNode,
+    redis_url: str,
+    make_user: MakeUser,
+    idp: JwksServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    # A `wsmq serve` process with a secret (its own HS256 tokens) and the IdP's JWKS.
+    node = await spawn_node(redis_url, "--jwks-url", idp.url, "--jwks-cache-ttl", "300")
+    alice = await make_user()
+    headers = {"x-access-token": alice.access_token}
+    for token in (EC.sign(alice.user_id), alice.x_token):
+        async with asyncio.timeout(5):
+            ws = await http.ws_connect(node.url, headers={**headers, "x-token": token})
+        await ws.close()
+    assert idp.requests == 1
+    assert "no signing key" not in node.log_text()
