@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -238,3 +239,26 @@ async def test_wsmq_serve_takes_the_jwks_settings(
         await ws.close()
     assert idp.requests == 1
     assert "no signing key" not in node.log_text()
+
+
+async def test_a_node_with_a_pem_public_key(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pem = tmp_path / "idp.pem"
+    pem.write_bytes(EC.public_pem())
+    node = await start_node(secret=None, algorithm="ES256", public_key_file=str(pem))
+    alice = await make_user()
+    uid, access = alice.user_id, alice.access_token
+    ws = await connect(http, node, headers={"x-token": EC.sign(uid), "x-access-token": access})
+    await ws.close()
+    confused = hmac.new(EC.public_pem(), b"", hashlib.sha256)  # the key bytes as an HMAC secret
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    now = int(time.time())
+    payload = b64(json.dumps({"sub": uid, "iat": now, "exp": now + 60}).encode())
+    confused.update(f"{header}.{payload}".encode())
+    for token in (RSA.sign(uid), alice.x_token, f"{header}.{payload}.{b64(confused.digest())}"):
+        status, answer = await handshake(http, node, token, access)
+        assert (status, answer["error"]) == (401, "invalid_signature")
+    assert node.http_url is not None
+    async with http.post(f"{node.http_url}/auth/login", json={"userName": alice.name}) as resp:
+        assert resp.status == 404
