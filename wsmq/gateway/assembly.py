@@ -76,7 +76,7 @@ def assemble(
     if authenticate is None or settings.secret or store is not None:
         cfg = settings.auth_config()
         if cfg is None and authenticate is None:
-            raise ValueError("token authentication needs `secret` (or key files)")
+            raise ValueError("token authentication needs `secret` (or key files, or jwks_url)")
         if store is None and (settings.mongo_url or settings.users_file):
             from wsmq.auth import open_user_store
 
@@ -90,6 +90,12 @@ def assemble(
             raise ValueError("token authentication needs a user store (mongo_url or users_file)")
         if cfg is not None and store is not None:
             auth = Authenticator(cfg, store)
+            if not auth.can_issue and settings.auth_routes:
+                log.info(
+                    "no signing key (secret or private_key_file): /auth/login and /auth/token "
+                    "are off; the identity provider or the host app issues x-tokens",
+                    extra={"event": "auth_routes_verify_only"},
+                )
 
     queues = Queues.from_url(settings.redis_url, realtime=True, **settings.queue_options())
     listener = RealtimeListener(settings.redis_url, settings.ns)
@@ -118,6 +124,8 @@ def assemble(
         authenticate=authenticate,
     )
     closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
+    if auth is not None:
+        closers.append(auth.aclose)
     if owns_store and store is not None:
         closers.append(store.close)
     own_app = app is None

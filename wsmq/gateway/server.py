@@ -144,6 +144,7 @@ class Gateway:
             await check_redis(self._redis_probe, settings.redis_url)
         await state.engine.start()
         if state.auth is not None:
+            state.auth.prefetch()  # an identity provider's JWKS, if any
             self._background.append(
                 asyncio.create_task(_revocations(state), name="wsmq-revocations")
             )
@@ -308,7 +309,8 @@ def serve(
 
     Raises:
         wsmq.settings.SettingsError: invalid settings.
-        ValueError: token authentication needs ``secret`` (or key files) and a user store.
+        ValueError: token authentication needs ``secret`` (or key files, or ``jwks_url``) and a user
+            store.
     """
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
