@@ -122,3 +122,14 @@ async def test_known_and_unknown_keys_do_the_same_work(known: bool) -> None:
     results = [await index.check(presented) for _ in range(50)]
     assert loads == 1
     assert all((r is not None) == known for r in results)
+
+
+async def test_requests_counted_in_metrics(api: Api, http: aiohttp.ClientSession) -> None:
+    await api.call("GET", "/api/queues", "reader")
+    await api.call("GET", "/api/queues", "publisher")
+    await api.call("GET", "/api/queues", None)
+    async with http.get(f"{api.base}/metrics") as resp:
+        text = await resp.text()
+    assert 'wsmq_api_requests_total{operation="list_queues",status="200"} 1.0' in text
+    assert 'wsmq_api_requests_total{operation="list_queues",status="403"} 1.0' in text
+    assert 'wsmq_api_requests_total{operation="list_queues",status="401"} 1.0' in text

@@ -70,9 +70,11 @@ def mount_api(
     stats: Callable[[], dict[str, int]],
     *,
     url: Callable[[], str | None] = lambda: None,
+    observe: Callable[[str, int], None] | None = None,
 ) -> ApiService:
     """Mount ``/api/*`` on ``app`` (under ``routes_prefix``); the returned service announces
-    the node (``stats()``: its connections and subscriptions) once started."""
+    the node (``stats()``: its connections and subscriptions) once started. ``observe`` is
+    called with (operation, status) after each request."""
     index: ApiKeyIndex | None = None
     if users is not None:
         try:
@@ -96,6 +98,7 @@ def mount_api(
         idempotency=Idempotency(queues.redis, settings.ns, settings.api_idempotency_window),
         users=users,
         bus=bus,
+        observe=observe,
     )
     add_api_routes(app, ctx, prefix=settings.routes_prefix)
     announcer = NodeAnnouncer(

@@ -52,6 +52,8 @@ class ApiContext:
     idempotency: Idempotency
     users: UserStore | None
     bus: RevocationBus | None
+    #: Called with (operation, HTTP status) after each request (the node's metrics).
+    observe: Callable[[str, int], None] | None = None
 
 
 API_CONTEXT = web.AppKey("wsmq_api", ApiContext)
@@ -276,6 +278,12 @@ def _endpoint(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[API_CONTEXT]
+        response = await answer(ctx, request)
+        if ctx.observe is not None:
+            ctx.observe(handler.__name__, response.status)
+        return response
+
+    async def answer(ctx: ApiContext, request: web.Request) -> web.StreamResponse:
         try:
             key = await ctx.access.check(request, scope)
             return await handler(ctx, request, key)

@@ -159,7 +159,10 @@ def assemble(
             subscriptions = int(engine.stats()["subscriptions"])
             return {"connections": len(state.connections), "subscriptions": subscriptions}
 
-        api = mount_api(app, settings, queues, store, node_stats)
+        def observe(operation: str, status: int) -> None:
+            metrics.api_requests.labels(operation, str(status)).inc()
+
+        api = mount_api(app, settings, queues, store, node_stats, observe=observe)
         closers.append(api.aclose)
     return NodeParts(app, state, own_app, closers, health_redis, api)
 
