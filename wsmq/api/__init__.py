@@ -84,7 +84,13 @@ def mount_api(
         if keys is not None:
             index = ApiKeyIndex(keys.list)
     counters = SharedCounters(settings.redis_url)
-    access = ApiAccess(index, counters, per_minute=settings.api_rate_limit, ns=settings.ns)
+    access = ApiAccess(
+        index,
+        counters,
+        per_minute=settings.api_rate_limit,
+        ns=settings.ns,
+        trusted_proxies=settings.trusted_proxies,
+    )
     admin = QueueAdmin(queues)
     rates = RateSampler(admin, settings.rate_sample_interval)
     bus = RevocationBus(settings.redis_url, ns=settings.ns) if users is not None else None
