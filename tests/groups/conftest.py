@@ -1,0 +1,44 @@
+"""Fixtures for the group tests: every test that asks for ``url`` runs on a single private
+redis-server and on a real 3-master Redis Cluster (``test_x[single]``, ``test_x[cluster]``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from wsmq.queue import Queues
+from wsmq.queue.keys import KeyLayout
+from wsmq.queue.slots import slot
+
+
+@pytest.fixture(params=["single", "cluster"])
+def url(request: pytest.FixtureRequest) -> str:
+    """The backend's URL, emptied before the test."""
+    fixture = "redis_url" if request.param == "single" else "cluster_url"
+    value: str = request.getfixturevalue(fixture)
+    return value
+
+
+@pytest.fixture
+async def queues(url: str) -> AsyncIterator[Queues]:
+    q = Queues.from_url(url, realtime=True)
+    try:
+        yield q
+    finally:
+        await q.close()
+
+
+def names_on_every_master(count: int = 3, prefix: str = "member") -> list[str]:
+    """Queue names whose cluster-layout keys fall in different thirds of the slot range, so on
+    the test cluster (3 masters, slots split evenly by ``redis-cli --cluster create``) each
+    lives on another master; in the default layout they are just names."""
+    keys = KeyLayout("rsmq", cluster=True)
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < count:
+        name = f"{prefix}{i}"
+        third = slot(keys.messages(name)) * count // 16384
+        found.setdefault(third, name)
+        i += 1
+    return [found[t] for t in sorted(found)]
