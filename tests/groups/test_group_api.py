@@ -96,9 +96,8 @@ async def test_send_to_a_group_reaches_every_member_exactly_once(queues: Queues)
         assert sorted(await member_ids(queues, m)) == sorted(ids)
         got = await queues.receive_messages(m, 100)
         # A copy keeps the group message's id (same id in every member) and body.
-        assert {g.id: g.message for g in got} == {
-            i: b for i, b in zip(ids, [f"m{i}" for i in range(5)] + [f"b{i}" for i in range(7)])
-        }
+        bodies = [f"m{i}" for i in range(5)] + [f"b{i}" for i in range(7)]
+        assert {g.id: g.message for g in got} == dict(zip(ids, bodies, strict=True))
         # The copy markers only outlive the group message by the grace period.
         ttl = await queues.redis.ttl(queues.keys.copy_marker(m, ids[0]))
         assert 0 < ttl <= COPY_MARKER_GRACE

@@ -272,7 +272,8 @@ class GroupCopier:
                 poll_due = False
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):  # no extra task, unlike wait_for
+                    await self._wake.wait()
                 poll_due = False
             except TimeoutError:
                 poll_due = True

@@ -1,0 +1,59 @@
+"""The background copier: woken by realtime notifications, and by its fallback poll."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from wsmq.engine.group_copier import GroupCopier
+from wsmq.queue import Queues
+
+from .conftest import names_on_every_master
+
+
+async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll Redis state until ``cond`` holds (fails after ``timeout``)."""
+    async with asyncio.timeout(timeout):
+        while not await cond():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_notification_wakes_the_copier(url: str, queues: Queues) -> None:
+    members = names_on_every_master()
+    for m in members:
+        await queues.create_queue(m)
+    await queues.group_add("news", *members)
+    # A fallback poll far beyond the test's timeout: only the notification can wake it.
+    async with GroupCopier.from_url(url, poll_interval=600) as copier:
+        await wait_for(lambda: _true("news" in copier.groups))
+        msg_id = await queues.send_message("news", "hello")  # publishes on the group's channel
+
+        async def copied() -> bool:
+            counts = await queues.visible_counts(members)
+            return all(counts[m] == 1 for m in members)
+
+        await wait_for(copied)
+    for m in members:
+        got = await queues.receive_message(m)
+        assert got is not None and (got.id, got.message) == (msg_id, "hello")
+    assert (await queues.get_queue_attributes("news")).msgs == 0
+
+
+async def test_the_poll_finds_new_groups_and_silent_publishers(url: str, queues: Queues) -> None:
+    await queues.create_queue("inbox")
+    async with GroupCopier.from_url(url, poll_interval=0.2) as copier:
+        await queues.group_add("late", "inbox")
+        await wait_for(lambda: _true("late" in copier.groups))
+        async with Queues.from_url(url, realtime=False) as silent:  # publishes no notification
+            await silent.send_message("late", "no notification")
+        await wait_for(lambda: _visible(queues, "inbox", 1))
+        await queues.delete_group("late")
+        await wait_for(lambda: _true("late" not in copier.groups))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _visible(queues: Queues, qname: str, count: int) -> bool:
+    return (await queues.visible_counts([qname]))[qname] == count
