@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from wsmq.engine.group_copier import GroupCopier
 from wsmq.queue import Queues
 
@@ -57,3 +59,27 @@ async def _true(value: bool) -> bool:
 
 async def _visible(queues: Queues, qname: str, count: int) -> bool:
     return (await queues.visible_counts([qname]))[qname] == count
+
+
+async def test_a_broken_group_does_not_stop_the_others(
+    url: str, queues: Queues, caplog: pytest.LogCaptureFixture
+) -> None:
+    for q in ("inbox", "other"):
+        await queues.create_queue(q)
+    await queues.group_add("good", "inbox")
+    await queues.group_add("broken", "other")
+    await queues.send_message("broken", "x")
+    # Another program overwrote the group's messages key, and put junk into the registry.
+    await queues.redis.delete(queues.keys.messages("broken"))
+    await queues.redis.set(queues.keys.messages("broken"), "not a sorted set")
+    await queues.redis.sadd(queues.keys.groups(), "bad name")
+    async with GroupCopier.from_url(url, poll_interval=0.1) as copier:
+        await wait_for(lambda: _true("good" in copier.groups))
+        await queues.send_message("good", "still copied")
+        await wait_for(lambda: _visible(queues, "inbox", 1))
+        await wait_for(lambda: _true("group broken: copying failed" in caplog.text))
+        polls = copier.polls  # a few more polls fail on it again: still one line
+        await wait_for(lambda: _true(copier.polls >= polls + 3))
+        await queues.send_message("good", "and again")
+        await wait_for(lambda: _visible(queues, "inbox", 2))
+    assert caplog.text.count("group broken: copying failed") == 1

@@ -80,3 +80,26 @@ async def test_a_copier_killed_mid_batch_loses_no_copy_and_stores_none_twice(
         assert not set(stored) & set(acked[m]), m
         assert sorted(stored + acked[m]) == sorted(ids), m  # every message, exactly once
         assert (await queues.get_queue_attributes(m)).totalsent == 5
+
+
+async def test_a_stalled_copier_abandons_its_batch_and_the_redo_copies_once(
+    queues: Queues, caplog: pytest.LogCaptureFixture
+) -> None:
+    members = names_on_every_master(2)
+    for m in members:
+        await queues.create_queue(m)
+    await queues.group_add("news", *members)
+    ids = await queues.send_messages("news", ["a", "b"])
+
+    async def stall(group: str, member: str, statuses: list[str]) -> None:
+        await asyncio.sleep(1.0)  # the stall under test: past 80 % of the 1 s vt
+
+    slow = GroupCopier(queues, vt=1, member_concurrency=1, on_member_copied=stall)
+    await slow.run_once()
+    assert "copying a batch took longer than 1s; released for a redo" in caplog.text
+    assert sorted([len(await all_ids(queues, m)) for m in members]) == [0, 2]
+    # Released at once (not after the vt): visible again for the next copier.
+    assert (await queues.get_queue_attributes("news")).hiddenmsgs == 0
+    assert await GroupCopier(queues).run_once() == 2
+    for m in members:
+        assert sorted(await all_ids(queues, m)) == sorted(ids)

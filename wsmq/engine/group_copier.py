@@ -26,6 +26,7 @@ from typing import Any
 from wsmq.backoff import Backoff
 from wsmq.engine.health import TRANSIENT_ERRORS
 from wsmq.logs import OutageLog
+from wsmq.protocol.names import is_valid_qname
 from wsmq.queue import Message, Queues
 from wsmq.queue.errors import NotAGroup, QueueNotFound
 from wsmq.queue.groups import COPY_MARKER_GRACE, COPY_MARKER_TTL
@@ -89,8 +90,11 @@ class GroupCopier:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._missing_logged: set[tuple[str, str]] = set()
+        self._failing: set[str] = set()  # groups whose last copy failed (logged once)
         #: Messages copied into members so far (copies newly stored, not counting redone ones).
         self.copies = 0
+        #: Fallback polls (every followed group checked) done so far.
+        self.polls = 0
 
     @classmethod
     def from_url(
@@ -243,6 +247,33 @@ class GroupCopier:
         self._groups = groups
         self._dirty |= added
 
+    async def _copy_groups(self, groups: list[str]) -> None:
+        """Copy ``groups`` concurrently; a group failing for its own reason (its settings
+        changed by another program, ...) is logged once and does not stop the others; a Redis
+        outage is raised to the loop."""
+        results = await asyncio.gather(
+            *(self.copy_group(g) for g in groups), return_exceptions=True
+        )
+        transient: BaseException | None = None
+        for group, result in zip(groups, results, strict=True):
+            if result is None:
+                self._failing.discard(group)
+            elif isinstance(result, TRANSIENT_ERRORS):
+                transient = result
+            elif isinstance(result, Exception):
+                if group not in self._failing:
+                    self._failing.add(group)
+                    log.error(
+                        "group %s: copying failed: %r",
+                        group,
+                        result,
+                        extra={"event": "group_copy_failed", "queue": group},
+                    )
+            else:
+                raise result  # CancelledError and the like
+        if transient is not None:
+            raise transient
+
     async def _run(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0)
         outage = OutageLog(log, "group copier")
@@ -250,12 +281,15 @@ class GroupCopier:
         while not self._closing:
             try:
                 if poll_due:
-                    await self._follow(set(await self.queues.list_groups()))
+                    # A name another program put into the registry cannot stop the others.
+                    listed = await self.queues.list_groups()
+                    await self._follow({g for g in listed if is_valid_qname(g)})
                     due = set(self._groups)
+                    self.polls += 1
                 else:
                     due = self._dirty & self._groups
                 self._dirty.clear()
-                await asyncio.gather(*(self.copy_group(g) for g in sorted(due)))
+                await self._copy_groups(sorted(due))
                 backoff.reset()
                 outage.recovered()
             except TRANSIENT_ERRORS as exc:
