@@ -9,6 +9,7 @@ import pytest
 
 from wsmq.engine.group_copier import GroupCopier
 from wsmq.queue import Queues
+from wsmq.realtime.listener import RealtimeListener
 
 from .conftest import names_on_every_master
 
@@ -26,7 +27,11 @@ async def test_a_notification_wakes_the_copier(url: str, queues: Queues) -> None
         await queues.create_queue(m)
     await queues.group_add("news", *members)
     # A fallback poll far beyond the test's timeout: only the notification can wake it.
-    async with GroupCopier.from_url(url, poll_interval=600) as copier:
+    async with (
+        GroupCopier.from_url(url, poll_interval=600) as copier,
+        RealtimeListener(url, layout=queues.layout) as member_channel,
+    ):
+        assert await member_channel.subscribe(members[0])
         await wait_for(lambda: _true("news" in copier.groups))
         msg_id = await queues.send_message("news", "hello")  # publishes on the group's channel
 
@@ -35,6 +40,9 @@ async def test_a_notification_wakes_the_copier(url: str, queues: Queues) -> None
             return all(counts[m] == 1 for m in members)
 
         await wait_for(copied)
+        # The copy is announced on the member's channel, so its subscribers wake at once too.
+        async with asyncio.timeout(5):
+            assert await anext(aiter(member_channel)) == members[0]
     for m in members:
         got = await queues.receive_message(m)
         assert got is not None and (got.id, got.message) == (msg_id, "hello")
