@@ -1,8 +1,9 @@
 """``serve()``: assemble and run one gateway node; :class:`Gateway` is its handle.
 
 A node is: the WebSocket endpoint, the delivery engine (one consumer per queue with local
-subscribers), the revocation listener (other nodes' logouts close sockets here), the auth HTTP
-endpoints and ``/healthz``, ``/readyz``, ``/metrics``. It runs its own aiohttp server, or mounts
+subscribers), the group copier (copies group messages into member queues), the revocation
+listener (other nodes' logouts close sockets here), the auth HTTP endpoints and ``/healthz``,
+``/readyz``, ``/metrics``. It runs its own aiohttp server, or mounts
 on a host application (``serve(app)``), in which case the host runs the server: the gateway
 starts with the app's ``on_startup`` and closes with its ``on_shutdown``, so ``web.run_app(app)``
 works.
