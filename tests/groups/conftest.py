@@ -1,5 +1,6 @@
 """Fixtures for the group tests: every test that asks for ``url`` runs on a single private
-redis-server and on a real 3-master Redis Cluster (``test_x[single]``, ``test_x[cluster]``)."""
+redis-server, a real 3-master Redis Cluster and a real Sentinel setup (``test_x[single]``,
+``test_x[cluster]``, ``test_x[sentinel]``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from wsmq.queue.keys import KeyLayout
 from wsmq.queue.slots import slot
 
 
-@pytest.fixture(params=["single", "cluster"])
+_URL_FIXTURE = {"single": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
+
+
+@pytest.fixture(params=list(_URL_FIXTURE))
 def url(request: pytest.FixtureRequest) -> str:
     """The backend's URL, emptied before the test."""
-    fixture = "redis_url" if request.param == "single" else "cluster_url"
-    value: str = request.getfixturevalue(fixture)
+    value: str = request.getfixturevalue(_URL_FIXTURE[request.param])
     return value
 
 
