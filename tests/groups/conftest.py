@@ -12,7 +12,6 @@ from wsmq.queue import Queues
 from wsmq.queue.keys import KeyLayout
 from wsmq.queue.slots import slot
 
-
 _URL_FIXTURE = {"single": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
 
 
