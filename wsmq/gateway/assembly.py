@@ -16,6 +16,7 @@ from aiohttp import web
 from wsmq.auth import Authenticator, UserStore
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
+from wsmq.engine.group_copier import GroupCopier
 from wsmq.gateway.app import (
     STATE_KEY,
     Authenticate,
@@ -55,6 +56,8 @@ class NodeParts:
     closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
+    #: Copies group messages into member queues (docs/delivery.md "Groups").
+    copier: GroupCopier
 
 
 def assemble(
@@ -120,7 +123,20 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
+    # Its own listener: the engine's listener has one callback, the engine's.
+    copier_listener = RealtimeListener(settings.redis_url, settings.ns)
+    copier = GroupCopier(
+        queues,
+        copier_listener,
+        poll_interval=settings.poll_interval,
+        batch_size=settings.batch_size,
+    )
+    closers: list[Closer] = [
+        listener_close(listener),
+        listener_close(copier_listener),
+        queues.close,
+        health_redis.aclose,
+    ]
     if auth is not None:
         closers.append(auth.aclose)
     if owns_store and store is not None:
@@ -149,7 +165,7 @@ def assemble(
             ns=settings.ns,
         )
         closers.append(publish_bus.aclose)
-    return NodeParts(app, state, own_app, closers, health_redis)
+    return NodeParts(app, state, own_app, closers, health_redis, copier)
 
 
 async def check_redis(client: AnyRedis, url: str) -> None:
