@@ -119,14 +119,38 @@ test("legacy + first-frame auth: /auth then the subscribe at once (no reply to w
   assert.deepEqual([await conn.recv(), await conn.recv()], ["/auth x1 a1", "/subscribe/u1"]);
 });
 
-test("Node's global WebSocket (Node >= 22) authenticates with the first frame", opts, async (t) => {
+test("Node's global WebSocket (Node >= 22, or 20 with --experimental-websocket): first-frame auth end to end", opts, async (t) => {
   if (typeof globalThis.WebSocket !== "function") {
     t.skip("no global WebSocket in this Node version");
     return;
   }
-  const a = await node();
-  const [c] = client([a.url], { WebSocket: undefined });
+  const [a, b] = [await node(), await node()];
+  const [c, events] = client([a.url, b.url], { WebSocket: undefined });
   assert.equal(c.headerAuth, false);
+  const got = [];
+  c.subscribe("q", async (d) => {
+    got.push(d.id);
+    await d.ack();
+  });
   const conn = await a.accept();
+  assert.equal(conn.headers["x-token"], undefined);
+  assert.equal(conn.protocol, "wsmq.v1");
   assert.equal(await conn.recv(), "/auth x1 a1");
+  conn.send({ type: "authenticated", user: "u1", exp: null });
+  assert.equal(await conn.recv(), "/subscribe/q");
+  conn.send({ type: "subscribed", queue: "q" });
+  conn.message("q", "lq3x0v1a2bCDEFghijklmnopqrstuvwx");
+  assert.equal(await conn.recv(), "/ack/q/lq3x0v1a2bCDEFghijklmnopqrstuvwx");
+  conn.close(1001, "server shutting down");
+  const second = await b.accept();
+  assert.equal(await second.recv(), "/auth x1 a1");
+  second.close(4401, "token expired");
+  const third = await a.accept();
+  assert.equal(await third.recv(), "/auth x2 a2");
+  third.send({ type: "authenticated", user: "u1", exp: null });
+  assert.equal(await third.recv(), "/subscribe/q");
+  assert.deepEqual(
+    events.log.filter(([n]) => n === "disconnected").map(([, code]) => code), [1001, 4401],
+  );
+  assert.equal(events.count("error"), 0);
 });
