@@ -13,6 +13,7 @@ const MAX_NACK_DELAY = 9999999;
 const CLOSE_FLUSH_MS = 2000; // how long close() waits for the socket's close handshake
 const ACKED = -1; // dedupe state of an id the application acked
 const QNAME = /^[A-Za-z0-9_-]{1,160}$/;
+const TOKEN = /^[\x21-\x7e]{1,8192}$/;
 
 // --- errors ------------------------------------------------------------------------------------
 
@@ -285,14 +286,21 @@ export class Client {
     if (!["auto", "headers", "frame"].includes(auth)) {
       throw new ClientError(`auth must be "auto", "headers" or "frame", not ${auth}`);
     }
+    const dedupe = options.dedupe ?? 0;
+    if (!Number.isInteger(dedupe) || dedupe < 0) throw new ClientError("dedupe must be an integer >= 0");
+    const connectTimeout = options.connectTimeout ?? 10000;
+    if (!(connectTimeout > 0)) throw new ClientError("connectTimeout must be > 0 (ms)");
+    if (!list.every((url) => typeof url === "string" && /^wss?:\/\//i.test(url))) {
+      throw new ClientError("node URLs must be ws:// or wss:// strings");
+    }
     this.#nodes = list;
     this.#tokenSource = options.tokens;
     this.#legacy = options.legacy === true;
-    this.#dedupe = Math.max(0, Math.floor(options.dedupe ?? 0));
+    this.#dedupe = dedupe;
     this.#backoff = options.backoff instanceof Backoff ? options.backoff : new Backoff(options.backoff);
     this.#WebSocket = WS;
     this.#headerAuth = auth === "headers" || (auth === "auto" && takesHeaders(WS));
-    this.#connectTimeout = options.connectTimeout ?? 10000;
+    this.#connectTimeout = connectTimeout;
     this.ready = new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
     this.ready.catch(() => {}); // the fatal error is also an `error` event
     // Started in a microtask: listeners and subscriptions added right after connect() see
@@ -319,6 +327,7 @@ export class Client {
 
   /** Listen to `event`; returns a function that removes the listener. */
   on(event, listener) {
+    if (typeof listener !== "function") throw new ClientError("a listener must be a function");
     if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
     this.#listeners.get(event).add(listener);
     return () => this.off(event, listener);
@@ -467,8 +476,9 @@ export class Client {
     } catch (error) {
       throw new AuthenticationFailed(`tokens() failed: ${error?.message ?? error}`, { cause: error });
     }
-    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((t) => typeof t === "string" && t)) {
-      throw new AuthenticationFailed("tokens() must resolve to [xToken, accessToken] (two strings)");
+    // Printable ASCII without spaces, as the server's /auth and /refresh frames require.
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((t) => typeof t === "string" && TOKEN.test(t))) {
+      throw new AuthenticationFailed("tokens() must resolve to [xToken, accessToken]: two non-empty strings of printable ASCII without spaces");
     }
     return pair;
   }
@@ -704,7 +714,7 @@ export class Client {
 
   #onMessage(frame) {
     const sub = this.#subs.get(frame.queue);
-    if (!sub || typeof frame.id !== "string") return;
+    if (!sub || typeof frame.id !== "string" || typeof frame.message !== "string") return;
     if (this.#dedupe > 0) {
       let seen = this.#seen.get(frame.queue);
       if (!seen) this.#seen.set(frame.queue, (seen = new Map()));

@@ -243,6 +243,15 @@ test("tokens() failing ends the client with an error instead of looping", opts, 
   assert.equal(a.handshakes.length, 0);
 });
 
+test("tokens() returning a malformed pair is an error, not a connection attempt", opts, async () => {
+  const [a] = await nodes(1);
+  const [, events] = client([a.url], { tokens: async () => ["has space", "a1"] });
+  const [error] = await events.next("error");
+  assert.ok(error instanceof AuthenticationFailed);
+  assert.match(error.message, /printable ASCII/);
+  assert.equal(a.handshakes.length, 0);
+});
+
 test("a v1 client whose server chose no subprotocol stops with an error", opts, async () => {
   const [a] = await nodes(1, { legacy: true });
   const [, events] = client([a.url]);
@@ -257,6 +266,14 @@ test("bad options are typed errors", () => {
   assert.throws(() => connect(["ws://x/"], { WebSocket }), /tokens/);
   assert.throws(() => connect(["ws://x/"], { tokens, WebSocket, auth: "cookie" }), ClientError);
   assert.throws(() => connect(["ws://x/"], { tokens, WebSocket: 42 }), /WebSocket/);
+  assert.throws(() => connect(["http://x/"], { tokens, WebSocket }), /ws:\/\//);
+  assert.throws(() => connect(["ws://x/"], { tokens, WebSocket, dedupe: -1 }), /dedupe/);
+  assert.throws(() => connect(["ws://x/"], { tokens, WebSocket, dedupe: 1.5 }), /dedupe/);
+  assert.throws(() => connect(["ws://x/"], { tokens, WebSocket, connectTimeout: 0 }), /connectTimeout/);
+  assert.throws(() => connect(["ws://x/"], { tokens, WebSocket, backoff: { base: -1 } }), /backoff/);
+  const c = connect(["ws://127.0.0.1:9/"], { tokens, WebSocket });
+  assert.throws(() => c.on("connected", "nope"), ClientError);
+  return c.close();
 });
 
 test("on() returns an unsubscribe function; off() removes a listener", opts, async () => {
