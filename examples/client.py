@@ -100,11 +100,17 @@ class Consumer:
         self.client, self.args = client, args
         self.handled = 0
 
-    async def consume(self, subscription: Subscription) -> None:
-        try:
-            await self._consume(subscription)
-        except CommandFailed as exc:  # this queue only (forbidden, ...): the others go on
-            say(f"{subscription.queue}: {exc}")
+    async def consume(self, queue: str) -> None:
+        while True:
+            try:
+                return await self._consume(self.client.subscribe(queue))
+            except CommandFailed as exc:
+                if exc.error_code != "unavailable":
+                    say(f"{queue}: {exc}")  # this queue only (forbidden, ...): the others go on
+                    return
+                # The node cannot subscribe now (shutting down, Redis away): again shortly.
+                say(f"{queue}: {exc.detail}; subscribing again")
+                await asyncio.sleep(1.0)
 
     async def _consume(self, subscription: Subscription) -> None:
         async for d in subscription:
@@ -128,9 +134,8 @@ async def run(args: argparse.Namespace) -> int:
                 args.url, tokens=Tokens(http, args), on_event=on_event, shuffle=False
             ) as client:
                 consumer = Consumer(client, args)
-                subscriptions = [client.subscribe(queue) for queue in args.queue]
                 ended = await asyncio.gather(
-                    *(consumer.consume(s) for s in subscriptions), return_exceptions=True
+                    *(consumer.consume(queue) for queue in args.queue), return_exceptions=True
                 )
                 for error in ended:  # the error that ended the client ends every one of them
                     if isinstance(error, BaseException):
