@@ -144,6 +144,7 @@ class Chat:
         self.failures = 0  # failed attempts in a row (connects and /auth calls)
         self.up = False  # the current connection was accepted
         self.typed: asyncio.Queue[str] = asyncio.Queue()  # typed, not yet sent
+        self.unconfirmed = 0  # typed lines the node has not confirmed (or refused) yet
         self.end_of_input = False
         self.received = 0
         self.finished = asyncio.Event()
@@ -200,7 +201,7 @@ class Chat:
 
     def check_finished(self) -> None:
         count = self.args.count
-        if count and self.received >= count and self.end_of_input and self.typed.empty():
+        if count and self.received >= count and self.end_of_input and not self.unconfirmed:
             self.finished.set()
 
     async def read_stdin(self) -> None:
@@ -209,6 +210,7 @@ class Chat:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := await reader.readline():
             if text := line.decode().rstrip("\n"):
+                self.unconfirmed += 1
                 self.typed.put_nowait(text)
         self.end_of_input = True
         self.check_finished()
@@ -228,7 +230,7 @@ class Chat:
                         raise  # the client ended: no connection will come
                     continue
                 break
-            self.typed.task_done()
+            self.unconfirmed -= 1
             self.check_finished()
 
     async def receive(self, client: Client) -> None:
