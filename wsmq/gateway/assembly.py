@@ -17,6 +17,7 @@ from wsmq.api import ApiService, mount_api
 from wsmq.auth import Authenticator, UserStore
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
+from wsmq.engine.group_copier import GroupCopier
 from wsmq.gateway.app import (
     STATE_KEY,
     Authenticate,
@@ -56,6 +57,8 @@ class NodeParts:
     closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
+    #: Copies group messages into member queues (docs/delivery.md "Groups").
+    copier: GroupCopier
     #: The HTTP API's background parts (None with ``api`` off).
     api: ApiService | None = None
 
@@ -123,7 +126,20 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
+    # Its own listener: the engine's listener has one callback, the engine's.
+    copier_listener = RealtimeListener(settings.redis_url, settings.ns)
+    copier = GroupCopier(
+        queues,
+        copier_listener,
+        poll_interval=settings.poll_interval,
+        batch_size=settings.batch_size,
+    )
+    closers: list[Closer] = [
+        listener_close(listener),
+        listener_close(copier_listener),
+        queues.close,
+        health_redis.aclose,
+    ]
     if auth is not None:
         closers.append(auth.aclose)
     if owns_store and store is not None:
@@ -164,7 +180,7 @@ def assemble(
 
         api = mount_api(app, settings, queues, store, node_stats, observe=observe)
         closers.append(api.aclose)
-    return NodeParts(app, state, own_app, closers, health_redis, api)
+    return NodeParts(app, state, own_app, closers, health_redis, copier, api)
 
 
 async def check_redis(client: AnyRedis, url: str) -> None:
