@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from wsmq.queue import QueueAttributes, QueueNotFound, Queues
-from wsmq.queue.errors import NotAGroup
 from wsmq.queue.admin import QueueAdmin
+from wsmq.queue.errors import NotAGroup
 from wsmq.queue.extras import F_DLQ
 from wsmq.queue.models import text
 
