@@ -220,8 +220,9 @@ class Queues:
         return bool(await self.redis.hexists(self.keys.attributes(qname), "vt"))
 
     async def get_queue_attributes(self, qname: str) -> QueueAttributes:
-        """Settings and counters of a queue; raises ``QueueNotFound``."""
-        qname = v.validate_qname(qname)
+        """Settings and counters of a queue (or of a device inbox ``q@d``); raises
+        ``QueueNotFound``."""
+        qname = v.validate_source(qname)
         return await self._attributes(qname, [])
 
     async def set_queue_attributes(
