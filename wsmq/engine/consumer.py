@@ -84,8 +84,8 @@ class QueueConsumer:
         "ctx",
         "device",
         "ledger",
-        "queue",
         "qname",
+        "queue",
         "task",
         "writers",
     )
