@@ -162,3 +162,26 @@ async def test_retention_removes_idle_inbox_never_one_in_use(
     await asyncio.sleep(0)  # (no wait needed: the lease of "busy" is 30 s)
     await queues.send_message("erin", "n")
     await busy.wait_for(2)
+
+
+async def test_leases_are_renewed_and_dropped_on_stop(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("gina")
+    engine = await make_engine(poll_interval=60)
+    await engine.subscribe("gina", Sink(), device="d1")
+    member = f"d1/{engine.devices.holder}"
+    leases = queues.keys.device_leases("gina")
+    first = await queues.redis.zscore(leases, member)
+    assert first is not None and first > await queues.now_ms() + 50_000  # LEASE_MS ahead
+    await asyncio.sleep(0.01)  # the lease is in ms: let Redis time move on
+    await engine.devices.maintain(10**9)  # due: renews (and sweeps) at once
+    assert await _later(queues, leases, member, first)
+    await engine.stop()
+    assert await queues.redis.zscore(leases, member) is None
+    assert await queues.redis.zrange(queues.keys.devices("gina"), 0, -1) == ["d1"]
+
+
+async def _later(queues: Queues, key: str, member: str, than: float) -> bool:
+    score = await queues.redis.zscore(key, member)
+    return score is not None and score > than

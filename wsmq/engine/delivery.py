@@ -172,6 +172,7 @@ class DeliveryEngine:
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.clock.sync(self.queues)
         self._poll_task = asyncio.create_task(self._poll_loop(), name="wsmq-delivery-poll")
+        self.devices.start()
 
     async def stop(self) -> None:
         """Stop consuming and release every message in flight (visibility 0), in bounded time.
@@ -194,6 +195,7 @@ class DeliveryEngine:
             self.pending.fail_waiters(not_deleted)
 
     async def _stop(self) -> None:
+        await self.devices.stop()
         if self._poll_task is not None:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -520,6 +522,5 @@ class DeliveryEngine:
         if self.clock.due(self.CLOCK_SYNC_EVERY) or not self.health.healthy:
             await self.clock.sync(self.queues)
             self.health.ok()
-        await self.devices.maintain(asyncio.get_running_loop().time())
         if self._listened ^ self._listen_names():
             await self._sync_listener()

@@ -8,15 +8,20 @@ now). If the node dies, the lease simply expires and counts as the device's last
 
 Each node also sweeps, every :meth:`DeviceLeases.sweep_interval` seconds, every queue that has
 devices, removing those unused for longer than the retention (the fan-out of a queue with a
-consumer does the same on each run).
+consumer does the same on each run). Renewals and sweeps run in a task of their own, so a long
+sweep never delays the fallback poll.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 
+from wsmq.engine.health import TRANSIENT_ERRORS
 from wsmq.engine.ports import QueueStore
 
 __all__ = ["LEASE_MS", "RENEW_EVERY", "DeviceLeases"]
@@ -25,7 +30,7 @@ log = logging.getLogger("wsmq.engine")
 
 #: How long one lease keeps a device in use without renewal (a node SIGKILLed keeps its devices
 #: "in use" this long at most).
-LEASE_MS = 30_000
+LEASE_MS = 60_000
 #: Renewal period of this node's leases (a third of the lease: two renewals may fail).
 RENEW_EVERY = LEASE_MS / 3000
 
@@ -47,14 +52,42 @@ class DeviceLeases:
         #: This node's name in the lease members (random: a restarted node is a new holder).
         self.holder = secrets.token_hex(8)
         self._held: dict[tuple[str, str], int] = {}
-        # Monotonic seconds of the last renewal and sweep (0: the first poll does both).
+        # Monotonic seconds of the last renewal and sweep (0: the first tick does both).
         self._renewed_at = 0.0
         self._swept_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
 
     @property
     def sweep_interval(self) -> float:
-        """Seconds between sweeps: half the retention, between 0.2 s and 5 minutes."""
-        return min(max(self.retention_ms / 2000, 0.2), 300.0)
+        """Seconds between sweeps: half the retention, between 0.2 s and an hour."""
+        return min(max(self.retention_ms / 2000, 0.2), 3600.0)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="wsmq-device-leases")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        tick = min(RENEW_EVERY, self.sweep_interval)
+        while True:
+            try:
+                await self.maintain(time.monotonic())
+            except TRANSIENT_ERRORS as exc:
+                if not self._failing:  # the engine's health episode logs the outage itself
+                    log.info("device leases: Redis unavailable (%s)", type(exc).__name__)
+                self._failing = True
+            except Exception:
+                log.exception("device lease renewal or sweep failed", extra={"event": "devices"})
+            else:
+                self._failing = False
+            await asyncio.sleep(tick)
 
     def holding(self, qname: str, device: str) -> bool:
         return (qname, device) in self._held
@@ -89,7 +122,7 @@ class DeviceLeases:
                 self.on_removed(len(devices))
 
     async def maintain(self, now: float) -> None:
-        """From the poll loop: renew the leases and sweep, each when due."""
+        """Renew the leases and sweep, each when due (``now``: monotonic seconds)."""
         if self._held and now - self._renewed_at >= RENEW_EVERY:
             self._renewed_at = now
             by_queue: dict[str, list[str]] = {}
