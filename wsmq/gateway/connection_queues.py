@@ -108,7 +108,13 @@ class ConnectionQueues:
         # for a socket nobody reads; it is unsubscribed as soon as the engine hands it over.
         state = self._state
         engine = state.engine
-        task = state.spawn(engine.subscribe(qname, sub, device=device))
+        # A plain subscription calls the engine exactly as before devices existed.
+        call = (
+            engine.subscribe(qname, sub)
+            if device is None
+            else engine.subscribe(qname, sub, device=device)
+        )
+        task = state.spawn(call)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
