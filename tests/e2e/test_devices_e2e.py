@@ -116,8 +116,12 @@ async def test_three_devices_on_two_nodes_each_get_every_message(
         assert sorted(await device.take(40)) == sorted(want)
     # Everything acked in every inbox, nothing left in the queue.
     assert (await queues.get_queue_attributes(q)).msgs == 0
-    for name in ("laptop", "phone", "tablet"):
-        await wait_for(lambda name=name: _is(inbox_size(queues, q, name), 0))
+
+    async def all_acked() -> bool:
+        sizes = [await inbox_size(queues, q, name) for name in ("laptop", "phone", "tablet")]
+        return sizes == [0, 0, 0]
+
+    await wait_for(all_acked)
 
 
 async def _is(coro: Any, value: Any) -> bool:
