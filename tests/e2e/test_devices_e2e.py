@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,59 @@ async def test_npm_rsmq_publisher_fans_out_to_every_device(
         await npm.close()
     for device in devices:
         assert await device.take(3) == bodies
+
+
+# A device app in a process of its own: subscribes as a device, prints each message id, never
+# acks; the test SIGKILLs it mid-stream.
+_DEVICE_PROC = """
+import asyncio, json, sys
+import aiohttp
+
+async def main() -> None:
+    url, qname, device, headers = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, headers=headers, protocols=("wsmq.v1",))
+        await ws.send_str(f"/subscribe/{qname} device={device}")
+        async for msg in ws:
+            frame = json.loads(msg.data)
+            print(frame.get("type"), frame.get("message"), flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_sigkilled_device_process_gets_its_unacked_again_at_once(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
+) -> None:
+    ivan = await make_user()
+    q = ivan.user_id
+    await queues.create_queue(q, vt=3600)  # released at once by the node, not after the vt
+    node = await start_node()
+    other = await Device.open(http, url_of(node), ivan, q, "laptop")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DEVICE_PROC, url_of(node), q, "phone", json.dumps(ivan.headers),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            assert (await proc.stdout.readline()).split()[0] == b"subscribed"
+        first = [f"a{i}" for i in range(5)]
+        await queues.send_messages(q, first)
+        async with asyncio.timeout(15):
+            for _ in first:
+                assert (await proc.stdout.readline()).split()[0] == b"message"
+        proc.send_signal(signal.SIGKILL)  # mid-stream: 5 held, unacked
+        await proc.wait()
+        rest = [f"b{i}" for i in range(5)]
+        await queues.send_messages(q, rest)
+        assert await other.take(10) == first + rest  # the laptop is not affected
+        back = await Device.open(http, url_of(node), ivan, q, "phone")
+        await back.take(10)
+        assert sorted(back.bodies()) == sorted(first + rest)
+        assert {f["rc"] for f in back.got if f["message"] in first} == {2}
+        await other.nothing_more(0.3)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
