@@ -2,7 +2,7 @@
 -- 1. check the caller passed the inbox keys of exactly the registered devices;
 -- 2. expired leases (a node that died) count as "last seen" at their expiry; a device not in
 --    use and last seen more than ARGV[1] ms ago is removed with its inbox (retention);
--- 3. every live inbox gets the queue's settings;
+-- 3. every live inbox gets the queue's settings (unless ARGV[2] is 0: a sweep);
 -- 4. up to ARGV[2] visible messages move from the queue into every live inbox (visible now,
 --    receive count 0 there); the queue keeps delayed and hidden ones until they are visible.
 -- KEYS[1] queue zset, KEYS[2] queue hash, KEYS[3] devices zset, KEYS[4] leases zset,
@@ -62,14 +62,14 @@ end
 
 local moved = 0
 local nlive = #live
-if nlive > 0 then
+local budget = tonumber(ARGV[2])
+if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes to the rest)
   local exists = true
   for _, inbox in ipairs(live) do
     exists = wsmq_sync_inbox(KEYS[2], inbox[2]) and exists
   end
   if not exists then nlive = -1 end
-  local budget = tonumber(ARGV[2])
-  if exists and budget > 0 then
+  if exists then
     local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, budget)
     for _, id in ipairs(ids) do
       local body = redis.call('HGET', KEYS[2], id)
