@@ -42,6 +42,7 @@ def test_views_carry_every_setting() -> None:
         batch_size=10,
         write_buffer_limit=4096,
         shutdown_timeout=20.0,
+        device_retention=3600.0,
     )
     assert settings.session_limits() == SessionLimits(
         max_subscriptions=3,
@@ -59,6 +60,7 @@ def test_views_carry_every_setting() -> None:
         "batch_size": 10,
         "max_outbox_bytes": 4096,
         "stop_timeout": 4.0,
+        "device_retention": 3600.0,
     }
 
 

@@ -70,6 +70,7 @@ class EngineOptions(TypedDict):
     batch_size: int
     max_outbox_bytes: int
     stop_timeout: float
+    device_retention: float
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,12 @@ class Settings:
         1.0, "Fallback poll (s) for publishers that do not notify.", group="delivery"
     )
     batch_size: int = _opt(100, "Messages taken from Redis per round trip.", group="delivery")
+    device_retention: float = _opt(
+        604_800.0,
+        "Seconds a device inbox (`/subscribe/<q> device=<id>`) is kept after the device was "
+        "last seen; then it is removed with its messages. A device in use is never removed.",
+        group="delivery",
+    )
     max_extend: int = _opt(
         43_200,
         "Longest `/extend` (s) a wsmq.v1 client may ask for at once: how long one held "
@@ -353,6 +360,7 @@ class Settings:
             ("max_subscriptions", self.max_subscriptions >= 1, "must be >= 1"),
             ("max_header_size", self.max_header_size >= 1024, "must be >= 1024"),
             ("poll_interval", self.poll_interval > 0, "must be > 0"),
+            ("device_retention", self.device_retention > 0, "must be > 0"),
             ("auth_deadline", self.auth_deadline > 0, "must be > 0"),
             (
                 "jwks_min_refetch_interval",
@@ -512,6 +520,7 @@ class Settings:
             max_outbox_bytes=self.write_buffer_limit,
             # The engine gets a fifth of the shutdown budget to hand back what it holds.
             stop_timeout=max(self.shutdown_timeout * 0.2, 0.2),
+            device_retention=self.device_retention,
         )
 
 

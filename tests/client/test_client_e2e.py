@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.conftest import MakeUser, SpawnNode
 from wsmq.backoff import Backoff
-from wsmq.client import Client, Disconnected, Event, connect
+from wsmq.client import Client, ClientError, Disconnected, Event, connect
 from wsmq.queue import Queues
 
 N = 200
@@ -87,3 +87,40 @@ async def test_a_node_stopping_mid_stream_loses_nothing(
         assert len(seen) == N  # every redelivery of a handled message was filtered
     closes = [e for e in events if isinstance(e, Disconnected) and e.node == first.url]
     assert closes and closes[0].code == (1001 if sig is signal.SIGTERM else 1006), events
+
+
+@pytest.mark.backends("single")  # the client's frames are under test; e2e covers the backends
+async def test_client_subscribes_as_devices_each_gets_every_message(
+    spawn_node: SpawnNode, make_user: MakeUser, queues: Queues, redis_url: str
+) -> None:
+    node = await spawn_node(redis_url)
+    user = await make_user()
+    qname = user.user_id
+    await queues.create_queue(qname)
+
+    async def tokens() -> tuple[str, str]:
+        return user.x_token, user.access_token
+
+    async def device(name: str, n: int) -> list[str]:
+        async with connect([node.url], tokens=tokens) as client:
+            sub = client.subscribe(qname, device=name)
+            assert sub.device == name
+            got: list[str] = []
+            async for d in sub:
+                got.append(d.message)
+                await d.ack()
+                if len(got) == n:
+                    return got
+        raise AssertionError("the subscription ended early")
+
+    with pytest.raises(ClientError):
+        Client([node.url], tokens=tokens).subscribe(qname, device="bad:id")
+    bodies = [f"m{i}" for i in range(10)]
+    laptop = asyncio.create_task(device("laptop", 10))
+    phone = asyncio.create_task(device("phone", 10))
+    async with asyncio.timeout(20):
+        while await queues.redis.zcard(queues.keys.devices(qname)) < 2:
+            await asyncio.sleep(0.02)
+        await queues.send_messages(qname, bodies)
+        assert await laptop == bodies
+        assert await phone == bodies

@@ -21,6 +21,7 @@ MODULES = (
     "tests.queue.test_layout",
     "tests.realtime.test_realtime",
     "tests.queue.test_idempotent_send",
+    "tests.queue.test_devices",
 )
 
 

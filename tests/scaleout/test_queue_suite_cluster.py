@@ -24,6 +24,7 @@ EXCLUDE = {
     "test_dead_letter_in_batch_receive_keeps_the_others": "cross-slot dead-letter queue",
     "test_missing_dlq_keeps_delivering": "cross-slot dead-letter queue",
     "test_dlq_configured_by_another_instance": "cross-slot dead-letter queue",
+    "test_inbox_follows_the_queue_max_receive_count_and_dead_letter": "cross-slot dead letters",
     # Runs both key layouts on its server; a cluster only takes the cluster layout (that half
     # runs on the single server).
     "test_replays_of_any_send_change_nothing": "forces RSMQ's layout",

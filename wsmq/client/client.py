@@ -17,7 +17,7 @@ from wsmq.client.delivery import Delivery, Subscription
 from wsmq.client.errors import ClientError, CommandFailed, ConnectionClosed
 from wsmq.client.events import Event
 from wsmq.client.reconnect import Reconnector, TokenSource
-from wsmq.protocol.names import is_valid_qname
+from wsmq.protocol.names import is_valid_device, is_valid_qname
 from wsmq.protocol.server_frames import (
     Acked,
     ErrorFrame,
@@ -142,15 +142,21 @@ class Client:
 
     # --- commands ----------------------------------------------------------------------------
 
-    def subscribe(self, queue: str) -> Subscription:
-        """Start receiving ``queue`` (renewed after every reconnect); iterate the result."""
+    def subscribe(self, queue: str, *, device: str | None = None) -> Subscription:
+        """Start receiving ``queue`` (renewed after every reconnect); iterate the result.
+
+        ``device``: subscribe as that device (a stable id the app keeps, e.g. per install):
+        every message of the queue reaches every device, acked independently (docs/protocol.md,
+        Devices)."""
         if not is_valid_qname(queue):
             raise ClientError(f"invalid queue name {queue!r}")
+        if device is not None and not is_valid_device(device):
+            raise ClientError(f"invalid device id {device!r}")
         if queue in self._subs:
             raise ClientError(f"already subscribed to {queue!r}")
         if self._legacy and self._subs:
             raise ClientError("legacy deliveries carry no queue name: one subscription only")
-        sub = self._subs[queue] = Subscription(queue)
+        sub = self._subs[queue] = Subscription(queue, device)
         if self._ws is not None:
             self._spawn(self._send_subscribe(self._ws, queue))
         return sub
@@ -310,7 +316,9 @@ class Client:
 
     async def _send_subscribe(self, ws: aiohttp.ClientWebSocketResponse, queue: str) -> None:
         self._pending.setdefault(queue, deque()).append(("subscribe", None))
-        await ws.send_str(f"/subscribe/{queue}")
+        sub = self._subs.get(queue)
+        device = sub.device if sub is not None else None
+        await ws.send_str(f"/subscribe/{queue}" + (f" device={device}" if device else ""))
 
     async def _wait_connected(self) -> aiohttp.ClientWebSocketResponse:
         while self._ws is None:

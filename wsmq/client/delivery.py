@@ -50,8 +50,10 @@ class Subscription:
     """The deliveries of one queue, as an async iterator; it ends when the client closes and
     raises the client's fatal error (or the subscribe's ``CommandFailed``)."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, device: str | None = None) -> None:
         self.queue = queue
+        #: The device this subscription is for (``None``: a plain subscription).
+        self.device = device
         self._items: asyncio.Queue[Delivery | BaseException | None] = asyncio.Queue()
         self._ended = False
 

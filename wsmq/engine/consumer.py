@@ -32,6 +32,8 @@ from wsmq.engine.ledger import (
 )
 from wsmq.engine.ports import QueueStore
 from wsmq.engine.settle import PendingOps, SettleBatcher
+from wsmq.protocol.names import split_source
+from wsmq.queue.devices import FAN_OUT_BUDGET, FanOut, QueueFansOut
 from wsmq.queue.errors import QueueNotFound
 from wsmq.queue.models import Message
 
@@ -60,6 +62,10 @@ class ConsumerContext:
     default_vt: int | None
     poll_interval: float
     on_exit: Callable[[QueueConsumer], None]
+    #: Device retention in ms (what the fan-out removes); the engine's setting.
+    retention_ms: int = 7 * 86_400_000
+    #: Told about each fan-out (the engine wakes local inboxes and counts removed devices).
+    on_fan_out: Callable[[str, FanOut], None] = lambda qname, result: None
     #: Writer tasks of every consumer (stop() waits for them, bounded).
     writers: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -69,14 +75,17 @@ class QueueConsumer:
 
     __slots__ = (
         "_closing",
+        "_fans_out",
         "_missing_logged",
         "_parked",
         "_skew",
         "_wake",
         "_window_bound",
         "ctx",
+        "device",
         "ledger",
         "qname",
+        "queue",
         "task",
         "writers",
     )
@@ -86,8 +95,17 @@ class QueueConsumer:
     #: Most messages handed to one ``deliver_batch`` call (one socket write).
     WRITE_BATCH = 128
 
+    #: Most fan-out calls in one cycle (each moves up to ``FAN_OUT_BUDGET`` messages).
+    MAX_FAN_OUTS = 20
+
     def __init__(self, qname: str, ctx: ConsumerContext) -> None:
+        #: What this consumer receives from: a queue, or a device inbox ``q@d``.
         self.qname = qname
+        #: The queue (``q`` of ``q@d``) and the device (``None``: a plain consumer).
+        self.queue, self.device = split_source(qname)
+        #: A plain consumer of a queue that has devices: it runs the fan-out instead of
+        #: receiving (docs/delivery.md, Devices), until no device is left.
+        self._fans_out = False
         self.ctx = ctx
         self.ledger = QueueLedger()
         self.writers = 0  # writer tasks alive (they may outlive the consumer task)
@@ -221,6 +239,18 @@ class QueueConsumer:
         q, ctx, ledger = self.qname, self.ctx, self.ledger
         if ctx.pending.deletes or ctx.pending.releases:
             await ctx.pending.flush(ctx.queues, q, ctx.health)
+        queue_next: float | None = None
+        if self.device is not None or self._fans_out:
+            result = await self._fan_out()
+            if result.live < 0:
+                raise QueueNotFound()
+            queue_next = result.next_visible
+            if self.device is None:
+                if result.live > 0:
+                    # Still a fan-out queue: nothing for plain subscribers; the timer copies
+                    # the delayed messages when they become visible.
+                    return self._timer(queue_next)
+                self._fans_out = False  # every device is gone: a plain queue again
         nxt: float | None = None
         while True:
             if self.closing:
@@ -232,7 +262,13 @@ class QueueConsumer:
             self._window_bound = False
             n = min(ctx.batch_size, free)
             # The reply also says when the next message becomes visible (the timer below).
-            msgs, nxt = await ctx.queues.receive_with_next(q, n, ctx.default_vt)
+            try:
+                msgs, nxt = await ctx.queues.receive_with_next(
+                    q, n, ctx.default_vt, fan_out_check=self.device is None
+                )
+            except QueueFansOut:
+                self._fans_out = True  # a device registered: copy instead of receiving
+                return await self._cycle()
             if not ctx.health.healthy:
                 ctx.health.ok()
             self._missing_logged = False
@@ -245,6 +281,26 @@ class QueueConsumer:
                 break
         if self._wake.is_set():
             return None  # woken during the receive (a send under load): the next cycle comes now
+        if queue_next is not None and (nxt is None or queue_next < nxt):
+            nxt = queue_next  # an inbox consumer also copies the queue's delayed messages
+        return self._timer(nxt)
+
+    async def _fan_out(self) -> FanOut:
+        """Copy the queue's visible messages into its device inboxes (all of them, in calls of
+        at most ``FAN_OUT_BUDGET`` messages, up to ``MAX_FAN_OUTS`` calls)."""
+        ctx = self.ctx
+        for _ in range(self.MAX_FAN_OUTS):
+            result = await ctx.queues.fan_out(self.queue, ctx.retention_ms)
+            if not ctx.health.healthy:
+                ctx.health.ok()
+            ctx.on_fan_out(self.queue, result)
+            if result.moved < FAN_OUT_BUDGET:
+                break
+        return result
+
+    def _timer(self, nxt: float | None) -> float | None:
+        """Seconds until the score ``nxt`` (epoch ms) is visible; ``None``: nothing to wait for."""
+        ctx = self.ctx
         if nxt is None:
             return None
         delay = (nxt - ctx.clock.now_ms()) / 1000.0

@@ -31,13 +31,15 @@ from collections.abc import Callable, Sequence
 
 from wsmq.backoff import Backoff
 from wsmq.engine.consumer import ConsumerContext, QueueConsumer
+from wsmq.engine.devices import DeviceLeases
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.engine.keyed_locks import KeyedLocks
 from wsmq.engine.ledger import Subscriber, Subscription, plan_round_robin
 from wsmq.engine.ports import Notifications, QueueStore
 from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher, apply_chunked
 from wsmq.errors import WsmqError
-from wsmq.protocol.names import is_valid_qname
+from wsmq.protocol.names import inbox_name, is_valid_device, is_valid_qname, split_source
+from wsmq.queue.devices import FanOut
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
 __all__ = [
@@ -67,7 +69,8 @@ class DeliveryEngine:
     call (an episode has one per retry). ``max_outbox_bytes``: per subscription, no more is
     received while the messages received for it and not yet handed to ``deliver()`` add up to
     this many bytes (``None``: only the windows bound it). ``stop_timeout``: bound, in seconds,
-    for each phase of :meth:`stop`.
+    for each phase of :meth:`stop`. ``device_retention``: seconds an unused device inbox is
+    kept (docs/delivery.md, Devices); ``on_devices_removed(n)``: called when ``n`` were removed.
     """
 
     #: Re-measure the Redis clock offset this often (seconds).
@@ -86,6 +89,8 @@ class DeliveryEngine:
         on_redis_failure: Callable[[BaseException], object] | None = None,
         max_outbox_bytes: int | None = None,
         stop_timeout: float = 5.0,
+        device_retention: float = 7 * 86400.0,
+        on_devices_removed: Callable[[int], object] | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0")
@@ -100,6 +105,7 @@ class DeliveryEngine:
         self.pending = PendingOps()
         self.clock = RedisClock()
         self.settle = SettleBatcher(queues, self.health, self.pending, self._on_notification)
+        self.devices = DeviceLeases(queues, device_retention, on_devices_removed)
         self._ctx = ConsumerContext(
             queues=queues,
             health=self.health,
@@ -110,8 +116,12 @@ class DeliveryEngine:
             default_vt=default_vt,
             poll_interval=poll_interval,
             on_exit=self._consumer_exited,
+            retention_ms=self.devices.retention_ms,
+            on_fan_out=self._fanned_out,
         )
         self._consumers: dict[str, QueueConsumer] = {}
+        #: queue -> the device inboxes (``q@d``) this node consumes: they wake with the queue.
+        self._inboxes: dict[str, set[str]] = {}
         # Consumers whose task ended (no subscriber left) while writers still run: stop()
         # must release what those writers hold.
         self._retired: set[QueueConsumer] = set()
@@ -162,6 +172,7 @@ class DeliveryEngine:
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.clock.sync(self.queues)
         self._poll_task = asyncio.create_task(self._poll_loop(), name="wsmq-delivery-poll")
+        self.devices.start()
 
     async def stop(self) -> None:
         """Stop consuming and release every message in flight (visibility 0), in bounded time.
@@ -184,6 +195,7 @@ class DeliveryEngine:
             self.pending.fail_waiters(not_deleted)
 
     async def _stop(self) -> None:
+        await self.devices.stop()
         if self._poll_task is not None:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,6 +220,7 @@ class DeliveryEngine:
                 sub.closed = True
             consumer.subs.clear()
         self._consumers.clear()
+        self._inboxes.clear()
         self._retired.clear()
         left = 0
         try:
@@ -215,6 +228,7 @@ class DeliveryEngine:
                 await self.settle.close(self.stop_timeout)
                 left = self.pending.count()
                 await self.pending.flush_all(self.queues, self.health)
+                await self.devices.release_all()
                 await self._sync_listener()
         except Exception as exc:  # Redis down, or TimeoutError: give up, vt brings them back
             log.warning(
@@ -233,22 +247,37 @@ class DeliveryEngine:
 
     # -- subscriptions ---------------------------------------------------------------------
 
-    async def subscribe(self, qname: str, subscriber: Subscriber) -> Subscription:
+    async def subscribe(
+        self, qname: str, subscriber: Subscriber, *, device: str | None = None
+    ) -> Subscription:
         """Start delivering ``qname``'s messages to ``subscriber``; returns its subscription.
 
-        Raises ``InvalidFormat`` for a bad queue name and :class:`EngineStopped` when the engine
-        is not running. The queue need not exist yet (nothing is created or deleted here).
+        With ``device``, the subscription receives from that device's inbox of the queue
+        (registered now if new; its :attr:`Subscription.qname` is the inbox name ``q@d``):
+        see docs/delivery.md, Devices. Raises ``InvalidFormat`` for a bad queue name or device
+        id and :class:`EngineStopped` when the engine is not running; a Redis error registering
+        a device propagates. The queue need not exist yet (nothing is created or deleted here).
         """
         if not is_valid_qname(qname):
             raise InvalidFormat("qname")
+        if device is not None and not is_valid_device(device):
+            raise InvalidFormat("device")
         if not self._running:
             raise EngineStopped("delivery engine is not running")
-        consumer = self._consumers.get(qname)
+        source = qname
+        if device is not None:
+            await self.devices.acquire(qname, device)
+            if not self._running:  # stopped meanwhile: stop() released the leases it knew
+                await self.devices.release(qname, device)
+                raise EngineStopped("delivery engine is not running")
+            source = inbox_name(qname, device)
+            self._inboxes.setdefault(qname, set()).add(source)
+        consumer = self._consumers.get(source)
         if consumer is None:
-            consumer = QueueConsumer(qname, self._ctx)
-            self._consumers[qname] = consumer
+            consumer = QueueConsumer(source, self._ctx)
+            self._consumers[source] = consumer
             consumer.start()
-        sub = Subscription(qname, subscriber, consumer.window_opened, self.max_outbox_bytes)
+        sub = Subscription(source, subscriber, consumer.window_opened, self.max_outbox_bytes)
         consumer.add(sub)
         if self.listener is not None and qname not in self._listened:
             connected = getattr(self.listener, "connected", None)  # not every transport has it
@@ -274,6 +303,24 @@ class DeliveryEngine:
         ids = sub.take_held()
         if ids:
             await self._release(sub.qname, ids)
+        qname, device = split_source(sub.qname)
+        if device is not None and self._running:
+            try:
+                await self.devices.release(qname, device)
+            except TRANSIENT_ERRORS as exc:
+                self.health.failed(exc)  # the lease expires by itself
+
+    async def leave_device(self, qname: str, device: str) -> bool:
+        """Remove ``device`` of ``qname`` and its inbox now; ``False`` if it was not registered.
+
+        Raises :class:`~wsmq.queue.devices.DeviceInUse` while a subscription of the device
+        (on this node or another) uses it."""
+        if not is_valid_qname(qname):
+            raise InvalidFormat("qname")
+        if not is_valid_device(device):
+            raise InvalidFormat("device")
+        holding = self.devices.holding(qname, device)
+        return await self.queues.leave_device(qname, device, self.devices.holder, holding=holding)
 
     async def ack(self, sub: Subscription, msg_id: str) -> bool:
         """Delete ``msg_id`` if ``sub`` holds it unacked; ``False`` if it does not.
@@ -358,19 +405,44 @@ class DeliveryEngine:
     # -- wake-ups ---------------------------------------------------------------------------
 
     def _on_notification(self, qname: str) -> None:
-        """Wake ``qname``'s consumer if it has one (also the realtime and release callback)."""
+        """Wake ``qname``'s consumer if it has one, and the consumers of its device inboxes
+        (also the realtime and release callback; ``qname`` may name an inbox)."""
         consumer = self._consumers.get(qname)
         if consumer is not None:
             consumer.wake()
+        for inbox in self._inboxes.get(qname, ()):
+            consumer = self._consumers.get(inbox)
+            if consumer is not None:
+                consumer.wake()
+
+    def _fanned_out(self, qname: str, result: FanOut) -> None:
+        """A consumer ran the fan-out of ``qname``: local inboxes got messages; count removals."""
+        self.devices.removed(qname, result.removed)
+        if result.moved:
+            for inbox in self._inboxes.get(qname, ()):
+                consumer = self._consumers.get(inbox)
+                if consumer is not None:
+                    consumer.wake()
+
+    def _listen_names(self) -> set[str]:
+        """The queues whose realtime channel this node needs: every queue it consumes, or
+        consumes a device inbox of."""
+        return {split_source(name)[0] for name in self._consumers}
 
     def _consumer_exited(self, consumer: QueueConsumer) -> None:
         if self._consumers.get(consumer.qname) is consumer:
             del self._consumers[consumer.qname]
+            if consumer.device is not None:
+                inboxes = self._inboxes.get(consumer.queue)
+                if inboxes is not None:
+                    inboxes.discard(consumer.qname)
+                    if not inboxes:
+                        del self._inboxes[consumer.queue]
         self._retired = {c for c in self._retired if c.writers}
         if consumer.writers:
             self._retired.add(consumer)
-        if self._running and consumer.qname in self._listened:
-            self._sync_listener_later(consumer.qname)
+        if self._running and consumer.queue in self._listened:
+            self._sync_listener_later(consumer.queue)
 
     def _sync_listener_later(self, qname: str) -> None:
         task = asyncio.get_running_loop().create_task(self._sync_listener(qname))
@@ -390,10 +462,10 @@ class DeliveryEngine:
         """Make the realtime subscriptions match the consumers (one queue, or all)."""
         if self.listener is None:
             return
-        names = [qname] if qname is not None else list(self._listened | set(self._consumers))
+        names = [qname] if qname is not None else list(self._listened | self._listen_names())
         for name in names:
             async with self._listener_locks.hold(name):
-                want = self._running and name in self._consumers
+                want = self._running and (name in self._consumers or name in self._inboxes)
                 try:
                     if want and name not in self._listened:
                         # The listener remembers the queue even when Redis is down (False).
@@ -436,7 +508,8 @@ class DeliveryEngine:
         self._broken = broken
 
     async def _poll_once(self) -> None:
-        names = list(self._consumers)
+        # The queues of device inboxes too: their new messages are the inboxes' to copy.
+        names = list(dict.fromkeys([*self._consumers, *self._inboxes]))
         if names:
             counts = await self.queues.visible_counts(names)
             self.health.ok()
@@ -449,5 +522,5 @@ class DeliveryEngine:
         if self.clock.due(self.CLOCK_SYNC_EVERY) or not self.health.healthy:
             await self.clock.sync(self.queues)
             self.health.ok()
-        if self._listened ^ set(self._consumers):
+        if self._listened ^ self._listen_names():
             await self._sync_listener()

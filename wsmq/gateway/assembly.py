@@ -109,6 +109,7 @@ def assemble(
         listener,
         on_redis_error=lambda exc: metrics.redis_outages.inc(),
         on_redis_failure=lambda exc: metrics.redis_errors.inc(),
+        on_devices_removed=metrics.devices_removed.labels("retention").inc,
         **settings.engine_options(),
     )
     health = HealthChecks()

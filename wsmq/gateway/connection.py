@@ -39,6 +39,7 @@ from wsmq.protocol.actions import (
     DoAuthenticate,
     DoAuthorize,
     DoExtend,
+    DoLeave,
     DoNack,
     DoRefresh,
     DoSend,
@@ -319,10 +320,12 @@ class Connection:
                 return await self._authenticate(x_token, x_access_token)
             case DoRefresh(x_token):
                 return await self._refresh(x_token)
-            case DoSubscribe(qname):
-                return await self.queues.subscribe(qname)
+            case DoSubscribe(qname, device):
+                return await self.queues.subscribe(qname, device)
             case DoUnsubscribe(qname):
                 await self.queues.unsubscribe(qname)
+            case DoLeave(qname, device):
+                return await self.queues.leave(qname, device)
             case DoSend(qname, message):
                 return await self.queues.send_message(qname, message)
             case DoAuthorize():

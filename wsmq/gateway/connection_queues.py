@@ -31,6 +31,7 @@ from wsmq.protocol import wire as p
 from wsmq.protocol.actions import Action, DoExtend, DoNack
 from wsmq.protocol.session import Session
 from wsmq.queue import QueueError
+from wsmq.queue.devices import DeviceInUse
 
 __all__ = ["CLEANUP_TIMEOUT", "ConnectionQueues", "QueueOwner"]
 
@@ -65,7 +66,7 @@ class ConnectionQueues:
         #: need not pay for it.
         self.acks: AckPipeline | None = None
 
-    async def subscribe(self, qname: str) -> list[Action]:
+    async def subscribe(self, qname: str, device: str | None = None) -> list[Action]:
         state = self._state
         try:
             async with state.subscribe_gate:
@@ -74,7 +75,7 @@ class ConnectionQueues:
                         qname, p.ErrorCode.QUEUE_NOT_FOUND, f"queue {qname} does not exist"
                     )
                 sub = SocketSubscriber(self._owner, qname)
-                handle = await self._engine_subscribe(qname, sub)
+                handle = await self._engine_subscribe(qname, sub, device)
                 sub.handle = handle
         except EngineStopped:
             return self.session.subscribe_failed(
@@ -99,13 +100,21 @@ class ConnectionQueues:
         handle.wake()
         return []
 
-    async def _engine_subscribe(self, qname: str, sub: SocketSubscriber) -> Subscription:
+    async def _engine_subscribe(
+        self, qname: str, sub: SocketSubscriber, device: str | None
+    ) -> Subscription:
         # Shielded: once the engine has added the subscription, a cancellation of this handler
         # (peer gone, host app with handler_cancellation) must not leave it behind, consuming
         # for a socket nobody reads; it is unsubscribed as soon as the engine hands it over.
         state = self._state
         engine = state.engine
-        task = state.spawn(engine.subscribe(qname, sub))
+        # A plain subscription calls the engine exactly as before devices existed.
+        call = (
+            engine.subscribe(qname, sub)
+            if device is None
+            else engine.subscribe(qname, sub, device=device)
+        )
+        task = state.spawn(call)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -142,6 +151,25 @@ class ConnectionQueues:
             self._owner.log.info(
                 "unsubscribe: %s", exc, extra={"event": "unsubscribe", "queue": qname}
             )
+
+    async def leave(self, qname: str, device: str) -> list[Action]:
+        """``/leave``: remove the device's inbox (the session unsubscribed this socket's own
+        subscription as that device just before)."""
+        session = self.session
+        try:
+            removed = await self._state.engine.leave_device(qname, device)
+        except DeviceInUse:
+            return session.leave_failed(
+                qname, p.ErrorCode.DEVICE_IN_USE, f"device {device} is in use by a connection"
+            )
+        except (RedisError, OSError):
+            self._state.metrics.redis_errors.inc()
+            return session.leave_failed(
+                qname, p.ErrorCode.UNAVAILABLE, "queue service unavailable, retry later"
+            )
+        if removed:
+            self._state.metrics.devices_removed.labels("leave").inc()
+        return session.leave_done(qname, device, removed)
 
     async def send_message(self, qname: str, message: str) -> list[Action]:
         try:

@@ -77,6 +77,13 @@ class GatewayMetrics:
         self.closes = Counter(
             "wsmq_closes", "Connections closed by the server, by close code.", ["code"], registry=r
         )
+        self.devices_removed = Counter(
+            "wsmq_device_inboxes_removed",
+            "Device inboxes removed: 'retention' (unused longer than device_retention, by this "
+            "node's fan-out or sweep), 'leave' (an explicit /leave).",
+            ["reason"],
+            registry=r,
+        )
         self.delivery_latency = Histogram(
             "wsmq_delivery_latency_seconds",
             "Time from a message being sent to it being written to a socket.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from wsmq.protocol.wire import Send, Subscribe
+from wsmq.protocol.wire import Leave, Send, Subscribe
 
 if TYPE_CHECKING:
     from wsmq.protocol.access import User
@@ -23,6 +23,7 @@ __all__ = [
     "DoAuthenticate",
     "DoAuthorize",
     "DoExtend",
+    "DoLeave",
     "DoNack",
     "DoRefresh",
     "DoSend",
@@ -73,14 +74,26 @@ class DoAuthorize:
     user: User
     qname: str
     action: Literal["subscribe", "send"]
-    then: Subscribe | Send
+    then: Subscribe | Send | Leave
 
 
 @dataclass(frozen=True, slots=True)
 class DoSubscribe:
-    """Start consuming ``qname``; report with ``subscribe_done()`` or ``subscribe_failed()``."""
+    """Start consuming ``qname`` (as ``device``: its inbox of the queue); report with
+    ``subscribe_done()`` or ``subscribe_failed()``."""
 
     qname: str
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DoLeave:
+    """Remove ``device``'s inbox of ``qname`` (after a ``DoUnsubscribe`` of this connection's
+    own subscription as that device, if any); report with ``leave_done()`` or
+    ``leave_failed()``."""
+
+    qname: str
+    device: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +148,7 @@ Action = (
     | DoAuthorize
     | DoSubscribe
     | DoUnsubscribe
+    | DoLeave
     | DoAck
     | DoNack
     | DoExtend

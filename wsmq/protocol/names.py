@@ -14,14 +14,20 @@ import re
 from typing import Final
 
 __all__ = [
+    "DEVICE_PATTERN",
+    "DEVICE_RULE",
     "GENERATED_ID_PATTERN",
     "ID_PATTERN",
     "QNAME_PATTERN",
     "QNAME_RULE",
     "RESERVED_QNAMES",
+    "inbox_name",
+    "is_valid_device",
     "is_valid_id",
     "is_valid_qname",
+    "is_valid_source",
     "reserved_detail",
+    "split_source",
 ]
 
 QNAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,160}")
@@ -56,3 +62,35 @@ def reserved_detail(qname: str) -> str:
 def is_valid_id(msg_id: object) -> bool:
     """Whether ``msg_id`` is a string that follows :data:`ID_PATTERN`."""
     return isinstance(msg_id, str) and ID_PATTERN.fullmatch(msg_id) is not None
+
+
+#: A device id (``/subscribe/<q> device=<id>``): chosen by the client, stable across its
+#: connections. No ``:`` (it becomes part of the inbox's Redis keys) and no ``@`` (the separator
+#: of :func:`inbox_name`).
+DEVICE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEVICE_RULE: Final = "a device id is 1-64 characters of A-Z a-z 0-9 _ -"
+
+
+def is_valid_device(device: object) -> bool:
+    """Whether ``device`` is a string that follows :data:`DEVICE_RULE`."""
+    return isinstance(device, str) and DEVICE_PATTERN.fullmatch(device) is not None
+
+
+def inbox_name(qname: str, device: str) -> str:
+    """The name the engine and the queue layer use for ``device``'s inbox of ``qname``:
+    ``"<qname>@<device>"`` (``@`` is in neither rule, so it never names a queue)."""
+    return f"{qname}@{device}"
+
+
+def split_source(name: str) -> tuple[str, str | None]:
+    """``(qname, device)`` of an inbox name, ``(qname, None)`` of a queue name (unchecked)."""
+    qname, sep, device = name.partition("@")
+    return (qname, device) if sep else (name, None)
+
+
+def is_valid_source(name: object) -> bool:
+    """Whether ``name`` is a valid queue name or a valid :func:`inbox_name`."""
+    if not isinstance(name, str):
+        return False
+    qname, device = split_source(name)
+    return is_valid_qname(qname) and (device is None or is_valid_device(device))

@@ -32,6 +32,7 @@ __all__ = [
     "Expiring",
     "Extended",
     "FrameDecodeError",
+    "Left",
     "LegacyMessage",
     "Message",
     "Nacked",
@@ -48,6 +49,7 @@ __all__ = [
     "encode_error",
     "encode_expiring",
     "encode_extended",
+    "encode_left",
     "encode_message",
     "encode_message_utf8",
     "encode_nacked",
@@ -142,9 +144,16 @@ def encode_message_utf8(
     return dumps_utf8(_message_obj(mode, qname, msg_id, rc, sent, body))
 
 
-def encode_subscribed(qname: str) -> str:
-    """v1 reply to ``/subscribe``."""
-    return dumps({"type": "subscribed", "queue": qname})
+def encode_subscribed(qname: str, device: str | None = None) -> str:
+    """v1 reply to ``/subscribe`` (with the device of a device subscription)."""
+    if device is None:
+        return dumps({"type": "subscribed", "queue": qname})
+    return dumps({"type": "subscribed", "queue": qname, "device": device})
+
+
+def encode_left(qname: str, device: str, removed: bool) -> str:
+    """v1 reply to ``/leave``: ``removed`` is false when the device was not registered."""
+    return dumps({"type": "left", "queue": qname, "device": device, "removed": removed})
 
 
 def encode_unsubscribed(qname: str) -> str:
@@ -226,9 +235,19 @@ class LegacyMessage:
 
 @dataclass(frozen=True, slots=True)
 class Subscribed:
-    """v1 reply to ``/subscribe``."""
+    """v1 reply to ``/subscribe``; ``device`` for a device subscription."""
 
     queue: str
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """v1 reply to ``/leave``: the device's inbox is gone (``removed``: it existed)."""
+
+    queue: str
+    device: str
+    removed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +325,7 @@ ServerFrame = (
     Message
     | LegacyMessage
     | Subscribed
+    | Left
     | Unsubscribed
     | Sent
     | Acked
@@ -379,7 +399,12 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
                 _str(obj, "message"),
             )
         case "subscribed":
-            return Subscribed(_str(obj, "queue"))
+            return Subscribed(_str(obj, "queue"), _opt_str(obj, "device"))
+        case "left":
+            removed = obj.get("removed")
+            if not isinstance(removed, bool):
+                raise FrameDecodeError("'removed' must be a boolean")
+            return Left(_str(obj, "queue"), _str(obj, "device"), removed)
         case "unsubscribed":
             return Unsubscribed(_str(obj, "queue"))
         case "sent":

@@ -52,6 +52,7 @@ from wsmq.protocol.actions import (
     DoAuthenticate,
     DoAuthorize,
     DoExtend,
+    DoLeave,
     DoNack,
     DoRefresh,
     DoSend,
@@ -66,6 +67,7 @@ from wsmq.protocol.server_frames import (
     encode_error,
     encode_expiring,
     encode_extended,
+    encode_left,
     encode_nacked,
     encode_refreshed,
     encode_sent,
@@ -153,8 +155,9 @@ class Session:
         self.state = State.OPEN if user is not None else State.AWAITING_AUTH
         self.auth_deadline: float | None = None if user else now + self.limits.auth_timeout
         # Ordered sets as dicts: an empty dict is 64 bytes, an empty set 216 (x 10k sockets).
-        self._subscribed: dict[str, None] = {}
-        self._subscribing: dict[str, None] = {}
+        # queue -> the device it is subscribed as (None: a plain subscription)
+        self._subscribed: dict[str, str | None] = {}
+        self._subscribing: dict[str, str | None] = {}
         # Frames received while /auth is verified, handled in order once it is (and, with a
         # hook, one at a time: the rest waits behind a DoAuthorize until authorized()).
         self._pending: list[Pending] = []
@@ -255,6 +258,12 @@ class Session:
                 return self._subscribe(command)
             case p.Unsubscribe(qname):
                 return self._unsubscribe(qname)
+            case p.Leave(qname, _):
+                if self._hooked and self.user is not None:
+                    return [DoAuthorize(self.user, qname, "subscribe", command)]
+                if not self._allowed(qname, "subscribe"):
+                    return [self._forbidden(qname, "leave")]
+                return self._leave_allowed(command)
             case p.Ack(qname, msg_id):
                 return self._ack(qname, (msg_id,))
             case p.AckMany(qname, ids):
@@ -299,18 +308,41 @@ class Session:
         return [action]
 
     def _subscribe(self, command: p.Subscribe) -> list[Action]:
-        qname = command.qname
+        qname, device = command.qname, command.device
+        for table in (self._subscribing, self._subscribed):
+            if qname in table and table[qname] != device:
+                return [self._other_device(qname, table[qname])]
         if qname in self._subscribing:
             return []  # the outstanding subscribe_done/failed answers for both frames
         if qname in self._subscribed:
-            return self._v1_reply(encode_subscribed(qname))
+            return self._v1_reply(encode_subscribed(qname, device))
         if self._hooked and self.user is not None:
             return [DoAuthorize(self.user, qname, "subscribe", command)]
         if not self._allowed(qname, "subscribe"):
             return [self._forbidden(qname, "subscribe to")]
-        return self._subscribe_allowed(qname)
+        return self._subscribe_allowed(qname, device)
 
-    def _subscribe_allowed(self, qname: str) -> list[Action]:
+    def _other_device(self, qname: str, device: str | None) -> Reply:
+        held = f"as device {device}" if device is not None else "without a device"
+        return self._error(
+            p.ErrorCode.BAD_FRAME,
+            f"already subscribed to {qname} {held}: /unsubscribe/{qname} first",
+            queue=qname,
+        )
+
+    def _leave_allowed(self, command: p.Leave) -> list[Action]:
+        """``/leave``: end this connection's own subscription as that device first."""
+        qname, device = command.qname, command.device
+        actions: list[Action] = []
+        if device is not None and (
+            self._subscribed.get(qname, "") == device or self._subscribing.get(qname, "") == device
+        ):
+            self._subscribed.pop(qname, None)
+            self._subscribing.pop(qname, None)
+            actions.append(DoUnsubscribe(qname))
+        return [*actions, DoLeave(qname, device)]
+
+    def _subscribe_allowed(self, qname: str, device: str | None = None) -> list[Action]:
         if len(self._subscribed) + len(self._subscribing) >= self.limits.max_subscriptions:
             return [
                 self._error(
@@ -319,8 +351,8 @@ class Session:
                     queue=qname,
                 )
             ]
-        self._subscribing[qname] = None
-        return [DoSubscribe(qname)]
+        self._subscribing[qname] = device
+        return [DoSubscribe(qname, device)]
 
     def _unsubscribe(self, qname: str) -> list[Action]:
         actions: list[Action] = []
@@ -373,13 +405,18 @@ class Session:
             return []
         qname = request.qname
         match request.then:
-            case p.Subscribe():
+            case p.Subscribe(_, device):
                 if qname in self._subscribing or qname in self._subscribed:
                     actions: list[Action] = []  # answered meanwhile (not by a sane executor)
                 elif allowed:
-                    actions = self._subscribe_allowed(qname)
+                    actions = self._subscribe_allowed(qname, device)
                 else:
                     actions = [self._forbidden(qname, "subscribe to")]
+            case p.Leave():
+                if allowed:
+                    actions = self._leave_allowed(request.then)
+                else:
+                    actions = [self._forbidden(qname, "leave")]
             case p.Send(_, message):
                 actions = [DoSend(qname, message) if allowed else self._forbidden(qname, "send to")]
         return actions + self._replay() if self._pending else actions
@@ -417,9 +454,21 @@ class Session:
         """The subscription is active."""
         if qname not in self._subscribing or self.state is not State.OPEN:
             return []
-        self._subscribing.pop(qname, None)
-        self._subscribed[qname] = None
-        return self._v1_reply(encode_subscribed(qname))
+        device = self._subscribing.pop(qname, None)
+        self._subscribed[qname] = device
+        return self._v1_reply(encode_subscribed(qname, device))
+
+    def leave_done(self, qname: str, device: str, removed: bool) -> list[Action]:
+        """``/leave`` removed the device's inbox (``removed``: it was registered)."""
+        if self.state is not State.OPEN:
+            return []
+        return self._v1_reply(encode_left(qname, device, removed))
+
+    def leave_failed(self, qname: str, code: str, detail: str) -> list[Action]:
+        """``/leave`` did not remove it (``device_in_use``, ``unavailable``)."""
+        if self.state is not State.OPEN:
+            return []
+        return [self._error(code, detail, queue=qname)]
 
     def subscribe_failed(self, qname: str, code: str, detail: str) -> list[Action]:
         """The subscription could not be made (e.g. ``queue_not_found``, ``unavailable``)."""

@@ -6,7 +6,7 @@ clients) by :mod:`wsmq.protocol.server_frames`. The full reference is ``docs/pro
 
 Client → server text frames::
 
-    /subscribe/<qname>            /unsubscribe/<qname>
+    /subscribe/<qname>[ device=<id>]   /unsubscribe/<qname>   /leave/<qname> device=<id>
     /ack/<qname>/<id>[,<id>...]   /send/<qname> <message>
     /nack/<qname>/<id>[,<id>...] [<delay-seconds>]
     /extend/<qname>/<id>[,<id>...] <seconds>
@@ -34,6 +34,8 @@ from typing import Final
 from wsmq.errors import WsmqError
 from wsmq.protocol import names
 from wsmq.protocol.names import (
+    DEVICE_PATTERN,
+    DEVICE_RULE,
     ID_PATTERN,
     QNAME_PATTERN,
     RESERVED_QNAMES,
@@ -63,6 +65,7 @@ __all__ = [
     "Command",
     "ErrorCode",
     "Extend",
+    "Leave",
     "Mode",
     "Nack",
     "ProtocolError",
@@ -128,6 +131,7 @@ class ErrorCode(StrEnum):
     BAD_FRAME = "bad_frame"
     INVALID_QUEUE = "invalid_queue"
     INVALID_ID = "invalid_id"
+    INVALID_DEVICE = "invalid_device"
     FRAME_TOO_LARGE = "frame_too_large"
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     # Session-level.
@@ -135,6 +139,7 @@ class ErrorCode(StrEnum):
     ACK_NOT_SUPPORTED = "ack_not_supported"
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    DEVICE_IN_USE = "device_in_use"
     ALREADY_AUTHENTICATED = "already_authenticated"
     REFRESH_FAILED = "refresh_failed"
     # Results of I/O reported back by the server layer.
@@ -172,9 +177,19 @@ class ProtocolError(WsmqError, code="protocol_error"):
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """``/subscribe/<qname>``."""
+    """``/subscribe/<qname>``, or ``/subscribe/<qname> device=<id>``: subscribe as a device
+    (its own durable inbox of the queue; docs/delivery.md, Devices)."""
 
     qname: str
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """``/leave/<qname> device=<id>``: remove the device's inbox of the queue now."""
+
+    qname: str
+    device: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +259,7 @@ class Refresh:
     x_token: str = field(repr=False)
 
 
-Command = Subscribe | Unsubscribe | Ack | AckMany | Nack | Extend | Send | Auth | Refresh
+Command = Subscribe | Unsubscribe | Leave | Ack | AckMany | Nack | Extend | Send | Auth | Refresh
 
 
 # Queue names and ids follow wsmq.protocol.names (RSMQ's rules, so a name valid here is valid
@@ -312,10 +327,38 @@ def parse_frame(text: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME_SIZE) ->
     return parser(sep, rest)
 
 
+_SUBSCRIBE_USAGE: Final = "usage: /subscribe/<qname> [device=<id>]"
+_LEAVE_USAGE: Final = "usage: /leave/<qname> device=<id>"
+_DEVICE_DETAIL: Final = f"{DEVICE_RULE} ({DEVICE_PATTERN.pattern})"
+
+
+def _queue_and_device(rest: str) -> tuple[str, str | None]:
+    """``<qname>`` or ``<qname> device=<id>`` (one space, nothing else)."""
+    qname, space, option = _strip_eol(rest).partition(" ")
+    if not space:
+        return _qname(qname), None
+    key, eq, device = option.partition("=")
+    if key != "device" or not eq:
+        # Not an option: as before devices existed, the whole text is a (bad) queue name.
+        raise ProtocolError(ErrorCode.INVALID_QUEUE, _QNAME_DETAIL)
+    if DEVICE_PATTERN.fullmatch(device) is None:
+        raise ProtocolError(ErrorCode.INVALID_DEVICE, _DEVICE_DETAIL)
+    return _qname(qname), device
+
+
 def _parse_subscribe(sep: str, rest: str) -> Command:
     if sep != "/":
-        raise ProtocolError(ErrorCode.BAD_FRAME, "usage: /subscribe/<qname>")
-    return Subscribe(_qname(_strip_eol(rest)))
+        raise ProtocolError(ErrorCode.BAD_FRAME, _SUBSCRIBE_USAGE)
+    return Subscribe(*_queue_and_device(rest))
+
+
+def _parse_leave(sep: str, rest: str) -> Command:
+    if sep != "/":
+        raise ProtocolError(ErrorCode.BAD_FRAME, _LEAVE_USAGE)
+    qname, device = _queue_and_device(rest)
+    if device is None:
+        raise ProtocolError(ErrorCode.BAD_FRAME, _LEAVE_USAGE)
+    return Leave(qname, device)
 
 
 def _parse_unsubscribe(sep: str, rest: str) -> Command:
@@ -409,6 +452,7 @@ def _parse_refresh(sep: str, rest: str) -> Command:
 _PARSERS: Final[dict[str, Callable[[str, str], Command]]] = {
     "subscribe": _parse_subscribe,
     "unsubscribe": _parse_unsubscribe,
+    "leave": _parse_leave,
     "ack": _parse_ack,
     "nack": _parse_nack,
     "extend": _parse_extend,

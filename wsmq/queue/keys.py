@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wsmq.protocol.names import split_source
+
 __all__ = ["KeyLayout"]
 
 
@@ -48,12 +50,34 @@ class KeyLayout:
         return f"{self.prefix}QUEUES"
 
     def messages(self, qname: str) -> str:
-        """Sorted set: member = message id, score = epoch ms when visible."""
+        """Sorted set: member = message id, score = epoch ms when visible.
+
+        For a device inbox name ``q@d`` (:func:`wsmq.protocol.names.inbox_name`): the inbox's
+        sorted set ``{ns}:{q}:dev:{d}``, in ``q``'s slot in the cluster layout."""
+        q, device = split_source(qname)
+        if device is not None:
+            return f"{self.prefix}{self._tag(q)}:dev:{device}"
         return f"{self.prefix}{self._tag(qname)}"
 
     def attributes(self, qname: str) -> str:
-        """Hash: queue settings, counters and per-message body / ``:rc`` / ``:fr``."""
-        return f"{self.prefix}{self._tag(qname)}:Q"
+        """Hash: queue settings, counters and per-message body / ``:rc`` / ``:fr`` (of an
+        inbox too: ``{ns}:{q}:dev:{d}:Q``, its settings copied from the queue's)."""
+        return f"{self.messages(qname)}:Q"
+
+    def devices(self, qname: str) -> str:
+        """Sorted set of the queue's devices: member = device id, score = last seen (epoch
+        ms). Non-empty = the queue fans out (docs/delivery.md, Devices)."""
+        return f"{self.prefix}{self._tag(qname)}:devices"
+
+    def device_leases(self, qname: str) -> str:
+        """Sorted set of the devices in use: member ``<device>/<holder>`` (one per node
+        holding a subscription of the device), score = lease expiry (epoch ms)."""
+        return f"{self.prefix}{self._tag(qname)}:devices:use"
+
+    def device_queues(self) -> str:
+        """Set of the queues that have (or had) devices: what the retention sweep visits.
+        ``wsmq:`` cannot be a queue's key (a queue name has no ``:``)."""
+        return f"{self.prefix}wsmq:devqueues"
 
     def send_marker(self, qname: str, suffix: str) -> str:
         """String with a TTL: the id (batch: the base time) stored by the send whose random id

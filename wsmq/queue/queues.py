@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from ..connections import AnyRedis, redis_from_url, redis_retry
+from . import devices as dev
 from . import validation as v
 from .errors import NoAttributeSupplied, QueueExists, QueueNotFound
 from .extras import QueueSettings, dead_letter_of, extras_pairs
@@ -80,6 +81,8 @@ class Queues(GroupsMixin):
         # qname -> dead-letter queue name last seen; the receive script verifies it, so a stale
         # entry only costs one retry.
         self._dlq_hint: dict[str, str] = {}
+        #: qname -> its devices last seen (sorted); the fan-out script verifies it.
+        self.device_hint: dict[str, list[str]] = {}
 
     @classmethod
     def from_url(
@@ -223,8 +226,9 @@ class Queues(GroupsMixin):
         return bool(await self.redis.hexists(self.keys.attributes(qname), "vt"))
 
     async def get_queue_attributes(self, qname: str) -> QueueAttributes:
-        """Settings and counters of a queue; raises ``QueueNotFound``."""
-        qname = v.validate_qname(qname)
+        """Settings and counters of a queue (or of a device inbox ``q@d``); raises
+        ``QueueNotFound``."""
+        qname = v.validate_source(qname)
         return await self._attributes(qname, [])
 
     async def set_queue_attributes(
@@ -335,9 +339,16 @@ class Queues(GroupsMixin):
         return (await self._receive_reply(qname, count, vt, pop, report_next=False))[0]
 
     async def _receive_reply(
-        self, qname: str, count: int, vt: int | None, pop: bool, *, report_next: bool
+        self,
+        qname: str,
+        count: int,
+        vt: int | None,
+        pop: bool,
+        *,
+        report_next: bool,
+        fan_out_check: bool = False,
     ) -> tuple[list[Message], float | None]:
-        qname = v.validate_qname(qname)
+        qname = v.validate_source(qname)
         vt_arg: str | int = "" if vt is None else v.validate_vt(vt)
         for _ in range(3):
             dlq = self._dlq_hint.get(qname, "")
@@ -350,7 +361,12 @@ class Queues(GroupsMixin):
             args = [count, vt_arg, "1" if pop else "0", dlq, channel, DROP_BUDGET]
             if report_next:
                 args.append("1")
+            if fan_out_check:
+                keys.append(self.keys.devices(qname))
+                args.append(len(keys))
             reply = await run_script(self.redis, "receive", keys, args)
+            if int(reply[0]) == 2:
+                raise dev.QueueFansOut(f"queue {qname} has devices")
             if int(reply[0]) == 1:  # our dead-letter assumption was stale: retry with its keys
                 self._dlq_hint[qname] = text(reply[1])
                 continue
@@ -366,7 +382,7 @@ class Queues(GroupsMixin):
 
     async def delete_messages(self, qname: str, ids: Iterable[str]) -> int:
         """Delete many messages in one round trip; returns how many existed."""
-        qname = v.validate_qname(qname)
+        qname = v.validate_source(qname)
         checked = [v.validate_id(i) for i in ids]
         if not checked:
             return 0
@@ -379,7 +395,7 @@ class Queues(GroupsMixin):
 
     async def change_messages_visibility(self, qname: str, ids: Sequence[str], vt: int) -> int:
         """Batch :meth:`change_message_visibility`; returns how many ids existed."""
-        qname = v.validate_qname(qname)
+        qname = v.validate_source(qname)
         checked = [v.validate_id(i) for i in ids]
         vt = v.validate_vt(vt)
         if not checked:
@@ -392,12 +408,12 @@ class Queues(GroupsMixin):
     async def next_visible_at(self, qname: str) -> float | None:
         """Epoch ms at which the earliest message becomes visible (may be in the past);
         ``None`` for an empty queue."""
-        qname = v.validate_qname(qname)
+        qname = v.validate_source(qname)
         first = await self.redis.zrange(self.keys.messages(qname), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
     async def receive_with_next(
-        self, qname: str, count: int, vt: int | None = None
+        self, qname: str, count: int, vt: int | None = None, *, fan_out_check: bool = False
     ) -> tuple[list[Message], float | None]:
         """:meth:`receive_messages`, plus when the queue's next message becomes visible.
 
@@ -405,9 +421,13 @@ class Queues(GroupsMixin):
         (epoch ms, may be in the past; ``None`` for an empty queue), taken in the same round
         trip; it is ``None`` too when all ``count`` messages came back (receive again at once).
         A consumer sets its timer from it without a second round trip.
+
+        ``qname`` may name a device inbox (``q@d``). With ``fan_out_check`` a queue that has
+        devices raises :class:`~wsmq.queue.devices.QueueFansOut` and receives nothing (its
+        messages are for the inboxes: run :meth:`fan_out`).
         """
         return await self._receive_reply(
-            qname, v.validate_count(count), vt, False, report_next=True
+            qname, v.validate_count(count), vt, False, report_next=True, fan_out_check=fan_out_check
         )
 
     async def now_ms(self) -> int:
@@ -422,7 +442,7 @@ class Queues(GroupsMixin):
         A queue whose messages key is not a sorted set (overwritten by another program) counts
         ``-1``; the others are answered as usual.
         """
-        names = [v.validate_qname(q) for q in qnames]
+        names = [v.validate_source(q) for q in qnames]
         if not names:
             return {}
         if not self.keys.cluster:
@@ -449,3 +469,39 @@ class Queues(GroupsMixin):
         except QueueExists:
             return False
         return True
+
+    # -- device inboxes (wsmq/queue/devices.py, docs/delivery.md "Devices") --------------------
+
+    async def fan_out(
+        self, qname: str, retention_ms: int, *, budget: int = dev.FAN_OUT_BUDGET
+    ) -> dev.FanOut:
+        """Move ``qname``'s visible messages into every device inbox; prune expired devices."""
+        return await dev.fan_out(self, qname, retention_ms, budget=budget)
+
+    async def register_device(self, qname: str, device: str, holder: str, lease_ms: int) -> bool:
+        """Register ``device`` on ``qname`` and take ``holder``'s lease; ``True`` if new."""
+        return await dev.register_device(self, qname, device, holder, lease_ms)
+
+    async def touch_devices(
+        self, qname: str, devices: list[str], holder: str, lease_ms: int
+    ) -> None:
+        """Renew ``holder``'s leases of ``devices`` of ``qname``."""
+        await dev.touch_devices(self, qname, devices, holder, lease_ms)
+
+    async def release_device(self, qname: str, device: str, holder: str) -> None:
+        """``holder`` stopped using ``device``: last seen now."""
+        await dev.release_device(self, qname, device, holder)
+
+    async def leave_device(
+        self, qname: str, device: str, holder: str = "", *, holding: bool = False
+    ) -> bool:
+        """Remove ``device`` and its inbox now (``DeviceInUse`` while in use)."""
+        return await dev.leave_device(self, qname, device, holder, holding=holding)
+
+    async def device_queue_names(self) -> list[str]:
+        """Queues that have (or had) devices."""
+        return await dev.device_queue_names(self)
+
+    async def forget_device_queue(self, qname: str) -> None:
+        """Take ``qname`` off the retention sweep's list."""
+        await dev.forget_device_queue(self, qname)

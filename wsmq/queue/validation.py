@@ -10,7 +10,14 @@ from __future__ import annotations
 import math
 import re
 
-from wsmq.protocol.names import ID_PATTERN, QNAME_PATTERN, RESERVED_QNAMES, reserved_detail
+from wsmq.protocol.names import (
+    DEVICE_PATTERN,
+    ID_PATTERN,
+    QNAME_PATTERN,
+    RESERVED_QNAMES,
+    reserved_detail,
+    split_source,
+)
 
 from .errors import InvalidFormat, InvalidValue, MessageNotString, MissingParameter
 
@@ -23,12 +30,14 @@ __all__ = [
     "utf16_length",
     "validate_count",
     "validate_delay",
+    "validate_device",
     "validate_id",
     "validate_max_receive_count",
     "validate_maxsize",
     "validate_message",
     "validate_message_ttl",
     "validate_qname",
+    "validate_source",
     "validate_vt",
 ]
 
@@ -93,6 +102,24 @@ def validate_qname(qname: object, item: str = "qname") -> str:
     name = _validate_name(qname, item, QNAME_RE)
     if name in RESERVED_QNAMES:
         raise InvalidFormat(item, f"Invalid {item} format: {reserved_detail(name)}")
+    return name
+
+
+def validate_device(device: object) -> str:
+    """Return ``device`` if it follows :data:`wsmq.protocol.names.DEVICE_RULE`."""
+    return _validate_name(device, "device", DEVICE_PATTERN)
+
+
+def validate_source(name: object) -> str:
+    """Return ``name`` if it is a queue name or a device inbox name ``<qname>@<device>``
+    (:func:`wsmq.protocol.names.inbox_name`): what the consuming calls (receive, delete,
+    change visibility, counts) accept."""
+    if not isinstance(name, str):
+        return validate_qname(name)
+    qname, device = split_source(name)
+    validate_qname(qname)
+    if device is not None:
+        validate_device(device)
     return name
 
 

@@ -38,3 +38,25 @@ end
 local function wsmq_fmt(n)
   return string.format('%.0f', n)
 end
+
+-- Copy a queue's settings into a device inbox's hash (docs/delivery.md, Devices), so the
+-- receive script treats the inbox as the queue: same vt, max receive count, dead-letter queue,
+-- TTL. Extras the queue does not set are removed. False when the queue does not exist.
+local WSMQ_INBOX_FIELDS = {'vt', 'delay', 'maxsize', 'created', 'modified',
+  'wsmq:maxrc', 'wsmq:dlq', 'wsmq:ttl'}
+local function wsmq_sync_inbox(qhash, ihash)
+  local v = redis.call('HMGET', qhash, unpack(WSMQ_INBOX_FIELDS))
+  if not v[1] then return false end
+  local set, del = {}, {}
+  for i, f in ipairs(WSMQ_INBOX_FIELDS) do
+    if v[i] then
+      set[#set + 1] = f
+      set[#set + 1] = v[i]
+    else
+      del[#del + 1] = f
+    end
+  end
+  redis.call('HSET', ihash, unpack(set))
+  if #del > 0 then redis.call('HDEL', ihash, unpack(del)) end
+  return true
+end

@@ -1,0 +1,187 @@
+"""Device subscriptions in the delivery engine, on a real private Redis (two engines = two
+nodes sharing it): fan-out, per-device acks, competing sockets of one device, plain
+subscribers of a fan-out queue, retention (docs/delivery.md, Devices)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.engine.test_delivery import EngineFactory, Sink, eventually, running_engines
+from wsmq.protocol.names import inbox_name
+from wsmq.queue import Queues
+from wsmq.queue.devices import DeviceInUse
+
+NS = "rsmq"
+
+
+@pytest.fixture
+async def queues(redis_url: str) -> AsyncIterator[Queues]:
+    q = Queues.from_url(redis_url, ns=NS, realtime=True)
+    try:
+        yield q
+    finally:
+        await q.close()
+
+
+@pytest.fixture
+async def make_engine(redis_url: str, queues: Queues) -> AsyncIterator[EngineFactory]:
+    async with running_engines(redis_url, queues) as make:
+        yield make
+
+
+async def test_every_device_gets_every_message_and_acks_independently(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("alice", vt=30)
+    a, b = await make_engine(poll_interval=60), await make_engine(poll_interval=60)
+    laptop, phone, tablet = Sink(ack_mode=True), Sink(ack_mode=True), Sink()
+    s_laptop = await a.subscribe("alice", laptop, device="laptop")
+    await b.subscribe("alice", phone, device="phone")
+    await b.subscribe("alice", tablet, device="tablet")  # legacy: deleted once written
+    assert s_laptop.qname == inbox_name("alice", "laptop")
+    for i in range(20):
+        await queues.send_message("alice", f"m{i}")
+    want = [f"m{i}" for i in range(20)]
+    for sink in (laptop, phone, tablet):
+        await sink.wait_for(20)
+        assert sink.bodies() == want
+    # The queue itself is empty: every message went to the inboxes.
+    assert (await queues.get_queue_attributes("alice")).msgs == 0
+    # Laptop acks everything; phone acks nothing: its inbox still holds all 20 (hidden).
+    assert all(await a.ack_many(s_laptop, [m.id for m in laptop.got]))
+    laptop_inbox = await queues.get_queue_attributes(inbox_name("alice", "laptop"))
+    phone_inbox = await queues.get_queue_attributes(inbox_name("alice", "phone"))
+    assert (laptop_inbox.msgs, phone_inbox.msgs, phone_inbox.hiddenmsgs) == (0, 20, 20)
+    await eventually(
+        lambda: _msgs(queues, inbox_name("alice", "tablet"), 0)
+    )  # legacy deletes-on-write, from its own inbox only
+
+
+async def _msgs(queues: Queues, name: str, n: int) -> bool:
+    return (await queues.get_queue_attributes(name)).msgs == n
+
+
+async def test_two_sockets_of_one_device_compete(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("bob")
+    a, b = await make_engine(poll_interval=60), await make_engine(poll_interval=60)
+    first, second, other = Sink(cap=5), Sink(cap=5), Sink(cap=100)
+    await a.subscribe("bob", first, device="phone")
+    await b.subscribe("bob", second, device="phone")
+    await a.subscribe("bob", other, device="desk")
+    await queues.send_messages("bob", [f"m{i}" for i in range(10)])
+    await other.wait_for(10)
+    await first.wait_for(5)
+    await second.wait_for(5)
+    assert sorted(first.bodies() + second.bodies()) == sorted(other.bodies())
+
+
+async def test_unacked_messages_of_a_device_come_back_to_it_only(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("carol", vt=1)
+    a, b = await make_engine(poll_interval=0.2), await make_engine(poll_interval=0.2)
+    gone, stays = Sink(ack_mode=True), Sink(ack_mode=True)
+    sub = await a.subscribe("carol", gone, device="d1")
+    s2 = await b.subscribe("carol", stays, device="d2")
+    await queues.send_messages("carol", ["x", "y"])
+    await gone.wait_for(2)
+    await stays.wait_for(2)
+    assert all(await b.ack_many(s2, [m.id for m in stays.got]))
+    await a.unsubscribe(sub)  # released at once: visible again in d1's inbox only
+    back = Sink(ack_mode=True)
+    await b.subscribe("carol", back, device="d1")
+    got = await back.wait_for(2)
+    assert sorted(m.message for m in got) == ["x", "y"]
+    assert all(m.rc == 2 for m in got)
+    assert len(stays.got) == 2  # d2 got nothing again
+
+
+async def test_plain_subscriber_of_a_fan_out_queue_gets_nothing_devices_get_all(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("dave")
+    a, b = await make_engine(poll_interval=0.2), await make_engine(poll_interval=0.2)
+    plain = Sink()
+    await a.subscribe("dave", plain)
+    await queues.send_message("dave", "before")
+    await plain.wait_for(1)  # no devices yet: a plain queue
+    dev = Sink(ack_mode=True)
+    sub = await b.subscribe("dave", dev, device="d1")
+    await queues.send_messages("dave", [f"m{i}" for i in range(5)])
+    await dev.wait_for(5)
+    assert plain.bodies() == ["before"]
+    await b.unsubscribe(sub)
+    # The device is offline: the plain node copies into its inbox; the device catches up.
+    await queues.send_messages("dave", ["offline1", "offline2"])
+    await eventually(lambda: _msgs(queues, inbox_name("dave", "d1"), 7))
+    back = Sink(ack_mode=True)
+    await b.subscribe("dave", back, device="d1")
+    got = await back.wait_for(7)
+    assert {"offline1", "offline2"} <= {m.message for m in got}
+    assert plain.bodies() == ["before"]
+    # Leaving removes the device: the queue is a plain queue again.
+    with pytest.raises(DeviceInUse):
+        await a.leave_device("dave", "d1")  # b still uses it
+    await b.unsubscribe(next(s for c in b._consumers.values() for s in c.subs))
+    assert await a.leave_device("dave", "d1")
+    await queues.send_message("dave", "after")
+    await plain.wait_for(2)
+    assert plain.bodies() == ["before", "after"]
+
+
+async def test_retention_removes_idle_inbox_never_one_in_use(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("erin")
+    removed: list[int] = []
+    idle_node = await make_engine(poll_interval=60)
+    sweeper = await make_engine(
+        poll_interval=0.05, device_retention=0.3, on_devices_removed=removed.append
+    )
+    idle, busy = Sink(ack_mode=True), Sink(ack_mode=True)
+    s_idle = await idle_node.subscribe("erin", idle, device="idle")
+    await sweeper.subscribe("erin", busy, device="busy")
+    await queues.send_message("erin", "m")
+    await idle.wait_for(1)
+    await busy.wait_for(1)
+    await idle_node.unsubscribe(s_idle)
+    keys = queues.keys
+
+    async def idle_gone() -> bool:
+        return not await queues.redis.exists(keys.attributes(inbox_name("erin", "idle")))
+
+    await eventually(idle_gone)
+    assert removed == [1]
+    devices = await queues.redis.zrange(keys.devices("erin"), 0, -1)
+    assert devices == ["busy"]  # in use for far longer than the retention: kept
+    await asyncio.sleep(0)  # (no wait needed: the lease of "busy" is 30 s)
+    await queues.send_message("erin", "n")
+    await busy.wait_for(2)
+
+
+async def test_leases_are_renewed_and_dropped_on_stop(
+    queues: Queues, make_engine: EngineFactory
+) -> None:
+    await queues.create_queue("gina")
+    engine = await make_engine(poll_interval=60)
+    await engine.subscribe("gina", Sink(), device="d1")
+    member = f"d1/{engine.devices.holder}"
+    leases = queues.keys.device_leases("gina")
+    first = await queues.redis.zscore(leases, member)
+    assert first is not None and first > await queues.now_ms() + 50_000  # LEASE_MS ahead
+    await asyncio.sleep(0.01)  # the lease is in ms: let Redis time move on
+    await engine.devices.maintain(10**9)  # due: renews (and sweeps) at once
+    assert await _later(queues, leases, member, first)
+    await engine.stop()
+    assert await queues.redis.zscore(leases, member) is None
+    assert await queues.redis.zrange(queues.keys.devices("gina"), 0, -1) == ["d1"]
+
+
+async def _later(queues: Queues, key: str, member: str, than: float) -> bool:
+    score = await queues.redis.zscore(key, member)
+    return score is not None and score > than

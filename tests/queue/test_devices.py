@@ -1,0 +1,132 @@
+"""Device inboxes at the queue layer: the fan-out, registry, lease and retention scripts on a
+real Redis (docs/delivery.md, Devices)."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from wsmq.protocol.names import inbox_name
+from wsmq.queue import InvalidFormat, Queues
+from wsmq.queue.devices import DeviceInUse, QueueFansOut
+
+LEASE = 60_000
+DAY = 86_400_000
+
+
+async def test_fan_out_copies_every_visible_message_to_every_device(queues: Queues) -> None:
+    await queues.create_queue("fq", vt=30, max_receive_count=2)
+    assert await queues.register_device("fq", "laptop", "n1", LEASE)
+    assert await queues.register_device("fq", "phone", "n1", LEASE)
+    assert not await queues.register_device("fq", "phone", "n2", LEASE)  # already registered
+    ids = [await queues.send_message("fq", f"m{i}") for i in range(3)]
+    delayed = await queues.send_message("fq", "later", delay=100)
+    result = await queues.fan_out("fq", DAY)
+    assert (result.moved, result.removed, result.live) == (3, (), 2)
+    assert result.next_visible is not None  # the delayed one stays in the queue
+    assert (await queues.get_queue_attributes("fq")).msgs == 1
+    for device in ("laptop", "phone"):
+        got = await queues.receive_messages(inbox_name("fq", device), 10)
+        assert [m.id for m in got] == ids
+        assert [m.message for m in got] == ["m0", "m1", "m2"]
+        assert all(m.rc == 1 for m in got)
+    # Each inbox is acked independently.
+    assert await queues.delete_messages(inbox_name("fq", "laptop"), ids) == 3
+    assert await queues.change_messages_visibility(inbox_name("fq", "phone"), ids, 0) == 3
+    again = await queues.receive_messages(inbox_name("fq", "phone"), 10)
+    assert [m.rc for m in again] == [2, 2, 2]
+    assert delayed not in ids
+
+
+async def test_inbox_follows_the_queue_max_receive_count_and_dead_letter(queues: Queues) -> None:
+    await queues.create_queue("dl")
+    await queues.create_queue("fdl", max_receive_count=1, dead_letter_queue="dl")
+    await queues.register_device("fdl", "d1", "n1", LEASE)
+    msg_id = await queues.send_message("fdl", "x")
+    await queues.fan_out("fdl", DAY)
+    inbox = inbox_name("fdl", "d1")
+    assert (await queues.receive_messages(inbox, 1))[0].id == msg_id
+    await queues.change_messages_visibility(inbox, [msg_id], 0)
+    assert await queues.receive_messages(inbox, 1) == []  # over the max: dead-lettered
+    assert (await queues.receive_message("dl")) is not None
+
+
+async def test_plain_consumer_receive_reports_a_fan_out_queue(queues: Queues) -> None:
+    await queues.create_queue("pq")
+    await queues.send_message("pq", "a")
+    got, _ = await queues.receive_with_next("pq", 1, 0, fan_out_check=True)
+    assert len(got) == 1  # no devices: a plain queue
+    await queues.register_device("pq", "d1", "n1", LEASE)
+    with pytest.raises(QueueFansOut):
+        await queues.receive_with_next("pq", 1, fan_out_check=True)
+    # The RSMQ API itself is unchanged.
+    assert await queues.receive_message("pq", vt=0) is not None
+
+
+async def test_retention_removes_idle_devices_but_never_one_in_use(
+    queues: Queues, raw: Redis
+) -> None:
+    await queues.create_queue("rq")
+    await queues.register_device("rq", "idle", "n1", LEASE)
+    await queues.register_device("rq", "busy", "n2", LEASE)
+    await queues.release_device("rq", "idle", "n1")
+    await queues.send_message("rq", "m")
+    assert (await queues.fan_out("rq", DAY)).moved == 1
+    assert await raw.exists(queues.keys.messages(inbox_name("rq", "idle"))) == 1
+    # Retention 1 ms: "idle" was last seen longer ago than that; "busy" holds a lease.
+    await raw.zadd(queues.keys.devices("rq"), {"idle": 1, "busy": 1})
+    result = await queues.fan_out("rq", 1, budget=0)
+    assert result.removed == ("idle",)
+    assert result.live == 1
+    assert await raw.exists(queues.keys.messages(inbox_name("rq", "idle"))) == 0
+    assert await raw.exists(queues.keys.attributes(inbox_name("rq", "idle"))) == 0
+    assert await raw.zrange(queues.keys.devices("rq"), 0, -1) == ["busy"]
+    # A lease that expired (its node died) counts as last seen at its expiry.
+    await raw.zadd(queues.keys.device_leases("rq"), {"busy/n2": 5})
+    assert (await queues.fan_out("rq", 1, budget=0)).removed == ("busy",)
+    assert await queues.device_queue_names() == ["rq"]
+
+
+async def test_leave_refuses_a_device_in_use(queues: Queues, raw: Redis) -> None:
+    await queues.create_queue("lq")
+    await queues.register_device("lq", "d1", "n1", LEASE)
+    with pytest.raises(DeviceInUse):
+        await queues.leave_device("lq", "d1", "other")
+    with pytest.raises(DeviceInUse):
+        await queues.leave_device("lq", "d1", "n1", holding=True)
+    assert await queues.leave_device("lq", "d1", "n1")  # its own lease, no longer held
+    assert await raw.zcard(queues.keys.devices("lq")) == 0
+    assert not await queues.leave_device("lq", "d1")
+
+
+async def test_stale_device_list_is_retried(queues: Queues) -> None:
+    await queues.create_queue("sq")
+    other = Queues(queues.redis)  # another node: its own hint
+    await queues.register_device("sq", "a", "n1", LEASE)
+    await other.fan_out("sq", DAY)
+    await queues.register_device("sq", "b", "n1", LEASE)
+    await queues.send_message("sq", "m")
+    assert (await other.fan_out("sq", DAY)).live == 2
+    assert other.device_hint["sq"] == ["a", "b"]
+
+
+async def test_inbox_names_are_validated(queues: Queues) -> None:
+    with pytest.raises(InvalidFormat):
+        await queues.receive_messages("q@bad:device", 1)
+    with pytest.raises(InvalidFormat):
+        await queues.register_device("q", "x" * 65, "n1", LEASE)
+
+
+def test_cluster_layout_keeps_inboxes_in_the_queue_slot() -> None:
+    from wsmq.queue.keys import KeyLayout
+    from wsmq.queue.slots import slot
+
+    keys = KeyLayout("rsmq", cluster=True)
+    inbox = inbox_name("orders", "phone")
+    assert keys.messages(inbox) == "rsmq:{orders}:dev:phone"
+    assert keys.attributes(inbox) == "rsmq:{orders}:dev:phone:Q"
+    assert {
+        slot(k)
+        for k in (keys.messages(inbox), keys.devices("orders"), keys.device_leases("orders"))
+    } == {slot(keys.messages("orders"))}
+    assert KeyLayout().messages(inbox) == "rsmq:orders:dev:phone"

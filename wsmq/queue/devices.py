@@ -1,0 +1,181 @@
+"""Device inboxes of a queue: per-device durable fan-out (docs/delivery.md, Devices).
+
+A queue with registered devices *fans out*: :func:`fan_out` (one Lua script in the queue's slot)
+moves its visible messages into every device's inbox, an RSMQ-shaped sorted set and hash under
+the queue's hash tag (``{ns}:{q}:dev:{d}``, ``{ns}:{q}:dev:{d}:Q``). Each inbox is then received,
+acked, released and dead-lettered exactly like a queue, under its name ``q@d``
+(:func:`wsmq.protocol.names.inbox_name`), which every consuming call of
+:class:`~wsmq.queue.Queues` accepts.
+
+The registry ``{ns}:{q}:devices`` (device -> last seen, epoch ms) and the leases
+``{ns}:{q}:devices:use`` (``device/holder`` -> lease expiry) decide which inboxes exist: a
+device in use (an unexpired lease) is never removed; one unused for longer than the retention
+is removed, inbox and all, by the next fan-out or sweep of its queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from wsmq.errors import WsmqError
+from wsmq.protocol.names import inbox_name
+
+from . import validation as v
+from .models import text
+from .scripts import run_script
+
+if TYPE_CHECKING:
+    from .queues import Queues
+
+__all__ = [
+    "DeviceInUse",
+    "FanOut",
+    "QueueFansOut",
+    "fan_out",
+    "leave_device",
+    "register_device",
+    "release_device",
+    "touch_devices",
+]
+
+#: Most messages one fan-out call moves (each is written to every inbox).
+FAN_OUT_BUDGET = 500
+
+
+class QueueFansOut(WsmqError, code="queue_fans_out"):
+    """A consumer's receive found devices registered on the queue: run :func:`fan_out`
+    instead (the queue's messages go to the device inboxes)."""
+
+
+class DeviceInUse(WsmqError, RuntimeError, code="device_in_use"):
+    """An explicit leave of a device that a connection still uses."""
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """What one :func:`fan_out` call did."""
+
+    #: Devices removed (retention), with their inboxes.
+    removed: tuple[str, ...]
+    #: Messages moved from the queue into every live inbox.
+    moved: int
+    #: Lowest score left in the queue (epoch ms, maybe in the past); ``None``: empty.
+    next_visible: float | None
+    #: Devices left; ``-1`` when the queue does not exist.
+    live: int
+
+
+def _registry_keys(queues: Queues, qname: str) -> list[str]:
+    return [queues.keys.devices(qname), queues.keys.device_leases(qname)]
+
+
+async def register_device(
+    queues: Queues, qname: str, device: str, holder: str, lease_ms: int
+) -> bool:
+    """Register ``device`` (last seen now) and take ``holder``'s lease; ``True`` if new.
+
+    Also adds the queue to the sweep's set (a separate slot, so not in the script)."""
+    qname, device = v.validate_qname(qname), v.validate_device(device)
+    keys = queues.keys
+    inbox = inbox_name(qname, device)
+    new = await run_script(
+        queues.redis,
+        "device_register",
+        [*_registry_keys(queues, qname), keys.attributes(qname), keys.attributes(inbox)],
+        [device, holder, lease_ms],
+    )
+    await queues.redis.sadd(keys.device_queues(), qname)
+    return bool(int(new))
+
+
+async def touch_devices(
+    queues: Queues, qname: str, devices: list[str], holder: str, lease_ms: int
+) -> None:
+    """Renew ``holder``'s leases of ``devices`` (all of one queue)."""
+    if devices:
+        await run_script(
+            queues.redis,
+            "device_touch",
+            _registry_keys(queues, qname),
+            [holder, lease_ms, *devices],
+        )
+        await queues.redis.sadd(queues.keys.device_queues(), qname)
+
+
+async def release_device(queues: Queues, qname: str, device: str, holder: str) -> None:
+    """``holder`` no longer uses ``device``: drop its lease, last seen = now."""
+    await run_script(
+        queues.redis, "device_release", _registry_keys(queues, qname), [device, holder]
+    )
+
+
+async def leave_device(
+    queues: Queues, qname: str, device: str, holder: str = "", *, holding: bool = False
+) -> bool:
+    """Remove ``device`` and its inbox now; ``False`` if it was not registered.
+
+    Raises :class:`DeviceInUse` while a lease of another holder is current (or ``holder``'s own
+    when ``holding``): a device in use is never removed."""
+    qname, device = v.validate_qname(qname), v.validate_device(device)
+    inbox = inbox_name(qname, device)
+    keys = [
+        *_registry_keys(queues, qname),
+        queues.keys.messages(inbox),
+        queues.keys.attributes(inbox),
+    ]
+    reply = int(
+        await run_script(
+            queues.redis, "device_leave", keys, [device, holder, "1" if holding else "0"]
+        )
+    )
+    if reply < 0:
+        raise DeviceInUse(f"device {device} of queue {qname} is in use")
+    return reply == 1
+
+
+async def fan_out(
+    queues: Queues, qname: str, retention_ms: int, *, budget: int = FAN_OUT_BUDGET
+) -> FanOut:
+    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes."""
+    qname = v.validate_qname(qname)
+    keys = queues.keys
+    devices = queues.device_hint.get(qname, [])
+    for _ in range(5):
+        inbox_keys: list[str] = []
+        for device in devices:
+            inbox = inbox_name(qname, device)
+            inbox_keys += [keys.messages(inbox), keys.attributes(inbox)]
+        reply = await run_script(
+            queues.redis,
+            "fanout",
+            [
+                keys.messages(qname),
+                keys.attributes(qname),
+                *_registry_keys(queues, qname),
+                *inbox_keys,
+            ],
+            [retention_ms, budget, *devices],
+        )
+        if int(reply[0]) == 1:  # the registry changed: retry with its devices
+            devices = sorted(text(d) for d in reply[1:])
+            queues.device_hint[qname] = devices
+            continue
+        removed = tuple(text(d) for d in reply[5:])
+        live = int(reply[4])
+        if removed:
+            queues.device_hint[qname] = [d for d in devices if d not in removed]
+        nxt = text(reply[3])
+        return FanOut(removed, int(reply[2]), float(nxt) if nxt else None, live)
+    raise RuntimeError(f"the devices of queue {qname} kept changing during the fan-out")
+
+
+async def device_queue_names(queues: Queues) -> list[str]:
+    """The queues that have (or had) devices: what the retention sweep visits."""
+    return sorted(text(q) for q in await queues.redis.smembers(queues.keys.device_queues()))
+
+
+async def forget_device_queue(queues: Queues, qname: str) -> None:
+    """Take ``qname`` out of the sweep's set (its registry came back empty; a new device
+    puts it back)."""
+    await queues.redis.srem(queues.keys.device_queues(), qname)

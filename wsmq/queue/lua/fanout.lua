@@ -1,0 +1,96 @@
+-- Fan-out of one queue to its devices' inboxes (docs/delivery.md, Devices), one atomic step:
+-- 1. check the caller passed the inbox keys of exactly the registered devices;
+-- 2. expired leases (a node that died) count as "last seen" at their expiry; a device not in
+--    use and last seen more than ARGV[1] ms ago is removed with its inbox (retention);
+-- 3. every live inbox gets the queue's settings (unless ARGV[2] is 0: a sweep);
+-- 4. up to ARGV[2] visible messages move from the queue into every live inbox (visible now,
+--    receive count 0 there); the queue keeps delayed and hidden ones until they are visible.
+-- KEYS[1] queue zset, KEYS[2] queue hash, KEYS[3] devices zset, KEYS[4] leases zset,
+-- KEYS[5 + 2i], KEYS[6 + 2i] inbox zset and hash of device ARGV[3 + i] (i = 0..)
+-- ARGV[1] retention ms (0 = never remove), ARGV[2] most messages to move (0 = prune only),
+-- ARGV[3..] the device ids, sorted
+-- Returns {1, device...} when the device list is stale (the caller retries with those), else
+-- {0, removed, moved, next, live, removed device...}: next = lowest score left in the queue
+-- ('' = empty), live = devices left, -1 when the queue does not exist (nothing moved).
+local registered = redis.call('ZRANGE', KEYS[3], 0, -1)
+table.sort(registered)
+local same = #registered == #ARGV - 2
+if same then
+  for i, d in ipairs(registered) do
+    if ARGV[i + 2] ~= d then same = false break end
+  end
+end
+if not same then
+  local out = {1}
+  for _, d in ipairs(registered) do out[#out + 1] = d end
+  return out
+end
+local _, _, ms = wsmq_now()
+local now = wsmq_fmt(ms)
+local retention = tonumber(ARGV[1])
+
+local in_use = {}
+local leases = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+for i = 1, #leases, 2 do
+  local m, until_ = leases[i], tonumber(leases[i + 1])
+  local d = string.match(m, '^(.*)/[^/]*$') or m
+  if until_ > ms then
+    in_use[d] = true
+  else
+    redis.call('ZREM', KEYS[4], m)
+    redis.call('ZADD', KEYS[3], 'XX', 'GT', wsmq_fmt(until_), d)
+  end
+end
+
+local live, removed_names = {}, {}
+for i, d in ipairs(registered) do
+  local zkey, hkey = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local seen = tonumber(redis.call('ZSCORE', KEYS[3], d))
+  if retention > 0 and not in_use[d] and seen + retention <= ms then
+    redis.call('DEL', zkey, hkey)
+    redis.call('ZREM', KEYS[3], d)
+    removed_names[#removed_names + 1] = d
+  else
+    live[#live + 1] = {zkey, hkey}
+  end
+end
+
+local function next_score()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return first[2] or ''
+end
+
+local moved = 0
+local nlive = #live
+local budget = tonumber(ARGV[2])
+if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes to the rest)
+  local exists = true
+  for _, inbox in ipairs(live) do
+    exists = wsmq_sync_inbox(KEYS[2], inbox[2]) and exists
+  end
+  if not exists then nlive = -1 end
+  if exists then
+    local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, budget)
+    for _, id in ipairs(ids) do
+      local body = redis.call('HGET', KEYS[2], id)
+      if body then
+        for _, inbox in ipairs(live) do
+          redis.call('ZADD', inbox[1], now, id)
+          redis.call('HSET', inbox[2], id, body)
+        end
+        moved = moved + 1
+      end
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('HDEL', KEYS[2], id, id .. ':rc', id .. ':fr')
+    end
+    if moved > 0 then
+      for _, inbox in ipairs(live) do
+        redis.call('HINCRBY', inbox[2], 'totalsent', moved)
+      end
+      redis.call('HINCRBY', KEYS[2], 'wsmq:totalfannedout', moved)
+    end
+  end
+end
+local out = {0, #removed_names, moved, next_score(), nlive}
+for _, d in ipairs(removed_names) do out[#out + 1] = d end
+return out
