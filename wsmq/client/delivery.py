@@ -37,13 +37,22 @@ class Delivery:
         """
         return await self.client.ack(self, confirm=confirm)
 
-    async def nack(self, delay: float | None = None) -> None:
-        """Give the message back: visible again at once, or after ``delay`` seconds."""
-        await self.client.nack(self, delay)
+    async def nack(self, delay: float | None = None, *, confirm: bool = False) -> bool:
+        """Give the message back: visible again at once, or after ``delay`` whole seconds.
 
-    async def extend(self, seconds: float) -> None:
-        """Keep the message invisible to others for ``seconds`` more (a long handler)."""
-        await self.client.extend(self, seconds)
+        Nacks of one loop turn with the same delay share one ``/nack`` frame. ``confirm``: wait
+        for ``nacked`` (``True``) or an error / a lost connection (``False``).
+        """
+        return await self.client.nack(self, delay, confirm=confirm)
+
+    async def extend(self, seconds: float, *, confirm: bool = False) -> bool:
+        """Keep the message hidden (and held) ``seconds`` from now: a long handler.
+
+        Extends of one loop turn with the same ``seconds`` share one ``/extend`` frame.
+        ``confirm``: wait for ``extended`` (``True``) or an error / a lost connection
+        (``False``: the old deadline stands).
+        """
+        return await self.client.extend(self, seconds, confirm=confirm)
 
 
 class Subscription:
