@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -61,29 +62,42 @@ class Subscription:
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        self._items: asyncio.Queue[Delivery | BaseException | None] = asyncio.Queue()
+        # A deque and one waiter rather than an asyncio.Queue: this is the per-message path.
+        self._items: deque[Delivery] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._ended = False
+        self._error: BaseException | None = None
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Delivery:
-        item = await self._items.get()
-        if item is None:
-            self._items.put_nowait(None)  # stays ended for every later __anext__
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._items.put_nowait(item)
-            raise item
-        return item
+        while not self._items:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
     def feed(self, delivery: Delivery) -> None:
         """Used by the client: the next delivery of this queue."""
         if not self._ended:
-            self._items.put_nowait(delivery)
+            self._items.append(delivery)
+            self._wake()
 
     def finish(self, error: BaseException | None = None) -> None:
-        """Used by the client: end the iteration (with ``error`` raised, if given)."""
+        """Used by the client: end the iteration (with ``error`` raised, if given), once the
+        deliveries already fed are read."""
         if not self._ended:
             self._ended = True
-            self._items.put_nowait(error)
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
