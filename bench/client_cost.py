@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,13 @@ def consume(kind: str, url: str, qname: str, n: int) -> dict[str, float]:
 # --- the driver --------------------------------------------------------------------------------
 
 
-def measure(n: int = 50_000, rounds: int = 3, window: int = 200, size: int = 100) -> dict[str, Any]:
+def measure(
+    n: int = 50_000,
+    rounds: int = 3,
+    window: int = 200,
+    size: int = 100,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """``rounds`` times each consumer of :data:`KINDS`; ``{kind: medians, "runs": ...}``."""
     from bench.hotpath import RealServer
     from wsmq.queue import Queues
@@ -132,10 +139,9 @@ def measure(n: int = 50_000, rounds: int = 3, window: int = 200, size: int = 100
                 )  # fmt: skip
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 runs[kind].append(result)
-                print(
+                say(
                     f"round {round_no + 1} {kind:8} {result['msgs_per_s']:9,.0f} msg/s "
-                    f"{result['cpu_us_per_msg']:6.1f} µs CPU/msg",
-                    flush=True,
+                    f"{result['cpu_us_per_msg']:6.1f} µs CPU/msg"
                 )
     finally:
         server.close()
@@ -146,6 +152,16 @@ def measure(n: int = 50_000, rounds: int = 3, window: int = 200, size: int = 100
     }
     medians["runs"] = runs
     return medians
+
+
+async def scenario(profile: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    """``python -m bench --scenarios client``: the columns are ``wsmq`` (the client), ``raw``
+    and ``raw_bulk``, so the bench's ratios read client / raw loop."""
+    quick = profile.name == "quick"
+    n, rounds = (10_000, 1) if quick else (50_000, 3)
+    # measure() runs event loops of its own (asyncio.run): give it a thread of its own.
+    result = await asyncio.to_thread(measure, n, rounds, say=say)
+    return {"wsmq": result["client"], "raw": result["raw"], "raw_bulk": result["raw_bulk"]}
 
 
 async def _preload(url: str, qname: str, n: int, size: int, queues_cls: Any) -> None:
