@@ -527,3 +527,31 @@ async def test_the_events_stream_ends_when_the_client_fails(nodes: list[Scripted
 def test_events_buffer_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         EventStream(0)
+
+
+async def test_a_pool_of_workers_shares_one_subscription(nodes: list[ScriptedNode]) -> None:
+    handled: list[tuple[int, str]] = []
+    three = asyncio.Event()
+
+    async def worker(sub: Subscription, number: int) -> None:
+        async for d in sub:
+            handled.append((number, d.id))
+            await d.ack()
+            if len(handled) == 3:
+                three.set()
+
+    async with client_of(nodes[:1], Tokens(), GatedBackoff()) as client:
+        sub = client.subscribe("orders")
+        conn = await nodes[0].accept()
+        await subscribed(conn)
+        workers = [asyncio.create_task(worker(sub, n)) for n in range(4)]
+        await asyncio.sleep(0)  # let them all wait (no delivery yet: nothing to race)
+        workers[0].cancel()  # a cancelled worker's wait is not left holding a delivery
+        for msg_id in (ID1, ID2, ID3):
+            await deliver(conn, msg_id)
+        async with asyncio.timeout(STEP):
+            await three.wait()
+    async with asyncio.timeout(STEP):  # closing ends every worker's iteration
+        await asyncio.gather(*workers[1:])
+    assert sorted(msg_id for _, msg_id in handled) == [ID1, ID2, ID3]  # each to one worker
+    assert all(number != 0 for number, _ in handled)

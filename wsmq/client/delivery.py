@@ -62,9 +62,11 @@ class Subscription:
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        # A deque and one waiter rather than an asyncio.Queue: this is the per-message path.
+        # A deque and its waiters rather than an asyncio.Queue: this is the per-message path.
+        # Several tasks may iterate one subscription (a pool of workers): each delivery goes to
+        # one of them.
         self._items: deque[Delivery] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._ended = False
         self._error: BaseException | None = None
 
@@ -77,11 +79,16 @@ class Subscription:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: hand the wake-up on
+                else:
+                    self._waiters.remove(waiter)
+                raise
         return self._items.popleft()
 
     def feed(self, delivery: Delivery) -> None:
@@ -96,8 +103,12 @@ class Subscription:
         if not self._ended:
             self._ended = True
             self._error = error
-            self._wake()
+            while self._waiters:
+                self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return

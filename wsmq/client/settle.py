@@ -60,15 +60,18 @@ class Settler:
 
     async def flush(self) -> None:
         """Send every queued batch now (also what the per-turn task does)."""
-        batches, self._batches = self._batches, {}
-        for (verb, queue, arg), ids in batches.items():
-            try:
-                for start in range(0, len(ids), MAX_ACK_IDS):
-                    chunk = ",".join(ids[start : start + MAX_ACK_IDS])
-                    await self._send(f"/{verb}/{queue}/{chunk}{arg}")
-            except (ConnectionError, aiohttp.ClientError):
-                for msg_id in ids:  # not sent: the message is delivered again after a reconnect
-                    self.answered(queue, msg_id, None, False)
+        # A send that waits for the socket to drain lets the application queue more meanwhile:
+        # the task is still running then, so no new one starts; this loop sends those too.
+        while self._batches:
+            batches, self._batches = self._batches, {}
+            for (verb, queue, arg), ids in batches.items():
+                try:
+                    for start in range(0, len(ids), MAX_ACK_IDS):
+                        chunk = ",".join(ids[start : start + MAX_ACK_IDS])
+                        await self._send(f"/{verb}/{queue}/{chunk}{arg}")
+                except (ConnectionError, aiohttp.ClientError):
+                    for msg_id in ids:  # not sent: delivered again after a reconnect
+                        self.answered(queue, msg_id, None, False)
 
     async def drain(self, within: float) -> None:
         """Wait (at most ``within`` s) for the flush of what was queued last (on close)."""
