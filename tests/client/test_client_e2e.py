@@ -124,7 +124,5 @@ async def failover(
     assert connections == {1, 2}  # the stream went on over the second node's connection
     if dedupe:
         assert duplicates == 0  # every redelivery of a handled message was filtered
-    if sig is signal.SIGTERM:
-        assert duplicates == 0  # a graceful stop finishes its acks before closing
     closes = [e for e in events if isinstance(e, Disconnected) and e.node == first.url]
     assert closes and closes[0].code == (1001 if sig is signal.SIGTERM else 1006), events
