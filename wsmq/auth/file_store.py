@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 _RECENT = 2.0  # seconds: a file changed this recently is re-read even if stat looks the same
 
 Docs = dict[str, UserDoc]
+Sections = dict[str, object]
 T = TypeVar("T")
 
 
@@ -48,6 +49,9 @@ class FileUserStore(FieldUpdates):
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.hasher = hasher or PasswordHasher()
         self._docs: Docs = {}
+        # Top-level sections other than "users" (the API keys: wsmq.auth.apikeys), kept as read
+        # and written back unchanged by user writes.
+        self._sections: Sections = {}
         self._signature: tuple[int, int, int] | None = None
         self._raw: bytes | None = None
         # Users built from the current docs (User is frozen): a handshake costs a dict lookup,
@@ -69,7 +73,7 @@ class FileUserStore(FieldUpdates):
     def _refresh(self, *, strict: bool = False) -> Docs:
         sig = self._stat()
         if sig is None:
-            self._docs, self._signature, self._raw = {}, None, None
+            self._docs, self._sections, self._signature, self._raw = {}, {}, None, None
             return self._docs
         recent = time.time() - sig[2] / 1e9 < _RECENT
         if sig == self._signature and not recent:
@@ -77,11 +81,11 @@ class FileUserStore(FieldUpdates):
         try:
             raw = self.path.read_bytes()
             if raw != self._raw:
-                self._docs = _parse(raw, self.path)
+                self._docs, self._sections = _parse(raw, self.path)
                 self._raw = raw
             self._signature = sig
         except FileNotFoundError:
-            self._docs, self._signature, self._raw = {}, None, None
+            self._docs, self._sections, self._signature, self._raw = {}, {}, None, None
         except UserStoreError:
             if strict:
                 raise
@@ -124,6 +128,24 @@ class FileUserStore(FieldUpdates):
 
     # -- writing ---------------------------------------------------------------------------
 
+    def section(self, name: str) -> object:
+        """A top-level section of the file other than ``users`` (None when absent), as last
+        read; re-read when the file changed."""
+        self._refresh()
+        return self._sections.get(name)
+
+    async def mutate_section(self, name: str, change: Callable[[object], tuple[object, T]]) -> T:
+        """Replace section ``name`` under the file lock: ``change(current)`` returns the new
+        value and the result to return. Users are written back unchanged."""
+
+        def run() -> T:
+            with self._locked():
+                value, result = change(self._sections.get(name))
+                self._sections = {**self._sections, name: value}
+                return result
+
+        return await asyncio.to_thread(run)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Docs]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +162,7 @@ class FileUserStore(FieldUpdates):
                 os.close(fd)  # closing releases the flock
 
     def _write(self, docs: Docs) -> None:
-        body = {"version": FORMAT_VERSION, "users": list(docs.values())}
+        body = {**self._sections, "version": FORMAT_VERSION, "users": list(docs.values())}
         raw = (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
@@ -194,7 +216,7 @@ class FileUserStore(FieldUpdates):
         await self._mutate(change)
 
 
-def _parse(raw: bytes, path: Path) -> Docs:
+def _parse(raw: bytes, path: Path) -> tuple[Docs, Sections]:
     try:
         body = json.loads(raw) if raw.strip() else {"users": []}
     except (ValueError, UnicodeDecodeError) as exc:
@@ -207,4 +229,5 @@ def _parse(raw: bytes, path: Path) -> Docs:
         if not isinstance(doc, dict) or not isinstance(doc.get("_id"), str):
             raise UserStoreError(f"users file {path} has an entry without a string _id")
         docs[doc["_id"]] = doc
-    return docs
+    sections = {k: v for k, v in body.items() if k not in ("version", "users")}
+    return docs, sections

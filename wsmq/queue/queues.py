@@ -19,6 +19,7 @@ from ..connections import AnyRedis, redis_from_url, redis_retry
 from . import validation as v
 from .errors import NoAttributeSupplied, QueueExists, QueueNotFound
 from .extras import QueueSettings, dead_letter_of, extras_pairs
+from .groups import GroupsMixin
 from .ids import random_suffix
 from .keys import KeyLayout
 from .models import Message, QueueAttributes, messages_from_reply, text
@@ -37,7 +38,7 @@ SEND_MARKER_TTL = 60
 Layout = Literal["rsmq", "cluster"]
 
 
-class Queues:
+class Queues(GroupsMixin):
     """RSMQ-compatible queues in one Redis namespace.
 
     Create with :meth:`from_url` (owns its connection pool) or wrap an existing
@@ -47,6 +48,9 @@ class Queues:
     ``layout="rsmq"`` (the default on a single server) is RSMQ's key layout; ``"cluster"``
     (the default, and the only choice, on a Redis Cluster) hash-tags each queue's keys into one
     slot and notifies over sharded pub/sub; see docs/scaleout.md.
+
+    Groups (``group_add``, ``group_remove``, ``group_members``, ``list_groups``,
+    ``delete_group``) come from :class:`~wsmq.queue.groups.GroupsMixin`.
     """
 
     def __init__(
@@ -140,7 +144,7 @@ class Queues:
         cluster layout)."""
         return self.keys.realtime(qname)
 
-    def _publish_target(self, qname: str) -> str:
+    def publish_target(self, qname: str) -> str:
         """The scripts' realtime argument: '' (off) or P/S (PUBLISH/SPUBLISH) + channel."""
         if not self.realtime:
             return ""
@@ -188,7 +192,8 @@ class Queues:
         await self.redis.sadd(self.keys.queues(), qname)
 
     async def delete_queue(self, qname: str) -> None:
-        """Delete a queue and all its messages; raises ``QueueNotFound``."""
+        """Delete a queue and all its messages; raises ``QueueNotFound``.  It also leaves every
+        group it was a member of, and a group loses its membership."""
         qname = v.validate_qname(qname)
         if isinstance(self.redis, Redis):
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -203,6 +208,7 @@ class Queues:
             )
             await self.redis.srem(self.keys.queues(), qname)
         self._dlq_hint.pop(qname, None)
+        await self._forget_queue_in_groups(qname)
         if deleted == 0:
             raise QueueNotFound()
 
@@ -275,7 +281,7 @@ class Queues:
         qname = v.validate_qname(qname)
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
         body = v.validate_message(message)
-        channel = self._publish_target(qname)
+        channel = self.publish_target(qname)
         suffix = random_suffix()
         keys = [*self._qkeys(qname), self.keys.send_marker(qname, suffix)]
         args: list[str | bytes | int] = [
@@ -297,7 +303,7 @@ class Queues:
         if len(messages) > v.MAX_BATCH:
             v.validate_count(len(messages))  # raises InvalidValue with RSMQ's wording
         delay_arg: str | int = "" if delay is None else v.validate_delay(delay)
-        args: list[str | bytes | int] = [delay_arg, self._publish_target(qname), SEND_MARKER_TTL]
+        args: list[str | bytes | int] = [delay_arg, self.publish_target(qname), SEND_MARKER_TTL]
         suffixes = [random_suffix() for _ in messages]
         for suffix, message in zip(suffixes, messages, strict=True):
             args += [suffix, v.validate_message(message), v.utf16_length(message)]
@@ -340,7 +346,7 @@ class Queues:
                 # Set by another client in a cross-slot way: refuse clearly, not CROSSSLOT.
                 require_same_slot(self.keys, qname, dlq)
                 keys += [self.keys.messages(dlq), self.keys.attributes(dlq)]
-            channel = self._publish_target(dlq) if dlq else ""
+            channel = self.publish_target(dlq) if dlq else ""
             args = [count, vt_arg, "1" if pop else "0", dlq, channel, DROP_BUDGET]
             if report_next:
                 args.append("1")

@@ -1,0 +1,41 @@
+"""Request bodies of the API: bounded in bytes (413) and nesting, a JSON object (400)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from wsmq.auth.json_body import json_depth_exceeds
+
+from .errors import ApiError
+
+__all__ = ["read_json_object"]
+
+MAX_DEPTH = 8
+
+
+async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, object]:
+    """The body as a JSON object (empty: ``{}``), read no further than ``max_bytes``."""
+    too_large = ApiError("body_too_large", f"the request body exceeds {max_bytes} bytes", 413)
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    raw = bytearray()
+    while True:
+        chunk = await request.content.read(max_bytes + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise too_large
+    if not raw.strip():
+        return {}
+    if json_depth_exceeds(bytes(raw), MAX_DEPTH):
+        raise ApiError("bad_json", f"the JSON body nests deeper than {MAX_DEPTH} levels")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError("bad_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError("bad_json", "the body must be a JSON object")
+    return body
