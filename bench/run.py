@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, delivery, report
+from bench import capacity, client_cost, delivery, report
 from bench.procs import ROOT
 from bench.profile import FULL, QUICK, Profile, all_queues
 from bench.stats import Metrics, ratios
@@ -49,10 +49,12 @@ GLOBAL: dict[str, tuple[str, Global]] = {
     # scenario -> (key under scenarios.<name>, runner)
     "redis": ("redis", capacity.redis_ceiling),
     "queue": ("wsmq", capacity.queue_layer),
+    "client": ("wsmq", client_cost.scenario),
 }
 ALL_SCENARIOS = [*PER_SYSTEM, *GLOBAL]
-# `queue` is the queue layer alone (its own script, a few seconds more): full runs only by default.
-QUICK_SCENARIOS = [s for s in ALL_SCENARIOS if s != "queue"]
+# `queue` is the queue layer alone (its own script, a few seconds more) and `client` the Python
+# client's cost per message (a minute more): full runs only by default.
+QUICK_SCENARIOS = [s for s in ALL_SCENARIOS if s not in ("queue", "client")]
 
 
 class Progress:

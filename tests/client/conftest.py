@@ -7,6 +7,7 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures and the backend parame
     redis_backend,
     redis_url,
     spawn_node,
+    start_node,
     user_store,
     users_file,
 )

@@ -19,7 +19,9 @@ from wsmq.client import (
     Delivery,
     Disconnected,
     Event,
+    EventStream,
     Subscription,
+    TokenRefreshed,
     connect,
 )
 
@@ -222,22 +224,113 @@ async def test_acks_of_one_loop_turn_share_one_frame(nodes: list[ScriptedNode]) 
         assert conn.received.empty()
 
 
+async def held(client: Client, conn: Conn, *ids: str) -> list[Delivery]:
+    """Subscribe ``orders`` on ``conn`` and deliver ``ids``: the application holds them."""
+    sub = client.subscribe("orders")
+    await subscribed(conn)
+    return await more(conn, sub, *ids)
+
+
+async def more(conn: Conn, sub: Subscription, *ids: str) -> list[Delivery]:
+    """Deliver ``ids`` of ``sub``'s queue on ``conn``; the deliveries the application gets."""
+    for msg_id in ids:
+        await deliver(conn, msg_id, queue=sub.queue)
+    return [await next_delivery(sub) for _ in ids]
+
+
 async def test_nack_and_extend_frames(nodes: list[ScriptedNode]) -> None:
     async with client_of(nodes[:1], Tokens(), GatedBackoff()) as client:
-        sub = client.subscribe("orders")
         conn = await nodes[0].accept()
-        await subscribed(conn)
-        await deliver(conn, ID1)
-        d = await next_delivery(sub)
-        await d.nack()
+        (d,) = await held(client, conn, ID1)
+        assert await d.nack() is True  # queued, not confirmed
         assert await conn.recv() == f"/nack/orders/{ID1}"
-        await d.nack(delay=5)
+        assert await d.nack(delay=5.0) is True
         assert await conn.recv() == f"/nack/orders/{ID1} 5"
-        await d.extend(60)
+        assert await d.extend(60) is True
         assert await conn.recv() == f"/extend/orders/{ID1} 60"
-        await conn.send(type="extended", queue="orders", id=ID1)  # unknown to the decoder: ignored
-        await deliver(conn, ID2)
-        assert (await next_delivery(sub)).id == ID2
+        # Unconfirmed: their replies only settle the client's books.
+        await conn.send(type="nacked", queue="orders", id=ID1)
+        await conn.send(type="nacked", queue="orders", id=ID1)
+        await conn.send(type="extended", queue="orders", id=ID1)
+        confirming = asyncio.create_task(d.extend(30, confirm=True))
+        assert await conn.recv() == f"/extend/orders/{ID1} 30"
+        await conn.send(type="extended", queue="orders", id=ID1)
+        async with asyncio.timeout(STEP):
+            assert await confirming is True
+
+
+async def test_nacks_and_extends_of_one_turn_share_frames_and_confirm_per_id(
+    nodes: list[ScriptedNode],
+) -> None:
+    async with client_of(nodes[:1], Tokens(), GatedBackoff()) as client:
+        conn = await nodes[0].accept()
+        sub = client.subscribe("orders")
+        await subscribed(conn)
+        d1, d2, d3 = await more(conn, sub, ID1, ID2, ID3)
+        settling = asyncio.gather(
+            d1.nack(delay=5, confirm=True),
+            d2.nack(delay=5, confirm=True),
+            d3.extend(30, confirm=True),
+            d1.extend(30, confirm=True),  # after its nack: the server answers unknown_message
+        )
+        # One frame per (verb, queue, argument), in the order they were first used.
+        assert await conn.recv() == f"/nack/orders/{ID1},{ID2} 5"
+        assert await conn.recv() == f"/extend/orders/{ID3},{ID1} 30"
+        await conn.send(type="nacked", queue="orders", id=ID1)
+        await conn.send(type="error", code="unknown_message", detail="x", queue="orders", id=ID2)
+        await conn.send(type="extended", queue="orders", id=ID3)
+        await conn.send(type="error", code="unknown_message", detail="x", queue="orders", id=ID1)
+        async with asyncio.timeout(STEP):
+            assert list(await settling) == [True, False, True, False]
+        # Different delays are different frames.
+        d4, d5 = await more(conn, sub, ID1, ID2)
+        await asyncio.gather(d4.nack(delay=1), d5.nack(delay=2))
+        assert {await conn.recv(), await conn.recv()} == {
+            f"/nack/orders/{ID1} 1",
+            f"/nack/orders/{ID2} 2",
+        }
+
+
+async def test_a_confirmed_nack_whose_connection_closes_is_false(
+    nodes: list[ScriptedNode],
+) -> None:
+    async with client_of(nodes, Tokens(), GatedBackoff()) as client:
+        first = await nodes[0].accept()
+        (d,) = await held(client, first, ID1)
+        nacking = asyncio.create_task(d.nack(confirm=True))
+        extending = asyncio.create_task(d.extend(10, confirm=True))
+        assert await first.recv() == f"/nack/orders/{ID1}"
+        assert await first.recv() == f"/extend/orders/{ID1} 10"
+        await first.close(1001, "server shutting down")
+        async with asyncio.timeout(STEP):
+            assert await nacking is False and await extending is False
+        await subscribed(await nodes[1].accept())
+        # A delivery of the closed connection is not settled on the new one.
+        assert await d.extend(10, confirm=True) is False
+
+
+@pytest.mark.parametrize(
+    ("call", "bad"),
+    [
+        ("nack", -1),
+        ("nack", 1.5),
+        ("nack", 10_000_000),
+        ("nack", True),
+        ("extend", 0),
+        ("extend", 43_201),
+        ("extend", "5"),
+    ],
+)
+async def test_out_of_range_delays_raise_client_error(
+    nodes: list[ScriptedNode], call: str, bad: object
+) -> None:
+    async with client_of(nodes[:1], Tokens(), GatedBackoff()) as client:
+        conn = await nodes[0].accept()
+        (d,) = await held(client, conn, ID1)
+        with pytest.raises(ClientError, match="seconds"):
+            await getattr(d, call)(bad)
+        await d.ack()
+        assert await conn.recv() == f"/ack/orders/{ID1}"  # nothing else was sent
 
 
 async def test_dedupe_drops_redeliveries_and_acks_the_acked_ones(
@@ -367,3 +460,98 @@ async def test_unsubscribe_ends_the_iteration_and_is_not_renewed(
         second = await nodes[1].accept()
         assert await second.recv() == "/subscribe/chat"
         assert second.received.empty()
+
+
+async def drain_events(stream: EventStream) -> list[Event]:
+    """Every event left in ``stream``, up to its end (which must come within STEP)."""
+    async with asyncio.timeout(STEP):
+        return [event async for event in stream]
+
+
+async def test_events_stream_yields_the_connection_events_and_ends_on_close(
+    nodes: list[ScriptedNode],
+) -> None:
+    client = client_of(nodes, Tokens(), GatedBackoff())
+    stream = client.events()  # before `async with`: the first connection's events too
+    async with client:
+        client.subscribe("orders")
+        first = await nodes[0].accept()
+        await subscribed(first)
+        await first.send(type="expiring", seconds=30)
+        assert await first.recv() == "/refresh x2"
+        await first.send(type="refreshed", exp=1900000000)
+        await first.close(1012, "server restarting")
+        await subscribed(await nodes[1].accept())  # sent after Connected(b)
+    a, b = nodes[0].url, nodes[1].url
+    assert await drain_events(stream) == [
+        Connecting(a),
+        Connected(a),
+        TokenRefreshed(a, 1900000000),
+        Disconnected(a, 1012, "server restarting"),
+        Connecting(b),
+        Connected(b),
+    ]
+    assert stream.dropped == 0
+    assert await drain_events(client.events()) == []  # a closed client's stream is over
+
+
+async def test_a_slow_events_reader_loses_the_oldest_and_never_blocks_the_client(
+    nodes: list[ScriptedNode],
+) -> None:
+    client = client_of(nodes, Tokens(), GatedBackoff())
+    stream = client.events(maxsize=2)
+    async with client:
+        sub = client.subscribe("orders")
+        first = await nodes[0].accept()  # nobody reads the stream meanwhile
+        await subscribed(first)
+        await first.close(1001, "server shutting down")
+        second = await nodes[1].accept()
+        await subscribed(second)
+        await deliver(second, ID1)
+        assert (await next_delivery(sub)).id == ID1  # the client went on regardless
+        b = nodes[1].url
+        async with asyncio.timeout(STEP):
+            assert [await anext(stream), await anext(stream)] == [Connecting(b), Connected(b)]
+    assert stream.dropped == 3  # Connecting(a), Connected(a), Disconnected(a, ...)
+
+
+async def test_the_events_stream_ends_when_the_client_fails(nodes: list[ScriptedNode]) -> None:
+    client = client_of(nodes, Tokens(), GatedBackoff())
+    stream = client.events()
+    async with client:
+        await (await nodes[0].accept()).close(1008, "policy")
+        events = await drain_events(stream)
+    assert events[-1] == Disconnected(nodes[0].url, 1008, "policy")
+
+
+def test_events_buffer_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="maxsize"):
+        EventStream(0)
+
+
+async def test_a_pool_of_workers_shares_one_subscription(nodes: list[ScriptedNode]) -> None:
+    handled: list[tuple[int, str]] = []
+    three = asyncio.Event()
+
+    async def worker(sub: Subscription, number: int) -> None:
+        async for d in sub:
+            handled.append((number, d.id))
+            await d.ack()
+            if len(handled) == 3:
+                three.set()
+
+    async with client_of(nodes[:1], Tokens(), GatedBackoff()) as client:
+        sub = client.subscribe("orders")
+        conn = await nodes[0].accept()
+        await subscribed(conn)
+        workers = [asyncio.create_task(worker(sub, n)) for n in range(4)]
+        await asyncio.sleep(0)  # let them all wait (no delivery yet: nothing to race)
+        workers[0].cancel()  # a cancelled worker's wait is not left holding a delivery
+        for msg_id in (ID1, ID2, ID3):
+            await deliver(conn, msg_id)
+        async with asyncio.timeout(STEP):
+            await three.wait()
+    async with asyncio.timeout(STEP):  # closing ends every worker's iteration
+        await asyncio.gather(*workers[1:])
+    assert sorted(msg_id for _, msg_id in handled) == [ID1, ID2, ID3]  # each to one worker
+    assert all(number != 0 for number, _ in handled)

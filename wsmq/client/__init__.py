@@ -6,8 +6,9 @@ Reference: ``docs/client-python.md``.
 from wsmq.client.client import Client, connect
 from wsmq.client.delivery import Delivery, Subscription
 from wsmq.client.errors import AuthenticationFailed, ClientError, CommandFailed, ConnectionClosed
-from wsmq.client.events import Connected, Connecting, Disconnected, Event
+from wsmq.client.events import Connected, Connecting, Disconnected, Event, TokenRefreshed
 from wsmq.client.reconnect import TokenSource
+from wsmq.client.stream import EventStream
 
 __all__ = [
     "AuthenticationFailed",
@@ -20,7 +21,9 @@ __all__ = [
     "Delivery",
     "Disconnected",
     "Event",
+    "EventStream",
     "Subscription",
+    "TokenRefreshed",
     "TokenSource",
     "connect",
 ]

@@ -15,33 +15,43 @@ import aiohttp
 from wsmq.backoff import Backoff
 from wsmq.client.delivery import Delivery, Subscription
 from wsmq.client.errors import ClientError, CommandFailed, ConnectionClosed
-from wsmq.client.events import Event
+from wsmq.client.events import Event, TokenRefreshed
 from wsmq.client.reconnect import Reconnector, TokenSource
+from wsmq.client.settle import Settler, Verb
+from wsmq.client.stream import DEFAULT_EVENTS_BUFFER, EventStream
 from wsmq.protocol.names import is_valid_device, is_valid_qname
 from wsmq.protocol.server_frames import (
     Acked,
     ErrorFrame,
     Expiring,
+    Extended,
     FrameDecodeError,
     LegacyMessage,
     Message,
+    Nacked,
+    Refreshed,
     Sent,
     Subscribed,
     decode_server_frame,
 )
+from wsmq.protocol.wire import MAX_VT
 
 __all__ = ["Client", "TokenSource", "connect"]
 
 log = logging.getLogger(__name__)
 
 ACKED = -1  # dedupe state of an id the application acked
-MAX_ACK_IDS = 1000  # the server's limit of ids in one bulk /ack
 FLUSH_ON_CLOSE = 2.0  # seconds close() waits for acks queued just before it
+MAX_EXTEND = 43_200  # the server's default max_extend (seconds)
 _Pending = tuple[str, "asyncio.Future[str] | None"]  # ("send" | "subscribe", reply future)
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def _seconds(name: str, value: float, low: int, high: int) -> int:
+    """``value`` as the integer the protocol wants, or a ClientError saying what is wrong."""
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral or not low <= value <= high:
+        raise ClientError(f"{name} must be a whole number of seconds {low}..{high}, not {value!r}")
+    return int(value)
 
 
 class Client:
@@ -52,6 +62,8 @@ class Client:
     ``on_event``: called with :class:`Connecting`, :class:`Connected`, :class:`Disconnected`.
     ``heartbeat``: WebSocket ping interval in seconds (``None`` = off). ``shuffle``: try the
     nodes in random order. ``session``: an aiohttp session to use (else one of its own).
+    ``max_extend``: the largest ``extend()`` the client lets through (the server's
+    ``max_extend``).
     """
 
     def __init__(
@@ -66,6 +78,7 @@ class Client:
         heartbeat: float | None = 30.0,
         shuffle: bool = True,
         session: aiohttp.ClientSession | None = None,
+        max_extend: int = MAX_EXTEND,
     ) -> None:
         if not urls:
             raise ClientError("connect() needs at least one node URL")
@@ -74,10 +87,13 @@ class Client:
             random.shuffle(nodes)
         self._legacy = legacy
         self._dedupe = dedupe
+        self._max_extend = _seconds("max_extend", max_extend, 1, MAX_VT)
+        self._on_event = on_event
+        self._streams: list[EventStream] = []
         self._session = session
         self._own_session = session is None
         self._reconnect = Reconnector(
-            nodes, tokens, legacy=legacy, heartbeat=heartbeat, on_event=on_event,
+            nodes, tokens, legacy=legacy, heartbeat=heartbeat, on_event=self._emit,
             backoff=backoff if backoff is not None else Backoff(base=0.1, cap=10.0),
         )  # fmt: skip
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -87,9 +103,7 @@ class Client:
         self._closed = False
         self._subs: dict[str, Subscription] = {}
         self._pending: dict[str, deque[_Pending]] = {}
-        self._acks: dict[str, list[str]] = {}
-        self._ack_waiters: dict[tuple[str, str], asyncio.Future[bool]] = {}
-        self._flush_task: asyncio.Task[None] | None = None
+        self._settler = Settler(self._send_frame)
         # dedupe: id -> the connection that holds it in flight now, or ACKED.
         self._seen: dict[str, OrderedDict[str, int]] = {}
         self._generation = 0  # counts connections: a delivery belongs to one
@@ -120,18 +134,17 @@ class Client:
     async def close(self) -> None:
         """Close the connection and end every subscription's iteration."""
         self._closed = True
-        if self._flush_task is not None and not self._flush_task.done():
-            # Acks queued in the last loop turn still go out before the socket closes.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(FLUSH_ON_CLOSE):
-                    await self._flush_task
-        for task in [self._run_task, self._flush_task, *self._tasks]:
+        # Settles queued in the last loop turn still go out before the socket closes.
+        with contextlib.suppress(Exception):
+            await self._settler.drain(FLUSH_ON_CLOSE)
+        for task in [self._run_task, self._settler.cancel(), *self._tasks]:
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         for sub in self._subs.values():
             sub.finish()
+        self._end_streams()
         if self._own_session and self._session is not None:
             await self._session.close()
 
@@ -139,6 +152,31 @@ class Client:
     def connected(self) -> bool:
         """Whether a connection is open right now."""
         return self._ws is not None
+
+    def events(self, maxsize: int = DEFAULT_EVENTS_BUFFER) -> EventStream:
+        """The client's events from now on, as an async iterator (see :class:`EventStream`).
+
+        Call it before ``async with`` to see the first connection's events too. A reader slower
+        than the events loses the oldest unread ones (counted in ``dropped``); the client never
+        waits for it. The iteration ends when the client closes or fails.
+        """
+        stream = EventStream(maxsize)
+        if self._closed or (self._run_task is not None and self._run_task.done()):
+            stream.finish()
+        else:
+            self._streams.append(stream)
+        return stream
+
+    def _emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+        for stream in self._streams:
+            stream.feed(event)
+
+    def _end_streams(self) -> None:
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            stream.finish()
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -172,6 +210,8 @@ class Client:
             return
         sub.finish()
         self._seen.pop(queue, None)
+        # Settles of this queue queued before the unsubscribe go out before it.
+        await self._settler.flush()
         if self._ws is not None:
             with contextlib.suppress(ConnectionError, aiohttp.ClientError):
                 await self._ws.send_str(f"/unsubscribe/{queue}")
@@ -198,61 +238,48 @@ class Client:
 
     async def ack(self, delivery: Delivery, *, confirm: bool = False) -> bool:
         """:meth:`Delivery.ack` (the same call)."""
-        queue, msg_id, generation = delivery.queue, delivery.id, delivery.generation
         if self._legacy:
             return True
+        return await self._settle(delivery, "ack", "", confirm)
+
+    async def nack(
+        self, delivery: Delivery, delay: float | None = None, *, confirm: bool = False
+    ) -> bool:
+        """:meth:`Delivery.nack` (the same call)."""
+        self._require_v1("nack")
+        arg = "" if delay is None else f" {_seconds('nack delay', delay, 0, MAX_VT)}"
+        return await self._settle(delivery, "nack", arg, confirm)
+
+    async def extend(self, delivery: Delivery, seconds: float, *, confirm: bool = False) -> bool:
+        """:meth:`Delivery.extend` (the same call)."""
+        self._require_v1("extend")
+        arg = f" {_seconds('extend seconds', seconds, 1, self._max_extend)}"
+        return await self._settle(delivery, "extend", arg, confirm)
+
+    async def _settle(self, delivery: Delivery, verb: Verb, arg: str, confirm: bool) -> bool:
+        queue, msg_id = delivery.queue, delivery.id
         seen = self._seen.get(queue)
         holder = seen.get(msg_id) if seen is not None else None
         if seen is not None and holder is not None:
-            seen[msg_id] = ACKED
-        if generation != self._generation and holder != self._generation:
+            if verb == "ack":
+                seen[msg_id] = ACKED
+            elif verb == "nack":
+                del seen[msg_id]  # its redelivery is wanted
+        if delivery.generation != self._generation and holder != self._generation:
             # Delivered on a connection that is gone and not (yet) redelivered on this one:
             # the server would answer unknown_message. Its redelivery is acked (dedupe) or
             # handed to the application again.
             return False
-        waiter = self._ack_waiters.get((queue, msg_id))
-        if waiter is None:
-            waiter = asyncio.get_running_loop().create_future()
-            self._ack_waiters[(queue, msg_id)] = waiter
-        self._queue_ack(queue, msg_id)
-        return await waiter if confirm else True
+        if queue not in self._subs:  # unsubscribed: the server released it
+            return False
+        waiter = self._settler.add(verb, queue, msg_id, arg, confirm)
+        return await waiter if waiter is not None else True
 
-    def _queue_ack(self, queue: str, msg_id: str) -> None:
-        self._acks.setdefault(queue, []).append(msg_id)
-        if self._flush_task is None or self._flush_task.done():
-            # A new task's first step runs after everything ready in this loop turn: every ack
-            # of the turn joins the same frame.
-            self._flush_task = asyncio.create_task(self._flush_acks())
-
-    async def _flush_acks(self) -> None:
-        acks, self._acks = self._acks, {}
+    async def _send_frame(self, text: str) -> None:
         ws = self._ws
-        for queue, ids in acks.items():
-            try:
-                if ws is None:
-                    raise ConnectionResetError("not connected")
-                for start in range(0, len(ids), MAX_ACK_IDS):
-                    chunk = ",".join(ids[start : start + MAX_ACK_IDS])
-                    await ws.send_str(f"/ack/{queue}/{chunk}")
-            except (ConnectionError, aiohttp.ClientError):
-                for msg_id in ids:  # not sent: it is delivered again after a reconnect
-                    self._resolve_ack(queue, msg_id, False)
-
-    async def nack(self, delivery: Delivery, delay: float | None = None) -> None:
-        """:meth:`Delivery.nack` (the same call)."""
-        queue, msg_id = delivery.queue, delivery.id
-        self._require_v1("nack")
-        seen = self._seen.get(queue)
-        if seen is not None:
-            seen.pop(msg_id, None)  # its redelivery is wanted
-        suffix = "" if delay is None else f" {_num(delay)}"
-        await (await self._wait_connected()).send_str(f"/nack/{queue}/{msg_id}{suffix}")
-
-    async def extend(self, delivery: Delivery, seconds: float) -> None:
-        """:meth:`Delivery.extend` (the same call)."""
-        queue, msg_id = delivery.queue, delivery.id
-        self._require_v1("extend")
-        await (await self._wait_connected()).send_str(f"/extend/{queue}/{msg_id} {_num(seconds)}")
+        if ws is None:
+            raise ConnectionResetError("not connected")
+        await ws.send_str(text)
 
     def _require_v1(self, what: str) -> None:
         if self._legacy:
@@ -269,6 +296,7 @@ class Client:
             self._fatal = exc
             for sub in self._subs.values():
                 sub.finish(exc)
+            self._end_streams()
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str, bool]:
         """Run one connection until it closes: (close code, reason, whether it worked)."""
@@ -308,11 +336,7 @@ class Client:
                 if reply is not None and not reply.done():
                     reply.set_exception(lost)
         self._pending.clear()
-        for waiter in self._ack_waiters.values():
-            if not waiter.done():
-                waiter.set_result(False)
-        self._ack_waiters.clear()
-        self._acks.clear()
+        self._settler.connection_lost()
 
     async def _send_subscribe(self, ws: aiohttp.ClientWebSocketResponse, queue: str) -> None:
         self._pending.setdefault(queue, deque()).append(("subscribe", None))
@@ -348,7 +372,13 @@ class Client:
                 for sub in self._subs.values():
                     sub.feed(Delivery(sub.queue, "", 0, 0.0, body, self, self._generation))
             case Acked(queue, msg_id):
-                self._resolve_ack(queue, msg_id, True)
+                self._settler.answered(queue, msg_id, "ack", True)
+            case Nacked(queue, msg_id):
+                self._settler.answered(queue, msg_id, "nack", True)
+            case Extended(queue, msg_id):
+                self._settler.answered(queue, msg_id, "extend", True)
+            case Refreshed(exp):
+                self._emit(TokenRefreshed(self._reconnect.node, exp))
             case Sent(queue, msg_id):
                 self._reply(queue, "send", msg_id)
             case Subscribed(queue):
@@ -368,7 +398,7 @@ class Client:
             seen = self._seen.setdefault(queue, OrderedDict())
             holder = seen.get(msg_id)
             if holder == ACKED:  # the app acked it, the ack was lost with the connection
-                self._queue_ack(queue, msg_id)
+                self._settler.add("ack", queue, msg_id, "", confirm=False)
             if holder is not None:
                 seen[msg_id] = self._generation if holder != ACKED else ACKED
                 return
@@ -381,7 +411,7 @@ class Client:
         if queue is None:
             log.warning("wsmq server error %s: %s", code, detail)
         elif msg_id is not None:
-            self._resolve_ack(queue, msg_id, False)
+            self._settler.answered(queue, msg_id, None, False)
         else:
             pending = self._pending.get(queue)
             if pending:  # the oldest command on that queue is the one answered
@@ -402,11 +432,6 @@ class Client:
                 if reply is not None and not reply.done():
                     reply.set_result(value)
                 return
-
-    def _resolve_ack(self, queue: str, msg_id: str, deleted: bool) -> None:
-        waiter = self._ack_waiters.pop((queue, msg_id), None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(deleted)
 
     async def _refresh(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         x_token, _access_token = await self._reconnect.renew_tokens()

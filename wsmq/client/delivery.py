@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,13 +38,22 @@ class Delivery:
         """
         return await self.client.ack(self, confirm=confirm)
 
-    async def nack(self, delay: float | None = None) -> None:
-        """Give the message back: visible again at once, or after ``delay`` seconds."""
-        await self.client.nack(self, delay)
+    async def nack(self, delay: float | None = None, *, confirm: bool = False) -> bool:
+        """Give the message back: visible again at once, or after ``delay`` whole seconds.
 
-    async def extend(self, seconds: float) -> None:
-        """Keep the message invisible to others for ``seconds`` more (a long handler)."""
-        await self.client.extend(self, seconds)
+        Nacks of one loop turn with the same delay share one ``/nack`` frame. ``confirm``: wait
+        for ``nacked`` (``True``) or an error / a lost connection (``False``).
+        """
+        return await self.client.nack(self, delay, confirm=confirm)
+
+    async def extend(self, seconds: float, *, confirm: bool = False) -> bool:
+        """Keep the message hidden (and held) ``seconds`` from now: a long handler.
+
+        Extends of one loop turn with the same ``seconds`` share one ``/extend`` frame.
+        ``confirm``: wait for ``extended`` (``True``) or an error / a lost connection
+        (``False``: the old deadline stands).
+        """
+        return await self.client.extend(self, seconds, confirm=confirm)
 
 
 class Subscription:
@@ -54,29 +64,53 @@ class Subscription:
         self.queue = queue
         #: The device this subscription is for (``None``: a plain subscription).
         self.device = device
-        self._items: asyncio.Queue[Delivery | BaseException | None] = asyncio.Queue()
+        # A deque and its waiters rather than an asyncio.Queue: this is the per-message path.
+        # Several tasks may iterate one subscription (a pool of workers): each delivery goes to
+        # one of them.
+        self._items: deque[Delivery] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._ended = False
+        self._error: BaseException | None = None
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Delivery:
-        item = await self._items.get()
-        if item is None:
-            self._items.put_nowait(None)  # stays ended for every later __anext__
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._items.put_nowait(item)
-            raise item
-        return item
+        while not self._items:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: hand the wake-up on
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        return self._items.popleft()
 
     def feed(self, delivery: Delivery) -> None:
         """Used by the client: the next delivery of this queue."""
         if not self._ended:
-            self._items.put_nowait(delivery)
+            self._items.append(delivery)
+            self._wake()
 
     def finish(self, error: BaseException | None = None) -> None:
-        """Used by the client: end the iteration (with ``error`` raised, if given)."""
+        """Used by the client: end the iteration (with ``error`` raised, if given), once the
+        deliveries already fed are read."""
         if not self._ended:
             self._ended = True
-            self._items.put_nowait(error)
+            self._error = error
+            while self._waiters:
+                self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Connected", "Connecting", "Disconnected", "Event", "Next", "after_close"]
+__all__ = [
+    "Connected",
+    "Connecting",
+    "Disconnected",
+    "Event",
+    "Next",
+    "TokenRefreshed",
+    "after_close",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +40,16 @@ class Disconnected:
     reason: str
 
 
-Event = Connecting | Connected | Disconnected
+@dataclass(frozen=True, slots=True)
+class TokenRefreshed:
+    """``node`` accepted an in-band ``/refresh`` (after ``expiring``): the connection now lasts
+    until ``exp`` (epoch s; ``None``: no expiry)."""
+
+    node: str
+    exp: float | None
+
+
+Event = Connecting | Connected | Disconnected | TokenRefreshed
 
 
 class Next(Enum):

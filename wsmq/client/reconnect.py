@@ -41,6 +41,7 @@ class Reconnector:
         self._backoff = backoff
         self._tokens: tuple[str, str] | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.node = ""  # the node of the current (or last) connection
 
     async def renew_tokens(self) -> tuple[str, str]:
         """Call the token source now (on ``expiring``); later connects use the result."""
@@ -84,6 +85,7 @@ class Reconnector:
             if not self._legacy and ws.protocol != SUBPROTOCOL:
                 await ws.close()
                 raise ClientError(f"{node} did not accept the {SUBPROTOCOL} subprotocol")
+            self.node = node
             self._emit(Connected(node))
             code, reason, healthy = await serve(ws)
             self._emit(Disconnected(node, code, reason))

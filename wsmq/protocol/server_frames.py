@@ -95,6 +95,15 @@ try:
         except TypeError:
             return _json_dumps(obj).encode()
 
+    def _loads(text: str | bytes) -> object:
+        # orjson refuses lone surrogates, which a frame may carry escaped (\udxxx, as
+        # JSON.stringify writes them): the stdlib parser takes those (and says what is wrong
+        # with a frame that is not JSON at all).
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
 
     def dumps(obj: JsonObject) -> str:
@@ -104,6 +113,9 @@ except ImportError:  # pragma: no cover - orjson is an optional speed-up
     def dumps_utf8(obj: JsonObject) -> bytes:
         """:func:`dumps` as UTF-8 bytes (what goes on the wire)."""
         return _json_dumps(obj).encode()
+
+    def _loads(text: str | bytes) -> object:
+        return json.loads(text)
 
 
 def _num(value: float) -> int | float:
@@ -381,7 +393,7 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
         FrameDecodeError: the frame is not a server frame.
     """
     try:
-        obj: object = json.loads(text)
+        obj: object = _loads(text)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise FrameDecodeError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -389,6 +401,18 @@ def decode_server_frame(text: str | bytes) -> ServerFrame:
     kind = obj.get("type")
     if kind is None:
         return LegacyMessage(_str(obj, "message"))
+    if kind == "message":  # the per-message path: well-formed frames checked inline
+        queue, msg_id, rc, sent, body = (
+            obj.get("queue"), obj.get("id"), obj.get("rc"), obj.get("sent"), obj.get("message"),
+        )  # fmt: skip
+        if (
+            type(queue) is str
+            and type(msg_id) is str
+            and type(rc) is int
+            and (type(sent) is float or type(sent) is int)
+            and type(body) is str
+        ):
+            return Message(queue, msg_id, rc, sent, body)
     match kind:
         case "message":
             return Message(
