@@ -18,6 +18,8 @@ from wsmq.demo.page import STATIC_DIR, add_page_routes, page_app
 ROOT = Path(__file__).resolve().parents[2]
 JS_CLIENT = ROOT / "clients" / "js" / "wsmq-client.js"
 SYNC = ROOT / "scripts" / "sync-js-client"
+#: What only a protocol implementation writes (frames, the subprotocol, the socket itself).
+WIRE = ("WebSocket", "wsmq.v1", "/auth ", "/subscribe/", "/ack/", "/send/", "/refresh")
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -31,8 +33,9 @@ async def test_page_under_a_prefix_same_origin(aiohttp_client: Client) -> None:
     assert resp.status == 200 and resp.content_type == "text/html"
     assert "connect-src 'self';" in resp.headers["Content-Security-Policy"]
     for name, kind in (
-        ("app.js", "text/javascript"),
-        ("wsmq-client.js", "text/javascript"),  # ES modules need a JavaScript MIME type
+        ("app.js", "text/javascript"),  # ES modules need a JavaScript MIME type
+        ("view.js", "text/javascript"),
+        ("wsmq-client.js", "text/javascript"),
         ("style.css", "text/css"),
     ):
         resp = await client.get(f"/page/{name}")
@@ -85,15 +88,17 @@ async def test_page_serves_the_js_client_byte_identical(aiohttp_client: Client) 
 
 
 def test_page_speaks_the_protocol_only_through_wsmq_client() -> None:
-    """app.js is a module importing the client and holds no second copy of the protocol."""
+    """The page's modules import the client and hold no second copy of the protocol."""
     html = (STATIC_DIR / "index.html").read_text()
     assert '<script type="module" src="app.js"></script>' in html
-    app_js = (STATIC_DIR / "app.js").read_text()
-    imports = re.findall(r'^import .* from "([^"]+)";$', app_js, flags=re.MULTILINE)
-    assert imports == ["./wsmq-client.js"]
-    code = re.sub(r"//.*$", "", app_js, flags=re.MULTILINE)  # comments may name frames
-    for wire in ("WebSocket", "wsmq.v1", "/auth ", "/subscribe/", "/ack/", "/send/", "/refresh"):
-        assert wire not in code, wire
+    imports = {}
+    for name in ("app.js", "view.js"):
+        source = (STATIC_DIR / name).read_text()
+        imports[name] = set(re.findall(r'^(?:import|}) .*from "([^"]+)";$', source, re.M))
+        code = re.sub(r"//.*$", "", source, flags=re.MULTILINE)  # comments may name frames
+        for wire in WIRE:
+            assert wire not in code, (name, wire)
+    assert imports == {"app.js": {"./view.js", "./wsmq-client.js"}, "view.js": set()}
 
 
 def test_sync_js_client_script(tmp_path: Path) -> None:

@@ -1,20 +1,23 @@
-// wsmq demo page: the user interface and the HTTP login around wsmq-client.
+// wsmq demo page: the HTTP login, the tokens and the forms around wsmq-client (the DOM is
+// drawn by view.js).
 //
 // Everything on the WebSocket (first-frame /auth, subscriptions renewed after reconnects, acks,
 // sends, in-band token refresh, the reconnect policy and node rotation) is wsmq-client's:
 // ./wsmq-client.js is a byte-identical copy of clients/js/wsmq-client.js (scripts/sync-js-client).
-// This file only logs in over HTTP, hands the tokens to the client and shows what happens.
 //
 // Layout: `session` is the logged-in user (HTTP tokens, shared by all of its connections);
 // `openDevice(nodes, view, queues)` is one connection of that user with its own subscriptions,
 // drawing into a `view`. The page shows one device; a second one (another "phone" of the same
 // user) is a second openDevice() with a second view.
+import {
+  $, event, h, pageView, queueLabel, queueText, renderSubscriptions, setNames, setState,
+  showError, timeText,
+} from "./view.js";
 import { CommandFailed, ConnectionClosed, connect } from "./wsmq-client.js";
 
 // The server's rule (wsmq/protocol/names.py): QUEUES is the RSMQ registry key, reserved.
 const QNAME_RE = /^(?!QUEUES$)[A-Za-z0-9_-]{1,160}$/;
 const QNAME_HINT = "Queue names use letters, digits, _ and - (up to 160); QUEUES is reserved.";
-const HEX_ID_RE = /^[0-9a-f]{24}$/;
 // What an error reply to /send or /subscribe means, in words (codes: docs/protocol.md).
 const ERROR_TEXT = {
   forbidden: "you may not use this queue",
@@ -24,28 +27,8 @@ const ERROR_TEXT = {
   too_many_subscriptions: "too many subscriptions on this connection",
   unavailable: "the node is busy: try again",
 };
-const MAX_LOG = 500;
-const MAX_EVENTS = 200;
 const BACKOFF = { base: 250, cap: 8000 }; // ms, doubling, jittered (the client's Backoff)
 const TOKEN_RETRY_MAX_MS = 8000;
-
-const $ = (id) => document.getElementById(id);
-
-// A new element with `props` (dataset merged) and children (nodes or text, never HTML).
-function h(tag, props, ...children) {
-  const { dataset, ...rest } = props;
-  const el = Object.assign(document.createElement(tag), rest);
-  Object.assign(el.dataset, dataset || {});
-  el.append(...children);
-  return el;
-}
-
-// A queue's label ("your inbox") with its exact name in the tooltip when they differ.
-function labelled(tag, className, qname) {
-  const label = queueLabel(qname);
-  return h(tag, label === qname ? { className, textContent: label }
-    : { className, textContent: label, title: qname });
-}
 
 const session = {
   nodes: [],
@@ -60,6 +43,8 @@ const session = {
   knownUsers: [],
   sharedQueue: null,
 };
+
+setNames(() => ({ userId: session.userId, users: session.knownUsers }));
 
 // -----------------------------------------------------------------------------------------
 // small helpers
@@ -89,31 +74,6 @@ function authOrigins() {
   return origins;
 }
 
-// A queue as people read it: a user's own queue is named by its 24-hex id.
-function queueLabel(qname) {
-  if (qname && qname === session.userId) return "your inbox";
-  const owner = session.knownUsers.find((u) => u.id === qname);
-  if (owner) return `${owner.userName}'s inbox`;
-  if (HEX_ID_RE.test(qname)) return `${qname.slice(0, 6)}…${qname.slice(-4)}`;
-  return qname;
-}
-
-// For the events list: the label and the exact name when they differ.
-function queueText(qname) {
-  const label = queueLabel(qname);
-  return label === qname ? qname : `${label} (${qname})`;
-}
-
-// The chat format shared with examples/chat/chat.py: a JSON object with string "from" and
-// "text". Anything else is plain text from an unknown sender.
-function parseChat(body) {
-  let data;
-  try { data = JSON.parse(body); } catch (_e) { return null; }
-  if (data && typeof data === "object" && typeof data.from === "string"
-      && typeof data.text === "string") return { from: data.from, text: data.text };
-  return null;
-}
-
 function chatBody(text) {
   return JSON.stringify({ from: session.userName || session.userId, text });
 }
@@ -128,31 +88,6 @@ function failureText(error) {
   return ERROR_TEXT[error.errorCode] || error.detail || error.errorCode;
 }
 
-function showError(formId, text) {
-  $(`${formId}-error`).textContent = text;
-}
-
-function timeText(ms) {
-  const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? "–" : d.toLocaleTimeString();
-}
-
-// -----------------------------------------------------------------------------------------
-// the page's view of a device: connection state, events, subscriptions, messages
-
-function setState(state, text) {
-  $("state").dataset.state = state;
-  $("state-text").textContent = text;
-  document.body.dataset.state = state;
-}
-
-function event(kind, text) {
-  const list = $("events");
-  list.prepend(h("li", { className: `ev ev-${kind}` },
-    h("time", { textContent: new Date().toLocaleTimeString() }), " ", h("span", { textContent: text })));
-  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
-}
-
 function renderWhoami() {
   $("whoami").hidden = !session.token;
   $("user-name-shown").textContent = session.userName || "–";
@@ -161,98 +96,6 @@ function renderWhoami() {
   $("logout-button").hidden = !session.token;
   $("login-button").textContent = session.token ? "Log in again" : "Log in and connect";
 }
-
-function renderSubscriptions(device) {
-  const subs = device ? device.subscriptions : new Map();
-  const chips = [...subs].map(([qname, entry]) => h(
-    "li", { className: `chip chip-${entry.status}`, dataset: { queue: qname, status: entry.status } },
-    labelled("span", "chip-name", qname), " ",
-    h("span", { className: "chip-status",
-      textContent: entry.status === "active" ? "subscribed" : "pending" }), " ",
-    h("button", { type: "button", className: "chip-remove", textContent: "×",
-      ariaLabel: `Unsubscribe from ${queueLabel(qname)}`,
-      onclick: () => device.unsubscribe(qname) }),
-  ));
-  $("subscriptions").replaceChildren(
-    ...(chips.length ? chips : [h("li", { className: "empty", textContent: "None yet." })]));
-}
-
-function setAckStatus(li, acked, text) {
-  li.dataset.acked = acked;
-  li.querySelector(".ack-status").textContent = text;
-  const btn = li.querySelector("button.ack");
-  if (btn) btn.remove();
-}
-
-// Settle a delivery with a confirmed ack: the row says "acknowledged" only once the node
-// deleted the message. `false` means the connection that delivered it closed first (or the
-// node refused the ack): the message comes again, as a new row.
-function ackRow(li, delivery) {
-  li.querySelector(".ack-status").textContent = "acknowledging…";
-  delivery.ack({ confirm: true }).then((ok) => {
-    if (ok) setAckStatus(li, "true", "acknowledged");
-    else setAckStatus(li, "released", "not acknowledged: it will be delivered again");
-  });
-}
-
-function addMessageRow(delivery, autoAck) {
-  const { id, queue, rc, sent, message } = delivery;
-  const chat = parseChat(message);
-  const status = h("span", { className: "ack-status", textContent: "not acknowledged" });
-  const meta = h("div", { className: "meta" },
-    labelled("span", "queue", queue),
-    h("time", { dateTime: new Date(sent).toISOString(), textContent: timeText(sent), title: "sent" }),
-    h("span", { className: rc > 1 ? "rc redelivered" : "rc",
-      textContent: rc > 1 ? `delivery ${rc} (redelivered)` : `delivery ${rc}` }),
-    h("code", { className: "id", textContent: id }),
-    status);
-  const li = h("li", { className: "msg", dataset: { id, queue, rc: String(rc), acked: "false" } },
-    meta, h("pre", { className: "body", textContent: chat ? chat.text : message }));
-  if (chat) {
-    meta.prepend(h("span", { className: "from", textContent: chat.from,
-      title: "sender (as the sender wrote it)" }));
-    li.dataset.from = chat.from;
-  }
-  if (autoAck) {
-    ackRow(li, delivery);
-  } else {
-    const btn = h("button", { type: "button", className: "ack", textContent: "Ack",
-      ariaLabel: `Acknowledge message ${id} from ${queue}` });
-    btn.onclick = () => {
-      btn.disabled = true;
-      ackRow(li, delivery);
-    };
-    li.append(btn);
-  }
-  const log = $("log");
-  log.prepend(li);
-  while (log.children.length > MAX_LOG) log.lastElementChild.remove();
-}
-
-// The node releases a connection's unacknowledged messages when it closes: say so on their
-// rows (they come again as new rows, "redelivered").
-function markReleased() {
-  for (const li of $("log").querySelectorAll('li.msg[data-acked="false"]')) {
-    setAckStatus(li, "released", "released when the connection closed: it comes again");
-  }
-}
-
-// What a device draws into. A second device would get a view over its own part of the page.
-const pageView = {
-  state: setState,
-  event,
-  node(url) {
-    $("node-url").textContent = url || "–";
-  },
-  subscriptions: renderSubscriptions,
-  message(delivery) {
-    addMessageRow(delivery, $("auto-ack").checked);
-  },
-  released: markReleased,
-  refused(text) {
-    showError("subscribe", text);
-  },
-};
 
 // -----------------------------------------------------------------------------------------
 // HTTP: login, fresh tokens, logout (relayed by the demo's page server to a node that answers)
