@@ -208,7 +208,7 @@ def test_demo_rejects_bad_flags(
 def test_static_page_needs_no_internet() -> None:
     static = STATIC_DIR
     assert static == ROOT / "wsmq" / "demo" / "static"  # the demo package owns its page
-    for name in ("index.html", "app.js", "style.css"):
+    for name in ("index.html", "app.js", "view.js", "wsmq-client.js", "style.css"):
         text = (static / name).read_text()
         assert "https://" not in text and "//cdn" not in text, name
         assert "@import" not in text, name

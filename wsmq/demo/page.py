@@ -16,12 +16,16 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 __all__ = ["STATIC_DIR", "add_page_routes", "page_app"]
 
-#: The browser page's files (``index.html``, ``app.js``, ``style.css``).
+#: The browser page's files (``index.html``, ``app.js`` and ``view.js``, ``style.css``) and
+#: ``wsmq-client.js``, a byte-identical copy of ``clients/js/wsmq-client.js``
+#: (``scripts/sync-js-client``) that ``app.js`` imports as an ES module.
 STATIC_DIR: Final = Path(str(resources.files("wsmq.demo") / "static"))
 _FILES: Final = {
     "/": ("index.html", "text/html"),
     "/index.html": ("index.html", "text/html"),
     "/app.js": ("app.js", "text/javascript"),
+    "/view.js": ("view.js", "text/javascript"),
+    "/wsmq-client.js": ("wsmq-client.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
 }
 _FORWARDED: Final = ("content-type", "x-token", "x-access-token")
