@@ -20,6 +20,7 @@ from wsmq.queue.admin import QueueAdmin
 from wsmq.settings import Settings
 
 from .access import ApiAccess
+from .console import add_console_routes
 from .nodes import NodeAnnouncer, list_nodes
 from .openapi import openapi_document
 from .publish import Idempotency
@@ -70,8 +71,9 @@ def mount_api(
     *,
     url: Callable[[], str | None] = lambda: None,
 ) -> ApiService:
-    """Mount ``/api/*`` on ``app`` (under ``routes_prefix``); the returned service announces
-    the node (``stats()``: its connections and subscriptions) once started."""
+    """Mount ``/api/*`` and the console (``/console/``) on ``app`` (under ``routes_prefix``);
+    the returned service announces the node (``stats()``: its connections and subscriptions)
+    once started."""
     index: ApiKeyIndex | None = None
     if users is not None:
         try:
@@ -97,6 +99,7 @@ def mount_api(
         bus=bus,
     )
     add_api_routes(app, ctx, prefix=settings.routes_prefix)
+    add_console_routes(app, prefix=settings.routes_prefix)
     announcer = NodeAnnouncer(
         queues.redis, settings.ns, stats, interval=settings.node_announce_interval, url=url
     )
