@@ -13,7 +13,8 @@ Starts a private redis-server and measures, per ack mode (``legacy``: deleted on
 In-memory subscribers do what a socket session does on the hot path (encode the frame; v1:
 one background ack task per message, at most 32 at once per socket, as ``Connection`` does).
 ``--server`` runs the same scenarios through a real ``wsmq`` node (``wsmq.gateway.serve`` in a
-child process) and real aiohttp WebSocket clients on loopback. ``--profile`` profiles the drain
+child process) and real aiohttp WebSocket clients on loopback (raw sockets, not ``wsmq.client``, on
+purpose: this measures the server's hot path, not a client's). ``--profile`` profiles the drain
 with pyinstrument (``pip install pyinstrument``) and prints the top of the profile.
 
 Every scenario runs ``--repeat`` times (fresh queue each time); the median is printed::

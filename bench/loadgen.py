@@ -8,6 +8,9 @@ on stdin, ``expect`` messages have arrived, or ``timeout`` seconds pass; prints
 frame per message); "legacy" reads ``{"message": body}``. Bodies start with the publish time
 (``"<epoch ms>|"``), from which each message's latency is taken. ``emit_each`` prints an
 ``{"event":"msg"}`` per message (idle-latency runs).
+
+Raw sockets, not ``wsmq.client``, on purpose: the load generator measures the server and speaks
+the protocol of each compared system (legacy, v1 with hand-batched acks, peers without wsmq).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""A wsmq WebSocket client in Python (aiohttp): header auth, wsmq.v1 envelopes, acks.
+"""A wsmq consumer in Python, with the client library ``wsmq.client``: tokens, subscribe, ack.
 
-It logs in (or swaps an access token for a fresh x-token), connects with the ``x-token`` and
-``x-access-token`` headers and the ``wsmq.v1`` subprotocol, subscribes, prints each message as
-one JSON line and acknowledges it *after* handling it: a crash before the ack means the message
-comes back after the queue's visibility timeout (at-least-once). It refreshes its token in-band
-when the server says it is expiring, and reconnects with backoff to the next ``--url``.
+It gets its tokens over HTTP (``POST /auth/login``, or ``POST /auth/token`` for an access
+token) and gives them to ``wsmq.client.connect``, which connects to one of the ``--url`` nodes
+with the ``wsmq.v1`` subprotocol, subscribes to each ``--queue`` (again after every reconnect),
+renews the x-token in band when the node says it is expiring (it calls ``tokens()`` again) and
+moves to another node when one goes away. Each message is printed as one JSON line and acked
+*after* it was handled: a crash before the ack means it comes back (at-least-once).
 
     python examples/client.py --url ws://127.0.0.1:8080/ --url ws://127.0.0.1:8081/ \\
         --user alice --password alice-demo --queue <alice's id>
@@ -18,133 +19,137 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import sys
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-SUBPROTOCOL = "wsmq.v1"
-# Close codes after which reconnecting with the same credentials cannot help.
-FATAL_CLOSE = {4401: "authentication failed", 4403: "token expired or access revoked"}
+from wsmq.client import (
+    AuthenticationFailed,
+    Client,
+    ClientError,
+    CommandFailed,
+    Connected,
+    Disconnected,
+    Event,
+    Subscription,
+    connect,
+)
 
 
-def http_base(ws_url: str) -> str:
-    """``ws://host:port/path`` -> ``http://host:port`` (where ``/auth/*`` lives)."""
-    parts = urlsplit(ws_url)
-    scheme = "https" if parts.scheme == "wss" else "http"
-    return f"{scheme}://{parts.netloc}"
+class LoginFailed(Exception):
+    """An ``/auth/*`` call was refused: the client stops (it raises from ``async with``)."""
 
 
-class Client:
-    """Credentials, the node list and the receive loop."""
+def say(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.urls: list[str] = args.url
+
+def on_event(event: Event) -> None:
+    if isinstance(event, Connected):
+        say(f"connected to {event.node}")
+    elif isinstance(event, Disconnected):
+        say(f"{event.node}: closed {event.code if event.code is not None else ''} {event.reason}")
+
+
+class Tokens:
+    """The client's ``tokens`` callback: a login (or the given tokens) first, then fresh
+    x-tokens from ``/auth/token``, which keeps the access token (a login would rotate it)."""
+
+    def __init__(self, http: aiohttp.ClientSession, args: argparse.Namespace) -> None:
+        self.http, self.args = http, args
         self.token: str | None = args.token
         self.access_token: str | None = args.access_token
-        self.received = 0
+        self.calls = 0
 
-    async def post(self, http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
-        """POST to the first node that answers; raise on an HTTP error."""
+    async def __call__(self) -> tuple[str, str]:
+        self.calls += 1
+        if self.args.password and not self.access_token:
+            body = {"userName": self.args.user, "password": self.args.password}
+            data = await self.post("/auth/login", body)
+            self.token, self.access_token = data["token"], data["accessToken"]
+        elif self.args.user and (self.calls > 1 or not self.token):
+            data = await self.post("/auth/token", {"userName": self.args.user})
+            self.token = data["token"]
+        assert self.token and self.access_token  # parse_args checked the options
+        return self.token, self.access_token
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST to the first node that answers (``ws://host:port/`` -> ``http://host:port``)."""
         headers = {"x-access-token": self.access_token} if self.access_token else {}
-        last: Exception = RuntimeError("no node answered")
-        for url in self.urls:
+        error: Exception = LoginFailed("no node answered")
+        for url in self.args.url:
+            parts = urlsplit(url)
+            base = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
             try:
-                async with http.post(http_base(url) + path, json=body, headers=headers) as resp:
+                async with self.http.post(base + path, json=body, headers=headers) as resp:
                     data = await resp.json(content_type=None)
                     if resp.status != 200:
-                        raise SystemExit(f"{path}: HTTP {resp.status} {data.get('error')}")
+                        raise LoginFailed(f"{path}: HTTP {resp.status} {data.get('error')}")
                     return data
             except aiohttp.ClientConnectionError as exc:
-                last = exc
-        raise last
+                error = exc
+        raise error
 
-    async def credentials(self, http: aiohttp.ClientSession) -> None:
-        """Log in with the password, or get a fresh x-token with the access token."""
-        if self.args.password:
-            data = await self.post(
-                http, "/auth/login", {"userName": self.args.user, "password": self.args.password}
-            )
-            self.token, self.access_token = data["token"], data["accessToken"]
-        elif self.access_token and self.args.user and not self.token:
-            await self.refresh_token(http)
-        if not (self.token and self.access_token):
-            raise SystemExit("give --user with --password or --access-token, or both tokens")
 
-    async def refresh_token(self, http: aiohttp.ClientSession) -> None:
-        data = await self.post(http, "/auth/token", {"userName": self.args.user})
-        self.token = data["token"]
+class Consumer:
+    """Prints and acks every message of a subscription; with ``--count``, stops the client."""
 
-    async def run(self) -> int:
-        attempt = 0
-        async with aiohttp.ClientSession() as http:
-            await self.credentials(http)
-            while True:
-                url = self.urls[attempt % len(self.urls)]
-                try:
-                    code = await self.session(http, url)
-                except aiohttp.WSServerHandshakeError as exc:
-                    if exc.status in (401, 403):  # rejected before the upgrade: tokens are bad
-                        print(f"# {url}: rejected with HTTP {exc.status}", file=sys.stderr)
-                        return 1
-                    print(f"# {url}: handshake failed with HTTP {exc.status}", file=sys.stderr)
-                    code = None
-                except aiohttp.ClientError as exc:
-                    print(f"# {url}: {exc}", file=sys.stderr)
-                    code = None
-                if code == 0:
-                    return 0
-                if code in FATAL_CLOSE:
-                    print(f"# closed: {FATAL_CLOSE[code]}", file=sys.stderr)
-                    return 1
-                attempt += 1
-                # 1001/1012 (node going away): next node at once; otherwise back off.
-                delay = 0.0 if code in (1001, 1012) else min(10.0, 0.25 * 2 ** min(attempt, 6))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+    def __init__(self, client: Client, args: argparse.Namespace) -> None:
+        self.client, self.args = client, args
+        self.handled = 0
 
-    async def session(self, http: aiohttp.ClientSession, url: str) -> int | None:
-        """One connection; returns 0 when done (``--count`` reached) or the close code."""
-        headers = {"x-token": self.token or "", "x-access-token": self.access_token or ""}
-        async with http.ws_connect(url, headers=headers, protocols=(SUBPROTOCOL,)) as ws:
-            print(f"# connected to {url}", file=sys.stderr)
-            for qname in self.args.queue:
-                await ws.send_str(f"/subscribe/{qname}")
-            unconfirmed: set[str] = set()  # acks sent, "acked" not yet back
-            async for frame in ws:
-                if frame.type != aiohttp.WSMsgType.TEXT:
-                    break
-                msg = json.loads(frame.data)
-                kind = msg.get("type")
-                done = bool(self.args.count) and self.received >= self.args.count
-                if kind == "message" and not done:
-                    self.handle(msg)
-                    if not self.args.no_ack:  # ack after handling: at-least-once
-                        unconfirmed.add(msg["id"])
-                        await ws.send_str(f"/ack/{msg['queue']}/{msg['id']}")
-                    self.received += 1
-                elif kind == "acked" or (kind == "error" and msg.get("id")):
-                    unconfirmed.discard(msg["id"])
-                elif kind == "expiring":
-                    await self.refresh_token(http)
-                    await ws.send_str(f"/refresh {self.token}")
-                elif kind == "subscribed":
-                    print(f"# subscribed to {msg['queue']}", file=sys.stderr)
-                if kind == "error":
-                    print(f"# error {msg.get('code')}: {msg.get('detail')}", file=sys.stderr)
-                if self.args.count and self.received >= self.args.count and not unconfirmed:
-                    # Leave once every ack is confirmed; later deliveries (not handled) are
-                    # released by the node when the socket closes and go to another consumer.
-                    await ws.close()
-                    return 0
-            return ws.close_code
+    async def consume(self, queue: str) -> None:
+        while True:
+            try:
+                return await self._consume(self.client.subscribe(queue))
+            except CommandFailed as exc:
+                if exc.error_code != "unavailable":
+                    say(f"{queue}: {exc}")  # this queue only (forbidden, ...): the others go on
+                    return
+                # The node cannot subscribe now (shutting down, Redis away): again shortly.
+                say(f"{queue}: {exc.detail}; subscribing again")
+                await asyncio.sleep(1.0)
 
-    def handle(self, msg: dict[str, Any]) -> None:
-        """Your code goes here. The example prints one JSON line per message."""
-        out = {k: msg[k] for k in ("queue", "id", "rc", "sent", "message")}
-        print(json.dumps(out), flush=True)
+    async def _consume(self, subscription: Subscription) -> None:
+        async for d in subscription:
+            if self.args.count and self.handled >= self.args.count:
+                break  # not handled, not acked: released to another consumer when we leave
+            out = {"queue": d.queue, "id": d.id, "rc": d.rc, "sent": d.sent, "message": d.message}
+            print(json.dumps(out), flush=True)  # your code goes here
+            self.handled += 1
+            last = self.args.count and self.handled >= self.args.count
+            if not self.args.no_ack:
+                # Acks of one loop turn go out as one frame; the last one is confirmed first.
+                await d.ack(confirm=bool(last))
+            if last:
+                await self.client.close()  # ends every subscription's iteration
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with connect(
+                args.url, tokens=Tokens(http, args), on_event=on_event, shuffle=False
+            ) as client:
+                consumer = Consumer(client, args)
+                ended = await asyncio.gather(
+                    *(consumer.consume(queue) for queue in args.queue), return_exceptions=True
+                )
+                for error in ended:  # the error that ended the client ends every one of them
+                    if isinstance(error, BaseException):
+                        raise error
+        except AuthenticationFailed as exc:
+            say(f"rejected: {exc}")
+            return 1
+        except (LoginFailed, aiohttp.ClientConnectionError) as exc:
+            say(f"cannot get tokens: {exc}")
+            return 1
+        except ClientError as exc:  # a close that retrying cannot help (1008, 1009, ...)
+            say(f"stopped: {exc}")
+            return 1
+    return 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -157,13 +162,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", help="x-token (JWT), e.g. from `wsmq token`")
     parser.add_argument("--count", type=int, default=0, help="exit after N messages")
     parser.add_argument("--no-ack", action="store_true", help="never ack (watch redelivery)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.password and not args.user:
+        parser.error("--password needs --user")
+    if not (args.password or (args.access_token and (args.user or args.token))):
+        parser.error("give --user with --password or --access-token, or both tokens")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return asyncio.run(Client(parse_args(argv)).run())
-    except KeyboardInterrupt:
+        return asyncio.run(run(parse_args(argv)))
+    except KeyboardInterrupt:  # Ctrl-C: leaving `async with` closed the socket
         return 130
 
 

@@ -17,6 +17,7 @@ every layer can import it); where a class was a subclass of a built-in it still 
      │    └── QueueNotFound
      │         └── DeadLetterQueueNotFound
      ├── AuthError                          wsmq.auth.errors; ``code`` is the ``reason``
+     ├── JwksError                          wsmq.auth.errors; fetching an identity provider's keys
      ├── UserStoreError                     wsmq.auth.errors
      │    ├── UserExists, UserNotFound
      │    └── InvalidUserData (ValueError)

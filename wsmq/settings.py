@@ -133,7 +133,31 @@ class Settings:
         None, "PEM private key for RS256/ES256/EdDSA signing.", group="auth"
     )
     public_key_file: str | None = _opt(
-        None, "PEM public key for RS256/ES256/EdDSA verification.", group="auth"
+        None,
+        "PEM public key for RS256/ES256/EdDSA verification; its type must fit `algorithm`.",
+        group="auth",
+    )
+    jwks_url: str | None = _opt(
+        None,
+        "An identity provider's JWKS URL: x-tokens whose header names a `kid` are checked with "
+        "that key (RS256 for RSA, ES256 for EC P-256, EdDSA for Ed25519; the algorithm is "
+        "pinned by the key type). https:// only, except to loopback or with `jwks_allow_http`. "
+        "Without `secret`/`private_key_file` the node issues no tokens (no /auth/login, "
+        "/auth/token).",
+        group="auth",
+    )
+    jwks_min_refetch_interval: float = _opt(
+        60.0,
+        "Seconds between JWKS fetches caused by tokens naming an unknown `kid`, and between "
+        "retries while the JWKS is unreachable (cached keys keep working).",
+        group="auth",
+    )
+    jwks_cache_ttl: float = _opt(
+        600.0, "Age (s) after which the JWKS is re-fetched in the background.", group="auth"
+    )
+    jwks_timeout: float = _opt(5.0, "Seconds one JWKS fetch may take.", group="auth")
+    jwks_allow_http: bool = _opt(
+        False, "Accept an http:// `jwks_url` on a non-loopback host (insecure).", group="auth"
     )
     legacy_tokens2: bool = _opt(
         False, "Also accept the original's tokens2 access tokens (migration only).", group="auth"
@@ -280,7 +304,7 @@ class Settings:
     )
     api_max_batch: int = _opt(1000, "Most messages one publish request may carry (1..1000).", "api")
     api_idempotency_window: int = _opt(
-        86_400,
+        3600,
         "Seconds a publish's `Idempotency-Key` is remembered: a replay within it returns the "
         "first ids and stores nothing.",
         "api",
@@ -297,7 +321,8 @@ class Settings:
     rate_sample_interval: float = _opt(
         10.0,
         "Seconds between the samples of the queues' sent/received counters behind "
-        "`GET /api/queues/{q}/rates` (kept 15 minutes, in memory, per node).",
+        "`GET /api/queues/{q}/rates` (kept 15 minutes, in memory, per node); one read per "
+        "queue per sample, so raise it with very many queues. 0: no rates.",
         "api",
     )
 
@@ -329,6 +354,17 @@ class Settings:
             ("max_header_size", self.max_header_size >= 1024, "must be >= 1024"),
             ("poll_interval", self.poll_interval > 0, "must be > 0"),
             ("auth_deadline", self.auth_deadline > 0, "must be > 0"),
+            (
+                "jwks_min_refetch_interval",
+                0 < self.jwks_min_refetch_interval <= 86_400,
+                "must be > 0 and <= 86400",
+            ),
+            (
+                "jwks_cache_ttl",
+                self.jwks_min_refetch_interval <= self.jwks_cache_ttl <= 7 * 86_400,
+                "must be >= jwks_min_refetch_interval and <= 604800",
+            ),
+            ("jwks_timeout", 0 < self.jwks_timeout <= 60, "must be > 0 and <= 60"),
             ("auth_attempts_per_ip", self.auth_attempts_per_ip >= 1, "must be >= 1"),
             ("auth_window", 1 <= self.auth_window <= 86_400, "must be 1..86400"),
             ("auth_user_free_failures", self.auth_user_free_failures >= 1, "must be >= 1"),
@@ -348,7 +384,7 @@ class Settings:
             ("api_idempotency_window", self.api_idempotency_window >= 1, "must be >= 1"),
             ("api_peek_chars", self.api_peek_chars >= 1, "must be >= 1"),
             ("node_announce_interval", self.node_announce_interval > 0, "must be > 0"),
-            ("rate_sample_interval", self.rate_sample_interval > 0, "must be > 0"),
+            ("rate_sample_interval", self.rate_sample_interval >= 0, "must be >= 0 (0: off)"),
             (
                 "log_level",
                 self.log_level.lower() in {"debug", "info", "warning", "error"},
@@ -428,10 +464,10 @@ class Settings:
         )
 
     def auth_config(self) -> AuthConfig | None:
-        """Token settings, or ``None`` when no signing key is configured."""
+        """Token settings, or ``None`` when no key (secret, key files, JWKS) is configured."""
         from wsmq.auth.config import AuthConfig
 
-        if not (self.secret or self.public_key_file or self.private_key_file):
+        if not (self.secret or self.public_key_file or self.private_key_file or self.jwks_url):
             return None
         return AuthConfig(
             secret=self.secret,
@@ -445,6 +481,11 @@ class Settings:
             private_key_file=self.private_key_file,
             public_key_file=self.public_key_file,
             legacy_tokens2=self.legacy_tokens2,
+            jwks_url=self.jwks_url,
+            jwks_min_refetch_interval=self.jwks_min_refetch_interval,
+            jwks_cache_ttl=self.jwks_cache_ttl,
+            jwks_timeout=self.jwks_timeout,
+            jwks_allow_http=self.jwks_allow_http,
         )
 
     def auth_limits(self) -> AuthLimits:

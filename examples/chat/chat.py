@@ -16,10 +16,12 @@ Chat format (shared with the demo page): each message body is the JSON object
 ``{"from": "<user name>", "text": "<line>"}``; any other body is shown as plain text from an
 unknown sender (``?: <body>``).
 
-When the node goes away (close 1001/1012, or the connection is lost) the chat reconnects, to
-the next ``--url`` in turn, with jittered backoff, giving up after ``--retries`` failed attempts
-in a row (exit 1). An expired x-token is renewed with ``/auth/token``; it logs in again only when
-its access token is refused. Bad credentials exit 1 at once with a clear message.
+The WebSocket side is the client library ``wsmq.client``: it reconnects when the node goes
+away (close 1001/1012 at once, to the next ``--url``; otherwise with jittered backoff), renews
+the subscription, and renews the x-token in band when the node says it is expiring. This
+program gives it tokens (a login first, then ``/auth/token``; a new login only when the access
+token is refused) and gives up after ``--retries`` failed attempts in a row (exit 1). Bad
+credentials exit 1 at once with a clear message.
 """
 
 from __future__ import annotations
@@ -28,27 +30,36 @@ import argparse
 import asyncio
 import base64
 import json
-import random
 import sys
-from collections import deque
 from urllib.parse import urlsplit
 
 import aiohttp
 
-SUBPROTOCOL = "wsmq.v1"
-NODE_LEAVING = (1001, 1012)  # shutting down / restarting: go to another node at once
-AUTH_FAILED = 4401
+from wsmq.backoff import Backoff
+from wsmq.client import (
+    AuthenticationFailed,
+    Client,
+    ClientError,
+    CommandFailed,
+    Connected,
+    ConnectionClosed,
+    Disconnected,
+    Event,
+    connect,
+)
+
 BACKOFF_MIN = 0.25
 BACKOFF_MAX = 8.0
-SEEN_IDS = 1000  # ids already printed, so a redelivery after a reconnect is not shown twice
+SEEN_IDS = 1000  # ids the client remembers, so a redelivery after a reconnect is not shown twice
 
 
 class CredentialsRefused(Exception):
     """The node refused the user name and password (or the tokens they gave): do not retry."""
 
 
-class TokensRefused(Exception):
-    """The WebSocket handshake refused the x-token (expired, or revoked): get a fresh one."""
+class GaveUp(Exception):
+    """``--retries`` attempts in a row failed (raised from the client's event callback, which
+    ends the client)."""
 
 
 def chat_body(user: str, text: str) -> str:
@@ -119,180 +130,164 @@ def say(text: str) -> None:
 
 
 class Chat:
-    """One chat session across reconnects: typed lines wait in ``outbox`` until confirmed."""
+    """One chat session: the client's tokens and events, typed lines out, received lines in."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, http: aiohttp.ClientSession) -> None:
         self.args = args
-        self.outbox: deque[str] = deque()  # typed, not yet confirmed by a node, in order
-        self.in_flight = 0  # the first in_flight lines of outbox went out on this socket
-        self.unacked: set[str] = set()
-        self.seen: deque[str] = deque(maxlen=SEEN_IDS)
-        self.received = 0
-        self.end_of_input = False
-        self.finished = asyncio.Event()
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.ready = False  # subscribed on the current socket
+        self.http = http
         # Kept across reconnects: each login issues a new access token and revokes the last
         # one, which would log this user out of the page or another terminal.
         self.headers: dict[str, str] | None = None
         self.my_id = ""
+        self.auth_node = 0  # which --url the /auth calls go to (the next one after a failure)
+        self.auth_backoff = Backoff(base=BACKOFF_MIN, cap=BACKOFF_MAX)
+        self.failures = 0  # failed attempts in a row (connects and /auth calls)
+        self.up = False  # the current connection was accepted
+        self.typed: asyncio.Queue[str] = asyncio.Queue()  # typed, not yet sent
+        self.unconfirmed = 0  # typed lines the node has not confirmed (or refused) yet
+        self.end_of_input = False
+        self.received = 0
+        self.finished = asyncio.Event()
+
+    # --- what the client calls -----------------------------------------------------------
+
+    async def tokens(self) -> tuple[str, str]:
+        """``(x-token, x-access-token)``: first a login, later a fresh x-token (the access
+        token stays valid); retried on the next node while nodes are down or busy."""
+        while True:
+            url = self.args.url[self.auth_node % len(self.args.url)]
+            try:
+                headers = await self._tokens_from(url)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # down, 429, 503...
+                self.failed(url, f"{type(exc).__name__}: {exc}")
+                self.auth_node += 1
+                await self.auth_backoff.sleep()
+                continue
+            self.auth_backoff.reset()
+            return headers["x-token"], headers["x-access-token"]
+
+    async def _tokens_from(self, url: str) -> dict[str, str]:
+        if self.headers is not None:
+            token = await fresh_x_token(self.http, url, self.headers, self.my_id)
+            if token is not None:
+                say("new x-token from /auth/token")
+                self.headers = {**self.headers, "x-token": token}
+                return self.headers
+        # The first call, or the access token was refused (revoked): log in.
+        self.headers, self.my_id = await login(self.http, url, self.args.user, self.args.password)
+        return self.headers
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Connected):
+            self.up = True
+            say(f"{self.args.user} is here (on {event.node}); type to chat")
+        elif isinstance(event, Disconnected):
+            why = f"closed with {event.code} {event.reason}" if event.code else event.reason
+            if self.up:
+                self.up, self.failures = False, 0
+                say(f"lost {event.node} ({why}); reconnecting")
+            else:
+                self.failed(event.node, why)
+
+    def failed(self, url: str, why: str) -> None:
+        self.failures += 1
+        if self.failures > self.args.retries:
+            raise GaveUp(
+                f"giving up after {self.failures} failed attempts in a row (last: {url} {why})"
+            )
+        say(f"{url} failed ({why}); trying again")
+
+    # --- the chat ------------------------------------------------------------------------
 
     def check_finished(self) -> None:
         count = self.args.count
-        if count and self.received >= count and self.end_of_input:
-            if not self.outbox and not self.unacked:
-                self.finished.set()
+        if count and self.received >= count and self.end_of_input and not self.unconfirmed:
+            self.finished.set()
 
     async def read_stdin(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := await reader.readline():
-            text = line.decode().rstrip("\n")
-            if text:
-                self.outbox.append(text)
-                await self.flush()
+            if text := line.decode().rstrip("\n"):
+                self.unconfirmed += 1
+                self.typed.put_nowait(text)
         self.end_of_input = True
         self.check_finished()
 
-    async def flush(self) -> None:
-        """Send the typed lines not yet sent on this socket (all of them after a reconnect)."""
-        while self.ws is not None and self.ready and self.in_flight < len(self.outbox):
-            text = self.outbox[self.in_flight]
-            self.in_flight += 1
-            try:
-                await self.ws.send_str(f"/send/{self.args.to} {chat_body(self.args.user, text)}")
-            except (aiohttp.ClientError, ConnectionError):
-                return  # the socket is closing: the line goes out on the next one
-
-    def line_answered(self) -> None:
-        if self.in_flight:
-            self.outbox.popleft()
-            self.in_flight -= 1
-        self.check_finished()
-
-    async def on_frame(self, msg: dict[str, object], url: str) -> bool:
-        """Handle one frame; True once the socket is subscribed (a fresh start for retries)."""
-        kind = msg.get("type")
-        if kind == "subscribed":
-            say(f"{self.args.user} is here (on {url}); type to chat")
-            self.ready = True
-            await self.flush()
-            return True
-        if kind == "message" and self.ws is not None:
-            msg_id, queue = str(msg["id"]), str(msg["queue"])
-            if msg_id not in self.seen:
-                print(chat_line(str(msg["message"])), flush=True)
-                self.seen.append(msg_id)
-                self.received += 1
-            self.unacked.add(msg_id)
-            await self.ws.send_str(f"/ack/{queue}/{msg_id}")
-        elif kind == "acked":
-            self.unacked.discard(str(msg.get("id")))
-            self.check_finished()
-        elif kind == "sent" and msg.get("queue") == self.args.to:
-            self.line_answered()
-        elif kind == "error":
-            say(f"error {msg.get('code')}: {msg.get('detail')}")
-            if msg.get("id"):  # an ack that failed: the message comes back, unprinted
-                self.unacked.discard(str(msg["id"]))
-                self.check_finished()
-            elif msg.get("queue") == self.args.to:
-                self.line_answered()  # that line was refused (e.g. forbidden): dropped
-        return False
-
-    async def log_in(self, http: aiohttp.ClientSession, url: str) -> dict[str, str]:
-        self.headers, self.my_id = await login(http, url, self.args.user, self.args.password)
-        return self.headers
-
-    async def open_socket(
-        self, http: aiohttp.ClientSession, url: str, headers: dict[str, str]
-    ) -> aiohttp.ClientWebSocketResponse:
-        try:
-            return await http.ws_connect(
-                url, headers=headers, protocols=(SUBPROTOCOL,), heartbeat=20
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status in (401, 403):
-                raise TokensRefused(f"{url} refused the tokens: HTTP {exc.status}") from exc
-            raise
-
-    async def connect(
-        self, http: aiohttp.ClientSession, url: str
-    ) -> aiohttp.ClientWebSocketResponse:
-        """A socket with the tokens we have; when refused, a fresh x-token, else a new login."""
-        headers = self.headers or await self.log_in(http, url)
-        try:
-            return await self.open_socket(http, url, headers)
-        except TokensRefused:
-            token = await fresh_x_token(http, url, headers, self.my_id)
-            headers = {**headers, "x-token": token} if token else await self.log_in(http, url)
-            self.headers = headers
-        try:
-            return await self.open_socket(http, url, headers)
-        except TokensRefused as exc:
-            raise CredentialsRefused(str(exc)) from exc
-
-    async def connection(self, http: aiohttp.ClientSession, url: str) -> tuple[int | None, bool]:
-        """One connection until it closes: its close code, and whether it got subscribed."""
-        ws = await self.connect(http, url)
-        subscribed = False
-        self.ws, self.ready, self.in_flight = ws, False, 0
-        try:
-            await ws.send_str(f"/subscribe/{self.my_id}")  # my own queue: my id
-            async for frame in ws:
-                if frame.type != aiohttp.WSMsgType.TEXT:
-                    break
-                subscribed = await self.on_frame(json.loads(frame.data), url) or subscribed
-        finally:
-            # Lines without a reply are sent again on the next socket (at-least-once); an
-            # unacked message comes back from Redis and is not printed twice.
-            self.ws, self.ready, self.in_flight = None, False, 0
-            self.unacked.clear()
-            await ws.close()
-        if ws.close_code == AUTH_FAILED:
-            raise CredentialsRefused(f"{url} closed with {AUTH_FAILED}: authentication failed")
-        return ws.close_code, subscribed
-
-    async def connect_loop(self, http: aiohttp.ClientSession) -> int:
-        urls: list[str] = self.args.url
-        index, failures = 0, 0
+    async def send_lines(self, client: Client) -> None:
+        """Send each typed line in order, again if its connection closed before the reply
+        (at-least-once: it can arrive twice)."""
         while True:
-            url = urls[index % len(urls)]
+            body = chat_body(self.args.user, await self.typed.get())
+            while True:
+                try:
+                    await client.send(self.args.to, body)
+                except CommandFailed as exc:  # refused (e.g. forbidden): that line is dropped
+                    say(f"error {exc.error_code}: {exc.detail}")
+                except ConnectionClosed as exc:
+                    if exc.close_code is not None:
+                        raise  # the client ended: no connection will come
+                    continue
+                break
+            self.unconfirmed -= 1
+            self.check_finished()
+
+    async def receive(self, client: Client) -> None:
+        retry = Backoff(base=BACKOFF_MIN, cap=BACKOFF_MAX)
+        while True:
             try:
-                code, subscribed = await self.connection(http, url)
-                why = f"closed with {code}"
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-                code, subscribed, why = None, False, f"{type(exc).__name__}: {exc}"
-            failures = 0 if subscribed else failures + 1
-            if failures > self.args.retries:
-                say(f"giving up after {failures} failed attempts in a row (last: {url} {why})")
-                return 1
-            index += 1
-            leaving = code in NODE_LEAVING and failures == 0
-            base = BACKOFF_MIN if leaving else min(BACKOFF_MAX, BACKOFF_MIN * 2**failures)
-            delay = base * random.uniform(0.5, 1.0)  # jitter: clients do not return in step
-            say(f"lost {url} ({why}); reconnecting to {urls[index % len(urls)]} in {delay:.1f} s")
-            await asyncio.sleep(delay)
+                async for d in client.subscribe(self.my_id):  # my own queue: my id
+                    print(chat_line(d.message), flush=True)
+                    self.received += 1
+                    await d.ack(confirm=True)
+                    self.check_finished()
+                return
+            except CommandFailed as exc:
+                if exc.error_code != "unavailable":
+                    raise
+                # The node could not subscribe now (shutting down, Redis away): as the
+                # protocol asks, subscribe again a little later.
+                say(f"subscribe: {exc.detail}; again shortly")
+                await retry.sleep()
 
     async def run(self) -> int:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            typing = asyncio.create_task(self.read_stdin())
-            connecting = asyncio.create_task(self.connect_loop(http))
-            finished = asyncio.create_task(self.finished.wait())
-            try:
-                await asyncio.wait({connecting, finished}, return_when=asyncio.FIRST_COMPLETED)
-                if finished.done():
-                    return 0
-                return connecting.result()
-            except CredentialsRefused as exc:
-                say(f"{exc}: check --user and --password")
-                return 1
-            finally:
-                for task in (typing, connecting, finished):
-                    task.cancel()
-                await asyncio.gather(typing, connecting, finished, return_exceptions=True)
+        try:
+            async with connect(
+                self.args.url, tokens=self.tokens, on_event=self.on_event, dedupe=SEEN_IDS,
+                backoff=Backoff(base=BACKOFF_MIN, cap=BACKOFF_MAX), heartbeat=20,
+                shuffle=False, session=self.http,
+            ) as client:  # fmt: skip
+                tasks = [
+                    asyncio.create_task(self.receive(client)),
+                    asyncio.create_task(self.send_lines(client)),
+                    asyncio.create_task(self.finished.wait()),
+                ]
+                typing = asyncio.create_task(self.read_stdin())
+                try:
+                    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # the client's error, if it ended
+                finally:
+                    for task in [*tasks, typing]:
+                        task.cancel()
+                    await asyncio.gather(*tasks, typing, return_exceptions=True)
+        except GaveUp as exc:
+            say(str(exc))
+            return 1
+        except (CredentialsRefused, AuthenticationFailed) as exc:
+            say(f"{exc}: check --user and --password")
+            return 1
+        except ClientError as exc:  # a close that retrying cannot help (1008, 1009, ...)
+            say(f"stopped: {exc}")
+            return 1
+        return 0
+
+
+async def chat(args: argparse.Namespace) -> int:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        return await Chat(args, http).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         "--retries", type=int, default=8, help="failed reconnects in a row before giving up"
     )
     try:
-        return asyncio.run(Chat(parser.parse_args(argv)).run())
+        return asyncio.run(chat(parser.parse_args(argv)))
     except KeyboardInterrupt:
         return 130
 

@@ -122,3 +122,27 @@ async def test_known_and_unknown_keys_do_the_same_work(known: bool) -> None:
     results = [await index.check(presented) for _ in range(50)]
     assert loads == 1
     assert all((r is not None) == known for r in results)
+
+
+async def test_requests_counted_in_metrics(api: Api, http: aiohttp.ClientSession) -> None:
+    await api.call("GET", "/api/queues", "reader")
+    await api.call("GET", "/api/queues", "publisher")
+    await api.call("GET", "/api/queues", None)
+    async with http.get(f"{api.base}/metrics") as resp:
+        text = await resp.text()
+    assert 'wsmq_api_requests_total{operation="list_queues",status="200"} 1.0' in text
+    assert 'wsmq_api_requests_total{operation="list_queues",status="403"} 1.0' in text
+    assert 'wsmq_api_requests_total{operation="list_queues",status="401"} 1.0' in text
+
+
+async def test_bad_keys_rate_limited_per_address(
+    start_node: StartNode, http: aiohttp.ClientSession, keys: dict[str, str]
+) -> None:
+    node = await start_node(api_rate_limit=3)
+    assert node.http_url is not None
+    api = Api(http, node.http_url, keys)
+    statuses = [(await api.call("GET", "/api/me", new_api_key()))[0] for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    status, body, resp = await api.call("GET", "/api/me", None)
+    assert (status, body["error"]) == (429, "rate_limited") and "Retry-After" in resp.headers
+    assert (await api.call("GET", "/api/me", "reader"))[0] == 200  # a valid key: its own budget

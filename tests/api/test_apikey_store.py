@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from wsmq.auth import FileUserStore, MongoUserStore, UserStore
@@ -16,8 +19,11 @@ from wsmq.auth.apikeys import (
     InvalidApiKeyData,
     api_key_store,
     hash_api_key,
+    new_api_key,
 )
 from wsmq.testing.users import CHEAP_HASHER
+
+from .conftest import SECRET, Api
 
 
 @pytest.fixture(params=["file", "mongomock"])
@@ -110,3 +116,27 @@ async def test_index_keeps_last_good_copy_when_the_store_fails() -> None:
 
     with pytest.raises(OSError):
         await ApiKeyIndex(failing).check("wsmq_secret")
+
+
+async def test_a_node_on_mongodb_checks_keys_from_the_apikeys_collection(
+    redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    from mongomock_motor import AsyncMongoMockClient
+
+    from wsmq.gateway import serve
+
+    database: Any = AsyncMongoMockClient()["wsmq_node"]
+    store = MongoUserStore(database, hasher=CHEAP_HASHER)
+    _, key = await api_key_store(store).add("svc", "read")
+    assert await database["apikeys"].count_documents({}) == 1
+    assert key not in str(await database["apikeys"].find_one({}))
+    async with serve(
+        host="127.0.0.1", port=0, redis_url=redis_url, secret=SECRET, user_store=store
+    ) as node:
+        api = Api(http, str(node.http_url), {"svc": key})
+        assert (await api.call("GET", "/api/queues", "svc"))[0] == 200
+        assert (await api.call("GET", "/api/queues", new_api_key()))[0] == 401
+        await api_key_store(store).revoke("svc")
+        async with asyncio.timeout(5):
+            while (await api.call("GET", "/api/queues", "svc"))[0] != 401:
+                await asyncio.sleep(0.2)

@@ -64,3 +64,39 @@ def test_docs_api_md_lists_every_operation_with_its_scope() -> None:
     for method, path, scope, _ in ROUTES:
         section = text.split(f"### `{method} {path}`", 1)[1].split("\n### ", 1)[0]
         assert f"Scope: `{scope or 'any'}`" in section, (method, path)
+
+
+def test_path_parameters_declared() -> None:
+    doc = openapi_document()
+    for path, item in doc["paths"].items():
+        names = set(re.findall(r"{(\w+)}", path))
+        for method, op in item.items():
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == names, (method, path)
+
+
+async def test_schemas_name_exactly_the_fields_served(api: Api, node: Gateway) -> None:
+    """The UI reads the documented fields: each object served has exactly those."""
+    from wsmq.queue import Queues
+
+    assert node.api is not None
+    schemas = openapi_document()["components"]["schemas"]
+    queues = Queues.from_url(node.settings.redis_url)
+    try:
+        await queues.create_queue("q1")
+        await queues.send_messages("q1", ["a", "b"])
+        await node.api.rates.sample()
+        await queues.send_message("q1", "c")
+        await node.api.rates.sample()
+    finally:
+        await queues.close()
+    _, listed, _ = await api.call("GET", "/api/queues")
+    (queue,) = listed["queues"]
+    assert set(queue) == set(schemas["Queue"]["properties"])
+    _, peeked, _ = await api.call("GET", "/api/queues/q1/messages")
+    assert set(peeked["messages"][0]) == set(schemas["PeekedMessage"]["properties"])
+    _, rates, _ = await api.call("GET", "/api/queues/q1/rates")
+    assert set(rates["points"][0]) == set(schemas["RatePoint"]["properties"])
+    await node.api.announcer.announce()
+    _, nodes, _ = await api.call("GET", "/api/nodes")
+    assert set(nodes["nodes"][0]) == set(schemas["Node"]["properties"])

@@ -84,6 +84,7 @@ async def test_rates_from_counter_samples(queues: Queues) -> None:
     sampler = RateSampler(QueueAdmin(queues), interval=10, clock=lambda: now[0])
     await queues.create_queue("q1")
     await sampler.sample()
+    await sampler.sample()  # at the same instant: no point, no division by zero
     assert sampler.points("q1") == [] and sampler.latest("q1") is None
     await queues.send_messages("q1", ["a"] * 6)
     await queues.receive_messages("q1", 3)
@@ -131,3 +132,16 @@ async def test_rates_endpoint_samples_on_the_node(
     assert body["interval"] == 0.2 and body["history"] == 900
     status, body, _ = await api.call("GET", "/api/queues/none/rates", "reader")
     assert status == 404
+
+
+async def test_rates_off(
+    start_node: StartNode, http: aiohttp.ClientSession, keys: dict[str, str], queues: Queues
+) -> None:
+    await queues.create_queue("q1")
+    node = await start_node(rate_sample_interval=0)
+    assert node.http_url is not None
+    api = Api(http, node.http_url, keys)
+    status, body, _ = await api.call("GET", "/api/queues/q1/rates", "reader")
+    assert (status, body["points"], body["interval"]) == (200, [], 0)
+    status, body, _ = await api.call("GET", "/api/queues/q1", "reader")
+    assert body["rate"] is None

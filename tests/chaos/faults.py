@@ -89,7 +89,7 @@ class ChaosRun:
     config: ChaosConfig
     backend: Any
     group: NodeGroup
-    urls: list[str]  # shared with every consumer: every node URL ever started
+    urls: list[str]  # what the consumers connect to: the nodes, or the proxies in front of them
     proxies: list[CutProxy]
     consumers: list[Consumer]
     publisher: Publisher
@@ -117,14 +117,15 @@ async def _queues_empty(run: ChaosRun, q: Any) -> bool:
     return True
 
 
-async def _replace_node(run: ChaosRun) -> None:
-    new = (await run.group.start(1))[0]  # capacity comes back, as an orchestrator would do
-    run.urls.append(new.url)
+async def _restart_node(node: NodeProcess) -> None:
+    """Capacity comes back, as an orchestrator would do: the node again, on its own port, so
+    the consumers' fixed node lists (a client is given its nodes once) reach it again."""
+    await node.start()
 
 
 def _busiest(run: ChaosRun) -> NodeProcess:
     """The live node serving the most clients right now (a fresh replacement may be idle)."""
-    load = Counter(c.last_url for c in run.consumers if c.subscribed.is_set())
+    load = Counter(c.last_url for c in run.consumers if c.connected.is_set())
     return max((n for n in run.group.nodes if n.alive), key=lambda n: load[n.url])
 
 
@@ -135,13 +136,13 @@ async def _strike(run: ChaosRun, strike: int) -> asyncio.Task[None] | None:
         victim = _busiest(run)
         await victim.kill()  # its URL stays in the clients' list: they find out the hard way
         if strike + 1 < run.config.repeats:  # the next strike needs a survivor again
-            return asyncio.create_task(_replace_node(run))
+            return asyncio.create_task(_restart_node(victim))
     elif fault == "node-restart":
         victim = _busiest(run)
         code = await victim.terminate()
         if code != 0:
             raise AssertionError(f"graceful shutdown exited {code}: {victim.log_tail()}")
-        return asyncio.create_task(_replace_node(run))  # a rolling restart brings it back
+        return asyncio.create_task(_restart_node(victim))  # a rolling restart brings it back
     elif fault == "redis-restart":
         await run.backend.restart(1.0)
     elif fault == "redis-conn-kill":
@@ -206,7 +207,8 @@ async def _run(fault: str, config: ChaosConfig, backend: Any, workdir: Path) -> 
     proxies: list[CutProxy] = []
     consumers: list[Consumer] = []
     tasks: list[asyncio.Task[None]] = []
-    http = aiohttp.ClientSession()
+    # A connect or handshake that hangs fails in 5 s (the client then tries the next node).
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=5, sock_read=5))
     try:
         async with asyncio.timeout(config.setup_timeout):
             for qname in qnames:
@@ -229,12 +231,10 @@ async def _run(fault: str, config: ChaosConfig, backend: Any, workdir: Path) -> 
             )
             for i, cred in enumerate(creds)
         ]
-        for consumer in consumers:
-            consumer.urls = urls  # one shared list: node-kill appends replacement nodes
         publisher = Publisher(queues, qnames, ledger, rate=config.rate)
         run = ChaosRun(fault, config, backend, group, urls, proxies, consumers, publisher, qnames)
         tasks = [asyncio.create_task(c.run()) for c in consumers]
-        await _wait_all_subscribed(consumers, 20.0)
+        await _wait_all_connected(consumers, 20.0)
         publishing = asyncio.create_task(publisher.run())
         tasks.append(publishing)
         await _wait(lambda: len(ledger.deliveries) >= config.warmup, progress, 30.0, "warm-up")
@@ -264,7 +264,7 @@ async def _run(fault: str, config: ChaosConfig, backend: Any, workdir: Path) -> 
             while not await _queues_empty(run, queues):
                 await asyncio.sleep(0.05)  # external state (Redis): bounded poll
         drain = time.monotonic() - stopped
-        await _wait_all_subscribed(consumers, 10.0)  # nobody is stuck disconnected
+        await _wait_all_connected(consumers, 10.0)  # nobody is stuck disconnected
         reconnects = sum(c.connections for c in consumers) - len(consumers)
         return check(ledger, fault, fault_end, drain_seconds=drain, reconnects=reconnects)
     finally:
@@ -281,17 +281,17 @@ async def _run(fault: str, config: ChaosConfig, backend: Any, workdir: Path) -> 
             await queues.close()
 
 
-async def _wait_all_subscribed(consumers: list[Consumer], timeout: float) -> None:
+async def _wait_all_connected(consumers: list[Consumer], timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
-            await asyncio.gather(*(c.subscribed.wait() for c in consumers))
+            await asyncio.gather(*(c.connected.wait() for c in consumers))
     except TimeoutError:
         stuck = [
             (c.cred.user_id, c.last_url, c.errors[-3:])
             for c in consumers
-            if not c.subscribed.is_set()
+            if not c.connected.is_set()
         ]
-        raise AssertionError(f"consumers not subscribed after {timeout}s: {stuck}") from None
+        raise AssertionError(f"consumers not connected after {timeout}s: {stuck}") from None
 
 
 # Faults where a confirmed ack may still be followed by a redelivery: the ack was queued while

@@ -1,4 +1,5 @@
-"""Traffic and bookkeeping for the chaos suite: publishers, acking v1 clients, the checker.
+"""Traffic and bookkeeping for the chaos suite: publishers, consumers on ``wsmq.client``, the
+checker.
 
 A :class:`Ledger` records every id a publisher got back from ``send_message`` (with its send
 time) and every delivery a client saw (with its receive time and whether the server had already
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -18,6 +18,16 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from wsmq.backoff import Backoff
+from wsmq.client import (
+    Client,
+    CommandFailed,
+    Connected,
+    Delivery,
+    Disconnected,
+    Event,
+    connect,
+)
 from wsmq.queue import Queues
 from wsmq.testing.users import TestUser
 
@@ -239,10 +249,16 @@ class Publisher:
 
 
 class Consumer:
-    """A ``wsmq.v1`` client that subscribes to ``qnames``, acks every message and records it.
+    """An application on the Python client (``wsmq.client``): subscribes to ``qnames``, records
+    every delivery the client hands it, and acks it after a random 0..``ack_delay`` s of
+    "processing" (so a fault finds a realistic number of messages in flight).
 
-    On any loss of its socket it reconnects with jittered exponential backoff, trying the node
-    URLs in turn starting from ``urls[start]``, until :attr:`stop` is set.
+    The client does the rest: ``wsmq.v1``, reconnects by the close codes (jittered backoff
+    50 ms → 1 s) to the next of ``urls`` (in order, from ``urls[start]``), heartbeats, renewing
+    the subscriptions. Acks are confirmed (``ack(confirm=True)``), so the ledger knows which
+    ids the server deleted. No ``dedupe``: the ledger sees every redelivery (the at-least-once
+    contract under test). A subscribe answered ``unavailable`` (a node shutting down, Redis
+    away) is made again shortly, as the protocol asks: the client gives such a subscription up.
     """
 
     def __init__(
@@ -259,104 +275,75 @@ class Consumer:
     ) -> None:
         self.http = http
         self.cred = cred
-        self.urls = list(urls)
+        first = start % len(urls)
+        self.urls = [*urls[first:], *urls[:first]]
         self.qnames = list(qnames)
         self.ledger = ledger
-        self.index = start
         self.heartbeat = heartbeat
-        # Acks go out after a random 0..ack_delay s (processing time), so a fault finds a
-        # realistic number of messages in flight.
         self.ack_delay = ack_delay
         self._acks: set[asyncio.Task[None]] = set()
         self.stop = asyncio.Event()
-        self.subscribed = asyncio.Event()
+        self.connected = asyncio.Event()  # set from the client's Connected to its Disconnected
         self.connections = 0
         self.close_codes: list[int | None] = []
         self.errors: list[str] = []
         self.last_url: str | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Connected):
+            self.connections += 1
+            self.last_url = event.node
+            self.connected.set()
+        elif isinstance(event, Disconnected):
+            self.connected.clear()
+            self.close_codes.append(event.code)
+            if event.code is None:  # refused, or the handshake failed
+                self.errors.append(f"{event.node}: {event.reason}"[:200])
+
+    async def _tokens(self) -> tuple[str, str]:
+        return self.cred.x_token, self.cred.access_token
 
     async def run(self) -> None:
-        backoff = 0.05
-        while not self.stop.is_set():
-            url = self.urls[self.index % len(self.urls)]
+        """Consume until :attr:`stop` is set (then leave ``async with``: the client closes)."""
+        async with connect(
+            self.urls, tokens=self._tokens, on_event=self._on_event, heartbeat=self.heartbeat,
+            backoff=Backoff(base=0.05, cap=1.0), shuffle=False, session=self.http,
+        ) as client:  # fmt: skip
+            consuming = [asyncio.create_task(self._consume(client, q)) for q in self.qnames]
+            stopped = asyncio.create_task(self.stop.wait())
             try:
-                async with asyncio.timeout(5):
-                    ws = await self.http.ws_connect(
-                        url,
-                        headers=self.cred.headers,
-                        protocols=("wsmq.v1",),
-                        heartbeat=self.heartbeat,
-                    )
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                self.errors.append(f"{url}: {exc!r}"[:200])
-                self.index += 1
-                await self._pause(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 1.0)
-                continue
-            backoff = 0.05
-            self.connections += 1
-            self.last_url = url
-            try:
-                await self._session(ws)
+                await asyncio.wait([stopped, *consuming], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                self.subscribed.clear()
-                self.close_codes.append(ws.close_code)
-                with contextlib.suppress(Exception):
-                    await ws.close()
-            if not self.stop.is_set():
-                self.index += 1  # this node may be gone: try the next one first
+                for task in [stopped, *consuming, *self._acks]:
+                    task.cancel()
+                await asyncio.gather(stopped, *consuming, *self._acks, return_exceptions=True)
 
-    async def _ack_later(self, ws: aiohttp.ClientWebSocketResponse, ack: str) -> None:
+    async def _consume(self, client: Client, qname: str) -> None:
+        while True:
+            try:
+                async for d in client.subscribe(qname):
+                    self.ledger.record_delivery(d.id, d.message)
+                    task = asyncio.create_task(self._ack_later(d))
+                    self._acks.add(task)
+                    task.add_done_callback(self._acks.discard)
+                return
+            except CommandFailed as exc:
+                self.errors.append(f"subscribe {qname}: {exc}"[:200])
+                if exc.error_code != "unavailable":
+                    raise
+                await self._pause(random.uniform(0.05, 0.2))
+            except Exception as exc:  # the error that ended the client: a wait names it
+                self.errors.append(f"client ended: {exc!r}"[:200])
+                raise
+
+    async def _ack_later(self, delivery: Delivery) -> None:
         await self._pause(random.uniform(0, self.ack_delay))  # simulated processing time
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            if not ws.closed:
-                await ws.send_str(ack)
+        # False: the connection that delivered it is gone (the ack is not sent: the message
+        # comes back), or the server answered an error.
+        if await delivery.ack(confirm=True):
+            self.ledger.confirmed.add(delivery.id)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self.stop.wait()
-
-    async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._ws = ws
-        pending = set(self.qnames)
-        for qname in self.qnames:
-            await ws.send_str(f"/subscribe/{qname}")
-        stopper = asyncio.create_task(self.stop.wait())
-        try:
-            while True:
-                receive = asyncio.ensure_future(ws.receive())
-                done, _ = await asyncio.wait({receive, stopper}, return_when="FIRST_COMPLETED")
-                if receive not in done:
-                    receive.cancel()
-                    return
-                msg = receive.result()
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    return
-                frame = json.loads(msg.data)
-                kind = frame.get("type")
-                if kind == "message":
-                    self.ledger.record_delivery(frame["id"], frame["message"])
-                    ack = f"/ack/{frame['queue']}/{frame['id']}"
-                    if self.ack_delay:
-                        task = asyncio.create_task(self._ack_later(ws, ack))
-                        self._acks.add(task)
-                        task.add_done_callback(self._acks.discard)
-                    else:
-                        await ws.send_str(ack)
-                elif kind == "acked":
-                    self.ledger.confirmed.add(frame["id"])
-                elif kind == "subscribed":
-                    pending.discard(frame["queue"])
-                    if not pending:
-                        self.subscribed.set()
-                elif kind == "error":
-                    self.errors.append(json.dumps(frame)[:200])
-        except (ConnectionError, aiohttp.ClientError) as exc:
-            self.errors.append(repr(exc)[:200])
-        finally:
-            stopper.cancel()
-            for task in list(self._acks):
-                task.cancel()  # this socket is gone: those messages come back unacked
-            self._ws = None

@@ -238,9 +238,9 @@ async def run_soak(cfg: SoakConfig, workdir: Path, log: Any = _stderr) -> SoakRe
         async with asyncio.timeout(60 + cfg.connections / 50):
             ready = await asyncio.gather(*(_read_event(p, "ready") for p in clients))
         connected = sum(int(r["connections"]) for r in ready)
-        log(f"soak: {connected}/{cfg.connections} connections subscribed, warming up")
+        log(f"soak: {connected}/{cfg.connections} connections connected, warming up")
         if connected < cfg.connections:
-            raise RuntimeError(f"only {connected} of {cfg.connections} connections subscribed")
+            raise RuntimeError(f"only {connected} of {cfg.connections} connections connected")
         publisher = asyncio.create_task(_publish(queues, qnames, cfg.rate, result))
         try:
             await asyncio.sleep(cfg.warmup)  # the warm-up period itself (allocator, caches)

@@ -1,8 +1,9 @@
-"""A soak client process: holds many ``wsmq.v1`` connections, acks everything, churns a few.
+"""A soak client process: many ``wsmq.client`` clients (one connection each) ack everything;
+a few are closed and opened again now and then (churn).
 
 Run by :mod:`tests.chaos.soak` as ``python -m tests.chaos.soak_client SPEC.json`` (one event
-loop comfortably holds a few thousand sockets; the soak starts several of these processes).
-Prints one JSON line ``{"event": "ready", ...}`` once every connection is subscribed, and
+loop comfortably holds a few thousand clients; the soak starts several of these processes).
+Prints one JSON line ``{"event": "ready", ...}`` once every client is connected, and
 ``{"event": "done", ...}`` with its counters after SIGTERM.
 """
 
@@ -19,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
+from wsmq.backoff import Backoff
+from wsmq.client import Client, CommandFailed, Connected, Disconnected, Event, connect
 
 __all__ = ["ClientStats", "main"]
 
@@ -39,76 +43,91 @@ class ClientStats:
 
 
 class Conn:
-    """One connection slot: (re)connects, subscribes to its user's queue, acks."""
+    """One connection slot: a ``wsmq.client`` client of its node, subscribed to its user's
+    queue, acking everything. A churn closes the client and opens a new one (a client going
+    away and coming back)."""
 
-    def __init__(self, spec: dict[str, Any], stats: ClientStats, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        stats: ClientStats,
+        stop: asyncio.Event,
+        http: aiohttp.ClientSession,
+        gate: asyncio.Semaphore,
+    ) -> None:
         self.url: str = spec["url"]
         self.headers: dict[str, str] = spec["headers"]
         self.qname: str = spec["qname"]
         self.stats = stats
         self.stop = stop
-        self.subscribed = asyncio.Event()
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self._retries: set[asyncio.Task[None]] = set()
+        self.http = http
+        self.gate = gate  # bounds the handshakes in progress (a storm of thousands otherwise)
+        self.connected = asyncio.Event()
+        self._churn = asyncio.Event()
 
-    async def _resubscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        await asyncio.sleep(random.uniform(0.5, 1.5))  # retry backoff
-        with contextlib.suppress(Exception):
-            if not ws.closed:
-                await ws.send_str(f"/subscribe/{self.qname}")
+    async def _tokens(self) -> tuple[str, str]:
+        return self.headers["x-token"], self.headers["x-access-token"]
 
-    async def run(self, http: aiohttp.ClientSession, gate: asyncio.Semaphore) -> None:
-        backoff = 0.1
-        while not self.stop.is_set():
-            try:
-                async with gate, asyncio.timeout(30):
-                    ws = await http.ws_connect(
-                        self.url, headers=self.headers, protocols=("wsmq.v1",), heartbeat=30
-                    )
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                self.stats.error(f"connect: {exc!r}")
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))  # reconnect backoff
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Connected):
             self.stats.connects += 1
-            self.ws = ws
-            try:
-                await ws.send_str(f"/subscribe/{self.qname}")
-                async for msg in ws:
-                    if msg.type is not aiohttp.WSMsgType.TEXT:
-                        break
-                    frame = json.loads(msg.data)
-                    kind = frame.get("type")
-                    if kind == "message":
-                        self.stats.received += 1
-                        await ws.send_str(f"/ack/{frame['queue']}/{frame['id']}")
-                    elif kind == "acked":
-                        self.stats.acked += 1
-                    elif kind == "subscribed":
-                        self.subscribed.set()
-                    elif kind == "error":
-                        self.stats.error(msg.data)
-                        if frame.get("code") == "unavailable" and "id" not in frame:
-                            # A subscribe the node could not do now: retry it, as told.
-                            self.stats.resubscribes += 1
-                            retry = asyncio.create_task(self._resubscribe(ws))
-                            self._retries.add(retry)
-                            retry.add_done_callback(self._retries.discard)
-            except (ConnectionError, aiohttp.ClientError) as exc:
-                self.stats.error(repr(exc))
-            finally:
-                self.subscribed.clear()
-                self.ws = None
-                with contextlib.suppress(Exception):
-                    await ws.close()
+            self.connected.set()
+        elif isinstance(event, Disconnected):
+            self.connected.clear()
+            if event.code is None:  # refused, or the handshake failed
+                self.stats.error(f"connect: {event.reason}")
 
-    async def churn(self) -> None:
-        """Close the socket normally; :meth:`run` opens a fresh one (a client reconnecting)."""
-        ws = self.ws
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await ws.close()
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            self._churn.clear()
+            try:
+                client = connect(
+                    [self.url], tokens=self._tokens, on_event=self._on_event, heartbeat=30,
+                    backoff=Backoff(base=0.1, cap=5.0), session=self.http,
+                )  # fmt: skip
+                async with contextlib.AsyncExitStack() as stack:
+                    async with self.gate, asyncio.timeout(30):  # connected, or a new client
+                        await stack.enter_async_context(client)
+                    await self._serve(client)
+            except Exception as exc:  # the client ended (or its first connect timed out)
+                self.stats.error(f"client: {exc!r}")
+                await asyncio.sleep(random.uniform(0.5, 1.5))  # then a new one
+            finally:
+                self.connected.clear()
+
+    async def _serve(self, client: Client) -> None:
+        """Consume until a churn or the stop; leaving closes the client."""
+        consuming = asyncio.create_task(self._consume(client))
+        waits = [asyncio.create_task(e.wait()) for e in (self._churn, self.stop)]
+        try:
+            await asyncio.wait([consuming, *waits], return_when=asyncio.FIRST_COMPLETED)
+            if consuming.done():
+                consuming.result()  # the error that ended the client
+        finally:
+            for task in (consuming, *waits):
+                task.cancel()
+            await asyncio.gather(consuming, *waits, return_exceptions=True)
+
+    async def _consume(self, client: Client) -> None:
+        while True:
+            try:
+                async for d in client.subscribe(self.qname):
+                    self.stats.received += 1
+                    if await d.ack(confirm=True):
+                        self.stats.acked += 1
+                return
+            except CommandFailed as exc:
+                self.stats.error(str(exc))
+                if exc.error_code != "unavailable":
+                    raise
+                # A subscribe the node could not do now: retry it, as told (the client gives
+                # such a subscription up).
+                self.stats.resubscribes += 1
+                await asyncio.sleep(random.uniform(0.5, 1.5))  # retry backoff
+
+    def churn(self) -> None:
+        """Close this client; :meth:`run` opens a fresh one (a client reconnecting)."""
+        self._churn.set()
 
 
 async def run(spec: dict[str, Any]) -> ClientStats:
@@ -119,16 +138,16 @@ async def run(spec: dict[str, Any]) -> ClientStats:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    conns = [Conn(c, stats, stop) for c in spec["connections"]]
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as http:
         gate = asyncio.Semaphore(int(spec.get("concurrency", 50)))
-        tasks = [asyncio.create_task(c.run(http, gate)) for c in conns]
-        waiter: asyncio.Future[Any] = asyncio.gather(*(c.subscribed.wait() for c in conns))
+        conns = [Conn(c, stats, stop, http, gate) for c in spec["connections"]]
+        tasks = [asyncio.create_task(c.run()) for c in conns]
+        waiter: asyncio.Future[Any] = asyncio.gather(*(c.connected.wait() for c in conns))
         stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         await asyncio.wait({waiter, stopped}, return_when="FIRST_COMPLETED")
         print(
-            json.dumps({"event": "ready", "connections": sum(c.subscribed.is_set() for c in conns)})
+            json.dumps({"event": "ready", "connections": sum(c.connected.is_set() for c in conns)})
         )
         sys.stdout.flush()
         churn_every = float(spec.get("churn_interval", 0))
@@ -139,12 +158,12 @@ async def run(spec: dict[str, Any]) -> ClientStats:
                     await stop.wait()
             if churn_every and churn_count and not stop.is_set():
                 for conn in random.sample(conns, min(churn_count, len(conns))):
-                    await conn.churn()
+                    conn.churn()
         waiter.cancel()
         stopped.cancel()
-        for conn in conns:
-            await conn.churn()
-        for task in tasks:
+        # stop is set: every client closes its socket; what hangs is cancelled after 10 s.
+        _, hanging = await asyncio.wait(tasks, timeout=10)
+        for task in hanging:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return stats

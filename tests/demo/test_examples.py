@@ -153,7 +153,7 @@ async def test_python_client_refuses_bad_credentials(stack: DemoStack) -> None:
         *("--token", "not.a.jwt", "--access-token", "nope"),
     )
     assert code == 1
-    assert "rejected with HTTP 401" in err
+    assert "# rejected: " in err and "HTTP 401" in err  # AuthenticationFailed, no retry loop
 
 
 @pytest.fixture

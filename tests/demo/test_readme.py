@@ -1,8 +1,8 @@
 """The README's quick start, run as printed (placeholders filled in) in a scratch directory.
 
 Its shell block (user, queue, node, token, send), its two `curl` calls to ``/auth/login`` and
-``/auth/token``, and its Python client (which also sends to ``chat``) run against a private
-Redis and a real ``wsmq serve``.
+``/auth/token``, and its Python client (``wsmq.client``: tokens from ``/auth/token``, a send to
+``chat``, a message received and acked) run against a private Redis and a real ``wsmq serve``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,17 @@ def test_readme_quick_start_works_as_printed(redis_url: str, tmp_path: Path) -> 
             assert proc.stdout is not None
             ready, _, _ = select.select([proc.stdout], [], [], 30)
             assert ready and proc.stdout.readline() == "hello alice\n"
+            # d.ack() deleted it (the client sends its acks from the next loop turn).
+            inbox = [*WSMQ, "queue", "stats", found["6b04..."], "--redis-url", redis_url]
+            deadline = time.monotonic() + 15
+            while json.loads(run([*inbox, "--json"], tmp_path, env))["msgs"]:
+                assert time.monotonic() < deadline, "the README client's ack did not land"
+                time.sleep(0.1)  # Redis state of another process: bounded poll
         finally:
             proc.kill()
-            proc.communicate()
+            _, err = proc.communicate()
         stats = [*WSMQ, "queue", "stats", "chat", "--redis-url", redis_url, "--json"]
-        assert json.loads(run(stats, tmp_path, env))["totalsent"] == 1  # its /send/chat
+        assert json.loads(run(stats, tmp_path, env))["totalsent"] == 1, err  # its send("chat")
     finally:
         if node is not None:
             node.terminate()

@@ -13,6 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from wsmq.backoff import Backoff
+from wsmq.client import Client, Connected, Delivery, Disconnected, Event
+from wsmq.client import connect as connect_client
 from wsmq.gateway import Gateway
 from wsmq.queue import Queues
 from wsmq.testing.redisproc import RedisProcess
@@ -31,7 +34,8 @@ from .conftest import (
 
 
 class Consumer:
-    """A v1 client that acks everything, reconnecting to a list of node URLs in turn."""
+    """An application on ``wsmq.client`` that acks everything; the client reconnects to
+    ``urls`` in turn (the test is about the nodes, not about a hand-written client loop)."""
 
     def __init__(self, http: aiohttp.ClientSession, cred: Cred, urls: list[str]) -> None:
         self.http = http
@@ -44,42 +48,48 @@ class Consumer:
         self.close_codes: list[int | None] = []
         self.connected = asyncio.Event()
 
-    async def run(self, until: Callable[[], bool]) -> None:
-        index = 0
-        while not until():
-            url = self.urls[min(index, len(self.urls) - 1)]
-            try:
-                ws = await self.http.ws_connect(
-                    url, headers=self.cred.headers, protocols=("wsmq.v1",), heartbeat=2.0
-                )
-            except aiohttp.ClientError:
-                index += 1
-                await asyncio.sleep(0.1)
-                continue
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Connected):
             self.connections += 1
-            await ws.send_str(f"/subscribe/{self.cred.user_id}")
-            # `until` depends on the publisher too: re-check it even when no frame arrives.
-            while not until():
-                try:
-                    msg = await ws.receive(timeout=0.2)
-                except TimeoutError:
-                    continue
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    break
-                frame = json.loads(msg.data)
-                if frame["type"] == "subscribed":
-                    self.connected.set()
-                elif frame["type"] == "message":
-                    if frame["id"] in self.confirmed:
-                        self.redelivered_after_ack.append(frame["id"])
-                    self.received.append(frame["id"])
-                    await ws.send_str(f"/ack/{self.cred.user_id}/{frame['id']}")
-                elif frame["type"] == "acked":
-                    self.confirmed.add(frame["id"])
-            self.close_codes.append(ws.close_code)
-            await ws.close()
+            self.connected.set()
+        elif isinstance(event, Disconnected):
+            self.close_codes.append(event.code)
             self.connected.clear()
-            index += 1
+
+    async def _tokens(self) -> tuple[str, str]:
+        return self.cred.x_token, self.cred.access_token
+
+    async def _ack(self, delivery: Delivery) -> None:
+        if await delivery.ack(confirm=True):
+            self.confirmed.add(delivery.id)
+
+    async def _consume(self, client: Client) -> None:
+        acks: set[asyncio.Task[None]] = set()
+        async for d in client.subscribe(self.cred.user_id):
+            if d.id in self.confirmed:
+                self.redelivered_after_ack.append(d.id)
+            self.received.append(d.id)
+            task = asyncio.create_task(self._ack(d))
+            acks.add(task)
+            task.add_done_callback(acks.discard)
+
+    async def run(self, until: Callable[[], bool]) -> None:
+        async with connect_client(
+            self.urls, tokens=self._tokens, on_event=self._on_event, heartbeat=2.0,
+            backoff=Backoff(base=0.05, cap=0.5), shuffle=False, session=self.http,
+        ) as client:  # fmt: skip
+            consuming = asyncio.create_task(self._consume(client))
+            try:
+                # `until` depends on the publisher too: re-checked, not only on deliveries.
+                while not until():
+                    if consuming.done():
+                        consuming.result()  # the error that ended the client
+                        raise AssertionError("the subscription ended")
+                    await asyncio.sleep(0.05)
+            finally:
+                consuming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consuming
 
 
 async def publish(queues: Queues, qname: str, count: int, pause: float) -> list[str]:

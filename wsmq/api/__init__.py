@@ -48,7 +48,8 @@ class ApiService:
 
     def start(self) -> None:
         self.announcer.start()
-        self.rates.start()
+        if self.rates.interval > 0:
+            self.rates.start()
 
     async def stop(self) -> None:
         await self.announcer.stop()
@@ -70,10 +71,11 @@ def mount_api(
     stats: Callable[[], dict[str, int]],
     *,
     url: Callable[[], str | None] = lambda: None,
+    observe: Callable[[str, int], None] | None = None,
 ) -> ApiService:
     """Mount ``/api/*`` and the console (``/console/``) on ``app`` (under ``routes_prefix``);
     the returned service announces the node (``stats()``: its connections and subscriptions)
-    once started."""
+    once started. ``observe`` is called with (operation, status) after each request."""
     index: ApiKeyIndex | None = None
     if users is not None:
         try:
@@ -83,7 +85,13 @@ def mount_api(
         if keys is not None:
             index = ApiKeyIndex(keys.list)
     counters = SharedCounters(settings.redis_url)
-    access = ApiAccess(index, counters, per_minute=settings.api_rate_limit, ns=settings.ns)
+    access = ApiAccess(
+        index,
+        counters,
+        per_minute=settings.api_rate_limit,
+        ns=settings.ns,
+        trusted_proxies=settings.trusted_proxies,
+    )
     admin = QueueAdmin(queues)
     rates = RateSampler(admin, settings.rate_sample_interval)
     bus = RevocationBus(settings.redis_url, ns=settings.ns) if users is not None else None
@@ -97,6 +105,7 @@ def mount_api(
         idempotency=Idempotency(queues.redis, settings.ns, settings.api_idempotency_window),
         users=users,
         bus=bus,
+        observe=observe,
     )
     add_api_routes(app, ctx, prefix=settings.routes_prefix)
     add_console_routes(app, prefix=settings.routes_prefix)

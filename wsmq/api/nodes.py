@@ -91,8 +91,8 @@ class NodeAnnouncer:
                 await self.announce()
                 failing = False
             except (RedisError, OSError) as exc:
-                if not failing:
-                    log.warning("node announcement failed (%s)", type(exc).__name__)
+                if not failing:  # debug: the engine already reports a Redis outage, once
+                    log.debug("node announcement failed (%s)", type(exc).__name__)
                 failing = True
             await asyncio.sleep(self.interval)
 

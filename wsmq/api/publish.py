@@ -83,6 +83,8 @@ async def store(queues: Queues, qname: str, outgoing: list[Outgoing]) -> list[st
 
 
 MAX_KEY_LENGTH = 255
+#: Seconds an idempotent request may run before its key is free again.
+PENDING_TTL = 60
 
 
 class Idempotency:
@@ -112,10 +114,15 @@ class Idempotency:
             )
         rkey = self._key(qname, key)
         pending = json.dumps({"state": "pending", "fp": fingerprint})
-        if not await self.redis.set(rkey, pending, nx=True, ex=self.window):
+        # A pending mark lives briefly: a node that dies mid-request does not block the key
+        # for the whole window.
+        pending_ttl = min(self.window, PENDING_TTL)
+        for _ in range(3):  # the mark may expire between SET NX and GET: look again
+            if await self.redis.set(rkey, pending, nx=True, ex=pending_ttl):
+                break
             raw = await self.redis.get(rkey)
-            if raw is None:  # expired or forgotten between the two calls: a new request
-                return await self.run(qname, key, fingerprint, send)
+            if raw is None:
+                continue
             record = json.loads(raw)
             if record.get("fp") != fingerprint:
                 raise ApiError(
@@ -131,6 +138,8 @@ class Idempotency:
                     retry_after=1,
                 )
             return [str(i) for i in record["ids"]], True
+        else:
+            raise ApiError("idempotency_in_progress", "the Idempotency-Key is contended", 409)
         try:
             ids = await send()
         except BaseException:

@@ -57,42 +57,41 @@ class RateSampler:
         for qname, (sent, recv) in counters.items():
             self.samples.setdefault(qname, deque(maxlen=keep)).append((now, sent, recv))
 
+    def _steps(self, qname: str) -> list[tuple[float, float, int, int]]:
+        """``(t, seconds, sent, received)`` per pair of consecutive samples in the history."""
+        samples = list(self.samples.get(qname, ()))
+        horizon = self.clock() - HISTORY
+        out: list[tuple[float, float, int, int]] = []
+        for (t0, s0, r0), (t1, s1, r1) in itertools.pairwise(samples):
+            if t1 >= horizon and t1 > t0:
+                out.append((t1, t1 - t0, s1 - s0 if s1 >= s0 else s1, r1 - r0 if r1 >= r0 else r1))
+        return out
+
     def points(self, qname: str) -> list[dict[str, float]]:
         """``[{"t", "seconds", "sent", "received", "sentPerMinute", "receivedPerMinute"}]``,
         oldest first: one per pair of consecutive samples in the last :data:`HISTORY` s."""
-        samples = list(self.samples.get(qname, ()))
-        horizon = self.clock() - HISTORY
-        out: list[dict[str, float]] = []
-        for (t0, s0, r0), (t1, s1, r1) in itertools.pairwise(samples):
-            if t1 < horizon or t1 <= t0:
-                continue
-            sent = s1 - s0 if s1 >= s0 else s1
-            received = r1 - r0 if r1 >= r0 else r1
-            scale = 60.0 / (t1 - t0)
-            out.append(
-                {
-                    "t": round(t1, 3),
-                    "seconds": round(t1 - t0, 3),
-                    "sent": sent,
-                    "received": received,
-                    "sentPerMinute": round(sent * scale, 3),
-                    "receivedPerMinute": round(received * scale, 3),
-                }
-            )
-        return out
+        return [
+            {
+                "t": round(t, 3),
+                "seconds": round(seconds, 3),
+                "sent": sent,
+                "received": received,
+                "sentPerMinute": round(sent * 60.0 / seconds, 3),
+                "receivedPerMinute": round(received * 60.0 / seconds, 3),
+            }
+            for t, seconds, sent, received in self._steps(qname)
+        ]
 
     def latest(self, qname: str) -> dict[str, float] | None:
         """The rates over roughly the last minute (None before two samples)."""
-        points = self.points(qname)
-        if not points:
+        steps = self._steps(qname)
+        if not steps:
             return None
-        recent = [p for p in points if p["t"] >= points[-1]["t"] - 60.0]
-        seconds = sum(p["seconds"] for p in recent)
-        sent = sum(p["sent"] for p in recent)
-        received = sum(p["received"] for p in recent)
+        recent = [s for s in steps if s[0] >= steps[-1][0] - 60.0]
+        seconds = sum(s[1] for s in recent)
         return {
-            "sentPerMinute": round(sent * 60.0 / seconds, 3),
-            "receivedPerMinute": round(received * 60.0 / seconds, 3),
+            "sentPerMinute": round(sum(s[2] for s in recent) * 60.0 / seconds, 3),
+            "receivedPerMinute": round(sum(s[3] for s in recent) * 60.0 / seconds, 3),
         }
 
     async def _run(self) -> None:
@@ -102,8 +101,8 @@ class RateSampler:
                 await self.sample()
                 failing = False
             except (RedisError, OSError) as exc:
-                if not failing:
-                    log.warning("queue rate sampling failed (%s)", type(exc).__name__)
+                if not failing:  # debug: the engine already reports a Redis outage, once
+                    log.debug("queue rate sampling failed (%s)", type(exc).__name__)
                 failing = True
             await asyncio.sleep(self.interval)
 

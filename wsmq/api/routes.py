@@ -20,6 +20,7 @@ from wsmq.auth.users import UserStore
 from wsmq.queue import QueueError, Queues
 from wsmq.queue import validation as v
 from wsmq.queue.admin import QueueAdmin
+from wsmq.queue.extras import QueueSettings
 from wsmq.settings import Settings
 
 from .access import ApiAccess
@@ -52,6 +53,8 @@ class ApiContext:
     idempotency: Idempotency
     users: UserStore | None
     bus: RevocationBus | None
+    #: Called with (operation, HTTP status) after each request (the node's metrics).
+    observe: Callable[[str, int], None] | None = None
 
 
 API_CONTEXT = web.AppKey("wsmq_api", ApiContext)
@@ -85,21 +88,28 @@ def _int_field(body: dict[str, object], name: str) -> int | None:
 _ATTRIBUTES = ("vt", "delay", "maxsize", "maxReceiveCount", "deadLetterQueue", "messageTtl")
 
 
-def _attributes(body: dict[str, object]) -> dict[str, int | str | None]:
+def _attributes(body: dict[str, object]) -> QueueSettings:
+    """The queue settings a body gives (only those given)."""
     unknown = sorted(set(body) - set(_ATTRIBUTES))
     if unknown:
         raise ApiError("bad_request", f"unknown field(s) {', '.join(unknown)}: use {_ATTRIBUTES}")
     dlq = body.get("deadLetterQueue")
     if dlq is not None and not isinstance(dlq, str):
         raise ApiError("invalidFormat", "deadLetterQueue must be a string ('' = none)")
-    return {
-        "vt": _int_field(body, "vt"),
-        "delay": _int_field(body, "delay"),
-        "maxsize": _int_field(body, "maxsize"),
-        "max_receive_count": _int_field(body, "maxReceiveCount"),
-        "dead_letter_queue": dlq,
-        "message_ttl": _int_field(body, "messageTtl"),
-    }
+    settings = QueueSettings()
+    if (vt := _int_field(body, "vt")) is not None:
+        settings["vt"] = vt
+    if (delay := _int_field(body, "delay")) is not None:
+        settings["delay"] = delay
+    if (maxsize := _int_field(body, "maxsize")) is not None:
+        settings["maxsize"] = maxsize
+    if (count := _int_field(body, "maxReceiveCount")) is not None:
+        settings["max_receive_count"] = count
+    if (ttl := _int_field(body, "messageTtl")) is not None:
+        settings["message_ttl"] = ttl
+    if dlq is not None:
+        settings["dead_letter_queue"] = dlq
+    return settings
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -173,9 +183,8 @@ async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
 async def create_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     qname = _qname(request)
     attrs = _attributes(await read_json_object(request, ctx.settings.api_max_body))
-    given = {k: val for k, val in attrs.items() if val is not None}
-    given.setdefault("vt", ctx.settings.default_vt)
-    await ctx.queues.create_queue(qname, **given)  # type: ignore[arg-type]
+    attrs.setdefault("vt", ctx.settings.default_vt)
+    await ctx.queues.create_queue(qname, **attrs)
     log.info("queue created by API key %s", key.name, extra={"event": "api.create", "queue": qname})
     return _json(await ctx.views.detail(qname), 201)
 
@@ -185,7 +194,7 @@ async def update_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> we
     attrs = _attributes(await read_json_object(request, ctx.settings.api_max_body))
     if not await ctx.queues.queue_exists(qname):
         raise ApiError("queueNotFound", f"Queue not found (queue {qname!r})", 404)
-    await ctx.queues.set_queue_attributes(qname, **attrs)  # type: ignore[arg-type]
+    await ctx.queues.set_queue_attributes(qname, **attrs)
     return _json(await ctx.views.detail(qname))
 
 
@@ -276,6 +285,12 @@ def _endpoint(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[API_CONTEXT]
+        response = await answer(ctx, request)
+        if ctx.observe is not None:
+            ctx.observe(handler.__name__, response.status)
+        return response
+
+    async def answer(ctx: ApiContext, request: web.Request) -> web.StreamResponse:
         try:
             key = await ctx.access.check(request, scope)
             return await handler(ctx, request, key)
@@ -289,6 +304,9 @@ def _endpoint(
         except (RedisError, OSError) as exc:
             log.warning("API request failed: Redis %s", type(exc).__name__)
             return error_response(ApiError("redis_unavailable", "Redis is unavailable", 503))
+        except Exception:  # a bug: still JSON for the client, the traceback in the log
+            log.exception("API request failed", extra={"event": "api.error"})
+            return error_response(ApiError("internal_error", "internal error", 500))
 
     return endpoint
 

@@ -14,6 +14,7 @@ from wsmq.auth.passwords import PasswordHasher, verify_password
 from wsmq.auth.recent_users import RecentUsers
 from wsmq.auth.tokens import (
     IssuedTokens,
+    JwtCodec,
     TokenClaims,
     access_token_matches,
     check_header_value,
@@ -72,13 +73,39 @@ class Authenticator:
     def __init__(self, config: AuthConfig, store: UserStore) -> None:
         self.config = config
         self.store = store
-        self.codec = codec_for(config)
+        # A JWKS cache is per authenticator (it runs tasks on this node's loop), not shared.
+        self.codec = JwtCodec(config) if config.jwks_url else codec_for(config)
         self._dummy = PasswordHasher(n=config.scrypt_n)
         self._recent = RecentUsers(self._fetch, ttl=self.RECENT_USER_TTL)
 
     def verify_jwt(self, x_token: object) -> TokenClaims:
-        """Check an x-token alone (for ``/refresh``); raises :class:`AuthError`."""
+        """Check an x-token alone with the keys at hand; raises :class:`AuthError`.
+
+        Never waits: with ``jwks_url``, a key not cached yet is ``invalid_signature``; use
+        :meth:`check_jwt` in async code.
+        """
         return self.codec.verify(x_token)
+
+    async def check_jwt(self, x_token: object) -> TokenClaims:
+        """Check an x-token alone (for ``/refresh``), fetching the JWKS when the token names a
+        key not cached yet; raises :class:`AuthError`."""
+        return await self.codec.verify_async(x_token)
+
+    @property
+    def can_issue(self) -> bool:
+        """Whether this node signs x-tokens (``/auth/login``, ``/auth/token``, :meth:`issue_tokens`
+        need it): false when it only verifies tokens from ``jwks_url`` or a public key."""
+        return self.codec.can_issue
+
+    def prefetch(self) -> None:
+        """With ``jwks_url``: start fetching the JWKS in the background (node start)."""
+        if self.codec.jwks is not None:
+            self.codec.jwks.prefetch()
+
+    async def aclose(self) -> None:
+        """Stop a JWKS fetch in flight (the node is stopping)."""
+        if self.codec.jwks is not None:
+            await self.codec.jwks.aclose()
 
     def issue_jwt(self, user_id: str, ttl: int | None = None) -> tuple[str, int]:
         """Sign a new x-token: ``(token, expires_in)``."""
@@ -179,7 +206,9 @@ class Authenticator:
 
     async def verify(self, x_token: object, x_access_token: object) -> AuthenticatedUser:
         """Check both handshake tokens; returns the user or raises :class:`AuthError`."""
-        claims = self.codec.verify(x_token)
+        codec = self.codec
+        # Without a JWKS nothing is fetched: skip a coroutine on the handshake's hot path.
+        claims = codec.verify(x_token) if codec.jwks is None else await codec.verify_async(x_token)
         access_token = check_header_value(x_access_token, self.config, "x-access-token")
         user = await self._fetch(claims.user_id)
         if user is not None and user.disabled:
@@ -211,6 +240,8 @@ class Authenticator:
     async def issue_tokens(self, user: User | str) -> IssuedTokens:
         """Rotate the user's access token and sign an x-token: both shown once."""
         user_id = user if isinstance(user, str) else user.id
+        if not self.can_issue:  # before the rotation: the current access token must survive
+            raise ValueError("no signing key configured: this node only verifies x-tokens")
         access_token = await self.store.set_access_token(user_id)
         token, expires_in = self.codec.issue(user_id)
         return IssuedTokens(

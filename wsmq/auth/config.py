@@ -38,6 +38,15 @@ class AuthConfig:
         scrypt_n: scrypt CPU/memory cost for new password hashes (a power of two).
         login_attempts_per_user, login_attempts_per_ip, login_window: login rate limits
             (attempts per sliding window in seconds).
+        jwks_url: an identity provider's JWKS (``https://idp.example.com/.well-known/jwks.json``):
+            tokens whose header names a ``kid`` are checked with that key, its algorithm pinned
+            by its type (RSA: RS256, EC P-256: ES256, P-384: ES384, P-521: ES512, Ed25519:
+            EdDSA). Without a secret or key files the node only verifies: it issues nothing.
+        jwks_min_refetch_interval: a token naming an unknown ``kid`` re-fetches the JWKS at most
+            once per this many seconds (also the retry pace while the JWKS is unreachable).
+        jwks_cache_ttl: the JWKS is re-fetched in the background when older than this.
+        jwks_allow_http: accept an ``http://`` JWKS URL on a host other than loopback.
+        jwks_timeout: seconds one JWKS fetch may take.
     """
 
     secret: str | None = None
@@ -57,21 +66,36 @@ class AuthConfig:
     login_attempts_per_user: int = 10
     login_attempts_per_ip: int = 50
     login_window: float = 60.0
+    jwks_url: str | None = None
+    jwks_min_refetch_interval: float = 60.0
+    jwks_cache_ttl: float = 600.0
+    jwks_allow_http: bool = False
+    jwks_timeout: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.algorithm in HMAC_ALGORITHMS:
-            if not self.secret:
-                raise ValueError(f"{self.algorithm} needs a secret (--secret / WSMQ_SECRET)")
-            if len(self.secret.encode()) < MIN_SECRET_BYTES:
-                log.warning(
-                    "the JWT secret is shorter than %d bytes; use a long random secret",
-                    MIN_SECRET_BYTES,
-                )
-        elif self.algorithm in ASYMMETRIC_ALGORITHMS:
-            if self.public_key_file is None and self.private_key_file is None:
-                raise ValueError(f"{self.algorithm} needs public_key_file and/or private_key_file")
-        else:
+        if self.algorithm not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {self.algorithm!r}")
+        if not self.has_own_key and self.jwks_url is None:
+            if self.is_hmac:
+                raise ValueError(f"{self.algorithm} needs a secret (--secret / WSMQ_SECRET)")
+            raise ValueError(f"{self.algorithm} needs public_key_file and/or private_key_file")
+        if self.is_hmac and self.secret and len(self.secret.encode()) < MIN_SECRET_BYTES:
+            log.warning(
+                "the JWT secret is shorter than %d bytes; use a long random secret",
+                MIN_SECRET_BYTES,
+            )
+        if self.jwks_url is not None:
+            from wsmq.auth.jwks import check_jwks_url
+
+            check_jwks_url(self.jwks_url, allow_http=self.jwks_allow_http)
+            if not 0 < self.jwks_min_refetch_interval <= 86_400:
+                raise ValueError("jwks_min_refetch_interval must be in (0, 86400] seconds")
+            if not self.jwks_min_refetch_interval <= self.jwks_cache_ttl <= 7 * 86_400:
+                raise ValueError(
+                    "jwks_cache_ttl must be at least jwks_min_refetch_interval and at most a week"
+                )
+            if not 0 < self.jwks_timeout <= 60:
+                raise ValueError("jwks_timeout must be in (0, 60] seconds")
         if not 0 <= self.leeway <= MAX_LEEWAY:
             raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY} seconds")
         if self.ttl <= 0:
@@ -97,6 +121,19 @@ class AuthConfig:
         if isinstance(until, datetime):
             return until.timestamp()
         return None if until is None else float(until)
+
+    @property
+    def has_own_key(self) -> bool:
+        """Whether the node has a key of its own (the secret, or PEM files for ``algorithm``):
+        without one it only verifies tokens from ``jwks_url``."""
+        if self.is_hmac:
+            return bool(self.secret)
+        return self.public_key_file is not None or self.private_key_file is not None
+
+    @property
+    def can_issue(self) -> bool:
+        """Whether the node can sign x-tokens (the secret, or a private key file)."""
+        return bool(self.secret) if self.is_hmac else self.private_key_file is not None
 
     @property
     def is_hmac(self) -> bool:

@@ -63,6 +63,22 @@ class AuthError(WsmqError, code="auth_error"):
         return {"error": self.reason, "message": self.message}
 
 
+class JwksError(WsmqError, code="jwks_error"):
+    """The JWKS of the identity provider could not be fetched or used.
+
+    Raised by :meth:`wsmq.auth.jwks.JwksCache.refresh`; a node verifying tokens logs it once per
+    outage and keeps the keys it already has (tokens naming an unknown key are then refused
+    with ``AuthError("invalid_signature")``).
+
+    Attributes:
+        url: the JWKS URL (it holds no credentials: configuration refuses ``user:pass@``).
+    """
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"JWKS {url}: {message}")
+        self.url = url
+
+
 class UserStoreError(WsmqError, code="user_store_error"):
     """A user store failed or was asked something impossible."""
 

@@ -123,6 +123,8 @@ def add_auth_routes(
     ``{"userName"}`` -> ``{"token", "expiresIn"}``.
     ``POST {prefix}/logout`` with header ``x-access-token`` and the user (body, or the
     ``x-token`` header) -> ``{"revoked": true}``; every node drops the user's sockets.
+    A node that cannot sign x-tokens (only ``jwks_url`` or a public key configured) mounts only
+    ``/logout``: the identity provider or the host app issues the tokens.
 
     Every failure that depends on a user record is the same 401 ``invalid_credentials``. All
     three endpoints share one :class:`AuthLimiter`: per client address, checked before the body
@@ -213,8 +215,9 @@ def add_auth_routes(
 
         return _subject(user_id, user_name), attempt
 
-    app.router.add_post(f"{prefix}/login", limited(login))
-    app.router.add_post(f"{prefix}/token", limited(token))
+    if auth.can_issue:  # a node that only verifies (JWKS, public key) signs nothing
+        app.router.add_post(f"{prefix}/login", limited(login))
+        app.router.add_post(f"{prefix}/token", limited(token))
     app.router.add_post(f"{prefix}/logout", limited(logout))
     return checked
 

@@ -1,7 +1,7 @@
 """x-token (JWT) signing and checking, and access-token generation and hashing.
 
 Pure functions over :class:`~wsmq.auth.config.AuthConfig`; no I/O except reading PEM key files
-once per configuration.
+once per configuration and, with ``jwks_url``, fetching the JWKS (:mod:`wsmq.auth.jwks`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ import jwt
 
 from wsmq.auth.config import AuthConfig
 from wsmq.auth.errors import AuthError
+from wsmq.auth.keys import PublicKey, VerificationKey, load_public_pem
 
 if TYPE_CHECKING:
     from jwt.types import Options
+
+    from wsmq.auth.jwks import JwksCache
 
 #: Claims every x-token must carry.
 REQUIRED_CLAIMS = ("sub", "iat", "exp")
@@ -155,26 +158,51 @@ _CLAIM_ERRORS: tuple[type[Exception], ...] = tuple(
 
 
 class JwtCodec:
-    """Signs and checks x-tokens for one configuration (keys loaded once)."""
+    """Signs and checks x-tokens for one configuration (keys loaded once).
 
-    def __init__(self, config: AuthConfig) -> None:
+    Which key checks a token: with ``jwks_url`` configured, a token whose header names a
+    ``kid`` is checked with that JWKS key; every other token with the node's own key (the
+    secret, or the PEM public key). Each key verifies only its own algorithm.
+    """
+
+    def __init__(self, config: AuthConfig, *, jwks: JwksCache | None = None) -> None:
+        """``jwks`` replaces the cache built from ``config.jwks_url`` (tests pass one with
+        their own clock)."""
         self.config = config
+        self._own_key: VerificationKey | str | None = None
         if config.is_hmac:
             self._signing_key: str | None = config.secret
-            self._verify_key: str | None = config.secret
+            self._own_key = config.secret
         else:
             self._signing_key = _read_key(config.private_key_file)
-            public = _read_key(config.public_key_file)
-            if public is None and self._signing_key is not None:
-                public = _public_pem_from_private(self._signing_key)
-            self._verify_key = public
+            pem = config.public_key_file or config.private_key_file
+            if pem is not None:
+                self._own_key = load_public_pem(pem, config.algorithm)
+        self.jwks = jwks
+        if jwks is None and config.jwks_url is not None:
+            from wsmq.auth.jwks import JwksCache
+
+            self.jwks = JwksCache(
+                config.jwks_url,
+                min_refetch_interval=config.jwks_min_refetch_interval,
+                ttl=config.jwks_cache_ttl,
+                timeout=config.jwks_timeout,
+            )
+
+    @property
+    def can_issue(self) -> bool:
+        """Whether this node can sign x-tokens (the secret or a private key)."""
+        return self._signing_key is not None
 
     def issue(
         self, user_id: str, *, ttl: int | None = None, now: float | None = None
     ) -> tuple[str, int]:
         """Sign an x-token for ``user_id``; returns ``(token, expires_in)``."""
         if self._signing_key is None:
-            raise ValueError("no private key configured: this node can only verify tokens")
+            raise ValueError(
+                "no signing key configured (a secret or private_key_file): this node only "
+                "verifies tokens"
+            )
         try:
             user_id_from_subject(user_id)
         except AuthError:
@@ -199,19 +227,58 @@ class JwtCodec:
         return token, ttl
 
     def verify(self, token: object, *, now: float | None = None) -> TokenClaims:
-        """Check an x-token and return its claims, or raise :class:`AuthError`."""
+        """Check an x-token with the keys at hand and return its claims, or raise
+        :class:`AuthError`. Never waits: a JWKS ``kid`` not cached yet is ``invalid_signature``
+        (:meth:`verify_async` fetches it)."""
+        value, kid = self._parse(token)
+        return self._verify(value, kid, now)
+
+    async def verify_async(self, token: object, *, now: float | None = None) -> TokenClaims:
+        """:meth:`verify`, fetching the JWKS first when the token names a key not cached yet
+        (at most once per ``jwks_min_refetch_interval``)."""
+        value, kid = self._parse(token)
+        if self._uses_jwks(kid):
+            assert self.jwks is not None
+            await self.jwks.key_for(kid)
+        return self._verify(value, kid, now)
+
+    def _parse(self, token: object) -> tuple[str, str | None]:
         value = check_header_value(token, self.config, "x-token")
         if not _JWT_SHAPE_RE.match(value):
             raise AuthError("malformed", "x-token is not a JWT")
-        if self._verify_key is None:
-            raise AuthError("invalid_signature", "no verification key configured")
+        if self.jwks is None:
+            return value, None
         try:
-            payload = self._decode(value, self._verify_key)
+            kid = jwt.get_unverified_header(value).get("kid")
+        except Exception:  # any parser surprise on hostile input is a bad token
+            raise AuthError("malformed") from None
+        if kid is not None and not (isinstance(kid, str) and 0 < len(kid) <= 256):
+            raise AuthError("malformed", "the token's kid is not a short string")
+        return value, kid
+
+    def _uses_jwks(self, kid: str | None) -> bool:
+        return self.jwks is not None and (kid is not None or self._own_key is None)
+
+    def _verify(self, value: str, kid: str | None, now: float | None) -> TokenClaims:
+        if self._uses_jwks(kid):
+            assert self.jwks is not None
+            jwk = self.jwks.cached(kid)
+            if jwk is None:
+                what = "the token names no key" if kid is None else "the token's key is unknown"
+                raise AuthError("invalid_signature", what)
+            return self._claims(self._decode(value, jwk.key, jwk.algorithm), now)
+        own = self._own_key
+        if own is None:
+            raise AuthError("invalid_signature", "no verification key configured")
+        key: str | PublicKey = own if isinstance(own, str) else own.key
+        algorithm = self.config.algorithm if isinstance(own, str) else own.algorithm
+        try:
+            payload = self._decode(value, key, algorithm)
         except AuthError as exc:
             if exc.reason != "invalid_signature" or not self._previous_valid(now):
                 raise
             assert self.config.previous_secret is not None
-            payload = self._decode(value, self.config.previous_secret)
+            payload = self._decode(value, self.config.previous_secret, algorithm)
         return self._claims(payload, now)
 
     def _previous_valid(self, now: float | None) -> bool:
@@ -220,10 +287,13 @@ class JwtCodec:
             return False
         return (time.time() if now is None else now) < until
 
-    def _decode(self, token: str, key: str) -> dict[str, object]:
+    def _decode(self, token: str, key: str | PublicKey, algorithm: str) -> dict[str, object]:
         cfg = self.config
+        required = list(REQUIRED_CLAIMS)
+        required += ["iss"] if cfg.issuer is not None else []
+        required += ["aud"] if cfg.audience is not None else []
         options: Options = {
-            "require": list(REQUIRED_CLAIMS),
+            "require": required,
             "verify_aud": cfg.audience is not None,
             "verify_iss": cfg.issuer is not None,
         }
@@ -233,7 +303,7 @@ class JwtCodec:
                 payload: dict[str, object] = jwt.decode(
                     token,
                     key,
-                    algorithms=[cfg.algorithm],
+                    algorithms=[algorithm],
                     options=options,
                     leeway=cfg.leeway,
                     issuer=cfg.issuer,
@@ -274,17 +344,6 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value)
-
-
-def _public_pem_from_private(private_pem: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 @functools.lru_cache(maxsize=32)

@@ -20,6 +20,7 @@ from wsmq.cli.common import EXIT_USAGE, ArgumentParser, CliError, report_error
 _COMMAND_MODULES = (
     "wsmq.cli.serve_cmd",
     "wsmq.cli.queue_cmds",
+    "wsmq.cli.group_cmds",
     "wsmq.cli.user_cmds",
     "wsmq.cli.apikey_cmds",
     "wsmq.cli.demo_cmd",

@@ -71,8 +71,15 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None =
 
 
 def _check_required(settings: Settings) -> None:
-    if not (settings.secret or settings.public_key_file or settings.private_key_file):
-        raise CliError("usage", "--secret S (or WSMQ_SECRET) is required", 2)
+    if not (
+        settings.secret
+        or settings.public_key_file
+        or settings.private_key_file
+        or settings.jwks_url
+    ):
+        raise CliError(
+            "usage", "--secret S (or WSMQ_SECRET; or key files, or --jwks-url) is required", 2
+        )
     if not (settings.mongo_url or settings.users_file):
         raise CliError("usage", "a user store is needed: --mongo-url URL or --users-file F", 2)
     if settings.mongo_url and settings.users_file:

@@ -17,6 +17,7 @@ from wsmq.api import ApiService, mount_api
 from wsmq.auth import Authenticator, UserStore
 from wsmq.connections import AnyRedis, pool_stats, redis_from_url
 from wsmq.engine.delivery import DeliveryEngine
+from wsmq.engine.group_copier import GroupCopier
 from wsmq.gateway.app import (
     STATE_KEY,
     Authenticate,
@@ -56,6 +57,8 @@ class NodeParts:
     closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
+    #: Copies group messages into member queues (docs/delivery.md "Groups").
+    copier: GroupCopier
     #: The HTTP API's background parts (None with ``api`` off).
     api: ApiService | None = None
 
@@ -76,7 +79,7 @@ def assemble(
     if authenticate is None or settings.secret or store is not None:
         cfg = settings.auth_config()
         if cfg is None and authenticate is None:
-            raise ValueError("token authentication needs `secret` (or key files)")
+            raise ValueError("token authentication needs `secret` (or key files, or jwks_url)")
         if store is None and (settings.mongo_url or settings.users_file):
             from wsmq.auth import open_user_store
 
@@ -90,6 +93,12 @@ def assemble(
             raise ValueError("token authentication needs a user store (mongo_url or users_file)")
         if cfg is not None and store is not None:
             auth = Authenticator(cfg, store)
+            if not auth.can_issue and settings.auth_routes:
+                log.info(
+                    "no signing key (secret or private_key_file): /auth/login and /auth/token "
+                    "are off; the identity provider or the host app issues x-tokens",
+                    extra={"event": "auth_routes_verify_only"},
+                )
 
     queues = Queues.from_url(settings.redis_url, realtime=True, **settings.queue_options())
     listener = RealtimeListener(settings.redis_url, settings.ns)
@@ -117,7 +126,22 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    closers: list[Closer] = [listener_close(listener), queues.close, health_redis.aclose]
+    # Its own listener: the engine's listener has one callback, the engine's.
+    copier_listener = RealtimeListener(settings.redis_url, settings.ns)
+    copier = GroupCopier(
+        queues,
+        copier_listener,
+        poll_interval=settings.poll_interval,
+        batch_size=settings.batch_size,
+    )
+    closers: list[Closer] = [
+        listener_close(listener),
+        listener_close(copier_listener),
+        queues.close,
+        health_redis.aclose,
+    ]
+    if auth is not None:
+        closers.append(auth.aclose)
     if owns_store and store is not None:
         closers.append(store.close)
     own_app = app is None
@@ -151,9 +175,12 @@ def assemble(
             subscriptions = int(engine.stats()["subscriptions"])
             return {"connections": len(state.connections), "subscriptions": subscriptions}
 
-        api = mount_api(app, settings, queues, store, node_stats)
+        def observe(operation: str, status: int) -> None:
+            metrics.api_requests.labels(operation, str(status)).inc()
+
+        api = mount_api(app, settings, queues, store, node_stats, observe=observe)
         closers.append(api.aclose)
-    return NodeParts(app, state, own_app, closers, health_redis, api)
+    return NodeParts(app, state, own_app, closers, health_redis, copier, api)
 
 
 async def check_redis(client: AnyRedis, url: str) -> None:

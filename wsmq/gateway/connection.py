@@ -400,7 +400,7 @@ class Connection:
             return self.session.refresh_failed("token authentication is not configured")
 
         try:
-            claims = auth.verify_jwt(x_token)
+            claims = await auth.check_jwt(x_token)
             if claims.user_id == self.session.user_id:
                 # A valid JWT outlives a disable or a logout nobody broadcast: the store decides.
                 await auth.check_access(claims.user_id, access_revision(self.session.user))

@@ -68,6 +68,12 @@ class GatewayMetrics:
         self.frames_rejected = Counter(
             "wsmq_frames_rejected", "Client frames answered with an error.", ["code"], registry=r
         )
+        self.api_requests = Counter(
+            "wsmq_api_requests",
+            "HTTP API requests by operation and status.",
+            ["operation", "status"],
+            registry=r,
+        )
         self.closes = Counter(
             "wsmq_closes", "Connections closed by the server, by close code.", ["code"], registry=r
         )

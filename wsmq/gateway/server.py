@@ -1,8 +1,9 @@
 """``serve()``: assemble and run one gateway node; :class:`Gateway` is its handle.
 
 A node is: the WebSocket endpoint, the delivery engine (one consumer per queue with local
-subscribers), the revocation listener (other nodes' logouts close sockets here), the auth HTTP
-endpoints and ``/healthz``, ``/readyz``, ``/metrics``. It runs its own aiohttp server, or mounts
+subscribers), the group copier (copies group messages into member queues), the revocation
+listener (other nodes' logouts close sockets here), the auth HTTP endpoints and ``/healthz``,
+``/readyz``, ``/metrics``. It runs its own aiohttp server, or mounts
 on a host application (``serve(app)``), in which case the host runs the server: the gateway
 starts with the app's ``on_startup`` and closes with its ``on_shutdown``, so ``web.run_app(app)``
 works.
@@ -27,6 +28,7 @@ from wsmq._compat import enabled, set_fast_paths
 from wsmq.api import ApiService
 from wsmq.auth import UserStore
 from wsmq.connections import AnyRedis
+from wsmq.engine.group_copier import GroupCopier
 from wsmq.gateway.app import Authenticate, AuthorizeHook, GatewayState
 from wsmq.gateway.assembly import Closer, assemble, check_redis, redis_host, store_kind
 from wsmq.gateway.preupgrade import setup_runner
@@ -56,9 +58,12 @@ class Gateway:
         own_app: bool,
         closers: list[Closer],
         redis_probe: AnyRedis | None = None,
+        copier: GroupCopier | None = None,
         api: ApiService | None = None,
     ) -> None:
         self.app = app
+        #: The node's group copier (docs/delivery.md "Groups").
+        self.copier = copier
         self.state = state
         self.settings = state.settings
         self._own_app = own_app
@@ -143,7 +148,10 @@ class Gateway:
         if self._redis_probe is not None:
             await check_redis(self._redis_probe, settings.redis_url)
         await state.engine.start()
+        if self.copier is not None:
+            await self.copier.start()
         if state.auth is not None:
+            state.auth.prefetch()  # an identity provider's JWKS, if any
             self._background.append(
                 asyncio.create_task(_revocations(state), name="wsmq-revocations")
             )
@@ -217,6 +225,9 @@ class Gateway:
                 "shutdown: delivery engine did not stop in time",
                 extra={"event": "shutdown_engine_timeout"},
             )
+        if self.copier is not None:
+            # A batch cut short is redone by another node's copier after its vt, never lost.
+            await self.copier.stop(grace=budget * 0.1 + 0.5)
         conns = list(state.connections)
 
         async def close_one(conn: NodeMember) -> None:
@@ -308,7 +319,8 @@ def serve(
 
     Raises:
         wsmq.settings.SettingsError: invalid settings.
-        ValueError: token authentication needs ``secret`` (or key files) and a user store.
+        ValueError: token authentication needs ``secret`` (or key files, or ``jwks_url``) and a user
+            store.
     """
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
@@ -320,6 +332,7 @@ def serve(
         own_app=parts.own_app,
         closers=parts.closers,
         redis_probe=parts.redis_probe,
+        copier=parts.copier,
         api=parts.api,
     )
     if app is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import validation as v
+from .errors import QueueNotFound
 from .ids import sent_ms
 from .models import text, to_int
 from .queues import Queues
@@ -65,8 +66,6 @@ class QueueAdmin:
         cut to ``max_chars`` characters. Raises ``QueueNotFound``."""
         qname = v.validate_qname(qname)
         if not await self.queues.queue_exists(qname):
-            from .errors import QueueNotFound
-
             raise QueueNotFound()
         reply: list[Any] = await self.redis.zrange(
             self.keys.messages(qname), 0, max(count, 1) - 1, withscores=True

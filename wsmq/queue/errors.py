@@ -19,6 +19,7 @@ __all__ = [
     "MessageTooLong",
     "MissingParameter",
     "NoAttributeSupplied",
+    "NotAGroup",
     "QueueError",
     "QueueExists",
     "QueueNotFound",
@@ -142,6 +143,17 @@ class QueueExists(QueueError):
 
     def describe(self, qname: str | None = None) -> str:
         return self.message if qname is None else f"Queue {qname!r} exists"
+
+
+class NotAGroup(QueueError):
+    """A group operation named a queue that is not a group (wsmq extension; see
+    :meth:`wsmq.queue.Queues.group_add`), or ``group_add`` named an existing plain queue."""
+
+    name = "notAGroup"
+    default_message = "Queue is not a group"
+
+    def describe(self, qname: str | None = None) -> str:
+        return self.message if qname is None else f"Queue {qname!r} is not a group"
 
 
 # Lua scripts signal these by ``redis.error_reply(<name>)``.

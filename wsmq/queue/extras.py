@@ -11,9 +11,19 @@ from typing import TypedDict
 from . import validation as v
 from .errors import InvalidValue
 
-__all__ = ["F_DLQ", "F_MAXRC", "F_TTL", "QueueSettings", "dead_letter_of", "extras_pairs"]
+__all__ = [
+    "F_DLQ",
+    "F_GROUP",
+    "F_MAXRC",
+    "F_TTL",
+    "QueueSettings",
+    "dead_letter_of",
+    "extras_pairs",
+]
 
 F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
+#: Marks a queue as a group (docs/delivery.md "Groups"); set by ``group_add``, never by settings.
+F_GROUP = "wsmq:group"
 
 
 class QueueSettings(TypedDict, total=False):

@@ -9,6 +9,11 @@ never contains a hash tag.  The registry ``rsmq:QUEUES`` is the same in both.
 The one key RSMQ does not have is the short-lived send marker ``rsmq:q:I:<suffix>``
 (``rsmq:{q}:I:<suffix>`` in the cluster layout), which makes a retried send idempotent; RSMQ
 never reads it and it expires on its own.
+
+Groups (docs/delivery.md "Groups") add three kinds of keys RSMQ never reads: a group's member
+set ``rsmq:g:G`` (``rsmq:{g}:G``), the registry of groups ``rsmq:wsmq:groups``, and the copy
+markers ``rsmq:q:C:<id>`` (``rsmq:{q}:C:<id>``) that make copying a group message into member
+``q`` idempotent.  A group itself is an ordinary RSMQ queue.
 """
 
 from __future__ import annotations
@@ -56,6 +61,20 @@ class KeyLayout:
         the message again.  Queue names cannot contain ``:``, so this never names another
         queue's key; in the cluster layout it has the queue's hash tag, hence its slot."""
         return f"{self.prefix}{self._tag(qname)}:I:{suffix}"
+
+    def members(self, group: str) -> str:
+        """Set: the member queues of group ``group`` (in the group's slot)."""
+        return f"{self.prefix}{self._tag(group)}:G"
+
+    def groups(self) -> str:
+        """Set of all group names.  ``:`` cannot be in a queue name, so no queue's keys
+        collide with it (the ``wsmq:`` part is where wsmq's own keys live)."""
+        return f"{self.prefix}wsmq:groups"
+
+    def copy_marker(self, member: str, msg_id: str) -> str:
+        """String with a TTL: group message ``msg_id`` was copied into ``member`` (in the
+        member's slot), so a copier redoing the message after a crash does not copy it twice."""
+        return f"{self.prefix}{self._tag(member)}:C:{msg_id}"
 
     def realtime(self, qname: str) -> str:
         """Pub/sub channel announcing new messages (payload: queue size); sharded pub/sub

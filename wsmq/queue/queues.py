@@ -19,6 +19,7 @@ from ..connections import AnyRedis, redis_from_url, redis_retry
 from . import validation as v
 from .errors import NoAttributeSupplied, QueueExists, QueueNotFound
 from .extras import QueueSettings, dead_letter_of, extras_pairs
+from .groups import GroupsMixin
 from .ids import random_suffix
 from .keys import KeyLayout
 from .models import Message, QueueAttributes, messages_from_reply, text
@@ -37,7 +38,7 @@ SEND_MARKER_TTL = 60
 Layout = Literal["rsmq", "cluster"]
 
 
-class Queues:
+class Queues(GroupsMixin):
     """RSMQ-compatible queues in one Redis namespace.
 
     Create with :meth:`from_url` (owns its connection pool) or wrap an existing
@@ -47,6 +48,9 @@ class Queues:
     ``layout="rsmq"`` (the default on a single server) is RSMQ's key layout; ``"cluster"``
     (the default, and the only choice, on a Redis Cluster) hash-tags each queue's keys into one
     slot and notifies over sharded pub/sub; see docs/scaleout.md.
+
+    Groups (``group_add``, ``group_remove``, ``group_members``, ``list_groups``,
+    ``delete_group``) come from :class:`~wsmq.queue.groups.GroupsMixin`.
     """
 
     def __init__(
@@ -188,7 +192,8 @@ class Queues:
         await self.redis.sadd(self.keys.queues(), qname)
 
     async def delete_queue(self, qname: str) -> None:
-        """Delete a queue and all its messages; raises ``QueueNotFound``."""
+        """Delete a queue and all its messages; raises ``QueueNotFound``.  It also leaves every
+        group it was a member of, and a group loses its membership."""
         qname = v.validate_qname(qname)
         if isinstance(self.redis, Redis):
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -203,6 +208,7 @@ class Queues:
             )
             await self.redis.srem(self.keys.queues(), qname)
         self._dlq_hint.pop(qname, None)
+        await self._forget_queue_in_groups(qname)
         if deleted == 0:
             raise QueueNotFound()
 
