@@ -126,9 +126,9 @@ class Tab:
         self.errors: list[str] = []
         self.outside: list[str] = []
 
-    async def shot(self, name: str) -> None:
+    async def shot(self, name: str, *, full_page: bool = True) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
     def assert_clean(self, *, statuses: tuple[int, ...] = ()) -> None:
         """No errors but the browser's own log lines for answers with ``statuses`` (a refused
@@ -201,6 +201,7 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     await expect(page.locator("#login-error")).to_contain_text("refused")
     await expect(page.get_by_label("API key")).to_have_attribute("aria-invalid", "true")
     assert await page.evaluate("sessionStorage.length") == 0
+    await tab.shot("login-refused")
 
     await sign_in(tab, node, keys["all"])
     assert await page.evaluate("sessionStorage.getItem('wsmq.console.key')") == keys["all"]
@@ -298,6 +299,8 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     await dialog.get_by_label("Type orders to confirm").fill("order")
     await expect(purge).to_be_disabled()
     await dialog.get_by_label("Type orders to confirm").fill("orders")
+    await expect(purge).to_be_enabled()
+    await tab.shot("purge-confirm", full_page=False)
     await purge.click()
     await expect(page.locator("#status")).to_contain_text("Purged 3 message(s) from orders")
     assert (await queues.get_queue_attributes("orders")).msgs == 0
@@ -358,6 +361,7 @@ async def test_console_nodes_and_revoking_a_user(
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == 4403
         await expect(page.locator(".revocations li")).to_contain_text(alice.user_id)
+        await tab.shot("users")
         await expect(page.locator("#status")).to_contain_text(f"Sessions of user {alice.user_id}")
     tab.assert_clean(statuses=(404,))
 

@@ -62,7 +62,7 @@ export function mount(container, ctx, name) {
     const hiddenCount = queue.hidden;
     replace(cards,
       stat("Visible", num(queue.visible), "ready to be received", "visible"),
-      stat("In flight / delayed", num(hiddenCount), "received, not yet acknowledged, or delayed", "hidden"),
+      stat("In flight / delayed", num(hiddenCount), "unacknowledged or delayed", "hidden"),
       stat("Total", num(queue.total), "", "total"),
       stat("Oldest message", duration(queue.oldestAge), "age of the next in line"),
       stat("Sent", queue.rate ? rate(queue.rate.sentPerMinute) : "—", `${num(queue.totalsent)} in all`),
@@ -76,7 +76,9 @@ export function mount(container, ctx, name) {
         ], {
           label: `Messages sent and received per minute, last ${Math.round(rates.history / 60)} minutes`,
           unit: `per minute, sampled every ${rates.interval} s by this node`,
-          empty: `Rates appear after two samples (every ${rates.interval} s).`,
+          empty: rates.interval > 0
+            ? `Rates appear after two samples (every ${rates.interval} s).`
+            : "Rates are off on this node (rate_sample_interval = 0).",
         }),
         lineChart([{ name: "Depth (total)", cls: "s-depth", points: depthHistory.get(name) || [] }], {
           label: "Total messages in the queue while the console was open",

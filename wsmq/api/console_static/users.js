@@ -13,7 +13,7 @@ export function mount(container, ctx) {
     "aria-describedby": "revoke-hint revoke-error",
   });
   const error = h("p", { id: "revoke-error", class: "field-error", role: "alert" });
-  const form = h("form", { class: "card panel", novalidate: true, "aria-labelledby": "revoke-title" },
+  const form = h("form", { class: "card panel revoke-form", novalidate: true, "aria-labelledby": "revoke-title" },
     h("h2", { id: "revoke-title" }, "Revoke a user's sessions"),
     h("p", { id: "revoke-hint", class: "muted" },
       "Every node closes the user's WebSocket connections at once (close code 4403) and its access token stops working: the user has to log in again. The user id is the one in the user store (",
