@@ -96,6 +96,7 @@ export function signOut(message = "") {
   $("login-view").hidden = false;
   $("login-error").textContent = message;
   history.replaceState(null, "", "#/login");
+  document.title = "Sign in · wsmq console";
   $("api-key").focus();
 }
 
@@ -108,10 +109,13 @@ $("logout").addEventListener("click", () => {
 
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  if (parts[0] === "queues" && parts[1]) return { name: "queue", arg: parts.slice(1).join("/"), section: "queues" };
-  if (parts[0] === "nodes") return { name: "nodes", section: "nodes" };
-  if (parts[0] === "users") return { name: "users", section: "users" };
-  return { name: "queues", section: "queues" };
+  if (parts[0] === "queues" && parts[1]) {
+    const arg = parts.slice(1).join("/");
+    return { name: "queue", arg, section: "queues", title: `${arg} · Queues` };
+  }
+  if (parts[0] === "nodes") return { name: "nodes", section: "nodes", title: "Nodes" };
+  if (parts[0] === "users") return { name: "users", section: "users", title: "Users" };
+  return { name: "queues", section: "queues", title: "Queues" };
 }
 
 const VIEWS = { queues: queuesView, queue: queueView, nodes: nodesView, users: usersView };
@@ -130,6 +134,7 @@ function route() {
     if (a.dataset.section === r.section) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  document.title = `${r.title} · wsmq console`;
   const container = replace($("view"));
   const ctx = { canAdmin: state.me.scopes.includes("admin"), refreshNow, guard };
   state.view = VIEWS[r.name].mount(container, ctx, r.arg);
