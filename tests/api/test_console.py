@@ -106,13 +106,15 @@ async def browser() -> AsyncIterator[Any]:
     executable = chromium_path()
     if executable is None:
         pytest.skip("no system Chromium: apt-get install chromium (scripts/test does it)")
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
+    expect.set_options(timeout=TIMEOUT_MS)  # covers a 5 s refresh with room to spare
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
+            expect.set_options(timeout=None)  # back to Playwright's default for other tests
             await chromium.close()
 
 
@@ -265,7 +267,7 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
 
     # A publish shows up on the next automatic refresh (every 5 s).
     await queues.send_messages("orders", ["first", "second", "x" * 3000])
-    await expect(orders.locator('[data-field="total"]')).to_have_text("3", timeout=12_000)
+    await expect(orders.locator('[data-field="total"]')).to_have_text("3")
     await expect(orders.locator('[data-field="visible"]')).to_have_text("3")
 
     # Paused, nothing moves until resumed; resuming refreshes at once.
@@ -460,6 +462,11 @@ async def test_console_read_only_key_and_revoked_key(
         " getComputedStyle(document.activeElement).outlineWidth]"
     )
     assert outline == [True, "3px"], outline
+    # "Skip to content" moves the focus to the content and leaves the route alone.
+    await page.get_by_role("link", name="Skip to content").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#main")).to_be_focused()
+    assert await page.evaluate("location.hash") == "#/queues"
     await page.goto(f"{node.http_url}/console/#/queues/jobs")
     await expect(page.get_by_role("heading", name="jobs", level=1)).to_be_visible()
     await expect(page.get_by_role("button", name="Peek messages")).to_be_visible()
@@ -468,7 +475,7 @@ async def test_console_read_only_key_and_revoked_key(
 
     # Revoking the key signs the console out on its next request (keys re-read every 2 s).
     await api_key_store(user_store).revoke("reader")
-    await expect(page.locator("#login-error")).to_contain_text("no longer accepted", timeout=15_000)
+    await expect(page.locator("#login-error")).to_contain_text("no longer accepted")
     assert await page.evaluate("sessionStorage.length") == 0
     tab.assert_clean(statuses=(401,))
 
@@ -478,7 +485,7 @@ async def test_console_on_a_phone_and_in_dark_mode(
 ) -> None:
     from playwright.async_api import expect
 
-    node = await start_node()
+    node = await start_node(rate_sample_interval=1.0)
     await queues.create_queue("dead")
     await queues.create_queue("orders", max_receive_count=3, dead_letter_queue="dead")
     await queues.create_queue("emails")
@@ -515,6 +522,10 @@ async def test_console_on_a_phone_and_in_dark_mode(
     await dark.shot("dark-queues")
     await row(dark, "orders").get_by_role("link", name="orders").click()
     await expect(page.get_by_role("heading", name="orders", level=1)).to_be_visible()
+    assert len(await queues.receive_messages("orders", 5, vt=600)) == 5  # in flight
+    await queues.send_messages("orders", ["late 1", "late 2"])
+    await expect(page.locator('[data-stat="hidden"] .stat-value')).to_have_text("5")
+    await expect(page.locator(".chart-svg")).to_have_count(2)  # rates: two samples, 1 s apart
     await dark.shot("dark-queue")
     await page.get_by_role("button", name="Light mode").click()
     await expect(html).to_have_attribute("data-theme", "light")

@@ -216,6 +216,12 @@ document.addEventListener("visibilitychange", () => {
   if (!document.hidden && !state.paused && state.view) refreshNow();
 });
 
+// "Skip to content" moves the focus without touching the hash (the hash is the route).
+document.querySelector(".skip").addEventListener("click", (ev) => {
+  ev.preventDefault();
+  $("main").focus();
+});
+
 // -- start ----------------------------------------------------------------------------------
 
 async function start() {

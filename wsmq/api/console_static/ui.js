@@ -159,7 +159,8 @@ export function lineChart(series, { label, unit = "", empty = "No data yet." } =
   const t1 = Math.max(...all.map((p) => p[0]));
   const step = niceStep(Math.max(1, ...all.map((p) => p[1])) / 4);
   const max = step * 4;
-  const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - R);
+  const span = t1 - t0 || 1;
+  const x = (t) => L + ((t - t0) / span) * (W - L - R);
   const y = (v) => T + (1 - v / max) * (H - T - B);
   const box = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, class: "chart-svg" });
   box.append(svg("title", {}, document.createTextNode(label)));
@@ -169,7 +170,8 @@ export function lineChart(series, { label, unit = "", empty = "No data yet." } =
     box.append(svg("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" },
       document.createTextNode(shortNum(v))));
   }
-  const fmtT = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const clockParts = span < 120 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
+  const fmtT = (t) => new Date(t * 1000).toLocaleTimeString([], clockParts);
   box.append(svg("text", { x: L, y: H - 6, class: "axis" }, document.createTextNode(fmtT(t0))));
   box.append(svg("text", { x: W - R, y: H - 6, class: "axis", "text-anchor": "end" },
     document.createTextNode(fmtT(t1))));
