@@ -166,12 +166,12 @@ async def open_tab(browser: Any, **options: Any) -> Tab:
     return tab
 
 
-async def sign_in(tab: Tab, node: Gateway, key: str) -> None:
-    """Open the console and sign in with the keyboard only."""
+async def sign_in(tab: Tab, node: Gateway, key: str, prefix: str = "") -> None:
+    """Open the console (under ``prefix``) and sign in with the keyboard only."""
     from playwright.async_api import expect
 
     page = tab.page
-    await page.goto(f"{node.http_url}/console")
+    await page.goto(f"{node.http_url}{prefix}/console")
     key_field = page.get_by_label("API key")
     await expect(key_field).to_be_focused()
     await page.keyboard.type(key)
@@ -258,6 +258,8 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     assert "wsmq_" not in await page.evaluate("Object.values(localStorage).join()")
     assert await tab.context.cookies() == []
     await expect(page.locator("#who")).to_contain_text("all")
+    await page.reload()  # the tab keeps its key: still signed in
+    await expect(page.get_by_role("heading", name="Queues", level=1)).to_be_visible()
 
     # The table lists every queue; the DLQ badge names the dead-letter queue and its depth.
     orders = row(tab, "orders")
@@ -266,7 +268,8 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     await expect(row(tab, "dead").locator('[data-field="dlq"]')).to_have_text("is a DLQ")
 
     # A publish shows up on the next automatic refresh (every 5 s).
-    await queues.send_messages("orders", ["first", "second", "x" * 3000])
+    markup = '<img src="x" onerror="window.pwned = 1"><b>not bold</b>'
+    await queues.send_messages("orders", ["first", markup, "x" * 3000])
     await expect(orders.locator('[data-field="total"]')).to_have_text("3")
     await expect(orders.locator('[data-field="visible"]')).to_have_text("3")
 
@@ -313,6 +316,9 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     peeked = page.locator(".peek-table tbody tr")
     await expect(peeked).to_have_count(3)
     await expect(peeked.nth(0).locator(".body-cell")).to_have_text("first")
+    await expect(peeked.nth(1).locator(".body-cell")).to_have_text(markup)  # text, not HTML
+    await expect(peeked.nth(1).locator("img, b")).to_have_count(0)
+    assert await page.evaluate("window.pwned") is None
     await expect(peeked.nth(2).locator(".body-cell")).to_contain_text("3,000 characters")
     assert (await queues.get_queue_attributes("orders")).totalrecv == 0  # peek receives nothing
 
@@ -394,8 +400,9 @@ async def test_console_nodes_and_revoking_a_user(
 ) -> None:
     from playwright.async_api import expect
 
-    node = await start_node()
-    other = await start_node()
+    # Under a routes_prefix: the console finds its API at ../api/ from wherever it is served.
+    node = await start_node(routes_prefix="/ops")
+    other = await start_node(routes_prefix="/ops")
     (alice,) = await make_users(user_store, names=["alice"], secret=SECRET)
     tab = await open_tab(browser)
     page = tab.page
@@ -403,7 +410,7 @@ async def test_console_nodes_and_revoking_a_user(
         assert other.url is not None
         ws = await http.ws_connect(other.url, headers=alice.headers)
 
-        await sign_in(tab, node, keys["all"])
+        await sign_in(tab, node, keys["all"], prefix="/ops")
         await page.get_by_role("link", name="Nodes").click()
         await expect(page.locator(".nodes-table tbody tr")).to_have_count(2)
         assert other.api is not None
