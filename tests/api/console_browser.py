@@ -57,6 +57,8 @@ class Tab:
         self.context = context
         self.errors: list[str] = []
         self.outside: list[str] = []
+        #: Every request the page made, in order.
+        self.requests: list[str] = []
 
     async def shot(self, name: str, *, full_page: bool = True) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,7 @@ async def open_tab(browser: Any, **options: Any) -> Tab:
     tab = Tab(page, context)
 
     async def only_loopback(route: Route) -> None:
+        tab.requests.append(route.request.url)
         if route.request.url.startswith("http://127.0.0.1:"):
             await route.continue_()
         else:  # the console must work without internet

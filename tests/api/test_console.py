@@ -130,18 +130,12 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     await expect(orders.locator('[data-field="total"]')).to_have_text("3")
     await expect(orders.locator('[data-field="visible"]')).to_have_text("3")
 
-    # Paused, nothing moves until resumed; resuming refreshes at once.
-    toggle = page.get_by_role("button", name="Pause updates")
-    await toggle.click()
-    await expect(page.get_by_role("button", name="Resume updates")).to_have_attribute(
-        "aria-pressed", "true"
-    )
+    # Resuming after a pause refreshes at once (the pause itself: see the test with a clock).
+    await page.get_by_role("button", name="Pause updates").click()
     await queues.send_message("audit", "audit entry")
     await page.get_by_role("button", name="Resume updates").click()
     await expect(row(tab, "audit").locator('[data-field="total"]')).to_have_text("1")
-    await expect(page.get_by_role("button", name="Pause updates")).to_have_attribute(
-        "aria-pressed", "false"
-    )
+    await expect(page.get_by_role("button", name="Pause updates")).to_be_visible()
 
     # Sorting by total, descending first; aria-sort says so.
     await page.get_by_role("button", name="Total").click()
@@ -247,6 +241,47 @@ async def test_console_queues_peek_redrive_edit_purge_delete(
     await expect(page.get_by_label("API key")).to_be_visible()
     assert await page.evaluate("sessionStorage.length") == 0
     tab.assert_clean(statuses=(401,))
+
+
+async def test_console_refresh_every_5_s_and_pause(
+    browser: Any, start_node: StartNode, keys: dict[str, str], queues: Queues
+) -> None:
+    """With the page's clock under the test's control: a refresh every 5 s, none while
+    paused however long, and one at once on resume."""
+    from playwright.async_api import expect
+
+    node = await start_node()
+    await queues.create_queue("jobs")
+    tab = await open_tab(browser)
+    page = tab.page
+    await page.clock.install()
+    await sign_in(tab, node, keys["reader"])
+    total = row(tab, "jobs").locator('[data-field="total"]')
+    await expect(total).to_have_text("0")
+
+    await queues.send_message("jobs", "one")
+    await page.clock.run_for(4_000)
+    await expect(total).to_have_text("0")  # not yet: the next refresh is due at 5 s
+    await page.clock.run_for(1_500)
+    await expect(total).to_have_text("1")
+
+    pause = page.get_by_role("button", name="Pause updates")
+    await pause.click()
+    resume = page.get_by_role("button", name="Resume updates")
+    await expect(resume).to_have_attribute("data-paused", "true")
+    await expect(page.locator("#status")).to_have_text("Automatic updates paused.")
+    await queues.send_message("jobs", "two")
+    fetched = len(tab.requests)
+    await page.clock.run_for(60_000)  # a minute paused: nothing is fetched
+    await page.evaluate("1")  # a round trip: a request made meanwhile would be seen by now
+    assert tab.requests[fetched:] == []
+    await expect(total).to_have_text("1")
+    await resume.click()
+    await expect(total).to_have_text("2")
+    await expect(page.get_by_role("button", name="Pause updates")).to_have_attribute(
+        "data-paused", "false"
+    )
+    tab.assert_clean()
 
 
 async def test_console_nodes_and_revoking_a_user(
@@ -391,8 +426,13 @@ async def test_console_on_a_phone_and_in_dark_mode(
     await expect(page.locator('[data-stat="hidden"] .stat-value')).to_have_text("5")
     await expect(page.locator(".chart-svg")).to_have_count(2)  # rates: two samples, 1 s apart
     await dark.shot("dark-queue")
-    await page.get_by_role("button", name="Light mode").click()
+    toggle = page.get_by_role("button", name="Dark mode")
+    await expect(toggle).to_have_attribute("aria-pressed", "true")
+    await toggle.click()
     await expect(html).to_have_attribute("data-theme", "light")
-    await page.get_by_role("button", name="Dark mode").click()
+    await expect(toggle).to_have_attribute("aria-pressed", "false")
+    await page.reload()  # the choice is remembered over the system's
+    await expect(html).to_have_attribute("data-theme", "light")
+    await toggle.click()
     await expect(html).to_have_attribute("data-theme", "dark")
     dark.assert_clean()

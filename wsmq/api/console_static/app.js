@@ -11,7 +11,7 @@ const REFRESH_MS = 5000;
 const THEME = "wsmq.console.theme"; // only the theme choice is remembered across tabs
 
 const $ = (id) => document.getElementById(id);
-const state = { me: null, view: null, timer: 0, paused: false, busy: null };
+const state = { me: null, view: null, timer: 0, paused: false, busy: null, failing: false };
 
 // -- theme ----------------------------------------------------------------------------------
 
@@ -23,8 +23,7 @@ function applyTheme() {
   const theme = effectiveTheme();
   document.documentElement.dataset.theme = theme;
   const btn = $("theme-toggle");
-  btn.setAttribute("aria-pressed", String(theme === "dark"));
-  btn.textContent = theme === "dark" ? "Light mode" : "Dark mode";
+  btn.setAttribute("aria-pressed", String(theme === "dark")); // the label stays "Dark mode"
 }
 $("theme-toggle").addEventListener("click", () => {
   localStorage.setItem(THEME, effectiveTheme() === "dark" ? "light" : "dark");
@@ -181,9 +180,16 @@ async function refreshNow() {
     state.busy = view;
     try {
       await view.refresh();
-      if (view === state.view) $("updated").textContent = `Updated ${clock(new Date())}`;
+      if (view === state.view) {
+        $("updated").textContent = `Updated ${clock(new Date())}`;
+        if (state.failing) say("Back in touch with the node.", "ok");
+        state.failing = false;
+      }
     } catch (err) {
-      if (view === state.view) handleError(err);
+      if (view === state.view) {
+        state.failing = true;
+        handleError(err);
+      }
     } finally {
       if (state.busy === view) state.busy = null;
     }
@@ -205,8 +211,8 @@ function tick() {
 $("refresh-toggle").addEventListener("click", () => {
   state.paused = !state.paused;
   const btn = $("refresh-toggle");
-  btn.setAttribute("aria-pressed", String(state.paused));
-  btn.textContent = state.paused ? "Resume updates" : "Pause updates";
+  btn.dataset.paused = String(state.paused);
+  btn.textContent = state.paused ? "Resume updates" : "Pause updates"; // the label says what it does
   document.body.classList.toggle("paused", state.paused);
   say(state.paused ? "Automatic updates paused." : "Automatic updates resumed (every 5 s).", "info");
   if (state.paused) clearTimeout(state.timer);
