@@ -49,6 +49,11 @@ async def test_console_is_served_with_a_strict_csp(start_node: StartNode) -> Non
                 assert resp.headers["Content-Security-Policy"] == CONSOLE_CSP
         async with http.get(base + "/app.js") as resp:
             assert resp.content_type == "text/javascript"
+            etag = resp.headers["ETag"]
+        async with http.get(base + "/app.js", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304 and await resp.read() == b""
+        async with http.get(base + "/style.css", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 200  # another file, another tag
         for missing in ("/nope.js", "/..%2Fconsole.py", "/__init__.py"):
             async with http.get(base + missing) as resp:
                 assert resp.status == 404, missing

@@ -8,6 +8,7 @@ Content-Security-Policy (no inline scripts, nothing from another origin).
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import Final
@@ -34,17 +35,21 @@ _HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    # Revalidate each load: a node upgraded in place serves its new console at once.
+    # Revalidate each load (ETag: a 304 when unchanged): an upgraded node serves its new
+    # console at once.
     "Cache-Control": "no-cache",
 }
 
 
-def _load() -> dict[str, tuple[bytes, str]]:
-    files: dict[str, tuple[bytes, str]] = {}
+def _load() -> dict[str, tuple[bytes, str, str]]:
+    """name -> (body, content type, ETag), read once when the node starts."""
+    files: dict[str, tuple[bytes, str, str]] = {}
     for path in sorted(STATIC_DIR.iterdir()):
         content_type = _TYPES.get(path.suffix)
         if content_type is not None and path.is_file():
-            files[path.name] = (path.read_bytes(), content_type)
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            files[path.name] = (body, content_type, etag)
     if "index.html" not in files:
         raise RuntimeError(f"the console's files are missing from {STATIC_DIR}")
     return files
@@ -64,8 +69,11 @@ def add_console_routes(app: web.Application, *, prefix: str = "") -> None:
         found = files.get(name)
         if found is None:
             raise web.HTTPNotFound(headers=_HEADERS)
-        body, content_type = found
-        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=_HEADERS)
+        body, content_type, etag = found
+        headers = {**_HEADERS, "ETag": etag}
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)  # revalidated: nothing to send
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
 
     app.router.add_get(f"{prefix}/console", redirect)
     app.router.add_get(base, static_file)
