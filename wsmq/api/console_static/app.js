@@ -83,7 +83,7 @@ function signedIn(me) {
   else route();
 }
 
-export function signOut(message = "") {
+function signOut(message = "") {
   session.key = null;
   state.me = null;
   stopView();

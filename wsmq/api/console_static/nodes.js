@@ -1,7 +1,7 @@
 // The nodes page: every live node with its connections, subscriptions, uptime and version.
 
 import { api } from "./api.js";
-import { h, replace, num, duration } from "./ui.js";
+import { h, replace, num, duration, stat } from "./ui.js";
 
 export function mount(container) {
   const cards = h("div", { class: "cards" });
@@ -47,11 +47,4 @@ export function mount(container) {
         h("td", { class: "num", "data-label": "Last seen" }, `${duration(now - n.announced)} ago`))));
     },
   };
-}
-
-function stat(label, value, sub = "") {
-  return h("div", { class: "card stat" },
-    h("div", { class: "stat-label" }, label),
-    h("div", { class: "stat-value" }, value),
-    sub ? h("div", { class: "stat-sub muted" }, sub) : null);
 }

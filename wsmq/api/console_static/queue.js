@@ -2,7 +2,7 @@
 
 import { api, q } from "./api.js";
 import {
-  h, replace, say, num, duration, rate, datetime, lineChart, field, confirmAction,
+  h, replace, say, num, duration, rate, datetime, lineChart, field, confirmAction, stat,
 } from "./ui.js";
 import { depthHistory, recordDepth } from "./queues.js";
 
@@ -61,9 +61,9 @@ export function mount(container, ctx, name) {
     replace(badges, queueBadges(queue));
     const hiddenCount = queue.hidden;
     replace(cards,
-      stat("Visible", num(queue.visible), "ready to be received", "visible"),
-      stat("In flight / delayed", num(hiddenCount), "unacknowledged or delayed", "hidden"),
-      stat("Total", num(queue.total), "", "total"),
+      stat("Visible", num(queue.visible), "ready to be received", { name: "visible" }),
+      stat("In flight / delayed", num(hiddenCount), "unacknowledged or delayed", { name: "hidden" }),
+      stat("Total", num(queue.total), "", { name: "total" }),
       stat("Oldest message", duration(queue.oldestAge), "age of the next in line"),
       stat("Sent", queue.rate ? rate(queue.rate.sentPerMinute) : "—", `${num(queue.totalsent)} in all`),
       stat("Received", queue.rate ? rate(queue.rate.receivedPerMinute) : "—", `${num(queue.totalrecv)} in all`));
@@ -119,13 +119,6 @@ export function mount(container, ctx, name) {
       render(rates);
     },
   };
-}
-
-function stat(label, value, sub, fieldName = null) {
-  return h("div", { class: "card stat", "data-stat": fieldName },
-    h("div", { class: "stat-label" }, label),
-    h("div", { class: "stat-value" }, value),
-    sub ? h("div", { class: "stat-sub muted" }, sub) : null);
 }
 
 function queueBadges(x) {

@@ -1,7 +1,7 @@
 // The queues page: overview cards, a sortable, filterable table, and "create queue".
 
 import { api, q } from "./api.js";
-import { h, replace, say, num, duration, rate, sparkline, field, keepFocus } from "./ui.js";
+import { h, replace, say, num, duration, rate, sparkline, field, keepFocus, stat } from "./ui.js";
 
 // Depth samples (total messages) the console took itself, per queue: [[epoch s, total], ...].
 // The API's rates are sent/received counts; depth over time exists only where it was watched.
@@ -108,11 +108,11 @@ export function mount(container, ctx) {
     const dead = queues.filter((x) => x.deadLetterFor.length).reduce((s, x) => s + x.total, 0);
     const sent = queues.reduce((s, x) => s + (x.rate ? x.rate.sentPerMinute : 0), 0);
     replace(cards,
-      card("Queues", num(queues.length)),
-      card("Messages", num(total), `${num(total - hidden)} visible`),
-      card("In flight / delayed", num(hidden)),
-      card("Dead letters", num(dead), dead ? "waiting in dead-letter queues" : "none", dead ? "warn" : null),
-      card("Sent", rate(sent), "all queues, last minute"));
+      stat("Queues", num(queues.length)),
+      stat("Messages", num(total), `${num(total - hidden)} visible`),
+      stat("In flight / delayed", num(hidden)),
+      stat("Dead letters", num(dead), dead ? "waiting in dead-letter queues" : "none", { tone: dead ? "warn" : null }),
+      stat("Sent", rate(sent), "all queues, last minute"));
   }
 
   return {
@@ -124,13 +124,6 @@ export function mount(container, ctx) {
       keepFocus(render);
     },
   };
-}
-
-function card(label, value, sub = "", tone = null) {
-  return h("div", { class: `card stat${tone ? ` tone-${tone}` : ""}` },
-    h("div", { class: "stat-label" }, label),
-    h("div", { class: "stat-value" }, value),
-    sub ? h("div", { class: "stat-sub muted" }, sub) : null);
 }
 
 function row(x) {

@@ -202,6 +202,14 @@ function shortNum(v) {
   return `${+v.toFixed(1)}`;
 }
 
+/** A figure on a card: label, value, an optional line below; `name` marks it for tests. */
+export function stat(label, value, sub = "", { name = null, tone = null } = {}) {
+  return h("div", { class: `card stat${tone ? ` tone-${tone}` : ""}`, "data-stat": name },
+    h("div", { class: "stat-label" }, label),
+    h("div", { class: "stat-value" }, value),
+    sub ? h("div", { class: "stat-sub muted" }, sub) : null);
+}
+
 /** A labelled number field (optional value: empty means "leave as is" / default). */
 export function field(id, label, { value = "", type = "number", min, hint, placeholder } = {}) {
   return h("div", { class: "field" },
