@@ -64,10 +64,13 @@ class Tab:
         SHOTS.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
-    def assert_clean(self, *, statuses: tuple[int, ...] = ()) -> None:
+    def assert_clean(self, *, statuses: tuple[int, ...] = (), node_down: bool = False) -> None:
         """No errors but the browser's own log lines for answers with ``statuses`` (a refused
-        key: 401; an unknown user: 404), which the test provoked."""
+        key: 401; an unknown user: 404) and, with ``node_down``, for requests to a stopped
+        node, which the test provoked."""
         expected = tuple(f"status of {status} " for status in statuses)
+        if node_down:
+            expected += ("net::ERR_",)
         unexpected = [
             e
             for e in self.errors

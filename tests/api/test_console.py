@@ -286,7 +286,21 @@ async def test_console_refresh_every_5_s_and_pause(
     await expect(page.get_by_role("button", name="Pause updates")).to_have_attribute(
         "data-paused", "false"
     )
-    tab.assert_clean()
+
+    # The node stops: the error shows, the last figures stay; back up on the same port, the
+    # next refresh says so.
+    assert node.http_url is not None
+    port = int(node.http_url.rsplit(":", 1)[1])
+    await node.close()
+    await page.clock.run_for(5_500)
+    await expect(page.locator("#status")).to_contain_text("The node does not answer")
+    await expect(total).to_have_text("2")
+    await start_node(port=port)
+    await queues.send_message("jobs", "three")
+    await page.clock.run_for(5_500)
+    await expect(page.locator("#status")).to_have_text("Back in touch with the node.")
+    await expect(total).to_have_text("3")
+    tab.assert_clean(node_down=True)
 
 
 async def test_console_nodes_and_revoking_a_user(
