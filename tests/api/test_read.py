@@ -145,3 +145,16 @@ async def test_rates_off(
     assert (status, body["points"], body["interval"]) == (200, [], 0)
     status, body, _ = await api.call("GET", "/api/queues/q1", "reader")
     assert body["rate"] is None
+
+
+async def test_groups_show_their_members(api: Api, queues: Queues) -> None:
+    await queues.create_queue("inbox-a")
+    await queues.create_queue("inbox-b")
+    await queues.group_add("everyone", "inbox-b", "inbox-a")
+    status, body, _ = await api.call("GET", "/api/queues", "reader")
+    assert status == 200
+    by_name = {q["name"]: q for q in body["queues"]}
+    assert by_name["everyone"]["groupMembers"] == ["inbox-a", "inbox-b"]
+    assert by_name["inbox-a"]["groupMembers"] is None
+    status, detail, _ = await api.call("GET", "/api/queues/everyone", "reader")
+    assert status == 200 and detail["groupMembers"] == ["inbox-a", "inbox-b"]

@@ -117,6 +117,11 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {"name": _STR, "depth": {"type": ["integer", "null"]}},
             },
             "deadLetterFor": {"type": "array", "items": _STR},
+            "groupMembers": {
+                "type": ["array", "null"],
+                "items": _STR,
+                "description": "The member queues when this queue is a group, else null.",
+            },
             "rate": {
                 "type": ["object", "null"],
                 "properties": {"sentPerMinute": _NUM, "receivedPerMinute": _NUM},

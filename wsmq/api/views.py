@@ -6,6 +6,7 @@ import asyncio
 
 from wsmq.queue import QueueAttributes, QueueNotFound, Queues
 from wsmq.queue.admin import QueueAdmin
+from wsmq.queue.errors import NotAGroup
 from wsmq.queue.extras import F_DLQ
 from wsmq.queue.models import text
 
@@ -30,9 +31,14 @@ class QueueViews:
         except QueueNotFound:
             return None
 
-    async def one(self, qname: str, now_ms: int | None = None) -> dict[str, object]:
-        """The queue ``qname`` (raises ``QueueNotFound``)."""
+    async def one(
+        self, qname: str, now_ms: int | None = None, groups: set[str] | None = None
+    ) -> dict[str, object]:
+        """The queue ``qname`` (raises ``QueueNotFound``); ``groups``: the group names, when
+        the caller has them."""
         attrs = await self.queues.get_queue_attributes(qname)
+        is_group = qname in groups if groups is not None else await self.queues.is_group(qname)
+        members = await self.queues.group_members(qname) if is_group else None
         now = now_ms if now_ms is not None else await self.queues.now_ms()
         head = await self.admin.head_sent(qname)
         dlq: dict[str, object] | None = None
@@ -58,6 +64,7 @@ class QueueViews:
             "maxReceiveCount": attrs.max_receive_count,
             "messageTtl": attrs.message_ttl,
             "deadLetterQueue": dlq,
+            "groupMembers": members,
             "rate": self.rates.latest(qname),
         }
 
@@ -65,13 +72,14 @@ class QueueViews:
         """Every queue, sorted by name, each with the queues using it as dead-letter queue."""
         names = await self.queues.list_queues()
         now = await self.queues.now_ms()
+        groups = set(await self.queues.list_groups())
         sem = asyncio.Semaphore(_CONCURRENCY)
 
         async def view(q: str) -> dict[str, object] | None:
             async with sem:
                 try:
-                    return await self.one(q, now)
-                except QueueNotFound:  # deleted meanwhile
+                    return await self.one(q, now, groups)
+                except (QueueNotFound, NotAGroup):  # deleted (or ungrouped) meanwhile
                     return None
 
         views = [x for x in await asyncio.gather(*(view(q) for q in names)) if x is not None]
