@@ -410,6 +410,7 @@ async def test_console_on_a_phone_and_in_dark_mode(
     await queues.send_messages("orders", [f'{{"order": {i}}}' for i in range(12)])
     await queues.send_messages("emails", ["welcome", "reset"])
     await queues.send_messages("dead", ["poison"])
+    await queues.group_add("fanout", "emails", "orders")
 
     # A phone: no horizontal scrolling; the table turns into labelled cards.
     tab = await open_tab(browser, viewport=PHONE, is_mobile=True, has_touch=True)
@@ -436,8 +437,13 @@ async def test_console_on_a_phone_and_in_dark_mode(
     background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(14, 17, 22)", background
     await expect(row(dark, "orders").locator('[data-field="total"]')).to_have_text("12")
+    await expect(row(dark, "fanout").locator(".group-badge")).to_have_text("group · 2")
     await assert_contrast(dark)
     await dark.shot("dark-queues")
+    await row(dark, "fanout").get_by_role("link", name="fanout").click()
+    members = page.locator("dt", has_text="Group members").locator("xpath=following-sibling::dd[1]")
+    await expect(members).to_have_text("emails, orders")
+    await page.get_by_role("link", name="Queues", exact=True).first.click()
     await row(dark, "orders").get_by_role("link", name="orders").click()
     await expect(page.get_by_role("heading", name="orders", level=1)).to_be_visible()
     assert len(await queues.receive_messages("orders", 5, vt=600)) == 5  # in flight

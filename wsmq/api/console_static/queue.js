@@ -123,6 +123,7 @@ export function mount(container, ctx, name) {
 
 function queueBadges(x) {
   const out = [];
+  if (x.groupMembers) out.push(h("span", { class: "badge badge-info" }, `group of ${x.groupMembers.length}`));
   if (x.deadLetterFor.length) out.push(h("span", { class: "badge badge-info" }, `dead-letter queue of ${x.deadLetterFor.join(", ")}`));
   if (x.deadLetterQueue) {
     const depth = x.deadLetterQueue.depth;
@@ -142,6 +143,9 @@ function attributes(x) {
     ["Dead-letter queue", x.deadLetterQueue
       ? h("a", { href: `#/queues/${q(x.deadLetterQueue.name)}` }, x.deadLetterQueue.name) : "none"],
     ["Message TTL", seconds(x.messageTtl)],
+    ...(x.groupMembers ? [["Group members", x.groupMembers.length
+      ? x.groupMembers.map((m, i) => [i ? ", " : "", h("a", { href: `#/queues/${q(m)}` }, m)])
+      : "none"]] : []),
     ["Sent in all", num(x.totalsent)],
     ["Received in all", num(x.totalrecv)],
     ["Expired (TTL)", num(x.totalexpired)],

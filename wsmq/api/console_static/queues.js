@@ -140,7 +140,11 @@ function row(x) {
   }
   const depth = (depthHistory.get(x.name) || []).map((p) => p[1]);
   return h("tr", { "data-queue": x.name },
-    h("th", { scope: "row", "data-label": "Name" }, h("a", { href: `#/queues/${q(x.name)}`, "data-focus-id": `q:${x.name}` }, x.name)),
+    h("th", { scope: "row", "data-label": "Name" },
+      h("a", { href: `#/queues/${q(x.name)}`, "data-focus-id": `q:${x.name}` }, x.name),
+      x.groupMembers ? h("span", {
+        class: "badge badge-info group-badge", title: `A group: copies each message into ${x.groupMembers.join(", ")}`,
+      }, `group · ${x.groupMembers.length}`) : null),
     h("td", { class: "num", "data-label": "Visible", "data-field": "visible" }, num(x.visible)),
     h("td", { class: "num", "data-label": "In flight / delayed", "data-field": "hidden" }, num(x.hidden)),
     h("td", { class: "num", "data-label": "Total", "data-field": "total" }, num(x.total)),
