@@ -61,7 +61,6 @@ $("login-form").addEventListener("submit", async (ev) => {
     error.textContent = "";
     input.removeAttribute("aria-invalid");
     signedIn(me);
-    say(`Signed in as ${me.name}.`);
   } catch (err) {
     error.textContent = describeLoginError(err);
     input.setAttribute("aria-invalid", "true");
