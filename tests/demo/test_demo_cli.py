@@ -78,6 +78,14 @@ async def _check_serving(info: dict[str, Any]) -> None:
         for node in info["nodes"]:
             async with http.get(node.replace("ws://", "http://") + "healthz") as resp:
                 assert resp.status == 200
+        # The operator console on the first node, and the admin key the demo printed.
+        async with http.get(info["console"]) as resp:  # redirected to /console/
+            assert resp.status == 200 and "wsmq console" in await resp.text()
+            assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        me = info["console"].removesuffix("console") + "api/me"
+        async with http.get(me, headers={"Authorization": f"Bearer {info['adminKey']}"}) as resp:
+            assert resp.status == 200
+            assert {"read", "admin"} <= set((await resp.json())["scopes"])
         alice = info["users"][0]
         login = {"userName": alice["userName"], "password": alice["password"]}
         async with http.post(info["page"] + "auth/login", json=login) as resp:
@@ -159,6 +167,7 @@ async def test_demo_users_banner_and_auth_relay(tmp_path: Path) -> None:
         # The commands the banner tells users to paste work as printed.
         text = banner(stack)
         assert stack.page_url in text and all(url in text for url in stack.node_urls)
+        assert f"{stack.console_url}  admin key: {stack.admin_key}" in text
         commands = [line.strip() for line in text.splitlines() if "--redis-url" in line]
         commands += [line.strip() for line in text.splitlines() if line.strip().startswith("curl")]
         assert len(commands) == 2

@@ -20,6 +20,7 @@ from wsmq.queue.admin import QueueAdmin
 from wsmq.settings import Settings
 
 from .access import ApiAccess
+from .console import add_console_routes
 from .nodes import NodeAnnouncer, list_nodes
 from .openapi import openapi_document
 from .publish import Idempotency
@@ -72,9 +73,9 @@ def mount_api(
     url: Callable[[], str | None] = lambda: None,
     observe: Callable[[str, int], None] | None = None,
 ) -> ApiService:
-    """Mount ``/api/*`` on ``app`` (under ``routes_prefix``); the returned service announces
-    the node (``stats()``: its connections and subscriptions) once started. ``observe`` is
-    called with (operation, status) after each request."""
+    """Mount ``/api/*`` and the console (``/console/``) on ``app`` (under ``routes_prefix``);
+    the returned service announces the node (``stats()``: its connections and subscriptions)
+    once started. ``observe`` is called with (operation, status) after each request."""
     index: ApiKeyIndex | None = None
     if users is not None:
         try:
@@ -107,6 +108,7 @@ def mount_api(
         observe=observe,
     )
     add_api_routes(app, ctx, prefix=settings.routes_prefix)
+    add_console_routes(app, prefix=settings.routes_prefix)
     announcer = NodeAnnouncer(
         queues.redis, settings.ns, stats, interval=settings.node_announce_interval, url=url
     )

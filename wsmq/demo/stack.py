@@ -29,7 +29,14 @@ from typing import TypedDict
 from aiohttp import web
 
 from wsmq.demo.page import page_app
-from wsmq.demo.users import DEMO_USERS, SHARED_QUEUE, DemoUser, create_demo_users, create_queues
+from wsmq.demo.users import (
+    DEMO_USERS,
+    SHARED_QUEUE,
+    DemoUser,
+    create_console_key,
+    create_demo_users,
+    create_queues,
+)
 from wsmq.errors import WsmqError
 from wsmq.testing.nodes import DemoRedis, NodeProcess, NodeStartError
 from wsmq.testing.redisproc import RedisProcess, free_port
@@ -79,6 +86,8 @@ class DemoInfo(TypedDict):
     """What ``wsmq demo --json`` prints once everything is ready."""
 
     page: str
+    console: str
+    adminKey: str
     nodes: list[str]
     redisUrl: str
     sharedQueue: str
@@ -118,6 +127,8 @@ class DemoStack:
     redis: RedisProcess | None = None
     nodes: list[NodeProcess] = field(default_factory=list)
     users: list[DemoUser] = field(default_factory=list)
+    #: The API key (scopes read, publish, admin) the banner prints for the console.
+    admin_key: str = ""
     page_port: int = 0
     _runner: web.AppRunner | None = None
     _secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -136,6 +147,11 @@ class DemoStack:
     def page_url(self) -> str:
         """Where to point a browser."""
         return f"http://{HOST}:{self.page_port}/"
+
+    @property
+    def console_url(self) -> str:
+        """The operator console, served by the first node."""
+        return f"http://{HOST}:{self.nodes[0].port}/console"
 
     @property
     def users_file(self) -> Path:
@@ -179,6 +195,7 @@ class DemoStack:
             # that spawned the child exits. Redis is ready in milliseconds.
             _start_redis(self.redis)
         self.users = await create_demo_users(self.users_file)
+        self.admin_key = await create_console_key(self.users_file)
         await create_queues(self.queue_redis_url, [*(u.id for u in self.users), SHARED_QUEUE])
         page_origins = [f"http://{h}:{p3}" for h in (HOST, "localhost")]
         env = {
@@ -235,6 +252,8 @@ class DemoStack:
         """What ``wsmq demo --json`` prints once everything is ready."""
         return {
             "page": self.page_url,
+            "console": self.console_url,
+            "adminKey": self.admin_key,
             "nodes": self.node_urls,
             "redisUrl": self.queue_redis_url,
             "sharedQueue": SHARED_QUEUE,
@@ -286,6 +305,7 @@ def banner(stack: DemoStack) -> str:
         f"  Page        {stack.page_url}",
         f"  Nodes       {'  '.join(stack.node_urls)}",
         f"  Redis       {redis_url}" + ("" if stack.redis_url else " (private)"),
+        f"  Console     {stack.console_url}  admin key: {stack.admin_key}",
         "",
         "  Users       name     password      id (= the user's own queue)",
         *(f"              {u.name:<8} {u.password:<13} {u.id}" for u in stack.users),

@@ -12,12 +12,22 @@ from pathlib import Path
 
 from wsmq.testing.users import make_users
 
-__all__ = ["DEMO_USERS", "SHARED_QUEUE", "DemoUser", "create_demo_users", "create_queues"]
+__all__ = [
+    "CONSOLE_KEY_NAME",
+    "DEMO_USERS",
+    "SHARED_QUEUE",
+    "DemoUser",
+    "create_console_key",
+    "create_demo_users",
+    "create_queues",
+]
 
 #: ``(name, password)`` of the demo users. Known passwords are fine: the demo binds loopback.
 DEMO_USERS: tuple[tuple[str, str], ...] = (("alice", "alice-demo"), ("bob", "bob-demo"))
 #: The queue every demo user may subscribe and publish to.
 SHARED_QUEUE = "chat"
+#: The name of the API key the demo creates for the operator console.
+CONSOLE_KEY_NAME = "console"
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,20 @@ def _set_publish_lists(users_file: Path, publish: dict[str, list[str]]) -> None:
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.chmod(0o600)
     os.replace(tmp, users_file)
+
+
+async def create_console_key(users_file: Path) -> str:
+    """Add an API key for the operator console (read, publish and admin) to ``users_file``;
+    returns the key (the store keeps only its hash)."""
+    from wsmq.auth import open_user_store
+    from wsmq.auth.apikeys import api_key_store
+
+    store = open_user_store(users_file=users_file)
+    try:
+        _, key = await api_key_store(store).add(CONSOLE_KEY_NAME, "read,publish,admin")
+    finally:
+        await store.close()
+    return key
 
 
 async def create_queues(redis_url: str, qnames: Sequence[str]) -> None:
