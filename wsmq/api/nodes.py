@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 from wsmq import __version__
 from wsmq.connections import AnyRedis
 
+from .periodic import Periodic
+
 __all__ = ["NodeAnnouncer", "list_nodes", "new_node_id"]
 
 log = logging.getLogger("wsmq.api")
@@ -63,7 +65,7 @@ class NodeAnnouncer:
         self.url = url
         self.node_id = node_id or new_node_id()
         self.started = time.time()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("node announcement", interval, self.announce)
 
     def record(self) -> dict[str, object]:
         now = time.time()
@@ -84,28 +86,13 @@ class NodeAnnouncer:
         await self.redis.set(_node_key(self.ns, self.node_id), json.dumps(self.record()), px=ttl_ms)
         await self.redis.sadd(_registry(self.ns), self.node_id)
 
-    async def _run(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self.announce()
-                failing = False
-            except (RedisError, OSError) as exc:
-                if not failing:  # debug: the engine already reports a Redis outage, once
-                    log.debug("node announcement failed (%s)", type(exc).__name__)
-                failing = True
-            await asyncio.sleep(self.interval)
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="wsmq-node-announcer")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
+        if not self._periodic.running:
             return
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await self._periodic.stop()
         try:
             async with asyncio.timeout(1.0):
                 await self.redis.delete(_node_key(self.ns, self.node_id))

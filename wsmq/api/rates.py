@@ -9,16 +9,15 @@ down (the queue was deleted and created again) counts from zero.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from wsmq.queue.admin import QueueAdmin
+
+from .periodic import Periodic
 
 __all__ = ["HISTORY", "RateSampler"]
 
@@ -44,7 +43,7 @@ class RateSampler:
         self.interval = interval
         self.clock = clock
         self.samples: dict[str, deque[Sample]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("queue rate sampling", interval, self.sample)
 
     async def sample(self) -> None:
         """Take one sample of every queue."""
@@ -94,24 +93,8 @@ class RateSampler:
             "receivedPerMinute": round(sum(s[3] for s in recent) * 60.0 / seconds, 3),
         }
 
-    async def _run(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self.sample()
-                failing = False
-            except (RedisError, OSError) as exc:
-                if not failing:  # debug: the engine already reports a Redis outage, once
-                    log.debug("queue rate sampling failed (%s)", type(exc).__name__)
-                failing = True
-            await asyncio.sleep(self.interval)
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="wsmq-rate-sampler")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._periodic.stop()
