@@ -168,7 +168,7 @@ async def setup(queues: Any, case: Case, baseline: bool) -> tuple[list[str], lis
 
 
 async def run_case(
-    case: Case, baseline: bool, sizes: Sizes, url: str, redis_url: str, node_pid: int, say: Say
+    case: Case, baseline: bool, sizes: Sizes, url: str, redis_url: str, node_pid: int
 ) -> Metrics:
     from wsmq.queue import Queues
 
@@ -295,9 +295,7 @@ async def measure(sizes: Sizes, say: Say = print) -> dict[str, Metrics]:
                     measured = done_baselines[case.recipients]
                     columns[column].update(_renamed(measured, case.name))
                     continue
-                metrics = await run_case(
-                    case, baseline, sizes, url, redis.url, server.proc.pid, say
-                )
+                metrics = await run_case(case, baseline, sizes, url, redis.url, server.proc.pid)
                 if baseline:
                     done_baselines[case.recipients] = metrics
                 columns[column].update(metrics)
