@@ -328,6 +328,7 @@ def _serve_main(
             rate_limit=1_000_000,
             rate_burst=1_000_000,
             heartbeat=0,
+            max_connections_per_user=0,  # everyone is "bench" (bench.fanout opens 100 sockets)
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -1,13 +1,16 @@
 """WebSocket load generator, run as its own process: ``python -m bench.loadgen '<json config>'``.
 
-Opens ``clients`` (each ``{"url", "queue"}``), authenticates with ``headers`` (or an ``auth_frame``
+Opens ``clients`` (each ``{"url", "queue"}``, plus ``"device"`` to subscribe as a device:
+``/subscribe/<queue> device=<id>``), authenticates with ``headers`` (or an ``auth_frame``
 sent first), subscribes, prints ``{"event":"ready"}``, then counts messages until ``stop`` arrives
 on stdin, ``expect`` messages have arrived, or ``timeout`` seconds pass; prints
 ``{"event":"result"}``. ``protocol`` "v1" uses the ``wsmq.v1`` subprotocol and acks every message
 (what one read of the socket brought in one bulk ``/ack`` frame; ``"ack_batch": false`` sends one
 frame per message); "legacy" reads ``{"message": body}``. Bodies start with the publish time
 (``"<epoch ms>|"``), from which each message's latency is taken. ``emit_each`` prints an
-``{"event":"msg"}`` per message (idle-latency runs).
+``{"event":"msg"}`` per message (idle-latency runs). ``since <epoch ms>`` on stdin starts the
+count over (answered ``{"event":"since"}``): from then on messages published before that time
+(a warm-up) are neither counted nor sampled.
 
 Raw sockets, not ``wsmq.client``, on purpose: the load generator measures the server and speaks
 the protocol of each compared system (legacy, v1 with hand-batched acks, peers without wsmq).
@@ -39,9 +42,22 @@ class Counter:
         self.done = asyncio.Event()
         self.first_t = 0.0
         self.last_t = 0.0
+        self.since_ms = float(config.get("since") or 0.0)
+
+    def restart(self, since_ms: float) -> None:
+        """Count only messages published at or after ``since_ms`` from now on."""
+        self.since_ms = since_ms
+        self.count = 0
+        self.latencies.clear()
 
     def record(self, body: str) -> None:
         now = time.time()
+        if self.since_ms:
+            try:
+                if float(body[: body.index("|")]) < self.since_ms:
+                    return
+            except ValueError:
+                pass
         self.count += 1
         if self.count == 1:
             self.first_t = now
@@ -153,8 +169,12 @@ async def open_socket(
     return ws
 
 
-async def subscribe(ws: aiohttp.ClientWebSocketResponse, queue: str, v1: bool) -> None:
-    await ws.send_str(f"/subscribe/{queue}")
+async def subscribe(
+    ws: aiohttp.ClientWebSocketResponse, queue: str, v1: bool, device: str | None = None
+) -> None:
+    await ws.send_str(
+        f"/subscribe/{queue}" if device is None else f"/subscribe/{queue} device={device}"
+    )
     if v1:  # wsmq confirms a subscription; legacy peers have no reply to wait for
         async with asyncio.timeout(10):
             while True:
@@ -195,7 +215,10 @@ async def run(config: dict[str, Any]) -> None:
         sockets = await asyncio.gather(*(connect(c) for c in clients))
         connect_s = time.perf_counter() - started
         await asyncio.gather(
-            *(subscribe(ws, c["queue"], v1) for ws, c in zip(sockets, clients, strict=True))
+            *(
+                subscribe(ws, c["queue"], v1, c.get("device"))
+                for ws, c in zip(sockets, clients, strict=True)
+            )
         )
         emit({"event": "ready", "connect_s": connect_s, "connections": len(sockets)})
         subscribed_t = time.time()
@@ -217,6 +240,11 @@ async def run(config: dict[str, Any]) -> None:
                 words = (await stdin.readline()).decode().split()
                 if not words or words[0] == "stop":
                     return
+                if words[0] == "since":
+                    counter.restart(float(words[1]))
+                    series.clear()
+                    emit({"event": "since"})
+                    continue
                 if words[0] == "expect":
                     counter.expect = int(words[1])
                     if counter.count >= counter.expect:

@@ -44,6 +44,15 @@ class Profile:
     conn_concurrency: int = 50
     # redis-benchmark
     ceiling_requests: int = 200_000
+    # fan-out (bench/fanout.py): N devices of a queue, a group of N members, vs the publisher
+    # sending the N copies itself; at a fixed offered rate of copies, then a flood
+    fo_devices: tuple[int, ...] = (10, 100)
+    fo_group_members: int = 100
+    fo_rate_copies: int = 5000
+    fo_duration: float = 5.0
+    fo_warmup: float = 1.0
+    fo_grace: float = 3.0
+    fo_flood_copies: int = 20_000
 
 
 FULL = Profile(name="full")
@@ -70,6 +79,13 @@ QUICK = Profile(
     conn_count=50,
     conn_concurrency=25,
     ceiling_requests=20_000,
+    fo_devices=(10,),
+    fo_group_members=10,
+    fo_rate_copies=1000,
+    fo_duration=1.0,
+    fo_warmup=0.3,
+    fo_grace=1.5,
+    fo_flood_copies=1000,
 )
 
 

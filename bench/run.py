@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, client_cost, delivery, report
+from bench import capacity, client_cost, delivery, fanout, report
 from bench.procs import ROOT
 from bench.profile import FULL, QUICK, Profile, all_queues
 from bench.stats import Metrics, ratios
@@ -50,11 +50,13 @@ GLOBAL: dict[str, tuple[str, Global]] = {
     "redis": ("redis", capacity.redis_ceiling),
     "queue": ("wsmq", capacity.queue_layer),
     "client": ("wsmq", client_cost.scenario),
+    "fanout": ("wsmq", fanout.scenario),
 }
 ALL_SCENARIOS = [*PER_SYSTEM, *GLOBAL]
-# `queue` is the queue layer alone (its own script, a few seconds more) and `client` the Python
-# client's cost per message (a minute more): full runs only by default.
-QUICK_SCENARIOS = [s for s in ALL_SCENARIOS if s not in ("queue", "client")]
+# `queue` is the queue layer alone (its own script, a few seconds more), `client` the Python
+# client's cost per message and `fanout` devices and groups against publisher-side copies (a
+# minute more each): full runs only by default.
+QUICK_SCENARIOS = [s for s in ALL_SCENARIOS if s not in ("queue", "client", "fanout")]
 
 
 class Progress:
@@ -85,7 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenarios",
         default=None,
         help=f"comma-separated subset of: {', '.join(ALL_SCENARIOS)} "
-        "(default: all; with --quick all but queue)",
+        "(default: all; with --quick all but queue, client and fanout)",
     )
     parser.add_argument(
         "--systems",

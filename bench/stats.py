@@ -55,7 +55,10 @@ def window_rate(
 
 # Metrics worth a ratio: rates, latency percentiles, memory per connection. Counters such as
 # samples, backlog left or the publishers' own rate describe the run, not the system.
-HEADLINE_SUFFIXES = ("msgs_per_s", "_p50_ms", "_p99_ms", "_p999_ms", "handshakes_per_s", "_kib")
+HEADLINE_SUFFIXES = (
+    "msgs_per_s", "copies_per_s", "_p50_ms", "_p99_ms", "_p999_ms", "handshakes_per_s", "_kib",
+    "_us_per_copy",
+)  # fmt: skip
 NOT_HEADLINE_SUFFIXES = ("published_per_s", "offered_per_s")
 
 

@@ -239,6 +239,13 @@ class Settings:
         "last seen; then it is removed with its messages. A device in use is never removed.",
         group="delivery",
     )
+    group_copier: bool = _opt(
+        True,
+        "Run this node's group copier (copies messages sent to a group into its member "
+        "queues; docs/delivery.md, Groups). Turn it off on nodes that should not copy; "
+        "at least one node, or a `GroupCopier` elsewhere, must run one.",
+        group="delivery",
+    )
     max_extend: int = _opt(
         43_200,
         "Longest `/extend` (s) a wsmq.v1 client may ask for at once: how long one held "

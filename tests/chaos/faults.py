@@ -14,6 +14,8 @@ waits (bounded) until every sent id was delivered and every queue is empty, and 
 ``conn-blackhole``   every client WebSocket silently stops passing bytes (only heartbeats see it).
 ``sentinel-failover`` SIGKILL the Sentinel-managed master; the replica is promoted.
 ``cluster-failover`` SIGKILL the Cluster master serving a chaos queue; its replica takes over.
+``device-node-kill`` as ``node-kill``, the clients being devices of one fan-out queue, each
+                     checked for every message (``devices.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ FAULTS = (
     "conn-blackhole",
     "sentinel-failover",
     "cluster-failover",
+    "device-node-kill",
 )
 
 
@@ -178,7 +181,7 @@ async def run_fault(
     """Run ``fault`` under traffic and return the report (raises ``AssertionError`` when a
     bounded wait runs out: a stuck consumer or a lost message)."""
     config = config or ChaosConfig()
-    if fault in ("node-kill", "node-restart") and config.nodes < 2:
+    if fault in ("node-kill", "node-restart", "device-node-kill") and config.nodes < 2:
         config = replace(config, nodes=2)
     if fault in ("sentinel-failover", "cluster-failover"):
         config = replace(config, repeats=1)  # the promoted replica has no replica of its own
@@ -192,6 +195,10 @@ async def run_fault(
         backend = _backend_for(fault)
         stack.callback(backend.cleanup)
         await asyncio.to_thread(backend.start)
+        if fault == "device-node-kill":
+            from .devices import run_devices
+
+            return await run_devices(config, backend, workdir)
         return await _run(fault, config, backend, workdir)
     raise AssertionError("unreachable")  # pragma: no cover - mypy: ExitStack may swallow
 

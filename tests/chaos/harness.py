@@ -272,8 +272,10 @@ class Consumer:
         start: int = 0,
         heartbeat: float = 2.0,
         ack_delay: float = 0.0,
+        device: str | None = None,
     ) -> None:
         self.http = http
+        self.device = device  # subscribe as this device (its own inbox of each queue)
         self.cred = cred
         first = start % len(urls)
         self.urls = [*urls[first:], *urls[:first]]
@@ -321,7 +323,12 @@ class Consumer:
     async def _consume(self, client: Client, qname: str) -> None:
         while True:
             try:
-                async for d in client.subscribe(qname):
+                subscription = (
+                    client.subscribe(qname)
+                    if self.device is None
+                    else client.subscribe(qname, device=self.device)
+                )
+                async for d in subscription:
                     self.ledger.record_delivery(d.id, d.message)
                     task = asyncio.create_task(self._ack_later(d))
                     self._acks.add(task)

@@ -62,6 +62,11 @@ async def test_client_connections_blackholed(tmp_path: Path) -> None:
     assert report.reconnects >= CONFIG.consumers * CONFIG.repeats
 
 
+async def test_every_device_gets_every_message_through_a_node_kill(tmp_path: Path) -> None:
+    report = await chaos("device-node-kill", tmp_path)
+    assert report.reconnects >= 1  # the dead node's devices moved to a live one
+
+
 async def test_sentinel_failover(tmp_path: Path) -> None:
     await chaos("sentinel-failover", tmp_path)
 

@@ -125,3 +125,13 @@ async def test_cut_proxy_resets_connections() -> None:
         await proxy.aclose()
         server.close()
         await server.wait_closed()
+
+
+def test_device_reports_add_up_to_the_worst_device() -> None:
+    from .devices import merge_reports
+
+    clean = check(ledger_with({"a": 1.0, "b": 2.0}, [("a", 1.1), ("b", 2.1)]), "d", 1.5)
+    missing = check(ledger_with({"a": 1.0, "b": 2.0}, [("a", 1.1), ("a", 3.0)]), "d", 1.5)
+    merged = merge_reports([clean, missing])
+    assert (merged.sent, merged.delivered_unique, merged.lost, merged.duplicates) == (2, 1, 1, 1)
+    assert merged.recovery_seconds == math.inf  # one device missing a message fails the run

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import aiohttp
 
+from wsmq.engine.group_copier import GroupCopier
 from wsmq.queue import Queues
 
-from .conftest import MakeUser, StartNode, connect, recv_type, subscribe, wait_for
+from .conftest import MakeUser, StartNode, connect, recv, recv_type, subscribe, wait_for
 
 
 async def test_send_to_a_group_fans_out_to_every_members_subscriber(
@@ -66,3 +67,78 @@ async def test_a_node_stops_its_copier_and_another_node_copies(
         return (await queues.get_queue_attributes("inbox")).msgs == 1
 
     await wait_for(copied)
+
+
+async def test_subscribing_to_a_group_is_refused_with_is_group(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
+) -> None:
+    node = await start_node()
+    user = await make_user(queues=("news",))
+    await queues.create_queue(user.user_id)
+    await queues.group_add("news", user.user_id)
+    ws = await connect(http, node, user)
+    for frame in ("/subscribe/news", "/subscribe/news device=phone"):
+        await ws.send_str(frame)
+        error = await recv(ws)
+        assert (error["type"], error["code"], error["queue"]) == ("error", "is_group", "news")
+        assert "member" in error["detail"]
+    # The connection stays usable, the group gets no device, and its messages reach the member.
+    await subscribe(ws, user.user_id)
+    assert not await queues.redis.exists(queues.keys.devices("news"))
+    sent = await queues.send_message("news", "to the member")
+    got = await recv_type(ws, "message")
+    assert (got["queue"], got["id"]) == (user.user_id, sent)
+    await ws.close()
+    metrics = node.state.metrics.render().decode()
+    assert 'wsmq_frames_rejected_total{code="is_group"} 2.0' in metrics
+
+
+async def test_the_copier_counts_copies_and_missing_members_in_metrics(
+    start_node: StartNode, queues: Queues
+) -> None:
+    node = await start_node()
+    for q in ("m1", "m2"):
+        await queues.create_queue(q)
+    await queues.group_add("g", "m1", "m2")
+    await queues.send_message("g", "one")
+
+    def sample(name: str, label: str) -> float:
+        for line in node.state.metrics.render().decode().splitlines():
+            if line.startswith(f"{name}{{{label}}} "):
+                return float(line.split()[-1])
+        return 0.0
+
+    async def copied() -> bool:
+        return sample("wsmq_group_copies_total", 'result="new"') == 2.0
+
+    await wait_for(copied)
+    # A member queue that does not exist (its name put in the member set by another program).
+    await queues.redis.sadd(queues.keys.members("g"), "ghost")
+    await queues.send_message("g", "two")
+
+    async def missing() -> bool:
+        return sample("wsmq_group_copy_errors_total", 'reason="member_missing"') >= 1.0
+
+    await wait_for(missing)
+
+    async def copied_twice() -> bool:
+        return sample("wsmq_group_copies_total", 'result="new"') == 4.0
+
+    await wait_for(copied_twice)  # the existing members got theirs
+    for member in ("m1", "m2"):
+        assert (await queues.get_queue_attributes(member)).totalsent == 2
+
+
+async def test_a_node_with_group_copier_off_copies_nothing(
+    start_node: StartNode, queues: Queues
+) -> None:
+    node = await start_node(group_copier=False)
+    assert node.copier is None
+    await queues.create_queue("inbox")
+    await queues.group_add("g", "inbox")
+    await queues.send_message("g", "left to other copiers")
+    # Still in the group for a copier of our own: no node copier took it (a copier that ran
+    # would have been woken by the send's notification and raced this one).
+    assert await GroupCopier(queues).run_once() == 1
+    assert (await queues.get_queue_attributes("inbox")).msgs == 1
+    assert "wsmq_group_copies_total{" not in node.state.metrics.render().decode()

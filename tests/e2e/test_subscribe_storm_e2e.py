@@ -25,13 +25,13 @@ async def test_a_subscribe_storm_is_gated_and_every_socket_is_served(
     inside = peak = 0
     ensure_queue = state.ensure_queue
 
-    async def counting(qname: str) -> bool:
+    async def counting(qname: str) -> str | None:
         nonlocal inside, peak
         inside += 1
         peak = max(peak, inside)
         try:
             await asyncio.sleep(0.01)  # a slow Redis: subscribes pile up at the gate
-            return bool(await ensure_queue(qname))
+            return await ensure_queue(qname)
         finally:
             inside -= 1
 

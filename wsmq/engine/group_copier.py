@@ -32,13 +32,18 @@ from wsmq.queue.errors import NotAGroup, QueueNotFound
 from wsmq.queue.groups import COPY_MARKER_GRACE, COPY_MARKER_TTL
 from wsmq.realtime.listener import RealtimeListener
 
-__all__ = ["GroupCopier", "MemberCopied"]
+__all__ = ["CopyError", "GroupCopier", "MemberCopied"]
 
 log = logging.getLogger("wsmq.groups")
 
 #: ``hook(group, member, statuses)`` after each member copy landed (metrics, tests' fault
 #: points); statuses as :meth:`Queues.copy_group_messages` returns them.
 MemberCopied = Callable[[str, str, list[str]], Awaitable[None] | None]
+#: ``hook(group, reason)`` when copying a group went wrong (metrics): ``member_missing`` (a
+#: member queue does not exist: its copies are skipped), ``slow`` (a batch ran past its
+#: deadline and was released for a redo), ``failed`` (copying the group raised), ``redis``
+#: (Redis did not answer; retried with back-off).
+CopyError = Callable[[str, str], None]
 
 #: Fraction of ``vt`` after which a copier stops starting member copies of its batch: past it,
 #: another copier may already be redoing the batch.
@@ -70,6 +75,7 @@ class GroupCopier:
         marker_ttl: int = COPY_MARKER_TTL,
         marker_grace: int = COPY_MARKER_GRACE,
         on_member_copied: MemberCopied | None = None,
+        on_error: CopyError | None = None,
         owns: bool = False,
     ) -> None:
         if poll_interval <= 0 or not 1 <= batch_size <= 1000 or vt < 1:
@@ -83,6 +89,7 @@ class GroupCopier:
         self.marker_ttl = marker_ttl
         self.marker_grace = marker_grace
         self.on_member_copied = on_member_copied
+        self.on_error = on_error
         self._owns = owns
         self._groups: set[str] = set()
         self._dirty: set[str] = set()
@@ -165,6 +172,7 @@ class GroupCopier:
             try:
                 await self._copy_batch(group, members, msgs)
             except _BatchExpired:
+                self._error(group, "slow")
                 log.warning(
                     "group %s: copying a batch took longer than %ds; released for a redo",
                     group,
@@ -217,7 +225,12 @@ class GroupCopier:
         await self.queues.delete_messages(group, ids)
         await self.queues.expire_copy_markers(members, ids, self.marker_grace)
 
+    def _error(self, group: str, reason: str) -> None:
+        if self.on_error is not None:
+            self.on_error(group, reason)
+
     def _member_missing(self, group: str, member: str) -> None:
+        self._error(group, "member_missing")
         if (group, member) not in self._missing_logged:
             self._missing_logged.add((group, member))
             log.warning(
@@ -259,8 +272,10 @@ class GroupCopier:
             if result is None:
                 self._failing.discard(group)
             elif isinstance(result, TRANSIENT_ERRORS):
+                self._error(group, "redis")
                 transient = result
             elif isinstance(result, Exception):
+                self._error(group, "failed")
                 if group not in self._failing:
                     self._failing.add(group)
                     log.error(

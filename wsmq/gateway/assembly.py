@@ -57,8 +57,9 @@ class NodeParts:
     closers: list[Closer]
     #: The readiness Redis client, also used for the start-time check.
     redis_probe: AnyRedis
-    #: Copies group messages into member queues (docs/delivery.md "Groups").
-    copier: GroupCopier
+    #: Copies group messages into member queues (docs/delivery.md "Groups"); None with the
+    #: ``group_copier`` setting off.
+    copier: GroupCopier | None
     #: The HTTP API's background parts (None with ``api`` off).
     api: ApiService | None = None
 
@@ -127,20 +128,21 @@ def assemble(
         authorize=authorize,
         authenticate=authenticate,
     )
-    # Its own listener: the engine's listener has one callback, the engine's.
-    copier_listener = RealtimeListener(settings.redis_url, settings.ns)
-    copier = GroupCopier(
-        queues,
-        copier_listener,
-        poll_interval=settings.poll_interval,
-        batch_size=settings.batch_size,
-    )
-    closers: list[Closer] = [
-        listener_close(listener),
-        listener_close(copier_listener),
-        queues.close,
-        health_redis.aclose,
-    ]
+    closers: list[Closer] = [listener_close(listener)]
+    copier: GroupCopier | None = None
+    if settings.group_copier:
+        # Its own listener: the engine's listener has one callback, the engine's.
+        copier_listener = RealtimeListener(settings.redis_url, settings.ns)
+        copier = GroupCopier(
+            queues,
+            copier_listener,
+            poll_interval=settings.poll_interval,
+            batch_size=settings.batch_size,
+            on_member_copied=metrics.observe_group_copies,
+            on_error=metrics.observe_group_copy_error,
+        )
+        closers.append(listener_close(copier_listener))
+    closers += [queues.close, health_redis.aclose]
     if auth is not None:
         closers.append(auth.aclose)
     if owns_store and store is not None:

@@ -70,9 +70,18 @@ class ConnectionQueues:
         state = self._state
         try:
             async with state.subscribe_gate:
-                if not await state.ensure_queue(qname):
+                kind = await state.ensure_queue(qname)
+                if kind is None:
                     return self.session.subscribe_failed(
                         qname, p.ErrorCode.QUEUE_NOT_FOUND, f"queue {qname} does not exist"
+                    )
+                if kind == "group":
+                    # Its consumer would compete with the group copiers and take messages
+                    # away from the members (docs/delivery.md, Groups).
+                    return self.session.subscribe_failed(
+                        qname,
+                        p.ErrorCode.IS_GROUP,
+                        f"{qname} is a group: subscribe to its member queues",
                     )
                 sub = SocketSubscriber(self._owner, qname)
                 handle = await self._engine_subscribe(qname, sub, device)

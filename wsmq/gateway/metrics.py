@@ -17,6 +17,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Delivery latency spans sub-millisecond (realtime wake-up) to minutes (queued while offline).
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
+# Statuses of Queues.copy_group_messages, as labels of wsmq_group_copies.
+_COPY_RESULTS = (("new", "new"), ("dup", "duplicate"), ("long", "too_long"))
 
 
 class GatewayMetrics:
@@ -84,6 +86,22 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.group_copies = Counter(
+            "wsmq_group_copies",
+            "Group messages this node's group copier handled per member, by result: 'new' "
+            "(a copy stored), 'duplicate' (the member had it already: a redone batch), "
+            "'too_long' (longer than the member's maxsize, not copied).",
+            ["result"],
+            registry=r,
+        )
+        self.group_copy_errors = Counter(
+            "wsmq_group_copy_errors",
+            "Group copier failures by reason: 'member_missing' (a member queue does not "
+            "exist), 'slow' (a batch ran past its deadline, released for a redo), 'failed' "
+            "(copying a group raised), 'redis' (Redis did not answer; retried).",
+            ["reason"],
+            registry=r,
+        )
         self.delivery_latency = Histogram(
             "wsmq_delivery_latency_seconds",
             "Time from a message being sent to it being written to a socket.",
@@ -111,6 +129,17 @@ class GatewayMetrics:
             n += 1
         if n:
             self.messages_delivered.labels(mode=mode).inc(n)
+
+    def observe_group_copies(self, group: str, member: str, statuses: list[str]) -> None:
+        """The group copier's ``on_member_copied`` hook: count one member copy's results."""
+        for status, label in _COPY_RESULTS:
+            n = statuses.count(status)
+            if n:
+                self.group_copies.labels(label).inc(n)
+
+    def observe_group_copy_error(self, group: str, reason: str) -> None:
+        """The group copier's ``on_error`` hook."""
+        self.group_copy_errors.labels(reason).inc()
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (serve with :data:`CONTENT_TYPE`)."""

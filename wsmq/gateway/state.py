@@ -7,7 +7,6 @@ and it sees a connection only as a :class:`NodeMember` (no import of the connect
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -146,22 +145,27 @@ class GatewayState:
         await asyncio.gather(*(c.revoke() for c in conns), return_exceptions=True)
         return len(conns)
 
-    async def ensure_queue(self, qname: str) -> bool:
-        """True when ``qname`` exists (created with the default vt if ``create_queues``).
+    async def ensure_queue(self, qname: str) -> str | None:
+        """What ``qname`` is before a subscription: ``"queue"``, ``"group"``, or ``None`` (no
+        such queue; it is created with the default vt, and is then a ``"queue"``, if
+        ``create_queues``). One round trip for an existing queue.
 
         An exhausted Redis pool is waited out (backpressure), not answered ``unavailable``.
         """
         return await self.engine.health.retry_when_pool_busy(lambda: self._ensure_queue(qname))
 
-    async def _ensure_queue(self, qname: str) -> bool:
-        if await self.queues.queue_exists(qname):
-            return True
+    async def _ensure_queue(self, qname: str) -> str | None:
+        kind = await self.queues.queue_kind(qname)
+        if kind is not None:
+            return kind
         if not self.settings.create_queues:
-            return False
-        with contextlib.suppress(QueueExists):
+            return None
+        try:
             await self.queues.create_queue(qname, vt=self.settings.default_vt)
-            log.info("queue created on subscribe", extra={"event": "queue_create", "queue": qname})
-        return True
+        except QueueExists:  # created meanwhile, maybe as a group
+            return await self.queues.queue_kind(qname)
+        log.info("queue created on subscribe", extra={"event": "queue_create", "queue": qname})
+        return "queue"
 
 
 STATE_KEY = web.AppKey("wsmq_gateway", GatewayState)

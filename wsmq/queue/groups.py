@@ -51,6 +51,10 @@ class GroupsMixin:
         vt, marker = await self.redis.hmget(self.keys.attributes(qname), ["vt", F_GROUP])
         return vt is not None and bool(marker)
 
+    async def queue_kind(self, qname: str) -> str | None:
+        """``None`` (no such queue), ``"queue"`` or ``"group"``, in one round trip."""
+        return await self._kind(v.validate_qname(qname))
+
     async def group_add(self, group: str, *queues: str) -> int:
         """Add member ``queues`` to ``group``, creating the group (a queue with RSMQ's default
         settings; change them with ``set_queue_attributes``) if it does not exist.
