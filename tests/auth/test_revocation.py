@@ -78,6 +78,9 @@ async def test_subscriber_reconnects_after_redis_restart(
     node = RevocationBus(proc.url, max_backoff=0.2)
     async with collecting(node, on_reconnect=reconnected.set) as got:
         await wait_subscribed(proc.url, "rsmq:wsmq:revoke")
+        async with asyncio.timeout(5):
+            await reconnected.wait()  # the first subscription calls it too
+        reconnected.clear()
         proc.restart()
         async with asyncio.timeout(10):
             await reconnected.wait()
@@ -87,6 +90,21 @@ async def test_subscriber_reconnects_after_redis_restart(
         async with asyncio.timeout(1):
             assert await got.get() == "after-restart"
         await cli.aclose()
+
+
+async def test_a_first_subscription_after_an_outage_calls_on_reconnect(
+    redis_factory: Callable[..., RedisProcess],
+) -> None:
+    # Redis down when the node starts: sockets admitted meanwhile (tokens checked against the
+    # store) may have missed a logout, so the first subscription must trigger the re-check too.
+    proc = redis_factory()
+    proc.stop()
+    subscribed = asyncio.Event()
+    node = RevocationBus(proc.url, max_backoff=0.2)
+    async with collecting(node, on_reconnect=subscribed.set):
+        proc.start()
+        async with asyncio.timeout(10):
+            await subscribed.wait()
 
 
 async def test_subscriber_survives_a_permission_error_and_keeps_retrying(

@@ -75,10 +75,11 @@ class RevocationBus:
         """Yield revoked user ids forever, on a dedicated connection, reconnecting on loss.
 
         Events published while disconnected are lost; ``on_reconnect`` (if given) runs after each
-        re-subscription so the caller can re-check its users against the store.
+        subscription, the first included (sockets may have been admitted before it, for instance
+        while Redis was down when the node started), so the caller can re-check its users
+        against the store.
         """
         backoff = Backoff(base=0.05, cap=self.max_backoff)
-        first = True
         outage = OutageLog(log, "revocation channel")
         while True:
             client: aioredis.Redis | None = None
@@ -91,11 +92,10 @@ class RevocationBus:
                 client = await broadcast_pubsub_client(self.redis_url, retry=0)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
-                if not first and on_reconnect is not None:
+                if on_reconnect is not None:
                     result = on_reconnect()
                     if result is not None:
                         await result
-                first = False
                 backoff.reset()
                 outage.recovered()
                 while True:
