@@ -45,17 +45,17 @@ class Refresher:
         self._emit = emit
         self._fail = fail
         self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None  # the socket of _task
         self._last = float("-inf")  # loop time of the last /refresh sent
 
-    @property
-    def busy(self) -> bool:
-        """Whether a renewal is in flight."""
-        return self._task is not None and not self._task.done()
-
     def expiring(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """The server warned on ``ws``: renew, unless a renewal is already on its way."""
-        if not self.busy:
-            self._task = asyncio.create_task(self._renew(ws), name="wsmq-client-refresh")
+        """The server warned on ``ws``: renew, unless a renewal for ``ws`` is on its way."""
+        if self._task is not None and not self._task.done():
+            if self._ws is ws:
+                return
+            self._task.cancel()  # one for a socket that is gone
+        self._ws = ws
+        self._task = asyncio.create_task(self._renew(ws), name="wsmq-client-refresh")
 
     async def cancel(self) -> None:
         """Stop a renewal in flight (the client closes)."""
