@@ -79,7 +79,11 @@ class Refresher:
                 self._fail(ws, error)
                 return
             except Exception as exc:  # the token endpoint's blip: not the end of the client
-                self._emit(TransientError(self._reconnect.node, exc))
+                try:
+                    self._emit(TransientError(self._reconnect.node, exc))
+                except Exception as raised:  # on_event raised: that ends the client
+                    self._fail(ws, raised)
+                    return
                 await self._backoff.sleep()
                 continue
             self._backoff.reset()
