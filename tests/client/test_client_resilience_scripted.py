@@ -353,6 +353,8 @@ async def test_commands_cut_short_by_close_raise_client_closed(nodes: list[Scrip
                 await sending
     with pytest.raises(ClientClosed):
         await client.send("chat", "again")
+    with pytest.raises(ClientClosed):
+        client.subscribe("chat")
 
 
 async def test_a_lost_connection_is_not_client_closed(nodes: list[ScriptedNode]) -> None:

@@ -204,6 +204,10 @@ class Client:
         Devices). ``await sub.ready()`` waits for the first ``subscribed``; a refusal with
         ``unavailable`` is retried with backoff, any other ends the subscription with
         :class:`CommandFailed`."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise ClientClosed()
         if not is_valid_qname(queue):
             raise ClientError(f"invalid queue name {queue!r}")
         if device is not None and not is_valid_device(device):
