@@ -34,12 +34,15 @@ from wsmq.client import (
     Disconnected,
     Event,
     Subscription,
+    Unauthorized,
     connect,
 )
 
 
-class LoginFailed(Exception):
-    """An ``/auth/*`` call was refused: the client stops (it raises from ``async with``)."""
+class LoginFailed(Unauthorized):
+    """An ``/auth/*`` call was refused (HTTP 400/401/403): raised from ``tokens()``, it stops the
+    client (``async with`` raises ``AuthenticationFailed`` from it). Other failures of the token
+    endpoint (down, 429, 503) are retried by the client."""
 
 
 def say(text: str) -> None:
@@ -78,15 +81,16 @@ class Tokens:
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         """POST to the first node that answers (``ws://host:port/`` -> ``http://host:port``)."""
         headers = {"x-access-token": self.access_token} if self.access_token else {}
-        error: Exception = LoginFailed("no node answered")
+        error: Exception = ConnectionError("no node answered")
         for url in self.args.url:
             parts = urlsplit(url)
             base = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
             try:
                 async with self.http.post(base + path, json=body, headers=headers) as resp:
                     data = await resp.json(content_type=None)
-                    if resp.status != 200:
+                    if resp.status in (400, 401, 403):
                         raise LoginFailed(f"{path}: HTTP {resp.status} {data.get('error')}")
+                    resp.raise_for_status()  # 429, 503...: transient, the client retries
                     return data
             except aiohttp.ClientConnectionError as exc:
                 error = exc
@@ -101,16 +105,12 @@ class Consumer:
         self.handled = 0
 
     async def consume(self, queue: str) -> None:
-        while True:
-            try:
-                return await self._consume(self.client.subscribe(queue))
-            except CommandFailed as exc:
-                if exc.error_code != "unavailable":
-                    say(f"{queue}: {exc}")  # this queue only (forbidden, ...): the others go on
-                    return
-                # The node cannot subscribe now (shutting down, Redis away): again shortly.
-                say(f"{queue}: {exc.detail}; subscribing again")
-                await asyncio.sleep(1.0)
+        # A node that cannot subscribe now (`unavailable`: shutting down, Redis away) is asked
+        # again by the client itself; a refusal that ends the subscription is raised here.
+        try:
+            await self._consume(self.client.subscribe(queue))
+        except CommandFailed as exc:
+            say(f"{queue}: {exc}")  # this queue only (forbidden, ...): the others go on
 
     async def _consume(self, subscription: Subscription) -> None:
         async for d in subscription:
@@ -141,10 +141,10 @@ async def run(args: argparse.Namespace) -> int:
                     if isinstance(error, BaseException):
                         raise error
         except AuthenticationFailed as exc:
-            say(f"rejected: {exc}")
-            return 1
-        except (LoginFailed, aiohttp.ClientConnectionError) as exc:
-            say(f"cannot get tokens: {exc}")
+            if isinstance(exc.__cause__, LoginFailed):
+                say(f"cannot get tokens: {exc.__cause__}")
+            else:
+                say(f"rejected: {exc}")
             return 1
         except ClientError as exc:  # a close that retrying cannot help (1008, 1009, ...)
             say(f"stopped: {exc}")

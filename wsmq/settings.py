@@ -168,7 +168,8 @@ class Settings:
     )
     expiry_warning: float = _opt(
         60.0,
-        "Seconds before the x-token's `exp` a wsmq.v1 client gets an `expiring` frame.",
+        "Seconds before the x-token's `exp` a wsmq.v1 client gets an `expiring` frame "
+        "(at most half the token's lifetime left when it was accepted or refreshed).",
         group="auth",
     )
     auth_deadline: float = _opt(

@@ -4,12 +4,15 @@
 /** The subprotocol of the v1 protocol: "wsmq.v1". */
 export declare const SUBPROTOCOL: "wsmq.v1";
 
+/** The least time between two `/refresh` of a client, in ms (1000). */
+export declare const MIN_REFRESH_INTERVAL: number;
+
 /** `[x-token, x-access-token]`. */
 export type Tokens = readonly [xToken: string, accessToken: string];
 
 /** Called at the first connect, after a 4401/4403 close or an HTTP 401/403 handshake, and on
- * `expiring`. A rejection ends the client with `AuthenticationFailed` (on `expiring`: an
- * `error` event only). */
+ * `expiring`. A rejection is transient: an `error` event (`TokensFailed`), a backoff, another
+ * call. Rejecting with `UnauthorizedError` ends the client with `AuthenticationFailed`. */
 export type TokenSource = () => Promise<Tokens> | Tokens;
 
 /** A WebSocket constructor: a browser's, Node's global one (Node >= 22), or the `ws` package. */
@@ -59,6 +62,9 @@ export interface ConnectOptions {
 export interface SubscribeOptions {
   /** How many deliveries of this queue the handler runs at once (default 1: in order). */
   concurrency?: number;
+  /** Subscribe as this device (`^[A-Za-z0-9_-]{1,64}$`, stable per install): every message of
+   * the queue reaches the device's own inbox (`/subscribe/<queue> device=<id>`). */
+  device?: string;
 }
 
 export interface AckOptions {
@@ -98,10 +104,16 @@ export type Handler = (delivery: Delivery) => unknown | Promise<unknown>;
 export declare class Subscription {
   private constructor();
   readonly queue: string;
-  /** False once unsubscribed, refused or the client ended. */
+  /** The device it subscribes as, or null. */
+  readonly device: string | null;
+  /** False once unsubscribed, refused (not `unavailable`: that is retried), left, or the client
+   * ended. */
   readonly active: boolean;
-  /** Resolves at the first `subscribed` reply; rejects with `CommandFailed` if the server
-   * refused it (forbidden, ...) or with the error that ended the client. */
+  /** Whether a node answered `subscribed` at least once. */
+  readonly subscribed: boolean;
+  /** One-shot: resolves at the first `subscribed` reply (each later one is a `subscribed`
+   * event); rejects with `CommandFailed` if the server refused it for good (forbidden,
+   * invalid_queue, too_many_subscriptions, ...) or with the error that ended the client. */
   readonly ready: Promise<void>;
   /** Send `/unsubscribe/<queue>`: no more deliveries; unacked ones are released. */
   unsubscribe(): Promise<void>;
@@ -115,12 +127,16 @@ export interface ClientEvents {
   /** An attempt or a connection ended: its close code (1006 when there was no close frame,
    * e.g. a refused connection) and reason ("HTTP 401", "connect timeout", or the server's). */
   disconnected: (code: number, reason: string, node: string) => void;
-  /** The client waits `delayMs` before the next attempt (after close `code`). */
+  /** The client waits `delayMs` before the next attempt (after close `code`; 0: tokens()
+   * failed). */
   reconnecting: (delayMs: number, code: number) => void;
+  /** A node answered `subscribed` (on every (re)subscribe); `device` null for a plain one. */
+  subscribed: (queue: string, device: string | null, node: string) => void;
   /** Every delivery handed to the application (before its subscription's handler). */
   message: (delivery: Delivery) => void;
   /** `error.fatal` true: the client stopped. Otherwise: a handler failed (`HandlerFailed`),
-   * a server error frame nobody waited for (`CommandFailed`), or a refresh failed. */
+   * a server error frame nobody waited for or a refused subscribe (`CommandFailed`;
+   * `unavailable` is retried), or tokens() failed (`TokensFailed`, retried). */
   error: (error: ClientError) => void;
 }
 
@@ -141,6 +157,10 @@ export declare class Client {
    * rejects with `CommandFailed` (forbidden, queue_not_found, message_too_long, ...) or
    * `ConnectionClosed` (the connection closed before the reply: it may have been queued). */
   send(queue: string, message: string): Promise<string>;
+  /** `/leave/<queue> device=<device>`: remove that device's inbox of `queue` now, its messages
+   * with it; resolves true if there was one. This client's subscription to `queue` as that
+   * device ends first. Rejects with `CommandFailed` (device_in_use, ...) or `ConnectionClosed`. */
+  leave(queue: string, device: string): Promise<boolean>;
   /** Listen; returns a function that removes the listener. */
   on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): () => void;
   off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): void;
@@ -166,15 +186,27 @@ export declare class Backoff {
 export declare function afterClose(code: number): "next_node_now" | "new_tokens" | "back_off" | "fatal";
 
 export declare class ClientError extends Error {
-  /** "client_error", "authentication_failed", "connection_closed", "command_failed",
-   * "handler_failed". */
+  /** "client_error", "authentication_failed", "unauthorized", "tokens_failed",
+   * "connection_closed", "client_closed", "command_failed", "handler_failed". */
   code: string;
   /** True on the error that ended the client. */
   fatal: boolean;
 }
 
-/** The server refused the credentials, even fresh ones from tokens(). */
+/** The server refused the credentials, even fresh ones from tokens(); or tokens() rejected
+ * with `UnauthorizedError` (the `cause`). */
 export declare class AuthenticationFailed extends ClientError {}
+
+/** Throw it from tokens() when there will be no tokens (logged out): ends the client. */
+export declare class UnauthorizedError extends ClientError {
+  constructor(message?: string, options?: { cause?: unknown });
+}
+
+/** Not fatal: tokens() rejected (`cause`); it is called again after a backoff. */
+export declare class TokensFailed extends ClientError {
+  constructor(cause: unknown);
+  cause: unknown;
+}
 
 /** A close the client does not retry (1002, 1007, 1008, 1009), or a command whose connection
  * closed before its reply. */
@@ -182,6 +214,11 @@ export declare class ConnectionClosed extends ClientError {
   constructor(message: string, closeCode?: number | null, reason?: string);
   closeCode: number | null;
   reason: string;
+}
+
+/** The application closed the client: a command cut short by close(), or made after it. */
+export declare class ClientClosed extends ConnectionClosed {
+  constructor(message?: string);
 }
 
 /** An `error` frame answered a command. */

@@ -45,6 +45,7 @@ from wsmq.client import (
     ConnectionClosed,
     Disconnected,
     Event,
+    Unauthorized,
     connect,
 )
 
@@ -53,13 +54,15 @@ BACKOFF_MAX = 8.0
 SEEN_IDS = 1000  # ids the client remembers, so a redelivery after a reconnect is not shown twice
 
 
-class CredentialsRefused(Exception):
-    """The node refused the user name and password (or the tokens they gave): do not retry."""
+class CredentialsRefused(Unauthorized):
+    """The node refused the user name and password (or the tokens they gave): do not retry
+    (raised from ``tokens()``, an ``Unauthorized`` ends the client)."""
 
 
-class GaveUp(Exception):
-    """``--retries`` attempts in a row failed (raised from the client's event callback, which
-    ends the client)."""
+class GaveUp(Unauthorized):
+    """``--retries`` attempts in a row failed: raised from the client's event callback (which
+    ends the client) or from ``tokens()`` (an ``Unauthorized``: it ends the client too, any
+    other exception of ``tokens()`` the client would retry)."""
 
 
 def chat_body(user: str, text: str) -> str:
@@ -275,7 +278,13 @@ class Chat:
         except GaveUp as exc:
             say(str(exc))
             return 1
-        except (CredentialsRefused, AuthenticationFailed) as exc:
+        except AuthenticationFailed as exc:
+            if isinstance(exc.__cause__, GaveUp):  # tokens() gave up
+                say(str(exc.__cause__))
+                return 1
+            say(f"{exc}: check --user and --password")
+            return 1
+        except CredentialsRefused as exc:
             say(f"{exc}: check --user and --password")
             return 1
         except ClientError as exc:  # a close that retrying cannot help (1008, 1009, ...)

@@ -20,6 +20,7 @@ from wsmq.client import (
     Disconnected,
     Event,
     EventStream,
+    Subscribed,
     Subscription,
     TokenRefreshed,
     connect,
@@ -98,13 +99,15 @@ async def test_going_away_moves_to_the_next_node_at_once_and_resubscribes(
         assert (await next_delivery(sub)).message == "after"
     assert backoff.delays == []
     a, b = nodes[0].url, nodes[1].url
-    assert events[:4] == [
+    assert events == [
         Connecting(a),
         Connected(a),
+        Subscribed(a, "orders", None),
         Disconnected(a, code, "server shutting down"),
         Connecting(b),
+        Connected(b),
+        Subscribed(b, "orders", None),  # before the delivery that follows it
     ]
-    assert events[4] == Connected(b)
 
 
 @pytest.mark.parametrize("code", [4401, 4403])
@@ -473,6 +476,7 @@ async def test_events_stream_yields_the_connection_events_and_ends_on_close(
 ) -> None:
     client = client_of(nodes, Tokens(), GatedBackoff())
     stream = client.events()  # before `async with`: the first connection's events too
+    watch = client.events()
     async with client:
         client.subscribe("orders")
         first = await nodes[0].accept()
@@ -482,14 +486,20 @@ async def test_events_stream_yields_the_connection_events_and_ends_on_close(
         await first.send(type="refreshed", exp=1900000000)
         await first.close(1012, "server restarting")
         await subscribed(await nodes[1].accept())  # sent after Connected(b)
+        async with asyncio.timeout(STEP):
+            async for event in watch:
+                if event == Subscribed(nodes[1].url, "orders", None):
+                    break
     a, b = nodes[0].url, nodes[1].url
     assert await drain_events(stream) == [
         Connecting(a),
         Connected(a),
+        Subscribed(a, "orders", None),
         TokenRefreshed(a, 1900000000),
         Disconnected(a, 1012, "server restarting"),
         Connecting(b),
         Connected(b),
+        Subscribed(b, "orders", None),
     ]
     assert stream.dropped == 0
     assert await drain_events(client.events()) == []  # a closed client's stream is over
@@ -511,8 +521,12 @@ async def test_a_slow_events_reader_loses_the_oldest_and_never_blocks_the_client
         assert (await next_delivery(sub)).id == ID1  # the client went on regardless
         b = nodes[1].url
         async with asyncio.timeout(STEP):
-            assert [await anext(stream), await anext(stream)] == [Connecting(b), Connected(b)]
-    assert stream.dropped == 3  # Connecting(a), Connected(a), Disconnected(a, ...)
+            assert [await anext(stream), await anext(stream)] == [
+                Connected(b),
+                Subscribed(b, "orders", None),
+            ]
+    # Connecting(a), Connected(a), Subscribed(a, ...), Disconnected(a, ...), Connecting(b)
+    assert stream.dropped == 5
 
 
 async def test_the_events_stream_ends_when_the_client_fails(nodes: list[ScriptedNode]) -> None:

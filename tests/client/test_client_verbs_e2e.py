@@ -170,3 +170,38 @@ async def test_short_lived_tokens_are_refreshed_in_band_under_a_steady_stream(
     assert minted == len(refreshes) + 1  # the handshake's tokens, then one per refresh
     assert not [e for e in events if isinstance(e, Disconnected)], events  # no 4403, no reconnect
     assert len(sent) >= run * rate * 0.5 and sorted(handled) == sorted(sent)
+
+
+async def test_tokens_shorter_than_the_servers_warning_are_renewed_at_half_life_not_in_a_loop(
+    start_node: StartNode, make_user: MakeUser
+) -> None:
+    """The default 60 s ``expiry_warning`` and 3 s tokens (the server used to warn at once, and
+    again right after every refresh): about one refresh per 1.5 s, the socket never drops."""
+    ttl, run = 3, 5.0
+    node = await start_node()
+    alice = await make_user(ttl=ttl)
+    refreshed = asyncio.Queue[TokenRefreshed]()
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, TokenRefreshed):
+            refreshed.put_nowait(event)
+
+    async def tokens() -> tuple[str, str]:
+        return token_for(alice.user_id, ttl=ttl), alice.access_token
+
+    assert node.url is not None
+    async with connect([node.url], tokens=tokens, on_event=on_event):
+        deadline = time.monotonic() + run
+        count = 0
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    await refreshed.get()
+            except TimeoutError:
+                break
+            count += 1
+    # 5 s of 3 s tokens warned 1-1.5 s before exp: 3 to 5 refreshes; a loop would make hundreds.
+    assert 2 <= count <= run + 1, events
+    assert not [e for e in events if isinstance(e, Disconnected)], events

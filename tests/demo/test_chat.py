@@ -37,10 +37,11 @@ async def test_chat_reconnects_to_the_other_node_when_its_node_stops(stack: Demo
 
 
 async def test_chat_renews_its_token_in_band_before_it_expires(tmp_path: Path) -> None:
-    """A 62 s x-token gets the node's ``expiring`` warning (60 s ahead) after 2 s: the client
-    library asks chat.py for tokens, chat.py gets a fresh x-token from /auth/token (keeping its
-    access token) and the socket stays open."""
-    async with DemoStack(port=0, log_to=tmp_path, token_ttl=62) as stack:
+    """A 4 s x-token gets the node's ``expiring`` warning at half its lifetime (it is shorter
+    than the 60 s warning), about 2 s in: the client library asks chat.py for tokens, chat.py
+    gets a fresh x-token from /auth/token (keeping its access token) and the socket stays
+    open."""
+    async with DemoStack(port=0, log_to=tmp_path, token_ttl=4) as stack:
         alice, bob = stack.users
         cmd = chat_command(stack, 0, [stack.node_urls[0]], bob.id)
         async with chat_process(*cmd, "--count", "1") as proc:

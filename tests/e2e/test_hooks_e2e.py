@@ -157,6 +157,41 @@ async def test_refresh_after_expiring_warning_keeps_the_socket(
     await ws.close()
 
 
+@pytest.mark.backends("single")  # the warning's timing does not involve Redis
+async def test_a_token_shorter_than_the_warning_is_warned_once_at_half_life_per_refresh(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
+) -> None:
+    """The default 60 s warning and 3 s tokens: ``expiring`` comes half the token's remaining
+    lifetime before exp, once per token, never right after the ``refreshed`` (which made
+    clients refresh in a loop)."""
+    from .conftest import token_for
+
+    node = await start_node()  # expiry_warning 60
+    alice = await make_user(ttl=3)
+    exp = _exp(alice.x_token)
+    before = time.time()
+    ws = await connect(http, node, alice)
+    after = time.time()
+    warning = await recv(ws, timeout=exp - time.time() + 1)
+    warned_at = time.time()
+    assert warning["type"] == "expiring" and 0 < warning["seconds"] <= 2
+    assert exp - (exp - before) / 2 - 0.05 <= warned_at <= exp - (exp - after) / 2 + 0.3
+    for _ in range(2):
+        token = token_for(alice.user_id, ttl=3)
+        sent_at = time.time()
+        await ws.send_str(f"/refresh {token}")
+        refreshed = await recv(ws, timeout=2)
+        assert refreshed["type"] == "refreshed" and refreshed["exp"] == _exp(token)
+        # The next frame is the new token's one warning, at half its lifetime, not at once.
+        warning = await recv(ws, timeout=_exp(token) - time.time())
+        warned_at = time.time()
+        assert warning["type"] == "expiring"
+        assert warned_at >= _exp(token) - (_exp(token) - sent_at) / 2 - 0.05
+    # No refresh: after the one warning, the next frame is the close at exp.
+    msg = await ws.receive(timeout=_exp(token) - time.time() + 2)
+    assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4403
+
+
 async def _readyz(http: aiohttp.ClientSession, node: Gateway) -> tuple[int, dict[str, Any]]:
     async with asyncio.timeout(5):
         async with http.get(f"{node.http_url}/readyz") as resp:

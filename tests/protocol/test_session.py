@@ -429,6 +429,27 @@ def test_expiry_warning_then_close_4403() -> None:
     assert s.closed and s.next_deadline() is None
 
 
+def test_a_token_shorter_than_the_warning_is_warned_at_half_its_lifetime() -> None:
+    """expiring_warning 60 s, a 3 s token: warned 1.5 s before exp, not at once; and each
+    refresh with another short token re-arms it at half the new lifetime (no refresh loop)."""
+    s = open_session(user=replace(USER, token_exp=T0 + 3), limits=SessionLimits(rate=None))
+    assert s.next_deadline() == T0 + 1.5
+    assert s.tick(T0 + 1.4) == []
+    assert frames(s.tick(T0 + 1.5)) == [{"type": "expiring", "seconds": 2}]
+    assert s.tick(T0 + 1.6) == [] and s.next_deadline() == T0 + 3
+    s.receive(f"/refresh {JWT}", T0 + 1.6)
+    assert frames(s.refreshed("u1", T0 + 4.6, T0 + 1.6)) == [{"type": "refreshed", "exp": T0 + 4.6}]
+    assert abs((s.next_deadline() or 0) - (T0 + 3.1)) < 1e-6
+    assert s.tick(T0 + 3.0) == []
+    assert frames(s.tick(T0 + 3.1)) == [{"type": "expiring", "seconds": 2}]
+
+
+def test_a_refreshed_token_of_an_already_expired_exp_closes() -> None:
+    s = open_session(user=replace(USER, token_exp=T0 + 3), limits=SessionLimits(rate=None))
+    s.receive(f"/refresh {JWT}", T0 + 2)
+    assert s.refreshed("u1", T0 + 1, T0 + 2)[-1] == Close(4403, "token expired")
+
+
 def test_legacy_mode_has_no_warning_but_expires() -> None:
     s = open_session(Mode.LEGACY)
     assert s.next_deadline() == T0 + 900

@@ -5,14 +5,30 @@ Reference: ``docs/client-python.md``.
 
 from wsmq.client.client import Client, connect
 from wsmq.client.delivery import Delivery, Subscription
-from wsmq.client.errors import AuthenticationFailed, ClientError, CommandFailed, ConnectionClosed
-from wsmq.client.events import Connected, Connecting, Disconnected, Event, TokenRefreshed
+from wsmq.client.errors import (
+    AuthenticationFailed,
+    ClientClosed,
+    ClientError,
+    CommandFailed,
+    ConnectionClosed,
+    Unauthorized,
+)
+from wsmq.client.events import (
+    Connected,
+    Connecting,
+    Disconnected,
+    Event,
+    Subscribed,
+    TokenRefreshed,
+    TransientError,
+)
 from wsmq.client.reconnect import TokenSource
 from wsmq.client.stream import EventStream
 
 __all__ = [
     "AuthenticationFailed",
     "Client",
+    "ClientClosed",
     "ClientError",
     "CommandFailed",
     "Connected",
@@ -22,8 +38,11 @@ __all__ = [
     "Disconnected",
     "Event",
     "EventStream",
+    "Subscribed",
     "Subscription",
     "TokenRefreshed",
     "TokenSource",
+    "TransientError",
+    "Unauthorized",
     "connect",
 ]

@@ -14,9 +14,11 @@ import aiohttp
 
 from wsmq.backoff import Backoff
 from wsmq.client.delivery import Delivery, Subscription
-from wsmq.client.errors import ClientError, CommandFailed, ConnectionClosed
-from wsmq.client.events import Event, TokenRefreshed
+from wsmq.client.errors import ClientClosed, ClientError, CommandFailed, ConnectionClosed
+from wsmq.client.events import Event, TokenRefreshed, TransientError
+from wsmq.client.events import Subscribed as SubscribedEvent
 from wsmq.client.reconnect import Reconnector, TokenSource
+from wsmq.client.refresh import Refresher
 from wsmq.client.settle import Settler, Verb
 from wsmq.client.stream import DEFAULT_EVENTS_BUFFER, EventStream
 from wsmq.protocol.names import is_valid_device, is_valid_qname
@@ -26,6 +28,7 @@ from wsmq.protocol.server_frames import (
     Expiring,
     Extended,
     FrameDecodeError,
+    Left,
     LegacyMessage,
     Message,
     Nacked,
@@ -43,7 +46,11 @@ log = logging.getLogger(__name__)
 ACKED = -1  # dedupe state of an id the application acked
 FLUSH_ON_CLOSE = 2.0  # seconds close() waits for acks queued just before it
 MAX_EXTEND = 43_200  # the server's default max_extend (seconds)
-_Pending = tuple[str, "asyncio.Future[str] | None"]  # ("send" | "subscribe", reply future)
+_Pending = tuple[str, "asyncio.Future[str] | None"]  # ("send" | "subscribe" | "leave", reply)
+#: Subscribe refusals that say "not now" (Redis down, the node stopping): retried with backoff
+#: on the same connection. Every other code (forbidden, invalid_queue, too_many_subscriptions,
+#: queue_not_found, ...) would be refused again: it ends the subscription.
+TRANSIENT_SUBSCRIBE_ERRORS = frozenset({"unavailable"})
 
 
 def _seconds(name: str, value: float, low: int, high: int) -> int:
@@ -92,10 +99,14 @@ class Client:
         self._streams: list[EventStream] = []
         self._session = session
         self._own_session = session is None
+        backoff = backoff if backoff is not None else Backoff(base=0.1, cap=10.0)
+        self._backoff_range = (backoff.base, backoff.cap)  # for the retries of their own
         self._reconnect = Reconnector(
             nodes, tokens, legacy=legacy, heartbeat=heartbeat, on_event=self._emit,
-            backoff=backoff if backoff is not None else Backoff(base=0.1, cap=10.0),
+            backoff=backoff,
         )  # fmt: skip
+        self._refresher = Refresher(self._reconnect, self._new_backoff(), self._emit, self._fail)
+        self._subscribe_retries: dict[str, Backoff] = {}  # queue -> its retry delays
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
@@ -137,6 +148,7 @@ class Client:
         # Settles queued in the last loop turn still go out before the socket closes.
         with contextlib.suppress(Exception):
             await self._settler.drain(FLUSH_ON_CLOSE)
+        await self._refresher.cancel()
         for task in [self._run_task, self._settler.cancel(), *self._tasks]:
             if task is not None and not task.done():
                 task.cancel()
@@ -173,6 +185,10 @@ class Client:
         for stream in self._streams:
             stream.feed(event)
 
+    def _new_backoff(self) -> Backoff:
+        base, cap = self._backoff_range
+        return Backoff(base=base, cap=cap)
+
     def _end_streams(self) -> None:
         streams, self._streams = self._streams, []
         for stream in streams:
@@ -185,7 +201,13 @@ class Client:
 
         ``device``: subscribe as that device (a stable id the app keeps, e.g. per install):
         every message of the queue reaches every device, acked independently (docs/protocol.md,
-        Devices)."""
+        Devices). ``await sub.ready()`` waits for the first ``subscribed``; a refusal with
+        ``unavailable`` is retried with backoff, any other ends the subscription with
+        :class:`CommandFailed`."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise ClientClosed()
         if not is_valid_qname(queue):
             raise ClientError(f"invalid queue name {queue!r}")
         if device is not None and not is_valid_device(device):
@@ -208,13 +230,40 @@ class Client:
         sub = self._subs.pop(queue, None)
         if sub is None:
             return
-        sub.finish()
-        self._seen.pop(queue, None)
-        # Settles of this queue queued before the unsubscribe go out before it.
-        await self._settler.flush()
+        await self._drop(sub)
         if self._ws is not None:
             with contextlib.suppress(ConnectionError, aiohttp.ClientError):
                 await self._ws.send_str(f"/unsubscribe/{queue}")
+
+    async def _drop(self, sub: Subscription) -> None:
+        """End ``sub`` here (already out of ``_subs``); its settles queued so far go out."""
+        sub.finish()
+        self._seen.pop(sub.queue, None)
+        self._subscribe_retries.pop(sub.queue, None)
+        # Settles of this queue queued before the unsubscribe go out before it.
+        await self._settler.flush()
+
+    async def leave(self, queue: str, device: str) -> bool:
+        """Remove ``device``'s inbox of ``queue`` now, its messages with it (``/leave``):
+        ``True`` if there was one. A subscription of this client to ``queue`` as that device
+        ends first (the server unsubscribes it), and is not renewed.
+
+        Raises:
+            CommandFailed: ``device_in_use`` (another connection is subscribed as it),
+                ``forbidden``, ...
+            ConnectionClosed: the connection closed before the reply.
+        """
+        self._require_v1("leave")
+        if not is_valid_qname(queue):
+            raise ClientError(f"invalid queue name {queue!r}")
+        if not is_valid_device(device):
+            raise ClientError(f"invalid device id {device!r}")
+        sub = self._subs.get(queue)
+        if sub is not None and sub.device == device:
+            del self._subs[queue]
+            await self._drop(sub)
+        removed = await self._command(queue, "leave", f"/leave/{queue} device={device}")
+        return removed == "removed"
 
     async def send(self, queue: str, message: str) -> str:
         """Put ``message`` into ``queue``; returns the new message's id.
@@ -227,13 +276,17 @@ class Client:
             raise ClientError("send needs the wsmq.v1 protocol (legacy mode is read-only)")
         if not is_valid_qname(queue):
             raise ClientError(f"invalid queue name {queue!r}")
+        return await self._command(queue, "send", f"/send/{queue} {message}")
+
+    async def _command(self, queue: str, kind: str, frame: str) -> str:
+        """Send ``frame`` once connected; its reply (matched by ``queue`` and ``kind``)."""
         ws = await self._wait_connected()
         reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(queue, deque()).append(("send", reply))
+        self._pending.setdefault(queue, deque()).append((kind, reply))
         try:
-            await ws.send_str(f"/send/{queue} {message}")
+            await ws.send_str(frame)
         except (ConnectionError, aiohttp.ClientError) as exc:
-            raise ConnectionClosed(f"send failed: {exc}") from None
+            raise ConnectionClosed(f"{kind} failed: {exc}") from None
         return await reply
 
     async def ack(self, delivery: Delivery, *, confirm: bool = False) -> bool:
@@ -330,7 +383,11 @@ class Client:
         return ws.close_code, reason, healthy
 
     def _connection_lost(self) -> None:
-        lost = ConnectionClosed("the connection closed before the reply")
+        lost = (
+            ClientClosed("the client closed before the reply")
+            if self._closed
+            else ConnectionClosed("the connection closed before the reply")
+        )
         for pending in self._pending.values():
             for _kind, reply in pending:
                 if reply is not None and not reply.done():
@@ -343,13 +400,42 @@ class Client:
         sub = self._subs.get(queue)
         device = sub.device if sub is not None else None
         await ws.send_str(f"/subscribe/{queue}" + (f" device={device}" if device else ""))
+        if self._legacy and sub is not None:  # legacy answers no `subscribed`
+            self._subscribed(queue, device)
+
+    def _subscribed(self, queue: str, device: str | None) -> None:
+        sub = self._subs.get(queue)
+        if sub is None:
+            return
+        self._subscribe_retries.pop(queue, None)
+        sub.mark_subscribed()
+        self._emit(SubscribedEvent(self._reconnect.node, queue, device))
+
+    async def _subscribe_later(
+        self, ws: aiohttp.ClientWebSocketResponse, sub: Subscription
+    ) -> None:
+        """Retry a subscribe refused with a transient error, on the same connection (a new
+        one renews every subscription anyway)."""
+        retries = self._subscribe_retries.setdefault(sub.queue, self._new_backoff())
+        await retries.sleep()
+        if self._ws is ws and self._subs.get(sub.queue) is sub:
+            await self._send_subscribe(ws, sub.queue)
+
+    def _fail(self, ws: aiohttp.ClientWebSocketResponse, error: BaseException) -> None:
+        """End the client with ``error``: recorded, then the connection closes."""
+        self._reconnect.fail(error)
+
+        async def close() -> None:
+            await ws.close()
+
+        self._spawn(close())
 
     async def _wait_connected(self) -> aiohttp.ClientWebSocketResponse:
         while self._ws is None:
             if self._fatal is not None:
                 raise self._fatal
             if self._closed or self._run_task is None or self._run_task.done():
-                raise ClientError("the client is closed")
+                raise ClientClosed()
             waiter = asyncio.ensure_future(self._connected.wait())
             await asyncio.wait({waiter, self._run_task}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
@@ -381,13 +467,16 @@ class Client:
                 self._emit(TokenRefreshed(self._reconnect.node, exp))
             case Sent(queue, msg_id):
                 self._reply(queue, "send", msg_id)
-            case Subscribed(queue):
+            case Subscribed(queue, device):
                 self._reply(queue, "subscribe", queue)
+                self._subscribed(queue, device)
+            case Left(queue, _device, removed):
+                self._reply(queue, "leave", "removed" if removed else "")
             case ErrorFrame(code, detail, queue, msg_id):
-                self._on_error(code, detail, queue, msg_id)
+                self._on_error(ws, code, detail, queue, msg_id)
                 return False
             case Expiring():
-                self._spawn(self._refresh(ws))
+                self._refresher.expiring(ws)
         return True
 
     def _on_message(self, queue: str, msg_id: str, rc: int, sent: float, body: str) -> None:
@@ -407,7 +496,14 @@ class Client:
                 seen.popitem(last=False)
         sub.feed(Delivery(queue, msg_id, rc, sent, body, self, self._generation))
 
-    def _on_error(self, code: str, detail: str, queue: str | None, msg_id: str | None) -> None:
+    def _on_error(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        code: str,
+        detail: str,
+        queue: str | None,
+        msg_id: str | None,
+    ) -> None:
         if queue is None:
             log.warning("wsmq server error %s: %s", code, detail)
         elif msg_id is not None:
@@ -419,8 +515,14 @@ class Client:
                 error = CommandFailed(code, detail)
                 if reply is not None:
                     reply.set_exception(error)
-                elif kind == "subscribe" and (sub := self._subs.pop(queue, None)) is not None:
-                    sub.finish(error)
+                elif kind == "subscribe" and (sub := self._subs.get(queue)) is not None:
+                    if code in TRANSIENT_SUBSCRIBE_ERRORS:
+                        self._emit(TransientError(self._reconnect.node, error))
+                        self._spawn(self._subscribe_later(ws, sub))
+                    else:
+                        del self._subs[queue]
+                        self._subscribe_retries.pop(queue, None)
+                        sub.finish(error)
 
     def _reply(self, queue: str, kind: str, value: str) -> None:
         pending = self._pending.get(queue)
@@ -433,18 +535,13 @@ class Client:
                     reply.set_result(value)
                 return
 
-    async def _refresh(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        x_token, _access_token = await self._reconnect.renew_tokens()
-        if not ws.closed:
-            await ws.send_str(f"/refresh {x_token}")
-
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
             try:
                 await coro
             except (ConnectionError, aiohttp.ClientError) as exc:
                 log.debug("wsmq client: %s", exc)  # the read loop sees the close too
-            except Exception:  # e.g. tokens() failing during a refresh: the expiry closes 4403
+            except Exception:  # a bug: logged, the connection goes on
                 log.warning("wsmq client: background step failed", exc_info=True)
 
         task = asyncio.create_task(run())

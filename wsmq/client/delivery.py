@@ -58,7 +58,11 @@ class Delivery:
 
 class Subscription:
     """The deliveries of one queue, as an async iterator; it ends when the client closes and
-    raises the client's fatal error (or the subscribe's ``CommandFailed``)."""
+    raises the client's fatal error (or the subscribe's ``CommandFailed``).
+
+    ``await sub.ready()`` waits for the first ``subscribed`` (one-shot, like the JS client's
+    ``sub.ready``); every later (re)subscribe is a :class:`~wsmq.client.Subscribed` event.
+    """
 
     def __init__(self, queue: str, device: str | None = None) -> None:
         self.queue = queue
@@ -71,6 +75,9 @@ class Subscription:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._ended = False
         self._error: BaseException | None = None
+        self._ready = asyncio.Event()  # set at the first `subscribed`, or when it ends
+        #: Whether a node answered ``subscribed`` at least once.
+        self.subscribed = False
 
     def __aiter__(self) -> Subscription:
         return self
@@ -93,6 +100,19 @@ class Subscription:
                 raise
         return self._items.popleft()
 
+    async def ready(self) -> None:
+        """Wait for the first ``subscribed``. Raises the subscription's error if it ended
+        before (``CommandFailed``: refused; the client's fatal error); returns if it ended
+        without one (unsubscribed, the client closed)."""
+        await self._ready.wait()
+        if not self.subscribed and self._error is not None:
+            raise self._error
+
+    def mark_subscribed(self) -> None:
+        """Used by the client: a node answered ``subscribed``."""
+        self.subscribed = True
+        self._ready.set()
+
     def feed(self, delivery: Delivery) -> None:
         """Used by the client: the next delivery of this queue."""
         if not self._ended:
@@ -105,6 +125,7 @@ class Subscription:
         if not self._ended:
             self._ended = True
             self._error = error
+            self._ready.set()
             while self._waiters:
                 self._wake()
 

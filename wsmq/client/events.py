@@ -11,7 +11,9 @@ __all__ = [
     "Disconnected",
     "Event",
     "Next",
+    "Subscribed",
     "TokenRefreshed",
+    "TransientError",
     "after_close",
 ]
 
@@ -49,7 +51,28 @@ class TokenRefreshed:
     exp: float | None
 
 
-Event = Connecting | Connected | Disconnected | TokenRefreshed
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """``node`` answered ``subscribed`` for ``queue`` (as ``device``, if any): after every
+    (re)subscribe, so once per connection per subscription."""
+
+    node: str
+    queue: str
+    device: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransientError:
+    """Something failed that the client retries by itself, with backoff: ``tokens()`` raised
+    (``error`` is its exception), or a subscribe was answered ``unavailable`` (a
+    :class:`~wsmq.client.errors.CommandFailed`). ``node``: the node concerned (``""``: none yet).
+    """
+
+    node: str
+    error: Exception
+
+
+Event = Connecting | Connected | Disconnected | TokenRefreshed | Subscribed | TransientError
 
 
 class Next(Enum):

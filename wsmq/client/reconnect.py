@@ -7,14 +7,23 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from wsmq.backoff import Backoff
-from wsmq.client.errors import AuthenticationFailed, ClientError, ConnectionClosed
-from wsmq.client.events import Connected, Connecting, Disconnected, Event, Next, after_close
+from wsmq.client.errors import AuthenticationFailed, ClientError, ConnectionClosed, Unauthorized
+from wsmq.client.events import (
+    Connected,
+    Connecting,
+    Disconnected,
+    Event,
+    Next,
+    TransientError,
+    after_close,
+)
 from wsmq.protocol.wire import SUBPROTOCOL
 
 __all__ = ["Reconnector", "Serve", "TokenSource"]
 
 #: Returns ``(x-token, x-access-token)``; called at the first connect, after 4401/4403 or a
-#: refused handshake, and on ``expiring``.
+#: refused handshake, and on ``expiring``. Raising :class:`Unauthorized` ends the client;
+#: any other exception is retried with backoff.
 TokenSource = Callable[[], Awaitable[tuple[str, str]]]
 #: Runs one open socket until it closes: (close code, reason, whether it received good frames).
 Serve = Callable[[aiohttp.ClientWebSocketResponse], Awaitable[tuple[int | None, str, bool]]]
@@ -42,6 +51,11 @@ class Reconnector:
         self._tokens: tuple[str, str] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.node = ""  # the node of the current (or last) connection
+        self._failure: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        """End the loop with ``error`` once the current connection closes (close it next)."""
+        self._failure = error
 
     async def renew_tokens(self) -> tuple[str, str]:
         """Call the token source now (on ``expiring``); later connects use the result."""
@@ -59,7 +73,7 @@ class Reconnector:
             self._emit(Connecting(node))
             fresh = self._tokens is None
             if self._tokens is None:
-                self._tokens = await self._source()
+                self._tokens = await self._fetch_tokens(node)
             x_token, access_token = self._tokens
             try:
                 ws = await self.session.ws_connect(
@@ -89,6 +103,8 @@ class Reconnector:
             self._emit(Connected(node))
             code, reason, healthy = await serve(ws)
             self._emit(Disconnected(node, code, reason))
+            if self._failure is not None:
+                raise self._failure
             if healthy:
                 self._backoff.reset()
                 auth_strikes = 0
@@ -104,6 +120,17 @@ class Reconnector:
                     raise ConnectionClosed(f"{node}: closed {code} {reason}", code, reason)
                 case Next.BACK_OFF:
                     await self._backoff.sleep()
+
+    async def _fetch_tokens(self, node: str) -> tuple[str, str]:
+        """``tokens()``, retried with backoff until it returns; :class:`Unauthorized` ends it."""
+        while True:
+            try:
+                return await self._source()
+            except Unauthorized as exc:
+                raise AuthenticationFailed(f"tokens() refused: {exc}") from exc
+            except Exception as exc:  # e.g. the token endpoint unreachable for a moment
+                self._emit(TransientError(node, exc))
+                await self._backoff.sleep()
 
     def _emit(self, event: Event) -> None:
         if self._on_event is not None:

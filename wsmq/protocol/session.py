@@ -129,7 +129,7 @@ class Session:
         "_pending",
         "_subscribed",
         "_subscribing",
-        "_warned",
+        "_warn_at",
         "auth_deadline",
         "limits",
         "mode",
@@ -161,7 +161,8 @@ class Session:
         # Frames received while /auth is verified, handled in order once it is (and, with a
         # hook, one at a time: the rest waits behind a DoAuthorize until authorized()).
         self._pending: list[Pending] = []
-        self._warned = False
+        self._warn_at: float | None = None  # when the v1 `expiring` goes out (None: not armed)
+        self._arm_warning(now)
         self._now = now
         self._bucket = (
             TokenBucket(self.limits.rate, self.limits.burst, now) if self.limits.rate else None
@@ -392,6 +393,7 @@ class Session:
             return []
         self.user = user
         self.token_exp = user.token_exp
+        self._arm_warning(now)
         self.state = State.OPEN
         self.auth_deadline = None
         actions = self._v1_reply(encode_authenticated(user.user_id, user.token_exp))
@@ -434,7 +436,7 @@ class Session:
         if user_id != self.user_id:
             return [self._error(p.ErrorCode.REFRESH_FAILED, "token belongs to another user")]
         self.token_exp = exp
-        self._warned = False
+        self._arm_warning(now)
         return self._v1_reply(encode_refreshed(exp)) + self.tick(now)
 
     def refresh_failed(self, reason: str = "invalid token") -> list[Action]:
@@ -545,10 +547,23 @@ class Session:
             return []
         if now >= self.token_exp:
             return self._close(p.CLOSE_TOKEN_EXPIRED, "token expired")
-        if self.v1 and not self._warned and now >= self.token_exp - self.limits.expiring_warning:
-            self._warned = True
+        if self.v1 and self._warn_at is not None and now >= self._warn_at:
+            self._warn_at = None
             return [Reply(encode_expiring(math.ceil(self.token_exp - now)))]
         return []
+
+    def _arm_warning(self, now: float) -> None:
+        """Schedule the ``expiring`` warning of the token accepted at ``now``.
+
+        ``expiring_warning`` before ``exp``, but never earlier than half the token's remaining
+        lifetime: a token shorter than the warning would otherwise be warned about at once,
+        and again right after each refresh with another such token (a refresh loop).
+        """
+        if self.token_exp is None:
+            self._warn_at = None
+            return
+        lead = min(self.limits.expiring_warning, max(0.0, (self.token_exp - now) / 2))
+        self._warn_at = self.token_exp - lead
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (epoch s), or ``None``."""
@@ -556,8 +571,8 @@ class Session:
             return self.auth_deadline
         if self.state is not State.OPEN or self.token_exp is None:
             return None
-        if self.v1 and not self._warned:
-            return self.token_exp - self.limits.expiring_warning
+        if self.v1 and self._warn_at is not None:
+            return self._warn_at
         return self.token_exp
 
     def revoked(self) -> list[Action]:

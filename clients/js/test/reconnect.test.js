@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 
 import {
-  AuthenticationFailed, Backoff, ClientError, ConnectionClosed, afterClose, connect,
+  AuthenticationFailed, Backoff, ClientError, ConnectionClosed, TokensFailed, UnauthorizedError,
+  afterClose, connect,
 } from "../wsmq-client.js";
 import {
   BrowserLikeWebSocket, Recorder, ScriptedNode, WebSocket, silentServer, tokenSource,
@@ -230,15 +231,38 @@ test("a node that never answers the handshake: connect timeout, then the next no
   await c.ready;
 });
 
-test("tokens() failing ends the client with an error instead of looping", opts, async () => {
+test("tokens() failing is transient: an error event, a backoff, another call", opts, async () => {
+  const [a] = await nodes(1);
+  let calls = 0;
+  const tokens = async () => {
+    calls += 1;
+    if (calls <= 2) throw new Error("login service down");
+    return ["x3", "a3"];
+  };
+  const [c, events] = client([a.url], { tokens });
+  for (let i = 0; i < 2; i += 1) {
+    const [error] = await events.next("error");
+    assert.ok(error instanceof TokensFailed);
+    assert.equal(error.fatal, false);
+    assert.match(error.message, /login service down/);
+    assert.equal((await events.next("reconnecting"))[1], 0); // 0: no close, tokens() failed
+  }
+  const conn = await a.accept();
+  assert.equal(conn.headers["x-token"], "x3");
+  await c.ready;
+  assert.equal(c.error, null);
+});
+
+test("tokens() throwing UnauthorizedError ends the client with AuthenticationFailed", opts, async () => {
   const [a] = await nodes(1);
   const tokens = async () => {
-    throw new Error("login service down");
+    throw new UnauthorizedError("logged out");
   };
   const [c, events] = client([a.url], { tokens });
   const [error] = await events.next("error");
   assert.ok(error instanceof AuthenticationFailed);
-  assert.match(error.message, /login service down/);
+  assert.equal(error.fatal, true);
+  assert.ok(error.cause instanceof UnauthorizedError);
   await assert.rejects(c.send("q", "x"), AuthenticationFailed);
   assert.equal(a.handshakes.length, 0);
 });

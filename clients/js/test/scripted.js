@@ -148,7 +148,7 @@ export class Recorder {
     this.log = [];
     this.times = [];
     this.inboxes = new Map();
-    for (const name of ["connecting", "connected", "disconnected", "reconnecting", "message", "error"]) {
+    for (const name of ["connecting", "connected", "disconnected", "reconnecting", "message", "error", "subscribed"]) {
       this.inboxes.set(name, new Inbox());
       client.on(name, (...args) => {
         this.log.push([name, ...args]);
