@@ -5,7 +5,8 @@
 // the wire protocol: docs/protocol.md. Its model is the Python client's (wsmq/client):
 // nodes round robin, a reconnect policy by close code, subscriptions renewed after every
 // reconnect, in-band token refresh on `expiring`, acks coalesced per event-loop turn into
-// bulk `/ack/<q>/<id>,<id>` frames, optional bounded dedupe of redeliveries.
+// bulk `/ack/<q>/<id>,<id>` frames, optional bounded dedupe of redeliveries, transient
+// failures (a subscribe refused `unavailable`, a failing tokens()) retried with backoff.
 
 export const SUBPROTOCOL = "wsmq.v1";
 const MAX_ACK_IDS = 1000; // the server's limit of ids in one bulk /ack
@@ -13,6 +14,14 @@ const MAX_NACK_DELAY = 9999999;
 const CLOSE_FLUSH_MS = 2000; // how long close() waits for the socket's close handshake
 const ACKED = -1; // dedupe state of an id the application acked
 const QNAME = /^[A-Za-z0-9_-]{1,160}$/;
+const DEVICE = /^[A-Za-z0-9_-]{1,64}$/;
+// At least this long between two `/refresh` (ms): a server that warns again right after every
+// refresh (tokens shorter than its warning) must not make the client refresh in a loop.
+export const MIN_REFRESH_INTERVAL = 1000;
+// Subscribe refusals that say "not now" (Redis down, the node stopping): retried with backoff
+// on the same connection. Any other code (forbidden, invalid_queue, too_many_subscriptions...)
+// would be refused again: it ends the subscription.
+const TRANSIENT_SUBSCRIBE_ERRORS = new Set(["unavailable"]);
 const TOKEN = /^[\x21-\x7e]{1,8192}$/;
 
 // --- errors ------------------------------------------------------------------------------------
@@ -35,6 +44,25 @@ export class AuthenticationFailed extends ClientError {
   }
 }
 
+/** Throw (or reject with) it from tokens() when there will be no tokens (logged out, the
+ * refresh token refused): the client ends with AuthenticationFailed. Anything else tokens()
+ * throws is transient: an `error` event, then a retry after the backoff. */
+export class UnauthorizedError extends ClientError {
+  constructor(message = "unauthorized", options) {
+    super(message, options);
+    this.code = "unauthorized";
+  }
+}
+
+/** tokens() threw or rejected (not with UnauthorizedError): a non-fatal `error` event; the
+ * client calls it again after the backoff. `cause` is what it threw. */
+export class TokensFailed extends ClientError {
+  constructor(cause) {
+    super(`tokens() failed: ${cause?.message ?? cause}`, { cause });
+    this.code = "tokens_failed";
+  }
+}
+
 /** A close the client must not retry (1002, 1007, 1008, 1009), or a command whose
  * connection closed before its reply. `closeCode`/`reason` say which close. */
 export class ConnectionClosed extends ClientError {
@@ -43,6 +71,15 @@ export class ConnectionClosed extends ClientError {
     this.code = "connection_closed";
     this.closeCode = closeCode;
     this.reason = reason;
+  }
+}
+
+/** The application closed the client: a command waiting for a connection or a reply (or one
+ * made after close()) ends with it. Nothing to retry. */
+export class ClientClosed extends ConnectionClosed {
+  constructor(message = "the client is closed") {
+    super(message);
+    this.code = "client_closed";
   }
 }
 
@@ -109,6 +146,10 @@ function isValidQueue(name) {
   return typeof name === "string" && QNAME.test(name) && name !== "QUEUES";
 }
 
+function isValidDevice(id) {
+  return typeof id === "string" && DEVICE.test(id);
+}
+
 // The `ws` package (Node) takes handshake headers; a browser's WebSocket (or Node's global
 // one) cannot, so those authenticate with the first frame instead.
 function takesHeaders(WS) {
@@ -163,9 +204,12 @@ export class Subscription {
   #rejectReady;
   #settledReady = false;
 
-  constructor(client, queue, handler, concurrency) {
+  constructor(client, queue, handler, concurrency, device = null) {
     this.#client = client;
     this.queue = queue;
+    this.device = device; // the device it subscribes as (null: a plain subscription)
+    this.subscribed = false; // whether a node answered `subscribed` at least once
+    this._retries = null; // the client's Backoff of its retries after `unavailable`
     this.#handler = handler;
     this.#concurrency = concurrency;
     this.active = true;
@@ -182,6 +226,7 @@ export class Subscription {
   }
 
   _subscribed() {
+    this.subscribed = true;
     if (!this.#settledReady) {
       this.#settledReady = true;
       this.#resolveReady();
@@ -262,6 +307,11 @@ export class Client {
   #fatal = null;
   #wake = null; // ends the current backoff sleep early (close())
   #attemptSocket = null;
+  #node = null; // the node of the open socket
+  #refreshing = null; // the socket a renewal (tokens() then /refresh) is in flight for
+  #lastRefresh = -Infinity; // performance.now() of the last /refresh sent
+  #pendingFatal = null; // ends the client once the current socket has closed
+  #timers = new Set(); // retry timers of subscriptions and renewals
   #loop;
 
   constructor(urls, options = {}) {
@@ -354,8 +404,12 @@ export class Client {
   /** Receive `queue`: `handler(delivery)` is called per message (renewed after reconnects). */
   subscribe(queue, handler, options = {}) {
     if (this.#fatal) throw this.#fatal;
-    if (this.#closing) throw new ClientError("the client is closed");
+    if (this.#closing) throw new ClientClosed();
     if (!isValidQueue(queue)) throw new ClientError(`invalid queue name ${JSON.stringify(queue)}`);
+    const device = options.device ?? null;
+    if (device !== null && !isValidDevice(device)) {
+      throw new ClientError(`invalid device id ${JSON.stringify(device)}`);
+    }
     if (handler !== undefined && typeof handler !== "function") {
       throw new ClientError("the handler must be a function");
     }
@@ -367,7 +421,7 @@ export class Client {
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new ClientError("concurrency must be a positive integer");
     }
-    const sub = new Subscription(this, queue, handler, concurrency);
+    const sub = new Subscription(this, queue, handler, concurrency, device);
     this.#subs.set(queue, sub);
     if (this.#ws) this.#sendSubscribe(this.#ws, sub);
     return sub;
@@ -384,6 +438,25 @@ export class Client {
       if (!this.#write(ws, `/send/${queue} ${message}`)) {
         this.#pendingFor(queue).pop();
         reject(new ConnectionClosed("the connection closed before the send"));
+      }
+    });
+  }
+
+  /** `/leave/<queue> device=<device>`: remove that device's inbox of `queue` now, its messages
+   * with it; resolves true if there was one. This client's subscription to `queue` as that
+   * device ends first (the server unsubscribes it) and is not renewed. */
+  async leave(queue, device) {
+    if (this.#legacy) throw new ClientError("leave needs the wsmq.v1 protocol (legacy mode is read-only)");
+    if (!isValidQueue(queue)) throw new ClientError(`invalid queue name ${JSON.stringify(queue)}`);
+    if (!isValidDevice(device)) throw new ClientError(`invalid device id ${JSON.stringify(device)}`);
+    const sub = this.#subs.get(queue);
+    if (sub && sub.device === device) this.#drop(sub);
+    const ws = await this.#waitConnected();
+    return new Promise((resolve, reject) => {
+      this.#pendingFor(queue).push({ kind: "leave", resolve, reject });
+      if (!this.#write(ws, `/leave/${queue} device=${device}`)) {
+        this.#pendingFor(queue).pop();
+        reject(new ConnectionClosed("the connection closed before the leave"));
       }
     });
   }
@@ -425,12 +498,13 @@ export class Client {
         attempt += 1;
         this.#emit("connecting", node);
         const fresh = this.#tokens === null;
-        if (fresh) this.#tokens = await this.#callTokens();
+        if (fresh) this.#tokens = await this.#fetchTokens();
         if (this.#closing) break;
         const out = await this.#connectOnce(node);
         this.#emit("disconnected", out.code, out.reason, node);
         if (this.#closing) break;
         if (out.fatal) throw out.fatal;
+        if (this.#pendingFatal) throw this.#pendingFatal;
         if (out.authenticated) authStrikes = 0;
         if (out.healthy) {
           this.#backoff.reset();
@@ -469,12 +543,32 @@ export class Client {
     }
   }
 
+  // tokens() until it answers: a failure is an `error` event and a backoff; only
+  // UnauthorizedError (or a malformed answer) ends the client. Null if closed meanwhile.
+  async #fetchTokens() {
+    for (;;) {
+      try {
+        return await this.#callTokens();
+      } catch (error) {
+        if (!(error instanceof TokensFailed)) throw error;
+        this.#emit("error", error);
+        const delay = this.#backoff.next();
+        this.#emit("reconnecting", delay, 0);
+        await this.#sleep(delay);
+        if (this.#closing) return null;
+      }
+    }
+  }
+
   async #callTokens() {
     let pair;
     try {
       pair = await this.#tokenSource();
     } catch (error) {
-      throw new AuthenticationFailed(`tokens() failed: ${error?.message ?? error}`, { cause: error });
+      if (error instanceof UnauthorizedError) {
+        throw new AuthenticationFailed(`tokens() refused: ${error.message}`, { cause: error });
+      }
+      throw new TokensFailed(error);
     }
     // Printable ASCII without spaces, as the server's /auth and /refresh frames require.
     if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((t) => typeof t === "string" && TOKEN.test(t))) {
@@ -590,6 +684,7 @@ export class Client {
   #opened(socket, node) {
     this.#generation += 1;
     this.#ws = socket;
+    this.#node = node;
     this.#emit("connected", node);
     for (const sub of this.#subs.values()) this.#sendSubscribe(socket, sub);
     const waiters = this.#waiters;
@@ -600,7 +695,9 @@ export class Client {
   #lost(socket) {
     if (this.#ws !== socket) return;
     this.#ws = null;
-    const lost = new ConnectionClosed("the connection closed before the reply");
+    const lost = this.#closing
+      ? new ClientClosed("the client closed before the reply")
+      : new ConnectionClosed("the connection closed before the reply");
     for (const queue of this.#pending.keys()) {
       for (const command of this.#pending.get(queue)) command.reject?.(lost);
     }
@@ -619,7 +716,9 @@ export class Client {
   }
 
   #shutdown() {
-    const error = this.#fatal ?? new ClientError("the client is closed");
+    const error = this.#fatal ?? new ClientClosed();
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
     for (const waiter of this.#waiters) waiter.reject(error);
     this.#waiters = [];
     for (const queue of this.#pending.keys()) {
@@ -643,7 +742,7 @@ export class Client {
 
   #waitConnected() {
     if (this.#fatal) return Promise.reject(this.#fatal);
-    if (this.#closing) return Promise.reject(new ClientError("the client is closed"));
+    if (this.#closing) return Promise.reject(new ClientClosed());
     if (this.#ws) return Promise.resolve(this.#ws);
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject })).then(
       () => this.#ws ?? this.#waitConnected(),
@@ -667,8 +766,32 @@ export class Client {
 
   #sendSubscribe(socket, sub) {
     if (!this.#legacy) this.#pendingFor(sub.queue).push({ kind: "subscribe", sub });
-    this.#write(socket, `/subscribe/${sub.queue}`);
-    if (this.#legacy) sub._subscribed(); // legacy sends no `subscribed`
+    this.#write(socket, `/subscribe/${sub.queue}${sub.device ? ` device=${sub.device}` : ""}`);
+    if (this.#legacy) this.#subscribed(sub); // legacy sends no `subscribed`
+  }
+
+  #subscribed(sub) {
+    sub._retries = null;
+    sub._subscribed();
+    this.#emit("subscribed", sub.queue, sub.device, this.#node);
+  }
+
+  // A subscribe refused with a transient error: again after the backoff, on the same socket
+  // (a new connection renews every subscription anyway).
+  #subscribeLater(sub) {
+    const socket = this.#ws;
+    sub._retries ??= new Backoff({ base: this.#backoff.base, cap: this.#backoff.cap });
+    this.#after(sub._retries.next(), () => {
+      if (this.#ws === socket && socket && this.#subs.get(sub.queue) === sub) this.#sendSubscribe(socket, sub);
+    });
+  }
+
+  #after(ms, fn) {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    this.#timers.add(timer);
   }
 
   // --- server frames --------------------------------------------------------------------------
@@ -683,9 +806,14 @@ export class Client {
       case "message":
         this.#onMessage(frame);
         return true;
-      case "subscribed":
+      case "subscribed": {
         this.#reply(frame.queue, "subscribe");
-        this.#subs.get(frame.queue)?._subscribed();
+        const sub = this.#subs.get(frame.queue);
+        if (sub) this.#subscribed(sub);
+        return true;
+      }
+      case "left":
+        this.#reply(frame.queue, "leave", frame.removed === true);
         return true;
       case "sent":
         this.#reply(frame.queue, "send", frame.id);
@@ -753,14 +881,16 @@ export class Client {
     if (typeof queue === "string" && code !== "not_subscribed" && code !== "ack_not_supported") {
       const pending = this.#pending.get(queue);
       const command = pending?.shift();
-      if (command?.kind === "send") {
+      if (command?.kind === "send" || command?.kind === "leave") {
         command.reject(error);
         return;
       }
       if (command?.kind === "subscribe") {
-        // A refused subscription ends (it is not renewed): ready rejects, and `error` says so.
         const sub = this.#subs.get(queue);
-        if (sub === command.sub) {
+        if (sub === command.sub && TRANSIENT_SUBSCRIBE_ERRORS.has(error.errorCode)) {
+          this.#subscribeLater(sub); // still active; `error` (non-fatal) says it was refused
+        } else if (sub === command.sub) {
+          // A refused subscription ends (it is not renewed): ready rejects, `error` says so.
           this.#subs.delete(queue);
           this.#seen.delete(queue);
           sub._end(error);
@@ -779,13 +909,39 @@ export class Client {
     command.resolve?.(value);
   }
 
+  // `expiring`: tokens() then `/refresh`, one renewal at a time (a warning meanwhile is covered
+  // by it), at most one `/refresh` per MIN_REFRESH_INTERVAL. tokens() failing is retried with
+  // backoff while the socket lasts; UnauthorizedError ends the client.
   async #refresh(socket) {
+    if (this.#refreshing === socket) return;
+    this.#refreshing = socket; // one for an older socket stops by itself
+    const retries = new Backoff({ base: this.#backoff.base, cap: this.#backoff.cap });
     try {
-      this.#tokens = await this.#callTokens();
-      this.#write(socket, `/refresh ${this.#tokens[0]}`);
-    } catch (error) {
-      // The expiry then closes 4403 and the reconnect asks tokens() again.
-      this.#emit("error", error);
+      const wait = this.#lastRefresh + MIN_REFRESH_INTERVAL - performance.now();
+      if (wait > 0) await new Promise((resolve) => this.#after(wait, resolve));
+      while (this.#ws === socket && !this.#closing) {
+        let tokens;
+        try {
+          tokens = await this.#callTokens();
+        } catch (error) {
+          if (error instanceof TokensFailed) {
+            this.#emit("error", error);
+            await new Promise((resolve) => this.#after(retries.next(), resolve));
+            continue;
+          }
+          // Unauthorized (or a malformed answer): the end of the client.
+          this.#pendingFatal = error;
+          socket.close(1000, "client closing");
+          return;
+        }
+        this.#tokens = tokens;
+        if (this.#ws !== socket) return;
+        this.#lastRefresh = performance.now();
+        this.#write(socket, `/refresh ${tokens[0]}`);
+        return;
+      }
+    } finally {
+      if (this.#refreshing === socket) this.#refreshing = null;
     }
   }
 
@@ -843,12 +999,17 @@ export class Client {
 
   _unsubscribe(sub) {
     if (this.#subs.get(sub.queue) !== sub) return Promise.resolve();
+    this.#drop(sub);
+    if (this.#ws) this.#write(this.#ws, `/unsubscribe/${sub.queue}`);
+    return Promise.resolve();
+  }
+
+  // End `sub` here: not renewed, its settles queued so far go out first.
+  #drop(sub) {
     this.#flushAcks();
     this.#subs.delete(sub.queue);
     this.#seen.delete(sub.queue);
     sub._end(null);
-    if (this.#ws) this.#write(this.#ws, `/unsubscribe/${sub.queue}`);
-    return Promise.resolve();
   }
 
   _handlerFailed(delivery, error) {
