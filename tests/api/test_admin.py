@@ -32,6 +32,13 @@ async def test_create_update_delete(api: Api, queues: Queues) -> None:
     assert (status, body["error"]) == (400, "invalidValue")
     assert not await queues.queue_exists("other")
 
+    # A missing dead-letter queue is a bad setting of the queue named in the URL, not that
+    # queue missing.
+    status, body, _ = await api.call(
+        "PUT", "/api/queues/fresh", "admin", json={"maxReceiveCount": 2, "deadLetterQueue": "nodlq"}
+    )
+    assert status == 400 and "fresh" not in body["message"], body
+    assert not await queues.queue_exists("fresh")
     await queues.create_queue("dlq")
     status, body, _ = await api.call(
         "PATCH", "/api/queues/jobs", "admin",

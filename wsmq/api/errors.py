@@ -12,7 +12,7 @@ import math
 from aiohttp import web
 
 from wsmq.errors import WsmqError
-from wsmq.queue import QueueError, QueueExists, QueueNotFound
+from wsmq.queue import DeadLetterQueueNotFound, QueueError, QueueExists, QueueNotFound
 
 __all__ = ["ApiError", "error_response", "queue_error"]
 
@@ -29,7 +29,13 @@ class ApiError(WsmqError, code="api_error"):
 
 
 def queue_error(exc: QueueError, qname: str | None = None) -> ApiError:
-    """A queue error as an API error: 404 ``queueNotFound``, 409 ``queueExists``, else 400."""
+    """A queue error as an API error: 404 ``queueNotFound``, 409 ``queueExists``, else 400.
+
+    ``qname`` is the queue of the URL; a missing dead-letter queue is a bad setting of that
+    queue (400), and its message must not name the URL's queue as the missing one.
+    """
+    if isinstance(exc, DeadLetterQueueNotFound):
+        return ApiError(exc.name, exc.describe(None), 400)
     status = 404 if isinstance(exc, QueueNotFound) else 409 if isinstance(exc, QueueExists) else 400
     return ApiError(exc.name, exc.describe(qname), status)
 
