@@ -76,12 +76,12 @@ end
 local moved = 0
 local nlive = #live
 if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes to the rest)
-  local exists = true
-  for _, inbox in ipairs(live) do
-    exists = wsmq_sync_inbox(KEYS[2], inbox[2]) and exists
-  end
-  if not exists then nlive = -1 end
-  if exists then
+  local settings = wsmq_inbox_settings(KEYS[2])
+  if not settings then nlive = -1 end
+  if settings then
+    for _, inbox in ipairs(live) do
+      wsmq_apply_inbox(inbox[2], settings)
+    end
     local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, budget)
     for _, id in ipairs(ids) do
       local body = redis.call('HGET', KEYS[2], id)
