@@ -80,6 +80,7 @@ async def test_a_burst_of_100_devices_is_quiet_and_each_gets_every_message(
             await asyncio.sleep(0.002)  # pacing: a few hundred messages in the burst
 
     async def join(i: int) -> int:
+        await asyncio.sleep(i * 0.002)  # handshakes arrive over ~0.2 s, as in the fan-out bench
         await nodes[i % 2].subscribe("crowd", sinks[i], device=f"d{i}")
         return len(sent)  # every message sent after this one must reach the device
 

@@ -12,7 +12,8 @@ woken for is missed, and one wake-up of N consumers costs one run.
 
 A run whose registry kept changing (devices subscribing in a burst,
 :class:`~wsmq.queue.devices.DevicesChanging`) is retried here, a few times with a short
-backoff; the episode is logged once, without a traceback. If it still fails, the waiting
+backoff; the episode (until the registry has been stable for :attr:`FanOutRuns.EPISODE_GAP`
+seconds) is logged once, without a traceback. If it still fails, the waiting
 consumers get the error and retry after their own backoff (quietly too).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from wsmq.backoff import Backoff
@@ -40,6 +42,8 @@ class FanOutRuns:
     MAX_CALLS = 20
     #: Retries of a run while the registry keeps changing, before the consumers get the error.
     CHANGING_RETRIES = 6
+    #: Seconds without a changing registry that end an episode (the next one is logged again).
+    EPISODE_GAP = 10.0
 
     def __init__(
         self,
@@ -56,8 +60,8 @@ class FanOutRuns:
         self.changing = 0
         self._queued: dict[str, asyncio.Future[FanOut]] = {}
         self._drivers: dict[str, asyncio.Task[None]] = {}
-        # Queues in a "devices kept changing" episode (logged once, until a run succeeds).
-        self._episodes: set[str] = set()
+        # Queue -> monotonic time of its last changing registry: an episode, logged once.
+        self._changing_at: dict[str, float] = {}
 
     def running(self, qname: str) -> bool:
         """A run of ``qname`` is in flight or queued (its consumers need no other wake-up)."""
@@ -112,8 +116,10 @@ class FanOutRuns:
                 result = await self._calls(qname)
             except DevicesChanging:
                 self.changing += 1
-                if qname not in self._episodes:
-                    self._episodes.add(qname)
+                now = time.monotonic()
+                last = self._changing_at.get(qname)
+                self._changing_at[qname] = now
+                if last is None or now - last > self.EPISODE_GAP:
                     log.info(
                         "queue %s: devices are subscribing in a burst; the fan-out retries",
                         qname,
@@ -124,7 +130,9 @@ class FanOutRuns:
                     raise
                 await backoff.sleep()
                 continue
-            self._episodes.discard(qname)
+            last = self._changing_at.get(qname)
+            if last is not None and time.monotonic() - last > self.EPISODE_GAP:
+                del self._changing_at[qname]  # the episode is over (and the map stays small)
             return result
 
     async def _calls(self, qname: str) -> FanOut:
