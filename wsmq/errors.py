@@ -16,6 +16,8 @@ every layer can import it); where a class was a subclass of a built-in it still 
      │    ├── MessageNotString, MessageTooLong, QueueExists
      │    └── QueueNotFound
      │         └── DeadLetterQueueNotFound
+     ├── QueueFansOut, DevicesChanging      wsmq.queue.devices
+     ├── DeviceInUse (RuntimeError)         wsmq.queue.devices
      ├── AuthError                          wsmq.auth.errors; ``code`` is the ``reason``
      ├── JwksError                          wsmq.auth.errors; fetching an identity provider's keys
      ├── UserStoreError                     wsmq.auth.errors

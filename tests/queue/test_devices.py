@@ -3,12 +3,17 @@ real Redis (docs/delivery.md, Devices)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 from redis.asyncio import Redis
 
 from wsmq.protocol.names import inbox_name
 from wsmq.queue import InvalidFormat, Queues
-from wsmq.queue.devices import DeviceInUse, QueueFansOut
+from wsmq.queue import devices as devices_module
+from wsmq.queue.devices import FAN_OUT_ATTEMPTS, DeviceInUse, DevicesChanging, QueueFansOut
+from wsmq.queue.scripts import run_script
 
 LEASE = 60_000
 DAY = 86_400_000
@@ -108,6 +113,46 @@ async def test_stale_device_list_is_retried(queues: Queues) -> None:
     await queues.send_message("sq", "m")
     assert (await other.fan_out("sq", DAY)).live == 2
     assert other.device_hint["sq"] == ["a", "b"]
+
+
+async def test_fan_out_with_nothing_visible_returns_before_the_registry(queues: Queues) -> None:
+    await queues.create_queue("eq")
+    assert (await queues.fan_out("eq", DAY)).live == 0  # no devices: a plain queue
+    other = Queues(queues.redis)
+    await queues.register_device("eq", "a", "n1", LEASE)
+    await queues.send_message("eq", "now")
+    assert (await other.fan_out("eq", DAY)).moved == 1
+    await queues.register_device("eq", "b", "n1", LEASE)
+    await queues.send_message("eq", "later", delay=60)
+    result = await other.fan_out("eq", DAY)  # a stale list, but nothing to copy: no retry
+    assert (result.moved, result.live) == (0, 2)
+    assert result.next_visible is not None and result.next_visible > await queues.now_ms()
+    assert other.device_hint["eq"] == ["a"]
+    await queues.delete_queue("eq")
+    assert (await other.fan_out("eq", DAY)).live == -1  # devices left, queue gone
+
+
+async def test_a_registry_changing_on_every_attempt_raises_devices_changing(
+    queues: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await queues.create_queue("cq")
+    await queues.register_device("cq", "d0", "n1", LEASE)
+    await queues.send_message("cq", "m")
+    joined = 0
+
+    async def racing(redis: Redis, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        nonlocal joined
+        if name == "fanout":  # another device registers just before every attempt
+            joined += 1
+            await devices_module.register_device(queues, "cq", f"new{joined}", "n2", LEASE)
+        return await run_script(redis, name, keys, args)
+
+    monkeypatch.setattr(devices_module, "run_script", racing)
+    with pytest.raises(DevicesChanging) as err:
+        await queues.fan_out("cq", DAY)
+    assert err.value.code == "devices_changing"
+    assert joined == FAN_OUT_ATTEMPTS
+    assert (await queues.get_queue_attributes("cq")).msgs == 1  # nothing copied, nothing lost
 
 
 async def test_inbox_names_are_validated(queues: Queues) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from wsmq.backoff import Backoff
+from wsmq.engine.fanout_runs import FanOutRuns
 from wsmq.engine.flag import Flag
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.engine.ledger import (
@@ -33,7 +34,7 @@ from wsmq.engine.ledger import (
 from wsmq.engine.ports import QueueStore
 from wsmq.engine.settle import PendingOps, SettleBatcher
 from wsmq.protocol.names import split_source
-from wsmq.queue.devices import FAN_OUT_BUDGET, FanOut, QueueFansOut
+from wsmq.queue.devices import DevicesChanging, QueueFansOut
 from wsmq.queue.errors import QueueNotFound
 from wsmq.queue.models import Message
 
@@ -62,10 +63,8 @@ class ConsumerContext:
     default_vt: int | None
     poll_interval: float
     on_exit: Callable[[QueueConsumer], None]
-    #: Device retention in ms (what the fan-out removes); the engine's setting.
-    retention_ms: int = 7 * 86_400_000
-    #: Told about each fan-out (the engine wakes local inboxes and counts removed devices).
-    on_fan_out: Callable[[str, FanOut], None] = lambda qname, result: None
+    #: The fan-out runs of fan-out queues, shared by their consumers on this node.
+    fan_outs: FanOutRuns
     #: Writer tasks of every consumer (stop() waits for them, bounded).
     writers: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -75,6 +74,7 @@ class QueueConsumer:
 
     __slots__ = (
         "_closing",
+        "_copying",
         "_fans_out",
         "_missing_logged",
         "_parked",
@@ -95,9 +95,6 @@ class QueueConsumer:
     #: Most messages handed to one ``deliver_batch`` call (one socket write).
     WRITE_BATCH = 128
 
-    #: Most fan-out calls in one cycle (each moves up to ``FAN_OUT_BUDGET`` messages).
-    MAX_FAN_OUTS = 20
-
     def __init__(self, qname: str, ctx: ConsumerContext) -> None:
         #: What this consumer receives from: a queue, or a device inbox ``q@d``.
         self.qname = qname
@@ -106,6 +103,8 @@ class QueueConsumer:
         #: A plain consumer of a queue that has devices: it runs the fan-out instead of
         #: receiving (docs/delivery.md, Devices), until no device is left.
         self._fans_out = False
+        # Waiting for a fan-out run of the queue: it receives after the run, no wake needed.
+        self._copying = False
         self.ctx = ctx
         self.ledger = QueueLedger()
         self.writers = 0  # writer tasks alive (they may outlive the consumer task)
@@ -130,6 +129,11 @@ class QueueConsumer:
     def start(self) -> None:
         self._parked = False
         self.task = asyncio.create_task(self._run(), name=f"wsmq-consumer:{self.qname}")
+
+    @property
+    def copying(self) -> bool:
+        """Waiting for a fan-out run of its queue (it receives once the run is done)."""
+        return self._copying
 
     @property
     def parked(self) -> bool:
@@ -188,6 +192,10 @@ class QueueConsumer:
                     self.ctx.health.failed(exc)
                     await self._pause(backoff.next())
                     continue
+                except DevicesChanging:
+                    # Devices subscribing in a burst: FanOutRuns retried and logged it already.
+                    await self._pause(backoff.next())
+                    continue
                 except QueueNotFound:
                     # Wait for a wake-up: the queue may be created later; never create it.
                     if not self._missing_logged:
@@ -241,7 +249,12 @@ class QueueConsumer:
             await ctx.pending.flush(ctx.queues, q, ctx.health)
         queue_next: float | None = None
         if self.device is not None or self._fans_out:
-            result = await self._fan_out()
+            # One run per wake-up for all of this node's consumers of the queue (FanOutRuns).
+            self._copying = True
+            try:
+                result = await ctx.fan_outs.request(self.queue)
+            finally:
+                self._copying = False
             if result.live < 0:
                 raise QueueNotFound()
             queue_next = result.next_visible
@@ -284,19 +297,6 @@ class QueueConsumer:
         if queue_next is not None and (nxt is None or queue_next < nxt):
             nxt = queue_next  # an inbox consumer also copies the queue's delayed messages
         return self._timer(nxt)
-
-    async def _fan_out(self) -> FanOut:
-        """Copy the queue's visible messages into its device inboxes (all of them, in calls of
-        at most ``FAN_OUT_BUDGET`` messages, up to ``MAX_FAN_OUTS`` calls)."""
-        ctx = self.ctx
-        for _ in range(self.MAX_FAN_OUTS):
-            result = await ctx.queues.fan_out(self.queue, ctx.retention_ms)
-            if not ctx.health.healthy:
-                ctx.health.ok()
-            ctx.on_fan_out(self.queue, result)
-            if result.moved < FAN_OUT_BUDGET:
-                break
-        return result
 
     def _timer(self, nxt: float | None) -> float | None:
         """Seconds until the score ``nxt`` (epoch ms) is visible; ``None``: nothing to wait for."""

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from wsmq.backoff import Backoff
 from wsmq.engine.consumer import ConsumerContext, QueueConsumer
 from wsmq.engine.devices import DeviceLeases
+from wsmq.engine.fanout_runs import FanOutRuns
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
 from wsmq.engine.keyed_locks import KeyedLocks
 from wsmq.engine.ledger import Subscriber, Subscription, plan_round_robin
@@ -116,8 +117,7 @@ class DeliveryEngine:
             default_vt=default_vt,
             poll_interval=poll_interval,
             on_exit=self._consumer_exited,
-            retention_ms=self.devices.retention_ms,
-            on_fan_out=self._fanned_out,
+            fan_outs=FanOutRuns(queues, self.health, self.devices.retention_ms, self._fanned_out),
         )
         self._consumers: dict[str, QueueConsumer] = {}
         #: queue -> the device inboxes (``q@d``) this node consumes: they wake with the queue.
@@ -214,6 +214,7 @@ class DeliveryEngine:
                 await asyncio.wait(late, timeout=self.stop_timeout)
         for task in list(self._background):
             task.cancel()
+        await self._ctx.fan_outs.close()
         for consumer in consumers:
             self.pending.add_releases(consumer.qname, consumer.leftovers())
             for sub in consumer.subs:
@@ -416,12 +417,15 @@ class DeliveryEngine:
                 consumer.wake()
 
     def _fanned_out(self, qname: str, result: FanOut) -> None:
-        """A consumer ran the fan-out of ``qname``: local inboxes got messages; count removals."""
+        """A fan-out of ``qname`` ran: local inboxes got messages; count removals.
+
+        Consumers waiting for a run of ``qname`` receive after it anyway: not woken (a wake
+        would cost each of them a second cycle, and a second fan-out run)."""
         self.devices.removed(qname, result.removed)
         if result.moved:
             for inbox in self._inboxes.get(qname, ()):
                 consumer = self._consumers.get(inbox)
-                if consumer is not None:
+                if consumer is not None and not consumer.copying:
                     consumer.wake()
 
     def _listen_names(self) -> set[str]:

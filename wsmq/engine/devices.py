@@ -7,8 +7,8 @@ the node holds a subscription of the device; when the last one ends it is droppe
 now). If the node dies, the lease simply expires and counts as the device's last sighting.
 
 Each node also sweeps, every :meth:`DeviceLeases.sweep_interval` seconds, every queue that has
-devices, removing those unused for longer than the retention (the fan-out of a queue with a
-consumer does the same on each run). Renewals and sweeps run in a task of their own, so a long
+devices, removing those unused for longer than the retention (a fan-out that finds messages
+to copy does the same). Renewals and sweeps run in a task of their own, so a long
 sweep never delays the fallback poll.
 """
 

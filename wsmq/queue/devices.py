@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DeviceInUse",
+    "DevicesChanging",
     "FanOut",
     "QueueFansOut",
     "fan_out",
@@ -41,6 +42,8 @@ __all__ = [
 
 #: Most messages one fan-out call moves (each is written to every inbox).
 FAN_OUT_BUDGET = 500
+#: Calls of the script one :func:`fan_out` makes while the registry keeps changing.
+FAN_OUT_ATTEMPTS = 5
 
 
 class QueueFansOut(WsmqError, code="queue_fans_out"):
@@ -50,6 +53,11 @@ class QueueFansOut(WsmqError, code="queue_fans_out"):
 
 class DeviceInUse(WsmqError, RuntimeError, code="device_in_use"):
     """An explicit leave of a device that a connection still uses."""
+
+
+class DevicesChanging(WsmqError, code="devices_changing"):
+    """The registry of a queue changed on every attempt of one :func:`fan_out` call (devices
+    subscribing in a burst): nothing was copied; try again a little later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +145,15 @@ async def leave_device(
 async def fan_out(
     queues: Queues, qname: str, retention_ms: int, *, budget: int = FAN_OUT_BUDGET
 ) -> FanOut:
-    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes."""
+    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes.
+
+    The script checks the inbox keys it was given against the registry and answers with the
+    registered devices when they differ: up to :data:`FAN_OUT_ATTEMPTS` calls, then
+    :class:`DevicesChanging`."""
     qname = v.validate_qname(qname)
     keys = queues.keys
     devices = queues.device_hint.get(qname, [])
-    for _ in range(5):
+    for _ in range(FAN_OUT_ATTEMPTS):
         inbox_keys: list[str] = []
         for device in devices:
             inbox = inbox_name(qname, device)
@@ -167,7 +179,7 @@ async def fan_out(
             queues.device_hint[qname] = [d for d in devices if d not in removed]
         nxt = text(reply[3])
         return FanOut(removed, int(reply[2]), float(nxt) if nxt else None, live)
-    raise RuntimeError(f"the devices of queue {qname} kept changing during the fan-out")
+    raise DevicesChanging(f"the devices of queue {qname} kept changing during the fan-out")
 
 
 async def device_queue_names(queues: Queues) -> list[str]:

@@ -44,9 +44,11 @@ end
 -- TTL. Extras the queue does not set are removed. False when the queue does not exist.
 local WSMQ_INBOX_FIELDS = {'vt', 'delay', 'maxsize', 'created', 'modified',
   'wsmq:maxrc', 'wsmq:dlq', 'wsmq:ttl'}
-local function wsmq_sync_inbox(qhash, ihash)
+-- The settings are read once per script (wsmq_inbox_settings: nil when the queue does not
+-- exist) and written into each inbox (wsmq_apply_inbox).
+local function wsmq_inbox_settings(qhash)
   local v = redis.call('HMGET', qhash, unpack(WSMQ_INBOX_FIELDS))
-  if not v[1] then return false end
+  if not v[1] then return nil end
   local set, del = {}, {}
   for i, f in ipairs(WSMQ_INBOX_FIELDS) do
     if v[i] then
@@ -56,7 +58,15 @@ local function wsmq_sync_inbox(qhash, ihash)
       del[#del + 1] = f
     end
   end
-  redis.call('HSET', ihash, unpack(set))
-  if #del > 0 then redis.call('HDEL', ihash, unpack(del)) end
+  return {set, del}
+end
+local function wsmq_apply_inbox(ihash, settings)
+  redis.call('HSET', ihash, unpack(settings[1]))
+  if #settings[2] > 0 then redis.call('HDEL', ihash, unpack(settings[2])) end
+end
+local function wsmq_sync_inbox(qhash, ihash)
+  local settings = wsmq_inbox_settings(qhash)
+  if not settings then return false end
+  wsmq_apply_inbox(ihash, settings)
   return true
 end

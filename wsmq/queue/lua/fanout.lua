@@ -1,4 +1,6 @@
 -- Fan-out of one queue to its devices' inboxes (docs/delivery.md, Devices), one atomic step:
+-- 0. a fan-out (ARGV[2] > 0) of a queue with nothing visible returns at once, touching only
+--    KEYS[1..4] (the retention is the sweep's job then; the inbox keys are declared anyway);
 -- 1. check the caller passed the inbox keys of exactly the registered devices;
 -- 2. expired leases (a node that died) count as "last seen" at their expiry; a device not in
 --    use and last seen more than ARGV[1] ms ago is removed with its inbox (retention);
@@ -12,6 +14,24 @@
 -- Returns {1, device...} when the device list is stale (the caller retries with those), else
 -- {0, removed, moved, next, live, removed device...}: next = lowest score left in the queue
 -- ('' = empty), live = devices left, -1 when the queue does not exist (nothing moved).
+local _, _, ms = wsmq_now()
+local now = wsmq_fmt(ms)
+local budget = tonumber(ARGV[2])
+
+local function next_score()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return first[2] or ''
+end
+
+if budget > 0 then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if not first[2] or tonumber(first[2]) > ms then  -- nothing visible: nothing to copy
+    local n = redis.call('ZCARD', KEYS[3])
+    if n > 0 and redis.call('HEXISTS', KEYS[2], 'vt') == 0 then n = -1 end
+    return {0, 0, 0, first[2] or '', n}
+  end
+end
+
 local registered = redis.call('ZRANGE', KEYS[3], 0, -1)
 table.sort(registered)
 local same = #registered == #ARGV - 2
@@ -25,8 +45,6 @@ if not same then
   for _, d in ipairs(registered) do out[#out + 1] = d end
   return out
 end
-local _, _, ms = wsmq_now()
-local now = wsmq_fmt(ms)
 local retention = tonumber(ARGV[1])
 
 local in_use = {}
@@ -55,21 +73,15 @@ for i, d in ipairs(registered) do
   end
 end
 
-local function next_score()
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return first[2] or ''
-end
-
 local moved = 0
 local nlive = #live
-local budget = tonumber(ARGV[2])
 if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes to the rest)
-  local exists = true
-  for _, inbox in ipairs(live) do
-    exists = wsmq_sync_inbox(KEYS[2], inbox[2]) and exists
-  end
-  if not exists then nlive = -1 end
-  if exists then
+  local settings = wsmq_inbox_settings(KEYS[2])
+  if not settings then nlive = -1 end
+  if settings then
+    for _, inbox in ipairs(live) do
+      wsmq_apply_inbox(inbox[2], settings)
+    end
     local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, budget)
     for _, id in ipairs(ids) do
       local body = redis.call('HGET', KEYS[2], id)
