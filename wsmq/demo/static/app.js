@@ -445,12 +445,12 @@ function paneOffline(pane) {
   const device = pane.device;
   pane.device = null;
   device.close();
-  for (const entry of device.subscriptions.values()) entry.status = "pending";
+  for (const entry of device.subscriptions.values()) entry.status = "offline";
   pane.view.subscriptions(device);
   pane.view.released();
   pane.view.node(null);
-  pane.view.state("offline", "Offline: new messages wait in its inbox");
-  pane.view.event("info", "offline (its inbox keeps what arrives)");
+  pane.view.state("offline", "Offline");
+  pane.view.event("info", "offline: its inboxes keep what arrives until it comes back");
   renderPaneToggle(pane);
 }
 

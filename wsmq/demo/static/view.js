@@ -81,13 +81,15 @@ export function event(kind, text) {
   while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
 }
 
+// A chip's status in words ("offline": a device pane's, whose inbox collects meanwhile).
+const CHIP_STATUS = { active: "subscribed", pending: "pending", offline: "offline" };
+
 export function renderSubscriptions(device, list = $("subscriptions"), removable = true) {
   const subs = device ? device.subscriptions : new Map();
   const chips = [...subs].map(([qname, entry]) => h(
     "li", { className: `chip chip-${entry.status}`, dataset: { queue: qname, status: entry.status } },
     labelled("span", "chip-name", qname), " ",
-    h("span", { className: "chip-status",
-      textContent: entry.status === "active" ? "subscribed" : "pending" }),
+    h("span", { className: "chip-status", textContent: CHIP_STATUS[entry.status] }),
     ...(removable ? [" ", h("button", {
       type: "button", className: "chip-remove", textContent: "×",
       ariaLabel: `Unsubscribe from ${queueLabel(qname)}`,
