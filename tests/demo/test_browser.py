@@ -5,7 +5,9 @@ subprocess, acknowledges automatically and by hand, sends from the page, and kee
 after the node it was connected to restarts. Saves ``artifacts/demo-page.png``. Also: errors
 show next to their form and go away when resolved, a refused send keeps its text, logging out
 leaves nothing of the user, own queues are labelled, and the page chats with
-``examples/chat/chat.py``.
+``examples/chat/chat.py``. Two device panes of one user (Laptop, Phone) each get every message,
+catch up after being offline and ack independently; the tokens callback's ``UnauthorizedError``
+ends every connection, other token failures are retried by the client.
 """
 
 from __future__ import annotations
@@ -608,6 +610,7 @@ async def test_page_two_devices_each_get_every_message_and_catch_up(
     await _wait_counts(stack, inbox_name(alice.id, devices[1]), (1, 1))  # delivered, not acked
     await held.get_by_role("button", name=f"Acknowledge message {msg_id}").click()
     await expect(held).to_have_attribute("data-acked", "true")
+    await phone.get_by_label("Phone acknowledges automatically").check()
 
     # Every pane shows every message exactly once, all acknowledged; Redis is empty.
     everything = {"from wsmq send", "from the page", *away, "chat while away"}
@@ -623,7 +626,23 @@ async def test_page_two_devices_each_get_every_message_and_catch_up(
     ARTIFACTS.mkdir(exist_ok=True)
     await page.locator("#devices-panel").screenshot(path=str(ARTIFACTS / "demo-devices.png"))
 
-    # 5. Remove both: the devices leave, their inboxes go, alice's inbox is a plain queue
+    # 5. Log out: both devices are offline, nobody copies, the messages wait in the queue. Log
+    # in again: the panes reopen with the same device ids (localStorage) and both catch up.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.locator("#state")).to_have_attribute("data-state", "offline")
+    for pane in panes:
+        await expect(pane.locator(".pane-log li")).to_have_count(0)
+    for text in ("while logged out 1", "while logged out 2"):
+        await _publish(stack, alice.id, text)
+    assert await _queue_counts(stack, alice.id) == (2, 0)
+    await _log_in(page, alice.name, alice.password)
+    await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    await page.get_by_role("button", name="Open Laptop and Phone").click()
+    for pane, device in zip(panes, devices, strict=True):
+        await expect(pane).to_have_attribute("data-device", device)
+        await wait_acked(pane, ["while logged out 1", "while logged out 2"])
+
+    # 6. Remove both: the devices leave, their inboxes go, alice's inbox is a plain queue
     # again, so a plain subscription (section 2) receives from it once more.
     await page.get_by_role("button", name="Remove both").click()
     await expect(page.locator("#devices-status")).to_have_text(
