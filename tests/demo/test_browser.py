@@ -5,7 +5,9 @@ subprocess, acknowledges automatically and by hand, sends from the page, and kee
 after the node it was connected to restarts. Saves ``artifacts/demo-page.png``. Also: errors
 show next to their form and go away when resolved, a refused send keeps its text, logging out
 leaves nothing of the user, own queues are labelled, and the page chats with
-``examples/chat/chat.py``.
+``examples/chat/chat.py``. Two device panes of one user (Laptop, Phone) each get every message,
+catch up after being offline and ack independently; the tokens callback's ``UnauthorizedError``
+ends every connection, other token failures are retried by the client.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pytest
 from tests.demo.chat_proc import chat_command, chat_process, finish
 from tests.demo.helpers import ARTIFACTS, chromium_path, wsmq_send
 from wsmq.demo import DemoStack
-from wsmq.queue import Queues
+from wsmq.queue import QueueNotFound, Queues
 
 pytestmark = pytest.mark.slow
 
@@ -265,10 +267,22 @@ async def test_page_login_subscribe_receive_ack_send_and_failover(
 async def test_page_refreshes_its_token_then_handles_revocation(
     tmp_path: Path, browser_page: tuple[Any, list[str], list[str]]
 ) -> None:
-    """With 6 s tokens the page must refresh (HTTP /auth/token, then /refresh) to stay open."""
-    from playwright.async_api import expect
+    """With 6 s tokens the page must refresh (HTTP /auth/token, then /refresh) to stay open:
+    its own connection and both device panes, through one failed /auth/token (503: retried by
+    the client). A refused access token (401) ends them all: back to the login form."""
+    from playwright.async_api import Route, expect
 
     page, errors, outside = browser_page
+    token_calls: list[int] = []
+
+    async def first_token_call_fails(route: Route) -> None:
+        token_calls.append(len(token_calls) + 1)
+        if len(token_calls) == 1:  # e.g. every node busy: the client must call again
+            await route.fulfill(status=503, json={"error": "unavailable", "message": "busy"})
+        else:
+            await route.continue_()
+
+    await page.route("**/auth/token", first_token_call_fails)
     async with DemoStack(port=0, log_to=tmp_path, token_ttl=6) as stack:
         alice = stack.users[0]
         await _open(page, stack)
@@ -280,18 +294,30 @@ async def test_page_refreshes_its_token_then_handles_revocation(
         await page.get_by_role("button", name="Subscribe", exact=True).click()
         chip = page.locator(f'#subscriptions li[data-queue="{alice.id}"]')
         await expect(chip).to_have_attribute("data-status", "active")
+        await page.get_by_role("button", name="Open Laptop and Phone").click()
+        pane_states = page.locator(".pane-state")
+        for i in range(2):
+            await expect(pane_states.nth(i)).to_have_attribute("data-state", "connected")
 
         # Past the first token's expiry (the node closes at exp with 4403): still connected.
         # (Waiting for wall-clock time to pass, not synchronising: the deadline is the point.)
         await asyncio.sleep(max(0.0, (first_exp + 1500) / 1000 - time.time()))
         events = page.locator("#events")
         await expect(events).to_contain_text("fresh token sent on the open connection")
+        await expect(events).to_contain_text("token refresh failed: busy; the client tries again")
+        for name in ("Laptop", "Phone"):
+            await expect(events).to_contain_text(f"{name}: fresh token sent on the open connection")
         await expect(events).not_to_contain_text("disconnected")
         await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+        for i in range(2):
+            await expect(pane_states.nth(i)).to_have_attribute("data-state", "connected")
         assert await page.evaluate("window.wsmqDemo.session.expiresAt") > first_exp
         msg_id = wsmq_send(stack, alice.id, "after the refresh")
-        row = page.locator(f'#log li.msg[data-id="{msg_id}"]')
-        await expect(row).to_have_attribute("data-acked", "true")
+        # alice's inbox has devices now: the panes get it, the plain subscription does not.
+        for pane in ("#pane-laptop", "#pane-phone"):
+            row = page.locator(f'{pane} .pane-log li.msg[data-id="{msg_id}"]')
+            await expect(row).to_have_attribute("data-acked", "true")
+        await expect(page.locator("#log li.msg")).to_have_count(0)
 
         # Revoked elsewhere (a new login, then logout, from another client): every socket of
         # alice's is closed with 4403, the page's access token no longer works, so it goes
@@ -309,9 +335,16 @@ async def test_page_refreshes_its_token_then_handles_revocation(
         await expect(page.locator("#state")).to_have_attribute("data-state", "offline")
         await expect(page.locator("#state")).to_contain_text("access revoked")
         await expect(page.get_by_role("button", name="Log in and connect")).to_be_visible()
-        # Only the refused /auth/token (Chromium logs every HTTP error); no JavaScript error.
-        # Checked before the stack stops (the page would then retry).
-        assert all("status of 401" in e for e in errors), errors
+        for i in range(2):
+            await expect(pane_states.nth(i)).to_have_attribute("data-state", "offline")
+        # UnauthorizedError ended every client: no more /auth/token calls.
+        calls = len(token_calls)
+        await expect(events).to_contain_text("access revoked")
+        assert len(token_calls) == calls
+        # Only the 503 and the refused /auth/token (Chromium logs every HTTP error); no
+        # JavaScript error.
+        assert sum("status of 503" in e for e in errors) == 1, errors
+        assert all("status of 401" in e or "status of 503" in e for e in errors), errors
         assert outside == []
 
 
@@ -481,5 +514,155 @@ async def test_page_and_chat_py_talk_to_each_other(
     assert code == 0, err
     assert out == "alice: hi bob, from the page\n"
 
+    assert errors == []
+    assert outside == []
+
+
+async def _wait_counts(stack: DemoStack, qname: str, counts: tuple[int, int]) -> None:
+    """Polls Redis (bounded) until ``qname`` (a queue or an inbox ``q@d``) holds ``counts``
+    (messages, of which hidden): an ack's deletion may land just after the page shows it."""
+    async with asyncio.timeout(TIMEOUT_MS / 1000):
+        while await _queue_counts(stack, qname) != counts:
+            await asyncio.sleep(0.1)
+
+
+async def test_page_two_devices_each_get_every_message_and_catch_up(
+    stack: DemoStack, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    """Laptop and Phone panes: two connections of alice, each subscribed as a device to her
+    inbox and ``chat``. Both get every message; an offline pane catches up when it comes back;
+    an ack in one pane leaves the other's copy alone; Redis ends empty."""
+    from playwright.async_api import expect
+
+    from wsmq.protocol.names import inbox_name
+
+    page, errors, outside = browser_page
+    alice, _bob = stack.users
+    await _open(page, stack)
+    await _log_in(page, alice.name, alice.password)
+    await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    await page.get_by_role("button", name="Open Laptop and Phone").click()
+    laptop, phone = page.locator("#pane-laptop"), page.locator("#pane-phone")
+    panes = (laptop, phone)
+    for pane in panes:
+        await expect(pane.locator(".pane-state")).to_have_attribute("data-state", "connected")
+        for qname in (alice.id, "chat"):
+            chip = pane.locator(f'.pane-subs li[data-queue="{qname}"]')
+            await expect(chip).to_have_attribute("data-status", "active")
+    devices = [str(await pane.get_attribute("data-device")) for pane in panes]
+    assert devices[0].startswith("laptop-") and devices[1].startswith("phone-")
+    for pane, device in zip(panes, devices, strict=True):
+        await expect(pane.locator(".pane-device-id")).to_have_text(device)
+    await expect(page.locator("#events")).to_contain_text(
+        f"Phone: subscribed to chat as device {devices[1]}"
+    )
+
+    async def send_from_page(text: str) -> None:
+        await page.get_by_label("To queue").fill("chat")
+        await page.get_by_label("Message", exact=True).fill(text)
+        await page.get_by_label("Message", exact=True).press("Enter")
+        await expect(page.get_by_label("Message", exact=True)).to_have_value("")
+
+    async def rows_of(pane: Any) -> list[tuple[str, str]]:
+        """Message rows of a pane, sorted: (body, acked state)."""
+        pairs = await pane.locator(".pane-log li.msg").evaluate_all(
+            "rows => rows.map((r) => [r.querySelector('.body').textContent, r.dataset.acked])"
+        )
+        return sorted((str(body), str(acked)) for body, acked in pairs)
+
+    async def wait_acked(pane: Any, texts: list[str]) -> None:
+        for text in texts:
+            row = pane.locator(".pane-log li.msg", has=page.locator(".body", has_text=text))
+            await expect(row).to_have_attribute("data-acked", "true")
+
+    # 1. Both panes get every message: from the publisher (alice's inbox) and the page (chat).
+    wsmq_send(stack, alice.id, "from wsmq send")
+    await send_from_page("from the page")
+    for pane in panes:
+        await wait_acked(pane, ["from wsmq send", "from the page"])
+
+    # 2. Phone goes offline; what is sent meanwhile reaches Laptop and waits in Phone's inboxes.
+    await page.get_by_role("button", name="Go offline: Phone").click()
+    await expect(phone.locator(".pane-state")).to_have_attribute("data-state", "offline")
+    await expect(page.get_by_role("button", name="Come back: Phone")).to_be_visible()
+    away = [f"while away {i}" for i in range(3)]
+    for text in away:
+        await _publish(stack, alice.id, text)
+    await send_from_page("chat while away")
+    await wait_acked(laptop, [*away, "chat while away"])
+    await _wait_counts(stack, inbox_name(alice.id, devices[1]), (3, 0))
+    await _wait_counts(stack, inbox_name("chat", devices[1]), (1, 0))
+    assert not {*away, "chat while away"} & {body for body, _ in await rows_of(phone)}
+
+    # 3. Phone comes back (same device id) and catches up on the backlog.
+    await page.get_by_role("button", name="Come back: Phone").click()
+    await expect(phone.locator(".pane-state")).to_have_attribute("data-state", "connected")
+    await expect(phone).to_have_attribute("data-device", devices[1])
+    await wait_acked(phone, [*away, "chat while away"])
+
+    # 4. Acks are per device: Phone holds its copy unacknowledged while Laptop acks its own.
+    await phone.get_by_label("Phone acknowledges automatically").uncheck()
+    msg_id = await _publish(stack, alice.id, "ack me on each device")
+    await wait_acked(laptop, ["ack me on each device"])
+    held = phone.locator(f'.pane-log li.msg[data-id="{msg_id}"]')
+    await expect(held).to_have_attribute("data-acked", "false")
+    await _wait_counts(stack, inbox_name(alice.id, devices[0]), (0, 0))
+    await _wait_counts(stack, inbox_name(alice.id, devices[1]), (1, 1))  # delivered, not acked
+    await held.get_by_role("button", name=f"Acknowledge message {msg_id}").click()
+    await expect(held).to_have_attribute("data-acked", "true")
+    await phone.get_by_label("Phone acknowledges automatically").check()
+
+    # Every pane shows every message exactly once, all acknowledged; Redis is empty.
+    everything = {"from wsmq send", "from the page", *away, "chat while away"}
+    everything.add("ack me on each device")
+    for pane in panes:
+        assert await rows_of(pane) == sorted((body, "true") for body in everything)
+    await expect(page.locator("#log li.msg")).to_have_count(0)  # no plain subscription here
+    for qname in (alice.id, "chat"):
+        await _wait_counts(stack, qname, (0, 0))
+        for device in devices:
+            await _wait_counts(stack, inbox_name(qname, device), (0, 0))
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.locator("#devices-panel").screenshot(path=str(ARTIFACTS / "demo-devices.png"))
+
+    # 5. Log out: both devices are offline, nobody copies, the messages wait in the queue. Log
+    # in again: the panes reopen with the same device ids (localStorage) and both catch up.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.locator("#state")).to_have_attribute("data-state", "offline")
+    for pane in panes:
+        await expect(pane.locator(".pane-log li")).to_have_count(0)
+    for text in ("while logged out 1", "while logged out 2"):
+        await _publish(stack, alice.id, text)
+    assert await _queue_counts(stack, alice.id) == (2, 0)
+    await _log_in(page, alice.name, alice.password)
+    await expect(page.locator("#state")).to_have_attribute("data-state", "connected")
+    await page.get_by_role("button", name="Open Laptop and Phone").click()
+    for pane, device in zip(panes, devices, strict=True):
+        await expect(pane).to_have_attribute("data-device", device)
+        await wait_acked(pane, ["while logged out 1", "while logged out 2"])
+
+    # 6. Remove both: the devices leave, their inboxes go, alice's inbox is a plain queue
+    # again, so a plain subscription (section 2) receives from it once more.
+    await page.get_by_role("button", name="Remove both").click()
+    await expect(page.locator("#devices-status")).to_have_text(
+        "Both devices removed, with their inboxes."
+    )
+    for pane in panes:
+        await expect(pane.locator(".pane-state")).to_have_attribute("data-state", "offline")
+    queues = Queues.from_url(stack.queue_redis_url)
+    try:
+        for qname in (alice.id, "chat"):
+            for device in devices:
+                with pytest.raises(QueueNotFound):
+                    await queues.get_queue_attributes(inbox_name(qname, device))
+    finally:
+        await queues.close()
+    await expect(page.get_by_role("button", name="Open Laptop and Phone")).to_be_visible()
+    await page.get_by_role("button", name="Subscribe", exact=True).click()
+    plain_id = wsmq_send(stack, alice.id, "plain again")
+    await expect(page.locator(f'#log li.msg[data-id="{plain_id}"]')).to_have_attribute(
+        "data-acked", "true"
+    )
     assert errors == []
     assert outside == []

@@ -6,14 +6,17 @@
 // ./wsmq-client.js is a byte-identical copy of clients/js/wsmq-client.js (scripts/sync-js-client).
 //
 // Layout: `session` is the logged-in user (HTTP tokens, shared by all of its connections);
-// `openDevice(nodes, view, queues)` is one connection of that user with its own subscriptions,
-// drawing into a `view`. The page shows one device; a second one (another "phone" of the same
-// user) is a second openDevice() with a second view.
+// `openDevice(nodes, view, queues, deviceId)` is one connection of that user with its own
+// subscriptions, drawing into a `view`: the page's own connection (plain subscriptions, the
+// send form) and, in section 4, two device panes ("Laptop", "Phone"), each a connection that
+// subscribes as a device (`{device}`: its own durable inbox of every queue, docs/delivery.md).
 import {
-  $, event, h, pageView, queueLabel, queueText, renderSubscriptions, setNames, setState,
-  showError, timeText,
+  $, event, h, pageView, paneView, queueLabel, queueText, renderSubscriptions, setNames,
+  setState, showError, timeText,
 } from "./view.js";
-import { CommandFailed, ConnectionClosed, connect } from "./wsmq-client.js";
+import {
+  CommandFailed, ConnectionClosed, TokensFailed, UnauthorizedError, connect,
+} from "./wsmq-client.js";
 
 // The server's rule (wsmq/protocol/names.py): QUEUES is the RSMQ registry key, reserved.
 const QNAME_RE = /^(?!QUEUES$)[A-Za-z0-9_-]{1,160}$/;
@@ -28,7 +31,9 @@ const ERROR_TEXT = {
   unavailable: "the node is busy: try again",
 };
 const BACKOFF = { base: 250, cap: 8000 }; // ms, doubling, jittered (the client's Backoff)
-const TOKEN_RETRY_MAX_MS = 8000;
+// The device panes: their stable device ids are kept in localStorage per user and pane (a
+// browser profile is a device; two tabs of it share the ids and compete for their messages).
+const PANES = [{ key: "laptop", name: "Laptop" }, { key: "phone", name: "Phone" }];
 
 const session = {
   nodes: [],
@@ -39,10 +44,15 @@ const session = {
   expiresAt: 0, // epoch ms of the x-token's exp
   login: 0, // bumped by every login and logout: late answers of an older one are dropped
   refreshing: null, // the /auth/token call in flight, shared by every caller
-  device: null, // the connection shown on the page
+  device: null, // the page's own connection (sections 2 and 3)
+  devicesOpen: false, // whether the panes are in use (a device may be offline meanwhile)
   knownUsers: [],
   sharedQueue: null,
 };
+
+// The device panes of section 4 (DOM elements inside: kept out of `session`, which the tests
+// read as JSON): {key, name, root, view, deviceId, device (null while offline)}.
+const panes = [];
 
 setNames(() => ({ userId: session.userId, users: session.knownUsers }));
 
@@ -137,9 +147,10 @@ function acceptTokens(data) {
   renderWhoami();
 }
 
-// A fresh x-token from POST /auth/token with the access token; one call at a time, shared.
-// A refused access token (401/403: logged out elsewhere, a newer login, disabled) is final;
-// anything else (every node down, 429) is retried until it works or the user logs out.
+// A fresh x-token from POST /auth/token with the access token; one call at a time, shared by
+// every connection. A refused access token (401/403: logged out elsewhere, a newer login,
+// disabled) is final: UnauthorizedError ends the client that asked. Anything else (every node
+// down, 429) is thrown as it is: the client reports it and calls again after its backoff.
 function freshTokens() {
   if (!session.refreshing || session.refreshing.login !== session.login) {
     const call = fetchTokens().finally(() => {
@@ -153,28 +164,24 @@ function freshTokens() {
 
 async function fetchTokens() {
   const login = session.login;
-  for (let attempt = 0; ; attempt += 1) {
-    if (session.login !== login || !session.accessToken) throw new Error("logged out");
-    try {
-      const data = await postJson(
-        "/auth/token",
-        { userId: session.userId, userName: session.userName },
-        { "x-access-token": session.accessToken, "x-token": session.token },
-      );
-      if (session.login !== login) throw new Error("logged out");
-      acceptTokens(data);
-      event("info", "x-token refreshed over HTTP");
-      return [session.token, session.accessToken];
-    } catch (e) {
-      if (e.status === 401 || e.status === 403) {
-        e.revoked = true;
-        throw e;
-      }
-      if (session.login !== login) throw e;
-      event("error", `token refresh failed: ${e.message}; trying again`);
-      await sleep(Math.min(TOKEN_RETRY_MAX_MS, 500 * 2 ** attempt));
+  if (!session.accessToken) throw new UnauthorizedError("logged out");
+  let data;
+  try {
+    data = await postJson(
+      "/auth/token",
+      { userId: session.userId, userName: session.userName },
+      { "x-access-token": session.accessToken, "x-token": session.token },
+    );
+  } catch (e) {
+    if (e.status === 401 || e.status === 403) {
+      throw new UnauthorizedError(`access refused: ${e.message}`, { cause: e });
     }
+    throw e;
   }
+  if (session.login !== login) throw new UnauthorizedError("logged out");
+  acceptTokens(data);
+  event("info", "x-token refreshed over HTTP");
+  return [session.token, session.accessToken];
 }
 
 // The `tokens` callback of one device's client. The client calls it at its first connect
@@ -182,19 +189,20 @@ async function fetchTokens() {
 // (then the connection is up). The node warns `expiring_warning` (60 s) before exp, and with a
 // shorter TTL again right after every refresh: fetching halfway to the deadline instead of at
 // once keeps a short TTL (`wsmq demo --token-ttl 20`) from becoming a refresh storm.
+// An x-token this client has not had yet and that is still good (the login's, or one another
+// connection of the page fetched meanwhile) serves without a call: the user's connections share
+// their refreshes.
 function tokenSource(device) {
-  let first = true;
+  let given = null; // the x-token this client got last
+  const unseen = () => session.token && session.token !== given
+    && session.expiresAt - Date.now() > 2000;
   return async () => {
-    if (first && session.token && session.expiresAt - Date.now() > 2000) {
-      first = false;
-      return [session.token, session.accessToken];
-    }
-    first = false;
     const extending = device.client !== null && device.client.connected;
-    if (extending) {
+    if (extending && !unseen()) {
       await device.wait(Math.max(0, (session.expiresAt - Date.now()) / 2));
     }
-    const pair = await freshTokens();
+    const pair = unseen() ? [session.token, session.accessToken] : await freshTokens();
+    given = pair[0];
     if (extending && !device.closed) {
       device.view.event("info", "fresh token sent on the open connection, in band: no reconnect");
     }
@@ -205,12 +213,14 @@ function tokenSource(device) {
 // -----------------------------------------------------------------------------------------
 // a device: one wsmq-client connection of the logged-in user
 
-function openDevice(nodes, view, queues = []) {
+// `deviceId`: subscribe as that device (every queue of this connection); null: plainly.
+function openDevice(nodes, view, queues = [], deviceId = null) {
   let wake;
   const closedSignal = new Promise((resolve) => { wake = resolve; });
   const device = {
     client: null,
     node: null, // the node it is connected to, or null
+    deviceId,
     closed: false,
     view,
     subscriptions: new Map(), // queue -> {sub, status: "pending" | "active"}
@@ -222,17 +232,14 @@ function openDevice(nodes, view, queues = []) {
 
     subscribe(qname) {
       if (device.subscriptions.has(qname)) return;
-      const entry = { sub: null, status: "pending", confirmed: false };
-      entry.sub = device.client.subscribe(qname, (delivery) => view.message(delivery));
+      const entry = { sub: null, status: "pending" };
+      const options = deviceId ? { device: deviceId } : {};
+      entry.sub = device.client.subscribe(qname, (delivery) => view.message(delivery), options);
       device.subscriptions.set(qname, entry);
       view.subscriptions(device);
-      entry.sub.ready.then(() => {
-        if (device.subscriptions.get(qname) !== entry) return;
-        entry.confirmed = true;
-        entry.status = "active";
-        view.subscriptions(device);
-        view.event("info", `subscribed to ${queueText(qname)}`);
-      }, () => { /* a refusal arrives as an `error` event too: handled there */ });
+      // The chip turns "subscribed" on the client's `subscribed` event (below); a refusal
+      // arrives as an `error` event too: handled there.
+      entry.sub.ready.catch(() => {});
     },
 
     unsubscribe(qname) {
@@ -275,11 +282,16 @@ function openDevice(nodes, view, queues = []) {
     view.node(node);
     view.state("connected", `Connected to ${node} as ${session.userName || session.userId}`);
     view.event("info", `connected to ${node}`);
-    // The client sent every subscription again; a refused renewal ends it (`error` below).
-    for (const entry of device.subscriptions.values()) {
-      if (entry.confirmed) entry.status = "active";
-    }
+    // The client sent every subscription again: the chips stay "pending" until the node
+    // answers (`subscribed` below); a refused renewal ends it (`error` below).
+  });
+  on("subscribed", (qname, asDevice) => {
+    const entry = device.subscriptions.get(qname);
+    if (!entry) return;
+    entry.status = "active";
     view.subscriptions(device);
+    const as = asDevice ? ` as device ${asDevice}` : "";
+    view.event("info", `subscribed to ${queueText(qname)}${as}`);
   });
   on("disconnected", (code, reason, node) => {
     view.event("warn", `disconnected from ${node} (${reason ? `${code} ${reason}` : code})`);
@@ -300,9 +312,15 @@ function openDevice(nodes, view, queues = []) {
 
 function onDeviceError(device, error) {
   const view = device.view;
-  if (error.cause && error.cause.revoked) {
-    // /auth/token refused the access token: reconnecting cannot help, log in again.
-    loggedOut("access revoked: log in again");
+  if (error.cause instanceof UnauthorizedError) {
+    // /auth/token refused the access token (the tokens callback threw UnauthorizedError, the
+    // client ended): reconnecting cannot help, log in again.
+    if (session.accessToken) loggedOut("access revoked: log in again");
+    return;
+  }
+  if (error instanceof TokensFailed) {
+    view.event("error", `token refresh failed: ${error.cause?.message ?? error.message}; `
+      + "the client tries again");
     return;
   }
   if (error instanceof CommandFailed) {
@@ -353,6 +371,8 @@ async function login(ev) {
   // user's carries over.
   const otherUser = session.userName !== null && session.userName !== userName;
   const queues = !otherUser && session.device ? [...session.device.subscriptions.keys()] : [];
+  const devicesWereOpen = !otherUser && session.devicesOpen;
+  closePanes();
   closeDevice();
   if (otherUser) clearUserState();
   session.login += 1;
@@ -364,12 +384,132 @@ async function login(ev) {
   event("info", `logged in as ${userName} (user id ${session.userId})`);
   prefillQueues();
   session.device = openDevice(nodes, pageView, queues);
+  renderDevicesButtons();
+  if (devicesWereOpen) openPanes(); // the same user: its devices again, with the same ids
 }
 
 function closeDevice() {
   if (session.device) session.device.close();
   session.device = null;
   pageView.node(null);
+  renderDevicesButtons();
+}
+
+// -----------------------------------------------------------------------------------------
+// the device panes: two devices of the logged-in user, each its own connection
+
+// The pane's device id, kept per user and pane in localStorage (in memory if it is disabled).
+const memoryIds = new Map();
+
+function storedDeviceId(paneKey) {
+  const key = `wsmq-demo.device.${session.userId}.${paneKey}`;
+  let id = null;
+  try { id = window.localStorage.getItem(key); } catch (_e) { id = memoryIds.get(key) || null; }
+  if (id && /^[A-Za-z0-9_-]{1,64}$/.test(id)) return id;
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  id = `${paneKey}-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  try { window.localStorage.setItem(key, id); } catch (_e) { memoryIds.set(key, id); }
+  return id;
+}
+
+// The queues a device subscribes to: the user's inbox and the shared queue.
+function paneQueues() {
+  return [session.userId, session.sharedQueue].filter(Boolean);
+}
+
+function openPanes() {
+  if (!session.device) return;
+  session.devicesOpen = true;
+  for (const pane of panes) {
+    pane.deviceId = storedDeviceId(pane.key);
+    pane.view.clear();
+    pane.root.querySelector(".pane-device-id").textContent = pane.deviceId;
+    pane.root.dataset.device = pane.deviceId;
+    paneOnline(pane);
+  }
+  $("devices-status").textContent = "";
+  renderDevicesButtons();
+}
+
+function paneOnline(pane) {
+  if (pane.device) return;
+  pane.root.querySelector(".pane-error").textContent = "";
+  pane.device = openDevice(session.nodes, pane.view, paneQueues(), pane.deviceId);
+  renderPaneToggle(pane);
+}
+
+// Close the pane's connection: the node releases what it held unacknowledged, and the
+// device's inbox collects what arrives until it comes back.
+function paneOffline(pane) {
+  if (!pane.device) return;
+  const device = pane.device;
+  pane.device = null;
+  device.close();
+  for (const entry of device.subscriptions.values()) entry.status = "offline";
+  pane.view.subscriptions(device);
+  pane.view.released();
+  pane.view.node(null);
+  pane.view.state("offline", "Offline");
+  pane.view.event("info", "offline: its inboxes keep what arrives until it comes back");
+  renderPaneToggle(pane);
+}
+
+function renderPaneToggle(pane) {
+  const button = pane.root.querySelector(".pane-toggle");
+  button.disabled = !session.devicesOpen;
+  button.textContent = pane.device ? "Go offline" : "Come back";
+  // The visible text in the name (what voice control users say), the pane's name after it.
+  button.ariaLabel = `${button.textContent}: ${pane.name}`;
+}
+
+function togglePane(pane) {
+  if (!session.devicesOpen) return;
+  if (pane.device) paneOffline(pane);
+  else paneOnline(pane);
+}
+
+// Both connections closed; the devices keep their inboxes (they catch up when opened again).
+function closePanes() {
+  session.devicesOpen = false;
+  for (const pane of panes) {
+    if (pane.device) paneOffline(pane);
+    renderPaneToggle(pane);
+  }
+  renderDevicesButtons();
+}
+
+// `/leave` both devices of every queue: their inboxes go, the queues are plain queues again.
+// An online pane leaves on its own connection (the node ends its subscription first); an
+// offline one is left through the page's own connection.
+async function removeDevices() {
+  const queues = paneQueues();
+  const via = new Map(panes.map((pane) => [pane, pane.device || session.device]));
+  $("devices-status").textContent = "Removing both devices…";
+  let failed = null;
+  for (const [pane, device] of via) {
+    for (const qname of queues) {
+      try {
+        if (!device || device.closed) throw new Error("not connected");
+        await device.client.leave(qname, pane.deviceId);
+      } catch (e) {
+        failed = `${pane.name} not removed from ${queueLabel(qname)}: `
+          + `${e instanceof CommandFailed ? failureText(e) : e.message}`;
+        event("error", failed);
+      }
+    }
+  }
+  closePanes();
+  for (const pane of panes) pane.view.clear();
+  $("devices-status").textContent = failed || "Both devices removed, with their inboxes.";
+  if (!failed) event("info", "both devices removed: the queues are plain queues again");
+}
+
+function renderDevicesButtons() {
+  const loggedIn = session.device !== null;
+  $("devices-open").disabled = !loggedIn;
+  $("devices-open").hidden = session.devicesOpen;
+  $("devices-close").hidden = !session.devicesOpen;
+  $("devices-remove").hidden = !session.devicesOpen;
 }
 
 function prefillQueues() {
@@ -401,6 +541,9 @@ function renderQueueLabel(fieldId) {
 
 // Forget everything about the user: on logout, revocation, or a login as someone else.
 function clearUserState() {
+  closePanes();
+  for (const pane of panes) pane.view.clear();
+  $("devices-status").textContent = "";
   closeDevice();
   session.userName = null;
   session.userId = null;
@@ -419,6 +562,7 @@ async function logout() {
   const access = session.accessToken;
   const body = { userId: session.userId };
   const headers = { "x-access-token": access, "x-token": session.token };
+  closePanes();
   closeDevice();
   if (access) {
     try {
@@ -557,6 +701,17 @@ function init() {
   });
   $("clear-log").addEventListener("click", () => { $("log").replaceChildren(); });
   renderSubscriptions(null);
+  panes.push(...PANES.map(({ key, name }) => {
+    const root = $(`pane-${key}`);
+    const pane = { key, name, root, view: paneView(root), deviceId: null, device: null };
+    pane.view.clear();
+    root.querySelector(".pane-toggle").addEventListener("click", () => togglePane(pane));
+    return pane;
+  }));
+  $("devices-open").addEventListener("click", openPanes);
+  $("devices-close").addEventListener("click", closePanes);
+  $("devices-remove").addEventListener("click", () => { removeDevices(); });
+  renderDevicesButtons();
   renderWhoami();
   setState("offline", "Not connected");
   // Read-only view for debugging in the console (and the browser tests).

@@ -1,8 +1,8 @@
 // The demo page's DOM: the connection badge, the events list, the subscription chips and the
 // message log (acknowledged through wsmq-client's Delivery). Text only, never HTML.
 //
-// `pageView` is what a device of app.js draws into. A second device of the same user would
-// get a view of its own over its own part of the page, with the same methods.
+// `pageView` is what the page's own connection in app.js draws into; `paneView(pane)` is what a
+// device pane ("Laptop", "Phone") draws into, with the same methods, over its own elements.
 
 const HEX_ID_RE = /^[0-9a-f]{24}$/;
 const MAX_LOG = 500;
@@ -81,18 +81,22 @@ export function event(kind, text) {
   while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
 }
 
-export function renderSubscriptions(device) {
+// A chip's status in words ("offline": a device pane's, whose inbox collects meanwhile).
+const CHIP_STATUS = { active: "subscribed", pending: "pending", offline: "offline" };
+
+export function renderSubscriptions(device, list = $("subscriptions"), removable = true) {
   const subs = device ? device.subscriptions : new Map();
   const chips = [...subs].map(([qname, entry]) => h(
     "li", { className: `chip chip-${entry.status}`, dataset: { queue: qname, status: entry.status } },
     labelled("span", "chip-name", qname), " ",
-    h("span", { className: "chip-status",
-      textContent: entry.status === "active" ? "subscribed" : "pending" }), " ",
-    h("button", { type: "button", className: "chip-remove", textContent: "×",
+    h("span", { className: "chip-status", textContent: CHIP_STATUS[entry.status] }),
+    ...(removable ? [" ", h("button", {
+      type: "button", className: "chip-remove", textContent: "×",
       ariaLabel: `Unsubscribe from ${queueLabel(qname)}`,
-      onclick: () => device.unsubscribe(qname) }),
+      onclick: () => device.unsubscribe(qname),
+    })] : []),
   ));
-  $("subscriptions").replaceChildren(
+  list.replaceChildren(
     ...(chips.length ? chips : [h("li", { className: "empty", textContent: "None yet." })]));
 }
 
@@ -114,7 +118,7 @@ function ackRow(li, delivery) {
   });
 }
 
-function addMessageRow(delivery, autoAck) {
+function addMessageRow(log, delivery, autoAck) {
   const { id, queue, rc, sent, message } = delivery;
   const chat = parseChat(message);
   const status = h("span", { className: "ack-status", textContent: "not acknowledged" });
@@ -143,32 +147,68 @@ function addMessageRow(delivery, autoAck) {
     };
     li.append(btn);
   }
-  const log = $("log");
   log.prepend(li);
   while (log.children.length > MAX_LOG) log.lastElementChild.remove();
 }
 
 // The node releases a connection's unacknowledged messages when it closes: say so on their
 // rows (they come again as new rows, "redelivered").
-function markReleased() {
-  for (const li of $("log").querySelectorAll('li.msg[data-acked="false"]')) {
+function markReleased(log) {
+  for (const li of log.querySelectorAll('li.msg[data-acked="false"]')) {
     setAckStatus(li, "released", "released when the connection closed: it comes again");
   }
 }
 
-// What a device draws into. A second device would get a view over its own part of the page.
+// What the page's own connection draws into: the badge at the top and sections 2 and 4.
 export const pageView = {
   state: setState,
   event,
   node(url) {
     $("node-url").textContent = url || "–";
   },
-  subscriptions: renderSubscriptions,
+  subscriptions: (device) => renderSubscriptions(device),
   message(delivery) {
-    addMessageRow(delivery, $("auto-ack").checked);
+    addMessageRow($("log"), delivery, $("auto-ack").checked);
   },
-  released: markReleased,
+  released: () => markReleased($("log")),
   refused(text) {
     showError("subscribe", text);
   },
 };
+
+// What a device pane (an <article class="pane"> of index.html) draws into: its own badge,
+// chips, message list and auto-ack box; its events go to the page's events list, named.
+export function paneView(pane) {
+  const part = (name) => pane.querySelector(`.pane-${name}`);
+  const name = pane.dataset.name;
+  return {
+    state(state, text) {
+      part("state").dataset.state = state;
+      // The node and the user are shown beside: "Online" says the rest.
+      part("state-text").textContent = state === "connected" ? "Online" : text;
+    },
+    event(kind, text) {
+      event(kind, `${name}: ${text}`);
+    },
+    node(url) {
+      part("node").textContent = url || "–";
+    },
+    subscriptions: (device) => renderSubscriptions(device, part("subs"), false),
+    message(delivery) {
+      addMessageRow(part("log"), delivery, part("auto-ack").checked);
+    },
+    released: () => markReleased(part("log")),
+    refused(text) {
+      part("error").textContent = text;
+    },
+    // The pane's fields back to "never connected" (logout, another user).
+    clear() {
+      part("log").replaceChildren();
+      part("error").textContent = "";
+      part("device-id").textContent = "–";
+      this.node(null);
+      this.state("offline", "Offline");
+      renderSubscriptions(null, part("subs"), false);
+    },
+  };
+}
