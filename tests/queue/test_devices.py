@@ -175,3 +175,23 @@ def test_cluster_layout_keeps_inboxes_in_the_queue_slot() -> None:
         for k in (keys.messages(inbox), keys.devices("orders"), keys.device_leases("orders"))
     } == {slot(keys.messages("orders"))}
     assert KeyLayout().messages(inbox) == "rsmq:orders:dev:phone"
+
+
+async def test_a_new_device_beyond_the_cap_is_refused(queues: Queues) -> None:
+    await queues.create_queue("cq")
+    assert await queues.register_device("cq", "d1", "n1", LEASE, max_devices=2)
+    assert await queues.register_device("cq", "d2", "n1", LEASE, max_devices=2)
+    with pytest.raises(devices_module.TooManyDevices) as info:
+        await queues.register_device("cq", "d3", "n1", LEASE, max_devices=2)
+    assert info.value.code == "too_many_devices"
+    # Nothing of the refused device was written: no registry entry, lease or inbox.
+    assert await queues.redis.zrange(queues.keys.devices("cq"), 0, -1) == ["d1", "d2"]
+    assert await queues.redis.zcard(queues.keys.device_leases("cq")) == 2
+    assert not await queues.redis.exists(queues.keys.attributes(inbox_name("cq", "d3")))
+    # A registered device comes back at the cap; a place freed by a leave is taken again.
+    assert not await queues.register_device("cq", "d2", "n2", LEASE, max_devices=2)
+    await queues.release_device("cq", "d1", "n1")
+    assert await queues.leave_device("cq", "d1")
+    assert await queues.register_device("cq", "d3", "n1", LEASE, max_devices=2)
+    # 0: no limit.
+    assert await queues.register_device("cq", "d4", "n1", LEASE, max_devices=0)

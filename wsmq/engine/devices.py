@@ -43,9 +43,14 @@ class DeviceLeases:
         queues: QueueStore,
         retention: float,
         on_removed: Callable[[int], object] | None = None,
+        max_devices: int = 0,
     ) -> None:
         if retention <= 0:
             raise ValueError("device_retention must be > 0")
+        if max_devices < 0:
+            raise ValueError("max_devices_per_queue must be >= 0")
+        #: Most devices one queue may have (0: no limit); a new one beyond raises TooManyDevices.
+        self.max_devices = max_devices
         self.queues = queues
         self.retention_ms = max(1, int(retention * 1000))
         self.on_removed = on_removed
@@ -93,10 +98,13 @@ class DeviceLeases:
         return (qname, device) in self._held
 
     async def acquire(self, qname: str, device: str) -> None:
-        """A subscription of ``device`` starts here: register it (Redis errors propagate)."""
+        """A subscription of ``device`` starts here: register it (Redis errors and
+        :class:`~wsmq.queue.devices.TooManyDevices` propagate)."""
         key = (qname, device)
         if key not in self._held:
-            await self.queues.register_device(qname, device, self.holder, LEASE_MS)
+            await self.queues.register_device(
+                qname, device, self.holder, LEASE_MS, max_devices=self.max_devices
+            )
             self._held[key] = self._held.get(key, 0)
         self._held[key] += 1
 

@@ -33,6 +33,7 @@ __all__ = [
     "DevicesChanging",
     "FanOut",
     "QueueFansOut",
+    "TooManyDevices",
     "fan_out",
     "leave_device",
     "register_device",
@@ -53,6 +54,11 @@ class QueueFansOut(WsmqError, code="queue_fans_out"):
 
 class DeviceInUse(WsmqError, RuntimeError, code="device_in_use"):
     """An explicit leave of a device that a connection still uses."""
+
+
+class TooManyDevices(WsmqError, code="too_many_devices"):
+    """A new device would exceed the queue's device cap (setting ``max_devices_per_queue``):
+    nothing was registered. Registered devices free their place by ``/leave`` or retention."""
 
 
 class DevicesChanging(WsmqError, code="devices_changing"):
@@ -79,10 +85,19 @@ def _registry_keys(queues: Queues, qname: str) -> list[str]:
 
 
 async def register_device(
-    queues: Queues, qname: str, device: str, holder: str, lease_ms: int
+    queues: Queues,
+    qname: str,
+    device: str,
+    holder: str,
+    lease_ms: int,
+    *,
+    max_devices: int = 0,
 ) -> bool:
     """Register ``device`` (last seen now) and take ``holder``'s lease; ``True`` if new.
 
+    ``max_devices`` (0: no limit) caps the devices of the queue: a new device beyond it raises
+    :class:`TooManyDevices` and registers nothing (each device stores its own copy of every
+    message, so an unbounded registry would let one client multiply every publish).
     Also adds the queue to the sweep's set (a separate slot, so not in the script)."""
     qname, device = v.validate_qname(qname), v.validate_device(device)
     keys = queues.keys
@@ -91,8 +106,13 @@ async def register_device(
         queues.redis,
         "device_register",
         [*_registry_keys(queues, qname), keys.attributes(qname), keys.attributes(inbox)],
-        [device, holder, lease_ms],
+        [device, holder, lease_ms, max_devices],
     )
+    if int(new) < 0:
+        raise TooManyDevices(
+            f"queue {qname} has {max_devices} devices already (max_devices_per_queue): "
+            f"device {device} was not registered"
+        )
     await queues.redis.sadd(keys.device_queues(), qname)
     return bool(int(new))
 

@@ -478,9 +478,15 @@ class Queues(GroupsMixin):
         """Move ``qname``'s visible messages into every device inbox; prune expired devices."""
         return await dev.fan_out(self, qname, retention_ms, budget=budget)
 
-    async def register_device(self, qname: str, device: str, holder: str, lease_ms: int) -> bool:
-        """Register ``device`` on ``qname`` and take ``holder``'s lease; ``True`` if new."""
-        return await dev.register_device(self, qname, device, holder, lease_ms)
+    async def register_device(
+        self, qname: str, device: str, holder: str, lease_ms: int, *, max_devices: int = 0
+    ) -> bool:
+        """Register ``device`` on ``qname`` and take ``holder``'s lease; ``True`` if new.
+
+        ``max_devices`` > 0 caps the queue's devices (``TooManyDevices`` beyond it)."""
+        return await dev.register_device(
+            self, qname, device, holder, lease_ms, max_devices=max_devices
+        )
 
     async def touch_devices(
         self, qname: str, devices: list[str], holder: str, lease_ms: int
