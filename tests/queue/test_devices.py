@@ -195,3 +195,31 @@ async def test_a_new_device_beyond_the_cap_is_refused(queues: Queues) -> None:
     assert await queues.register_device("cq", "d3", "n1", LEASE, max_devices=2)
     # 0: no limit.
     assert await queues.register_device("cq", "d4", "n1", LEASE, max_devices=0)
+
+
+async def test_delete_queue_drops_its_idle_devices_so_a_new_queue_starts_plain(
+    queues: Queues,
+) -> None:
+    await queues.create_queue("dq")
+    await queues.register_device("dq", "gone", "n1", LEASE)
+    await queues.release_device("dq", "gone", "n1")
+    await queues.register_device("dq", "busy", "n2", LEASE)
+    await queues.send_message("dq", "old")
+    assert (await queues.fan_out("dq", DAY)).moved == 1
+    await queues.delete_queue("dq")
+    # The idle device went with the queue, inbox and old message too; the one in use stays.
+    assert await queues.redis.zrange(queues.keys.devices("dq"), 0, -1) == ["busy"]
+    assert not await queues.redis.exists(
+        queues.keys.messages(inbox_name("dq", "gone")),
+        queues.keys.attributes(inbox_name("dq", "gone")),
+    )
+    # Released, it goes with the next deletion of the name.
+    await queues.release_device("dq", "busy", "n2")
+    await queues.create_queue("dq")
+    await queues.delete_queue("dq")
+    assert not await queues.redis.exists(queues.keys.devices("dq"))
+    # Created again: a plain queue, no device of the old one.
+    await queues.create_queue("dq")
+    await queues.send_message("dq", "new")
+    got, _ = await queues.receive_with_next("dq", 1, 0, fan_out_check=True)
+    assert [m.message for m in got] == ["new"]

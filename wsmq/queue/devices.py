@@ -43,6 +43,9 @@ __all__ = [
 
 #: Most messages one fan-out call moves (each is written to every inbox).
 FAN_OUT_BUDGET = 500
+#: ``retention_ms`` of a :func:`fan_out` that removes every device not in use, whenever it was
+#: last seen (the queue was deleted).
+DROP_IDLE = -1
 #: Calls of the script one :func:`fan_out` makes while the registry keeps changing.
 FAN_OUT_ATTEMPTS = 5
 
@@ -165,7 +168,8 @@ async def leave_device(
 async def fan_out(
     queues: Queues, qname: str, retention_ms: int, *, budget: int = FAN_OUT_BUDGET
 ) -> FanOut:
-    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes.
+    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes;
+    ``retention_ms`` :data:`DROP_IDLE` removes every device not in use.
 
     The script checks the inbox keys it was given against the registry and answers with the
     registered devices when they differ: up to :data:`FAN_OUT_ATTEMPTS` calls, then

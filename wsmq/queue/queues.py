@@ -8,6 +8,7 @@ clock is never used.  See docs/queue.md for the layout and the differences from 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Unpack
@@ -212,8 +213,17 @@ class Queues(GroupsMixin):
             await self.redis.srem(self.keys.queues(), qname)
         self._dlq_hint.pop(qname, None)
         await self._forget_queue_in_groups(qname)
+        await self._drop_idle_devices(qname)
         if deleted == 0:
             raise QueueNotFound()
+
+    async def _drop_idle_devices(self, qname: str) -> None:
+        """A deleted queue's devices not in use go with it, inboxes and all: else a queue
+        created again under the name would fan out to them at once (its plain subscribers
+        starving) and hand them the old queue's messages. A device in use keeps its inbox
+        until it is released and the retention removes it."""
+        with contextlib.suppress(dev.DevicesChanging):  # then the retention removes them
+            await dev.fan_out(self, qname, dev.DROP_IDLE, budget=0)
 
     async def list_queues(self) -> list[str]:
         """Names of all queues in the namespace, sorted."""
