@@ -262,7 +262,8 @@ class DeliveryEngine:
         see docs/delivery.md, Devices. Raises ``InvalidFormat`` for a bad queue name or device
         id, :class:`~wsmq.queue.devices.TooManyDevices` for a new device beyond
         ``max_devices_per_queue`` and :class:`EngineStopped` when the engine is not running; a
-        Redis error registering a device propagates. The queue need not exist yet (nothing is created or deleted here).
+        Redis error registering a device propagates. The queue need not exist yet (nothing is
+        created or deleted here).
         """
         if not is_valid_qname(qname):
             raise InvalidFormat("qname")
