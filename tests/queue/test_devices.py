@@ -223,3 +223,17 @@ async def test_delete_queue_drops_its_idle_devices_so_a_new_queue_starts_plain(
     await queues.send_message("dq", "new")
     got, _ = await queues.receive_with_next("dq", 1, 0, fan_out_check=True)
     assert [m.message for m in got] == ["new"]
+
+
+async def test_a_device_registering_during_a_sweep_stays_in_the_sweep_set(queues: Queues) -> None:
+    await queues.create_queue("sq")
+    # The sweep's prune finds no device left...
+    assert (await queues.fan_out("sq", DAY, budget=0)).live == 0
+    # ...a device registers (and adds the queue to the set) before the sweep forgets it...
+    await queues.register_device("sq", "late", "n1", LEASE)
+    await queues.forget_device_queue("sq")
+    # ...the queue is still swept: its device's inbox will not outlive the retention.
+    assert "sq" in await queues.device_queue_names()
+    await queues.leave_device("sq", "late", "n1")
+    await queues.forget_device_queue("sq")
+    assert "sq" not in await queues.device_queue_names()

@@ -213,5 +213,13 @@ async def device_queue_names(queues: Queues) -> list[str]:
 
 async def forget_device_queue(queues: Queues, qname: str) -> None:
     """Take ``qname`` out of the sweep's set (its registry came back empty; a new device
-    puts it back)."""
-    await queues.redis.srem(queues.keys.device_queues(), qname)
+    puts it back).
+
+    A device may have registered, and put the queue back, between the sweep's fan-out and this
+    removal (the set is in another slot: no script spans both): the registry is read again
+    after the removal and the queue put back if it has devices, else their inboxes would be
+    left to no sweep."""
+    key = queues.keys.device_queues()
+    await queues.redis.srem(key, qname)
+    if await queues.redis.zcard(queues.keys.devices(qname)) > 0:
+        await queues.redis.sadd(key, qname)
