@@ -217,6 +217,7 @@ async def test_a_resubscribe_right_after_the_last_release_keeps_the_lease(
     redis_url: str, queues: Queues
 ) -> None:
     slow = _SlowRelease.from_url(redis_url, ns=NS)
+    assert isinstance(slow, _SlowRelease)
     slow.registered, slow.releasing = asyncio.Event(), asyncio.Event()
     try:
         leases = DeviceLeases(slow, retention=3600)
