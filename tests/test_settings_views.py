@@ -61,6 +61,7 @@ def test_views_carry_every_setting() -> None:
         "max_outbox_bytes": 4096,
         "stop_timeout": 4.0,
         "device_retention": 3600.0,
+        "max_devices_per_queue": 1000,
     }
 
 

@@ -16,7 +16,8 @@ every layer can import it); where a class was a subclass of a built-in it still 
      │    ├── MessageNotString, MessageTooLong, QueueExists
      │    └── QueueNotFound
      │         └── DeadLetterQueueNotFound
-     ├── QueueFansOut, DevicesChanging      wsmq.queue.devices
+     ├── QueueFansOut, DevicesChanging,     wsmq.queue.devices
+     │   TooManyDevices
      ├── DeviceInUse (RuntimeError)         wsmq.queue.devices
      ├── AuthError                          wsmq.auth.errors; ``code`` is the ``reason``
      ├── JwksError                          wsmq.auth.errors; fetching an identity provider's keys

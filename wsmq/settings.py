@@ -71,6 +71,7 @@ class EngineOptions(TypedDict):
     max_outbox_bytes: int
     stop_timeout: float
     device_retention: float
+    max_devices_per_queue: int
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,14 @@ class Settings:
         "last seen; then it is removed with its messages. A device in use is never removed.",
         group="delivery",
     )
+    max_devices_per_queue: int = _opt(
+        1000,
+        "Most devices one queue may have: each stores its own copy of every message, so a "
+        "client inventing device ids would otherwise multiply every publish. A new device "
+        "beyond it is refused (`too_many_devices`); `/leave` or the retention frees a place. "
+        "0 = no limit.",
+        group="delivery",
+    )
     group_copier: bool = _opt(
         True,
         "Run this node's group copier (copies messages sent to a group into its member "
@@ -369,6 +378,7 @@ class Settings:
             ("max_header_size", self.max_header_size >= 1024, "must be >= 1024"),
             ("poll_interval", self.poll_interval > 0, "must be > 0"),
             ("device_retention", self.device_retention > 0, "must be > 0"),
+            ("max_devices_per_queue", self.max_devices_per_queue >= 0, "must be >= 0"),
             ("auth_deadline", self.auth_deadline > 0, "must be > 0"),
             (
                 "jwks_min_refetch_interval",
@@ -529,6 +539,7 @@ class Settings:
             # The engine gets a fifth of the shutdown budget to hand back what it holds.
             stop_timeout=max(self.shutdown_timeout * 0.2, 0.2),
             device_retention=self.device_retention,
+            max_devices_per_queue=self.max_devices_per_queue,
         )
 
 

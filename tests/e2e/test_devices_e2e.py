@@ -373,3 +373,27 @@ async def test_sigkilled_device_process_gets_its_unacked_again_at_once(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_queue_takes_at_most_max_devices_per_queue(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
+) -> None:
+    gina = await make_user()
+    q = gina.user_id
+    await queues.create_queue(q)
+    node = await start_node(max_devices_per_queue=2)
+    first = await Device.open(http, url_of(node), gina, q, "d1")
+    await Device.open(http, url_of(node), gina, q, "d2")
+    async with asyncio.timeout(10):
+        ws = await http.ws_connect(url_of(node), headers=gina.headers, protocols=V1)
+    await ws.send_str(f"/subscribe/{q} device=d3")
+    err = await recv(ws)
+    assert (err["type"], err["code"], err["queue"]) == ("error", "too_many_devices", q)
+    assert sorted(await queues.redis.zrange(queues.keys.devices(q), 0, -1)) == ["d1", "d2"]
+    # A publish is still copied twice, and a device that leaves frees its place.
+    await queues.send_message(q, "m")
+    assert await first.take(1) == ["m"]
+    await first.ws.send_str(f"/leave/{q} device=d1")
+    assert (await recv_type(first.ws, "left"))["removed"] is True
+    await ws.send_str(f"/subscribe/{q} device=d3")
+    assert await recv(ws) == {"type": "subscribed", "queue": q, "device": "d3"}

@@ -5,11 +5,13 @@ subscribers of a fan-out queue, retention (docs/delivery.md, Devices)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.engine.test_delivery import EngineFactory, Sink, eventually, running_engines
+from wsmq.engine.devices import DeviceLeases
 from wsmq.protocol.names import inbox_name
 from wsmq.queue import Queues
 from wsmq.queue.devices import DeviceInUse
@@ -185,3 +187,51 @@ async def test_leases_are_renewed_and_dropped_on_stop(
 async def _later(queues: Queues, key: str, member: str, than: float) -> bool:
     score = await queues.redis.zscore(key, member)
     return score is not None and score > than
+
+
+class _SlowRelease(Queues):
+    """Real queues whose lease release waits (bounded) for the next registration to land
+    first: what a release on a busy pool connection does to a registration on a free one."""
+
+    registered: asyncio.Event
+    releasing: asyncio.Event
+
+    async def release_device(self, qname: str, device: str, holder: str) -> None:
+        self.releasing.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await self.registered.wait()
+        await super().release_device(qname, device, holder)
+
+    async def register_device(
+        self, qname: str, device: str, holder: str, lease_ms: int, *, max_devices: int = 0
+    ) -> bool:
+        new = await super().register_device(
+            qname, device, holder, lease_ms, max_devices=max_devices
+        )
+        self.registered.set()
+        return new
+
+
+async def test_a_resubscribe_right_after_the_last_release_keeps_the_lease(
+    redis_url: str, queues: Queues
+) -> None:
+    slow = _SlowRelease.from_url(redis_url, ns=NS)
+    assert isinstance(slow, _SlowRelease)
+    slow.registered, slow.releasing = asyncio.Event(), asyncio.Event()
+    try:
+        leases = DeviceLeases(slow, retention=3600)
+        await leases.acquire("rs", "phone")
+        slow.registered.clear()
+        # The socket goes and the device comes straight back on this node.
+        release = asyncio.create_task(leases.release("rs", "phone"))
+        async with asyncio.timeout(5):
+            await slow.releasing.wait()  # the release's call is on its way
+        await leases.acquire("rs", "phone")
+        await release
+        assert leases.holding("rs", "phone")
+        # Redis agrees: this node's lease of the device it holds is still there.
+        member = f"phone/{leases.holder}"
+        assert await queues.redis.zscore(queues.keys.device_leases("rs"), member) is not None
+    finally:
+        await slow.close()

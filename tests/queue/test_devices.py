@@ -175,3 +175,65 @@ def test_cluster_layout_keeps_inboxes_in_the_queue_slot() -> None:
         for k in (keys.messages(inbox), keys.devices("orders"), keys.device_leases("orders"))
     } == {slot(keys.messages("orders"))}
     assert KeyLayout().messages(inbox) == "rsmq:orders:dev:phone"
+
+
+async def test_a_new_device_beyond_the_cap_is_refused(queues: Queues) -> None:
+    await queues.create_queue("cq")
+    assert await queues.register_device("cq", "d1", "n1", LEASE, max_devices=2)
+    assert await queues.register_device("cq", "d2", "n1", LEASE, max_devices=2)
+    with pytest.raises(devices_module.TooManyDevices) as info:
+        await queues.register_device("cq", "d3", "n1", LEASE, max_devices=2)
+    assert info.value.code == "too_many_devices"
+    # Nothing of the refused device was written: no registry entry, lease or inbox.
+    assert await queues.redis.zrange(queues.keys.devices("cq"), 0, -1) == ["d1", "d2"]
+    assert await queues.redis.zcard(queues.keys.device_leases("cq")) == 2
+    assert not await queues.redis.exists(queues.keys.attributes(inbox_name("cq", "d3")))
+    # A registered device comes back at the cap; a place freed by a leave is taken again.
+    assert not await queues.register_device("cq", "d2", "n2", LEASE, max_devices=2)
+    await queues.release_device("cq", "d1", "n1")
+    assert await queues.leave_device("cq", "d1")
+    assert await queues.register_device("cq", "d3", "n1", LEASE, max_devices=2)
+    # 0: no limit.
+    assert await queues.register_device("cq", "d4", "n1", LEASE, max_devices=0)
+
+
+async def test_delete_queue_drops_its_idle_devices_so_a_new_queue_starts_plain(
+    queues: Queues,
+) -> None:
+    await queues.create_queue("dq")
+    await queues.register_device("dq", "gone", "n1", LEASE)
+    await queues.release_device("dq", "gone", "n1")
+    await queues.register_device("dq", "busy", "n2", LEASE)
+    await queues.send_message("dq", "old")
+    assert (await queues.fan_out("dq", DAY)).moved == 1
+    await queues.delete_queue("dq")
+    # The idle device went with the queue, inbox and old message too; the one in use stays.
+    assert await queues.redis.zrange(queues.keys.devices("dq"), 0, -1) == ["busy"]
+    assert not await queues.redis.exists(
+        queues.keys.messages(inbox_name("dq", "gone")),
+        queues.keys.attributes(inbox_name("dq", "gone")),
+    )
+    # Released, it goes with the next deletion of the name.
+    await queues.release_device("dq", "busy", "n2")
+    await queues.create_queue("dq")
+    await queues.delete_queue("dq")
+    assert not await queues.redis.exists(queues.keys.devices("dq"))
+    # Created again: a plain queue, no device of the old one.
+    await queues.create_queue("dq")
+    await queues.send_message("dq", "new")
+    got, _ = await queues.receive_with_next("dq", 1, 0, fan_out_check=True)
+    assert [m.message for m in got] == ["new"]
+
+
+async def test_a_device_registering_during_a_sweep_stays_in_the_sweep_set(queues: Queues) -> None:
+    await queues.create_queue("sq")
+    # The sweep's prune finds no device left...
+    assert (await queues.fan_out("sq", DAY, budget=0)).live == 0
+    # ...a device registers (and adds the queue to the set) before the sweep forgets it...
+    await queues.register_device("sq", "late", "n1", LEASE)
+    await queues.forget_device_queue("sq")
+    # ...the queue is still swept: its device's inbox will not outlive the retention.
+    assert "sq" in await queues.device_queue_names()
+    await queues.leave_device("sq", "late", "n1")
+    await queues.forget_device_queue("sq")
+    assert "sq" not in await queues.device_queue_names()

@@ -71,7 +71,8 @@ class DeliveryEngine:
     received while the messages received for it and not yet handed to ``deliver()`` add up to
     this many bytes (``None``: only the windows bound it). ``stop_timeout``: bound, in seconds,
     for each phase of :meth:`stop`. ``device_retention``: seconds an unused device inbox is
-    kept (docs/delivery.md, Devices); ``on_devices_removed(n)``: called when ``n`` were removed.
+    kept (docs/delivery.md, Devices); ``on_devices_removed(n)``: called when ``n`` were removed;
+    ``max_devices_per_queue``: most devices one queue may have (0: no limit).
     """
 
     #: Re-measure the Redis clock offset this often (seconds).
@@ -92,6 +93,7 @@ class DeliveryEngine:
         stop_timeout: float = 5.0,
         device_retention: float = 7 * 86400.0,
         on_devices_removed: Callable[[int], object] | None = None,
+        max_devices_per_queue: int = 1000,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0")
@@ -106,7 +108,9 @@ class DeliveryEngine:
         self.pending = PendingOps()
         self.clock = RedisClock()
         self.settle = SettleBatcher(queues, self.health, self.pending, self._on_notification)
-        self.devices = DeviceLeases(queues, device_retention, on_devices_removed)
+        self.devices = DeviceLeases(
+            queues, device_retention, on_devices_removed, max_devices_per_queue
+        )
         self._ctx = ConsumerContext(
             queues=queues,
             health=self.health,
@@ -256,8 +260,10 @@ class DeliveryEngine:
         With ``device``, the subscription receives from that device's inbox of the queue
         (registered now if new; its :attr:`Subscription.qname` is the inbox name ``q@d``):
         see docs/delivery.md, Devices. Raises ``InvalidFormat`` for a bad queue name or device
-        id and :class:`EngineStopped` when the engine is not running; a Redis error registering
-        a device propagates. The queue need not exist yet (nothing is created or deleted here).
+        id, :class:`~wsmq.queue.devices.TooManyDevices` for a new device beyond
+        ``max_devices_per_queue`` and :class:`EngineStopped` when the engine is not running; a
+        Redis error registering a device propagates. The queue need not exist yet (nothing is
+        created or deleted here).
         """
         if not is_valid_qname(qname):
             raise InvalidFormat("qname")

@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 
 from wsmq.engine.health import TRANSIENT_ERRORS
+from wsmq.engine.keyed_locks import KeyedLocks
 from wsmq.engine.ports import QueueStore
+from wsmq.protocol.names import inbox_name
 
 __all__ = ["LEASE_MS", "RENEW_EVERY", "DeviceLeases"]
 
@@ -43,15 +45,23 @@ class DeviceLeases:
         queues: QueueStore,
         retention: float,
         on_removed: Callable[[int], object] | None = None,
+        max_devices: int = 0,
     ) -> None:
         if retention <= 0:
             raise ValueError("device_retention must be > 0")
+        if max_devices < 0:
+            raise ValueError("max_devices_per_queue must be >= 0")
+        #: Most devices one queue may have (0: no limit); a new one beyond raises TooManyDevices.
+        self.max_devices = max_devices
         self.queues = queues
         self.retention_ms = max(1, int(retention * 1000))
         self.on_removed = on_removed
         #: This node's name in the lease members (random: a restarted node is a new holder).
         self.holder = secrets.token_hex(8)
         self._held: dict[tuple[str, str], int] = {}
+        # Per device: a registration must not overtake the release before it (on another pool
+        # connection, the release would land last and drop the lease of a device in use).
+        self._locks = KeyedLocks()
         # Monotonic seconds of the last renewal and sweep (0: the first tick does both).
         self._renewed_at = 0.0
         self._swept_at = 0.0
@@ -93,22 +103,27 @@ class DeviceLeases:
         return (qname, device) in self._held
 
     async def acquire(self, qname: str, device: str) -> None:
-        """A subscription of ``device`` starts here: register it (Redis errors propagate)."""
+        """A subscription of ``device`` starts here: register it (Redis errors and
+        :class:`~wsmq.queue.devices.TooManyDevices` propagate)."""
         key = (qname, device)
-        if key not in self._held:
-            await self.queues.register_device(qname, device, self.holder, LEASE_MS)
-            self._held[key] = self._held.get(key, 0)
-        self._held[key] += 1
+        async with self._locks.hold(inbox_name(qname, device)):
+            if key not in self._held:
+                await self.queues.register_device(
+                    qname, device, self.holder, LEASE_MS, max_devices=self.max_devices
+                )
+                self._held[key] = 0
+            self._held[key] += 1
 
     async def release(self, qname: str, device: str) -> None:
         """A subscription of ``device`` ended; the last one drops this node's lease."""
         key = (qname, device)
-        left = self._held.get(key, 0) - 1
-        if left > 0:
-            self._held[key] = left
-            return
-        self._held.pop(key, None)
-        await self.queues.release_device(qname, device, self.holder)
+        async with self._locks.hold(inbox_name(qname, device)):
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+                return
+            self._held.pop(key, None)
+            await self.queues.release_device(qname, device, self.holder)
 
     def removed(self, qname: str, devices: tuple[str, ...]) -> None:
         if devices:

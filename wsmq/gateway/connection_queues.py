@@ -31,7 +31,7 @@ from wsmq.protocol import wire as p
 from wsmq.protocol.actions import Action, DoExtend, DoNack
 from wsmq.protocol.session import Session
 from wsmq.queue import QueueError
-from wsmq.queue.devices import DeviceInUse
+from wsmq.queue.devices import DeviceInUse, TooManyDevices
 
 __all__ = ["CLEANUP_TIMEOUT", "ConnectionQueues", "QueueOwner"]
 
@@ -90,6 +90,8 @@ class ConnectionQueues:
             return self.session.subscribe_failed(
                 qname, p.ErrorCode.UNAVAILABLE, "this node is shutting down"
             )
+        except TooManyDevices as exc:
+            return self.session.subscribe_failed(qname, p.ErrorCode.TOO_MANY_DEVICES, str(exc))
         except (RedisError, OSError):
             state.metrics.redis_errors.inc()
             return self.session.subscribe_failed(

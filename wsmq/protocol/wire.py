@@ -140,6 +140,7 @@ class ErrorCode(StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     DEVICE_IN_USE = "device_in_use"
+    TOO_MANY_DEVICES = "too_many_devices"
     IS_GROUP = "is_group"
     ALREADY_AUTHENTICATED = "already_authenticated"
     REFRESH_FAILED = "refresh_failed"

@@ -33,6 +33,7 @@ __all__ = [
     "DevicesChanging",
     "FanOut",
     "QueueFansOut",
+    "TooManyDevices",
     "fan_out",
     "leave_device",
     "register_device",
@@ -42,6 +43,9 @@ __all__ = [
 
 #: Most messages one fan-out call moves (each is written to every inbox).
 FAN_OUT_BUDGET = 500
+#: ``retention_ms`` of a :func:`fan_out` that removes every device not in use, whenever it was
+#: last seen (the queue was deleted).
+DROP_IDLE = -1
 #: Calls of the script one :func:`fan_out` makes while the registry keeps changing.
 FAN_OUT_ATTEMPTS = 5
 
@@ -53,6 +57,11 @@ class QueueFansOut(WsmqError, code="queue_fans_out"):
 
 class DeviceInUse(WsmqError, RuntimeError, code="device_in_use"):
     """An explicit leave of a device that a connection still uses."""
+
+
+class TooManyDevices(WsmqError, code="too_many_devices"):
+    """A new device would exceed the queue's device cap (setting ``max_devices_per_queue``):
+    nothing was registered. Registered devices free their place by ``/leave`` or retention."""
 
 
 class DevicesChanging(WsmqError, code="devices_changing"):
@@ -79,10 +88,19 @@ def _registry_keys(queues: Queues, qname: str) -> list[str]:
 
 
 async def register_device(
-    queues: Queues, qname: str, device: str, holder: str, lease_ms: int
+    queues: Queues,
+    qname: str,
+    device: str,
+    holder: str,
+    lease_ms: int,
+    *,
+    max_devices: int = 0,
 ) -> bool:
     """Register ``device`` (last seen now) and take ``holder``'s lease; ``True`` if new.
 
+    ``max_devices`` (0: no limit) caps the devices of the queue: a new device beyond it raises
+    :class:`TooManyDevices` and registers nothing (each device stores its own copy of every
+    message, so an unbounded registry would let one client multiply every publish).
     Also adds the queue to the sweep's set (a separate slot, so not in the script)."""
     qname, device = v.validate_qname(qname), v.validate_device(device)
     keys = queues.keys
@@ -91,8 +109,13 @@ async def register_device(
         queues.redis,
         "device_register",
         [*_registry_keys(queues, qname), keys.attributes(qname), keys.attributes(inbox)],
-        [device, holder, lease_ms],
+        [device, holder, lease_ms, max_devices],
     )
+    if int(new) < 0:
+        raise TooManyDevices(
+            f"queue {qname} has {max_devices} devices already (max_devices_per_queue): "
+            f"device {device} was not registered"
+        )
     await queues.redis.sadd(keys.device_queues(), qname)
     return bool(int(new))
 
@@ -145,7 +168,8 @@ async def leave_device(
 async def fan_out(
     queues: Queues, qname: str, retention_ms: int, *, budget: int = FAN_OUT_BUDGET
 ) -> FanOut:
-    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes.
+    """Run the fan-out script of ``qname`` (see the module doc); ``budget=0`` only prunes;
+    ``retention_ms`` :data:`DROP_IDLE` removes every device not in use.
 
     The script checks the inbox keys it was given against the registry and answers with the
     registered devices when they differ: up to :data:`FAN_OUT_ATTEMPTS` calls, then
@@ -189,5 +213,13 @@ async def device_queue_names(queues: Queues) -> list[str]:
 
 async def forget_device_queue(queues: Queues, qname: str) -> None:
     """Take ``qname`` out of the sweep's set (its registry came back empty; a new device
-    puts it back)."""
-    await queues.redis.srem(queues.keys.device_queues(), qname)
+    puts it back).
+
+    A device may have registered, and put the queue back, between the sweep's fan-out and this
+    removal (the set is in another slot: no script spans both): the registry is read again
+    after the removal and the queue put back if it has devices, else their inboxes would be
+    left to no sweep."""
+    key = queues.keys.device_queues()
+    await queues.redis.srem(key, qname)
+    if await queues.redis.zcard(queues.keys.devices(qname)) > 0:
+        await queues.redis.sadd(key, qname)

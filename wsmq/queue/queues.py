@@ -8,6 +8,7 @@ clock is never used.  See docs/queue.md for the layout and the differences from 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Unpack
@@ -212,8 +213,17 @@ class Queues(GroupsMixin):
             await self.redis.srem(self.keys.queues(), qname)
         self._dlq_hint.pop(qname, None)
         await self._forget_queue_in_groups(qname)
+        await self._drop_idle_devices(qname)
         if deleted == 0:
             raise QueueNotFound()
+
+    async def _drop_idle_devices(self, qname: str) -> None:
+        """A deleted queue's devices not in use go with it, inboxes and all: else a queue
+        created again under the name would fan out to them at once (its plain subscribers
+        starving) and hand them the old queue's messages. A device in use keeps its inbox
+        until it is released and the retention removes it."""
+        with contextlib.suppress(dev.DevicesChanging):  # then the retention removes them
+            await dev.fan_out(self, qname, dev.DROP_IDLE, budget=0)
 
     async def list_queues(self) -> list[str]:
         """Names of all queues in the namespace, sorted."""
@@ -478,9 +488,15 @@ class Queues(GroupsMixin):
         """Move ``qname``'s visible messages into every device inbox; prune expired devices."""
         return await dev.fan_out(self, qname, retention_ms, budget=budget)
 
-    async def register_device(self, qname: str, device: str, holder: str, lease_ms: int) -> bool:
-        """Register ``device`` on ``qname`` and take ``holder``'s lease; ``True`` if new."""
-        return await dev.register_device(self, qname, device, holder, lease_ms)
+    async def register_device(
+        self, qname: str, device: str, holder: str, lease_ms: int, *, max_devices: int = 0
+    ) -> bool:
+        """Register ``device`` on ``qname`` and take ``holder``'s lease; ``True`` if new.
+
+        ``max_devices`` > 0 caps the queue's devices (``TooManyDevices`` beyond it)."""
+        return await dev.register_device(
+            self, qname, device, holder, lease_ms, max_devices=max_devices
+        )
 
     async def touch_devices(
         self, qname: str, devices: list[str], holder: str, lease_ms: int

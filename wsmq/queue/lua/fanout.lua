@@ -9,7 +9,8 @@
 --    receive count 0 there); the queue keeps delayed and hidden ones until they are visible.
 -- KEYS[1] queue zset, KEYS[2] queue hash, KEYS[3] devices zset, KEYS[4] leases zset,
 -- KEYS[5 + 2i], KEYS[6 + 2i] inbox zset and hash of device ARGV[3 + i] (i = 0..)
--- ARGV[1] retention ms (0 = never remove), ARGV[2] most messages to move (0 = prune only),
+-- ARGV[1] retention ms (0 = never remove, -1 = remove every device not in use: the queue was
+-- deleted), ARGV[2] most messages to move (0 = prune only),
 -- ARGV[3..] the device ids, sorted
 -- Returns {1, device...} when the device list is stale (the caller retries with those), else
 -- {0, removed, moved, next, live, removed device...}: next = lowest score left in the queue
@@ -64,7 +65,7 @@ local live, removed_names = {}, {}
 for i, d in ipairs(registered) do
   local zkey, hkey = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
   local seen = tonumber(redis.call('ZSCORE', KEYS[3], d))
-  if retention > 0 and not in_use[d] and seen + retention <= ms then
+  if not in_use[d] and (retention < 0 or (retention > 0 and seen + retention <= ms)) then
     redis.call('DEL', zkey, hkey)
     redis.call('ZREM', KEYS[3], d)
     removed_names[#removed_names + 1] = d
