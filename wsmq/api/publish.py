@@ -6,9 +6,10 @@ with different delays are stored one group per delay, in order (each group all o
 
 ``Idempotency-Key`` (1-255 printable characters): the first request with a key stores the
 messages and remembers their ids for ``api_idempotency_window`` seconds in Redis under
-``{ns}:wsmq:api:idem:<queue>:<digest>``; a replay with the same key and body returns those ids
-(header ``Idempotent-Replayed: true``) and stores nothing. The same key with another body is
-422 ``idempotency_key_reused``; a replay while the first request still runs is 409
+``{ns}:wsmq:api:idem:<queue>:<digest>`` (the digest of the API key's name and the
+Idempotency-Key: each API key has its own keys); a replay with the same key and body returns
+those ids (header ``Idempotent-Replayed: true``) and stores nothing. The same key with another
+body is 422 ``idempotency_key_reused``; a replay while the first request still runs is 409
 ``idempotency_in_progress``. A failed request forgets its key, so it may be retried.
 """
 
@@ -95,24 +96,27 @@ class Idempotency:
         self.ns = ns
         self.window = window
 
-    def _key(self, qname: str, key: str) -> str:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    def _key(self, owner: str, qname: str, key: str) -> str:
+        # The API key's name is part of the digest: two API keys that pick the same
+        # Idempotency-Key neither replay nor block each other's requests.
+        digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:32]
         return f"{self.ns}:wsmq:api:idem:{qname}:{digest}"
 
     async def run(
         self,
+        owner: str,
         qname: str,
         key: str,
         fingerprint: str,
         send: Callable[[], Awaitable[list[str]]],
     ) -> tuple[list[str], bool]:
-        """The ids of ``send()``, or those of an earlier request with ``key``; and whether
-        this was a replay."""
+        """The ids of ``send()``, or those of an earlier request of the API key ``owner`` (its
+        name) with ``key``; and whether this was a replay."""
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
             raise ApiError(
                 "bad_request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"
             )
-        rkey = self._key(qname, key)
+        rkey = self._key(owner, qname, key)
         pending = json.dumps({"state": "pending", "fp": fingerprint})
         # A pending mark lives briefly: a node that dies mid-request does not block the key
         # for the whole window.

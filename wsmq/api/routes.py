@@ -126,7 +126,8 @@ async def get_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.R
 async def peek_messages(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     qname = _qname(request)
     raw = request.query.get("peek", str(PEEK_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw) <= PEEK_MAX:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= PEEK_MAX:
         raise ApiError("invalidValue", f"peek must be between 1 and {PEEK_MAX}")
     peeked = await ctx.admin.peek(qname, int(raw), ctx.settings.api_peek_chars)
     return _json({"queue": qname, "messages": [m.to_json() for m in peeked]})
@@ -171,7 +172,7 @@ async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
     if idem_key is None:
         return _json({"ids": await send()}, 201)
     ids, replayed = await ctx.idempotency.run(
-        qname, idem_key, fingerprint(qname, outgoing, batch), send
+        key.name, qname, idem_key, fingerprint(qname, outgoing, batch), send
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return _json({"ids": ids}, 200 if replayed else 201, headers)
@@ -236,6 +237,8 @@ async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
         target = sources[0]
     if not isinstance(target, str):
         raise ApiError("invalidFormat", "to must be a queue name")
+    if target == dlq:
+        raise ApiError("invalidValue", "to must name another queue than the dead-letter queue")
     if not await ctx.queues.queue_exists(dlq):
         raise ApiError("queueNotFound", f"Queue not found (queue {dlq!r})", 404)
     moved = await ctx.admin.redrive(dlq, target, count)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import validation as v
-from .errors import QueueNotFound
+from .errors import InvalidValue, QueueNotFound
 from .ids import sent_ms
 from .models import text, to_int
 from .queues import Queues
@@ -105,22 +105,32 @@ class QueueAdmin:
         """Delete every message of the queue (settings and counters stay); returns how many.
 
         Runs in steps of :data:`REDRIVE_STEP` messages: messages sent meanwhile may be deleted
-        too. Raises ``QueueNotFound``."""
+        too, but no more than the queue held at the start (a producer as fast as the purge
+        cannot keep it running). Raises ``QueueNotFound``."""
         qname = v.validate_qname(qname)
         keys = [self.keys.messages(qname), self.keys.attributes(qname)]
         total = 0
-        while True:
-            deleted, left = await run_script(self.redis, "purge", keys, [REDRIVE_STEP])
+        limit: int | None = None
+        while limit is None or total < limit:
+            step = REDRIVE_STEP if limit is None else min(REDRIVE_STEP, limit - total)
+            deleted, left = await run_script(self.redis, "purge", keys, [step])
+            if limit is None:
+                limit = int(deleted) + int(left)
             total += int(deleted)
             if int(deleted) == 0 or int(left) == 0:
-                return total
+                break
+        return total
 
     async def redrive(self, dlq: str, target: str, count: int | None = None) -> int:
-        """Move up to ``count`` (None: all) messages from ``dlq`` to ``target``, oldest first;
-        returns how many moved. Each message moves atomically with its id and body; its
-        receive count starts again at 0. Raises ``QueueNotFound``, ``InvalidValue``."""
+        """Move up to ``count`` (None: all those there at the start) messages from ``dlq`` to
+        ``target``, oldest first; returns how many moved. Each message moves atomically with its
+        id and body; its receive count starts again at 0. Raises ``QueueNotFound``,
+        ``InvalidValue`` (also when ``target`` is ``dlq``: that would move messages in place,
+        and "all" would never end)."""
         dlq = v.validate_qname(dlq)
         target = v.validate_qname(target, "to")
+        if target == dlq:
+            raise InvalidValue("to", 0, 0, "to must name another queue than the dead-letter queue")
         require_same_slot(self.keys, target, dlq)
         keys = [
             self.keys.messages(dlq),
@@ -129,9 +139,18 @@ class QueueAdmin:
             self.keys.attributes(target),
         ]
         realtime = self.queues.publish_target(target)
+        if count is not None and count < 1:
+            raise InvalidValue("count", 1, 2**31, "count must be >= 1 (None moves all)")
+        # "All" is what the dead-letter queue holds now, not what a busy producer adds meanwhile.
+        limit = count if count is not None else int(await self.redis.zcard(keys[0]))
+        if limit == 0:
+            for qname in (dlq, target):
+                if not await self.queues.queue_exists(qname):
+                    raise QueueNotFound()
+            return 0
         moved = 0
-        while count is None or moved < count:
-            step = REDRIVE_STEP if count is None else min(REDRIVE_STEP, count - moved)
+        while moved < limit:
+            step = min(REDRIVE_STEP, limit - moved)
             n = int(await run_script(self.redis, "redrive", keys, [step, realtime]))
             moved += n
             if n < step:

@@ -1,0 +1,147 @@
+"""Hostile and careless input to the API: typed errors, no 500s, no cross-key effects, bounded
+work (found in the security review of the API)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from wsmq.queue import Queues
+
+from .conftest import Api
+
+
+async def test_peek_count_must_be_ascii_digits(api: Api, queues: Queues) -> None:
+    # A superscript two and a fullwidth one pass str.isdigit(); int() refuses the first: that
+    # was a 500 with a logged traceback.
+    await queues.create_queue("q1")
+    for raw in ("\u00b2", "\uff11", "+1", " 1", "1.0"):
+        status, body, _ = await api.call(
+            "GET", "/api/queues/q1/messages", "reader", params={"peek": raw}
+        )
+        assert (status, body["error"]) == (400, "invalidValue"), (raw, status, body)
+
+
+async def test_errors_are_not_cached(api: Api) -> None:
+    status, _, resp = await api.call("GET", "/api/queues", key="not-a-key")
+    assert status == 401
+    assert resp.headers.get("Cache-Control") == "no-store"
+    status, _, resp = await api.call("GET", "/api/queues/nope", "reader")
+    assert status == 404
+    assert resp.headers.get("Cache-Control") == "no-store"
+
+
+async def test_redrive_into_itself_is_refused(api: Api, queues: Queues) -> None:
+    # With 1000+ messages a self-redrive looped forever (each step moved a full step back
+    # into the same queue); with fewer it "moved" them in place.
+    await queues.create_queue("dlq")
+    await queues.send_messages("dlq", [f"m{i}" for i in range(5)])
+    status, body, _ = await api.call("POST", "/api/queues/dlq/redrive", "admin", json={"to": "dlq"})
+    assert (status, body["error"]) == (400, "invalidValue"), body
+    assert (await queues.get_queue_attributes("dlq")).msgs == 5
+
+
+async def test_redrive_all_stops_at_what_was_there(
+    queues: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "All" means the messages in the dead-letter queue when the redrive starts: a producer
+    # refilling it as fast as it drains cannot keep one request running forever. The producer
+    # here sends a step's worth of messages after every redrive step (five times at most, so
+    # the old behaviour ends too, with too many moved).
+    from wsmq.queue import admin as admin_module
+
+    await queues.create_queue("src")
+    await queues.create_queue("dlq")
+    step = admin_module.REDRIVE_STEP
+    await queues.send_messages("dlq", [f"m{i}" for i in range(step)])
+    await queues.send_messages("dlq", [f"m{i}" for i in range(10)])
+    real = admin_module.run_script
+    refills = 0
+
+    async def run_then_refill(redis: Any, name: str, keys: Any, args: Any) -> Any:
+        nonlocal refills
+        result = await real(redis, name, keys, args)
+        if name == "redrive" and refills < 5:
+            refills += 1
+            await queues.send_messages("dlq", [f"n{i}" for i in range(step)])
+        return result
+
+    monkeypatch.setattr(admin_module, "run_script", run_then_refill)
+    async with asyncio.timeout(20):
+        moved = await admin_module.QueueAdmin(queues).redrive("dlq", "src")
+    assert moved == step + 10
+    assert (await queues.get_queue_attributes("src")).msgs == step + 10
+
+
+async def test_purge_stops_at_what_was_there(
+    queues: Queues, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsmq.queue import admin as admin_module
+
+    await queues.create_queue("q")
+    step = admin_module.REDRIVE_STEP
+    await queues.send_messages("q", [f"m{i}" for i in range(step)])
+    await queues.send_messages("q", [f"m{i}" for i in range(10)])
+    real = admin_module.run_script
+    refills = 0
+
+    async def run_then_refill(redis: Any, name: str, keys: Any, args: Any) -> Any:
+        nonlocal refills
+        result = await real(redis, name, keys, args)
+        if name == "purge" and refills < 5:
+            refills += 1
+            await queues.send_messages("q", [f"n{i}" for i in range(step)])
+        return result
+
+    monkeypatch.setattr(admin_module, "run_script", run_then_refill)
+    async with asyncio.timeout(20):
+        purged = await admin_module.QueueAdmin(queues).purge("q")
+    assert purged == step + 10
+
+
+async def test_redrive_of_an_empty_dlq_still_checks_the_target(api: Api, queues: Queues) -> None:
+    await queues.create_queue("dlq")
+    status, body, _ = await api.call(
+        "POST", "/api/queues/dlq/redrive", "admin", json={"to": "missing"}
+    )
+    assert (status, body["error"]) == (404, "queueNotFound"), body
+
+
+async def test_idempotency_keys_are_per_api_key(api: Api, queues: Queues) -> None:
+    # Two API keys choosing the same Idempotency-Key must not see each other's requests: no
+    # replay of the other's ids, no 422 for a different body.
+    await queues.create_queue("q1")
+    headers = {"Idempotency-Key": "order-1"}
+    first = await api.call(
+        "POST", "/api/queues/q1/messages", "publisher", json={"message": "a"}, headers=headers
+    )
+    assert first[0] == 201
+    same_body = await api.call(
+        "POST", "/api/queues/q1/messages", "all", json={"message": "a"}, headers=headers
+    )
+    assert same_body[0] == 201, same_body[1]
+    assert same_body[1]["ids"] != first[1]["ids"]
+    other_body = await api.call(
+        "POST",
+        "/api/queues/q1/messages",
+        "all",
+        json={"message": "b"},
+        headers={"Idempotency-Key": "order-2"},
+    )
+    assert other_body[0] == 201
+    guessed = await api.call(
+        "POST",
+        "/api/queues/q1/messages",
+        "publisher",
+        json={"message": "c"},
+        headers={"Idempotency-Key": "order-2"},
+    )
+    assert guessed[0] == 201, guessed[1]
+    # the owner still replays its own
+    again = await api.call(
+        "POST", "/api/queues/q1/messages", "publisher", json={"message": "a"}, headers=headers
+    )
+    assert again[0] == 200 and again[1]["ids"] == first[1]["ids"]
+    assert (await queues.get_queue_attributes("q1")).msgs == 4
