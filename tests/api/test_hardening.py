@@ -145,3 +145,33 @@ async def test_idempotency_keys_are_per_api_key(api: Api, queues: Queues) -> Non
     )
     assert again[0] == 200 and again[1]["ids"] == first[1]["ids"]
     assert (await queues.get_queue_attributes("q1")).msgs == 4
+
+
+async def test_peek_at_huge_messages_moves_only_their_heads(
+    api: Api, queues: Queues, redis_url: str
+) -> None:
+    # A queue without maxsize (-1) may hold messages of many megabytes: a peek of 100 used to
+    # copy every body whole from Redis into the node (and its JSON) to show 1024 characters.
+    import redis.asyncio as aioredis
+
+    await queues.create_queue("big", maxsize=-1)
+    huge = "é" * 1_000_000  # 2 MB of UTF-8
+    for _ in range(10):
+        await queues.send_message("big", huge)
+    await queues.send_message("big", "small")
+    probe = aioredis.from_url(redis_url)
+    try:
+        before = (await probe.info("stats"))["total_net_output_bytes"]
+        status, body, _ = await api.call(
+            "GET", "/api/queues/big/messages", "reader", params={"peek": "100"}
+        )
+        after = (await probe.info("stats"))["total_net_output_bytes"]
+    finally:
+        await probe.aclose()
+    assert status == 200
+    msgs = body["messages"]
+    assert len(msgs) == 11
+    assert msgs[0]["message"] == "é" * 1024 and msgs[0]["truncated"] is True
+    assert msgs[0]["size"] == 2_000_000 and msgs[0]["length"] is None
+    assert msgs[-1] == {**msgs[-1], "message": "small", "truncated": False, "length": 5, "size": 5}
+    assert after - before < 4_000_000  # was over 20 MB: every body whole

@@ -168,7 +168,12 @@ _SCHEMAS: dict[str, Any] = {
             "id": _STR,
             "message": _STR,
             "truncated": {"type": "boolean"},
-            "length": _INT,
+            "length": {
+                "type": ["integer", "null"],
+                "description": "The full length in characters; null for a body larger than "
+                "max(4 x api_peek_chars, 196608) bytes (not fetched whole).",
+            },
+            "size": {"type": "integer", "description": "The full size in bytes (UTF-8)."},
             "rc": _INT,
             "fr": _INT,
             "sent": _NUM,

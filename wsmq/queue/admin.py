@@ -1,8 +1,8 @@
 """Operator views and actions over :class:`~wsmq.queue.Queues`: peek, purge, redrive, counters.
 
 Beyond RSMQ and used by the HTTP API (``/api/``). Nothing here receives a message: peeking
-reads the sorted set and the hash (``ZRANGE`` + ``HMGET``), so it changes no receive count and
-no visibility.
+reads the sorted set and the hash (``peek.lua``: ``ZRANGE`` + ``HMGET``, bodies cut in Redis),
+so it changes no receive count and no visibility.
 """
 
 from __future__ import annotations
@@ -20,21 +20,26 @@ from .queues import Queues
 from .scripts import run_script
 from .slots import require_same_slot
 
-__all__ = ["REDRIVE_STEP", "PeekedMessage", "QueueAdmin"]
+__all__ = ["PEEK_FULL_BYTES", "REDRIVE_STEP", "PeekedMessage", "QueueAdmin"]
 
 #: Messages one purge or redrive script call handles, so no call blocks Redis for long.
 REDRIVE_STEP = 1000
+#: Bytes of a body a peek fetches whole at least (so ``length`` is exact for any body of a
+#: queue with a ``maxsize``: 65536 UTF-16 units are at most 196608 bytes of UTF-8).
+PEEK_FULL_BYTES = 196_608
 
 
 @dataclass(frozen=True, slots=True)
 class PeekedMessage:
     """A message seen without receiving it. ``message`` holds at most the asked-for number of
-    characters (``truncated`` says whether it was cut); ``length`` is the full length."""
+    characters (``truncated`` says whether it was cut); ``length`` is the full length in
+    characters (None for a body too large to fetch whole), ``size`` in bytes (UTF-8)."""
 
     id: str
     message: str
     truncated: bool
-    length: int
+    length: int | None
+    size: int
     rc: int
     fr: int
     sent: float
@@ -46,6 +51,7 @@ class PeekedMessage:
             "message": self.message,
             "truncated": self.truncated,
             "length": self.length,
+            "size": self.size,
             "rc": self.rc,
             "fr": self.fr,
             "sent": self.sent,
@@ -63,35 +69,36 @@ class QueueAdmin:
 
     async def peek(self, qname: str, count: int, max_chars: int) -> list[PeekedMessage]:
         """Up to ``count`` messages in delivery order (lowest visibility score first), bodies
-        cut to ``max_chars`` characters. Raises ``QueueNotFound``."""
+        cut to ``max_chars`` characters. Raises ``QueueNotFound``.
+
+        Redis sends at most ``max(4 * max_chars, PEEK_FULL_BYTES)`` bytes of each body (a UTF-8
+        character is at most 4 bytes): huge bodies are never copied whole to the node. The
+        full ``length`` in characters is known for bodies up to that size, else None
+        (``size``, in bytes, always is)."""
         qname = v.validate_qname(qname)
-        if not await self.queues.queue_exists(qname):
-            raise QueueNotFound()
-        reply: list[Any] = await self.redis.zrange(
-            self.keys.messages(qname), 0, max(count, 1) - 1, withscores=True
+        cap = max(4 * max_chars, PEEK_FULL_BYTES)
+        reply: list[Any] = await run_script(
+            self.redis,
+            "peek",
+            [self.keys.messages(qname), self.keys.attributes(qname)],
+            [max(count, 1), cap],
         )
-        pairs = [(member, float(score)) for member, score in reply]
-        if not pairs:
-            return []
-        ids = [text(member) for member, _ in pairs]
-        fields = [f for i in ids for f in (i, f"{i}:rc", f"{i}:fr")]
-        values = await self.redis.hmget(self.keys.attributes(qname), fields)
         out: list[PeekedMessage] = []
-        for n, (msg_id, score) in enumerate(zip(ids, (s for _, s in pairs), strict=True)):
-            body, rc, fr = values[3 * n : 3 * n + 3]
-            if body is None:
-                continue  # deleted between the two reads
-            full = text(body)
+        for n in range(0, len(reply), 6):
+            msg_id, score, body, size, rc, fr = reply[n : n + 6]
+            whole = int(size) <= cap
+            full = text(body)  # cut, it ends on a character boundary (peek.lua)
             out.append(
                 PeekedMessage(
-                    id=msg_id,
+                    id=text(msg_id),
                     message=full[:max_chars],
-                    truncated=len(full) > max_chars,
-                    length=len(full),
+                    truncated=not whole or len(full) > max_chars,
+                    length=len(full) if whole else None,
+                    size=int(size),
                     rc=to_int(rc),
                     fr=to_int(fr),
-                    sent=sent_ms(msg_id),
-                    visible_at=int(score),
+                    sent=sent_ms(text(msg_id)),
+                    visible_at=int(float(text(score))),
                 )
             )
         return out
