@@ -175,3 +175,10 @@ async def test_peek_at_huge_messages_moves_only_their_heads(
     assert msgs[0]["size"] == 2_000_000 and msgs[0]["length"] is None
     assert msgs[-1] == {**msgs[-1], "message": "small", "truncated": False, "length": 5, "size": 5}
     assert after - before < 4_000_000  # was over 20 MB: every body whole
+
+
+async def test_revoke_refuses_ids_no_user_can_have(api: Api) -> None:
+    for bad in ("%00", "a" * 129, "a%20b", "%E2%80%AE"):
+        status, body, _ = await api.call("POST", f"/api/users/{bad}/revoke", "admin")
+        assert (status, body["error"]) == (400, "invalid_user_id"), (bad, body)
+        assert len(body["message"]) < 100  # the id is not echoed

@@ -28,7 +28,8 @@ def _ok(description: str, schema: dict[str, Any], status: str = "200") -> dict[s
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Bad JSON (`bad_json`) or a value RSMQ rejects (`invalidValue`, `invalidFormat`, "
-        "`missingParameter`, `messageTooLong`, ...).",
+        "`missingParameter`, `messageTooLong`, ...), or a user id no user can have "
+        "(`invalid_user_id`).",
         401: "No API key or an unknown one (`unauthorized`).",
         403: "The key lacks the scope (`forbidden`).",
         404: "No such queue (`queueNotFound`) or user (`user_not_found`).",
@@ -440,9 +441,16 @@ def _paths() -> dict[str, Any]:
                             },
                         },
                     ),
-                    **_errors(404),
+                    **_errors(400, 404),
                 },
-                params=[{"name": "id", "in": "path", "required": True, "schema": _STR}],
+                params=[
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
+                    }
+                ],
             )
         },
     }

@@ -7,6 +7,7 @@ and the tests hold the OpenAPI document (:mod:`wsmq.api.openapi`) against it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ __all__ = ["API_CONTEXT", "ROUTES", "ApiContext", "add_api_routes"]
 
 log = logging.getLogger("wsmq.api")
 
+_USER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")  # wsmq.auth.tokens' rule for a subject
 PEEK_DEFAULT = 10
 PEEK_MAX = 100
 
@@ -252,6 +254,9 @@ async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
 
 async def revoke_user(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     user_id = request.match_info["id"]
+    # What an x-token's subject may name: anything else has no session, and is not echoed.
+    if not _USER_ID.match(user_id):
+        raise ApiError("invalid_user_id", "a user id is 1-128 of A-Z a-z 0-9 _ . : @ -")
     if ctx.users is None:
         raise ApiError("no_user_store", "this node has no user store", 501)
     user = await ctx.users.get(user_id)
