@@ -182,3 +182,16 @@ async def test_revoke_refuses_ids_no_user_can_have(api: Api) -> None:
         status, body, _ = await api.call("POST", f"/api/users/{bad}/revoke", "admin")
         assert (status, body["error"]) == (400, "invalid_user_id"), (bad, body)
         assert len(body["message"]) < 100  # the id is not echoed
+
+
+async def test_a_bad_dead_letter_queue_name_is_named_as_such(api: Api, queues: Queues) -> None:
+    # It said "Invalid queue name 'jobs'": the queue of the URL, which is fine.
+    for method in ("PUT", "PATCH"):
+        if method == "PATCH":
+            await queues.create_queue("jobs")
+        status, body, _ = await api.call(
+            method, "/api/queues/jobs", "admin",
+            json={"deadLetterQueue": "bad name!", "maxReceiveCount": 1},
+        )  # fmt: skip
+        assert (status, body["error"]) == (400, "invalidFormat"), body
+        assert "deadLetterQueue" in body["message"] and "queue name 'jobs'" not in body["message"]

@@ -98,6 +98,8 @@ def _attributes(body: dict[str, object]) -> QueueSettings:
     dlq = body.get("deadLetterQueue")
     if dlq is not None and not isinstance(dlq, str):
         raise ApiError("invalidFormat", "deadLetterQueue must be a string ('' = none)")
+    if dlq:  # checked here, so the error names the field and not the URL's queue
+        v.validate_qname(dlq, "deadLetterQueue")
     settings = QueueSettings()
     if (vt := _int_field(body, "vt")) is not None:
         settings["vt"] = vt
