@@ -4,11 +4,13 @@ work (found in the security review of the API)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 
 from wsmq.queue import Queues
+from wsmq.testing.redisproc import RedisProcess
 
 from .conftest import Api
 
@@ -195,3 +197,25 @@ async def test_a_bad_dead_letter_queue_name_is_named_as_such(api: Api, queues: Q
         )  # fmt: skip
         assert (status, body["error"]) == (400, "invalidFormat"), body
         assert "deadLetterQueue" in body["message"] and "queue name 'jobs'" not in body["message"]
+
+
+async def test_a_redis_outage_is_logged_once_not_per_request(
+    api: Api, redis_proc: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A client retrying in a loop during an outage wrote one warning per request.
+    status, _, _ = await api.call("GET", "/api/queues", "reader")
+    assert status == 200
+    caplog.set_level(logging.INFO, logger="wsmq.api")
+    redis_proc.stop()
+    try:
+        for _ in range(15):
+            status, body, _ = await api.call("GET", "/api/queues", "reader")
+            assert (status, body["error"]) == (503, "redis_unavailable")
+    finally:
+        redis_proc.start()
+    warnings = [r for r in caplog.records if r.name == "wsmq.api" and r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    async with asyncio.timeout(15):
+        while (await api.call("GET", "/api/queues", "reader"))[0] != 200:
+            await asyncio.sleep(0.1)  # redis-py reconnects on its own schedule
+    assert any(getattr(r, "event", None) == "api.redis_recovered" for r in caplog.records)

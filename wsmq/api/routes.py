@@ -57,6 +57,8 @@ class ApiContext:
     bus: RevocationBus | None
     #: Called with (operation, HTTP status) after each request (the node's metrics).
     observe: Callable[[str, int], None] | None = None
+    #: A request failed on Redis and none succeeded since (the failure was logged once).
+    redis_failing: bool = False
 
 
 API_CONTEXT = web.AppKey("wsmq_api", ApiContext)
@@ -296,6 +298,9 @@ def _endpoint(
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[API_CONTEXT]
         response = await answer(ctx, request)
+        if ctx.redis_failing and response.status < 500:
+            ctx.redis_failing = False
+            log.info("API requests reach Redis again", extra={"event": "api.redis_recovered"})
         if ctx.observe is not None:
             ctx.observe(handler.__name__, response.status)
         return response
@@ -312,7 +317,15 @@ def _endpoint(
         except UserStoreError as exc:
             return error_response(ApiError("unavailable", f"user store: {exc.message}", 503))
         except (RedisError, OSError) as exc:
-            log.warning("API request failed: Redis %s", type(exc).__name__)
+            # Once per outage, not per request: a client retrying in a loop must not flood
+            # the log (the engine reports the outage too).
+            if not ctx.redis_failing:
+                ctx.redis_failing = True
+                log.warning(
+                    "API requests fail: Redis %s (logged again after a request succeeds)",
+                    type(exc).__name__,
+                    extra={"event": "api.redis_unavailable"},
+                )
             return error_response(ApiError("redis_unavailable", "Redis is unavailable", 503))
         except Exception:  # a bug: still JSON for the client, the traceback in the log
             log.exception("API request failed", extra={"event": "api.error"})
