@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from wsmq.auth import FileUserStore
 from wsmq.queue import Queues
 from wsmq.testing.redisproc import RedisProcess
+from wsmq.testing.users import make_users
 
-from .conftest import Api
+from .conftest import SECRET, Api
 
 
 async def test_peek_count_must_be_ascii_digits(api: Api, queues: Queues) -> None:
@@ -219,3 +222,15 @@ async def test_a_redis_outage_is_logged_once_not_per_request(
         while (await api.call("GET", "/api/queues", "reader"))[0] != 200:
             await asyncio.sleep(0.1)  # redis-py reconnects on its own schedule
     assert any(getattr(r, "event", None) == "api.redis_recovered" for r in caplog.records)
+
+
+async def test_a_broken_user_store_is_a_503_without_its_details(
+    api: Api, user_store: FileUserStore, users_file: Path
+) -> None:
+    # The message carried the users file's path and the parse error to the client.
+    (user,) = await make_users(user_store, names=["alice"], secret=SECRET)
+    assert (await api.call("GET", "/api/me", "admin"))[0] == 200  # the node read the file
+    users_file.write_text('{"users": [')  # a hand edit gone wrong
+    status, body, _ = await api.call("POST", f"/api/users/{user.user_id}/revoke", "admin")
+    assert (status, body["error"]) == (503, "unavailable"), body
+    assert str(users_file.parent) not in body["message"] and "JSON" not in body["message"]

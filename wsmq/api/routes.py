@@ -315,7 +315,9 @@ def _endpoint(
             qname = request.match_info.get("q")
             return error_response(queue_error(exc, qname))
         except UserStoreError as exc:
-            return error_response(ApiError("unavailable", f"user store: {exc.message}", 503))
+            # The detail (a file path, a parse error) is for the operator's log, not the client.
+            log.warning("API request failed: user store: %s", exc.message)
+            return error_response(ApiError("unavailable", "the user store is unavailable", 503))
         except (RedisError, OSError) as exc:
             # Once per outage, not per request: a client retrying in a loop must not flood
             # the log (the engine reports the outage too).
