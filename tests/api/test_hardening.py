@@ -234,3 +234,12 @@ async def test_a_broken_user_store_is_a_503_without_its_details(
     status, body, _ = await api.call("POST", f"/api/users/{user.user_id}/revoke", "admin")
     assert (status, body["error"]) == (503, "unavailable"), body
     assert str(users_file.parent) not in body["message"] and "JSON" not in body["message"]
+
+
+async def test_a_refused_idempotency_key_creates_no_queue(api: Api, queues: Queues) -> None:
+    status, body, _ = await api.call(
+        "POST", "/api/queues/fresh/messages", "publisher", json={"message": "x"},
+        params={"create": "true"}, headers={"Idempotency-Key": "k" * 256},
+    )  # fmt: skip
+    assert (status, body["error"]) == (400, "bad_request")
+    assert not await queues.queue_exists("fresh")

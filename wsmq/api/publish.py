@@ -26,7 +26,7 @@ from wsmq.queue import validation as v
 
 from .errors import ApiError
 
-__all__ = ["Idempotency", "Outgoing", "parse_publish"]
+__all__ = ["Idempotency", "Outgoing", "check_idempotency_key", "parse_publish"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,14 @@ MAX_KEY_LENGTH = 255
 PENDING_TTL = 60
 
 
+def check_idempotency_key(key: str) -> None:
+    """400 ``bad_request`` unless ``key`` is 1-255 printable characters."""
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ApiError(
+            "bad_request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"
+        )
+
+
 class Idempotency:
     """Idempotency keys of publishes, remembered in Redis for ``window`` seconds."""
 
@@ -112,10 +120,7 @@ class Idempotency:
     ) -> tuple[list[str], bool]:
         """The ids of ``send()``, or those of an earlier request of the API key ``owner`` (its
         name) with ``key``; and whether this was a replay."""
-        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            raise ApiError(
-                "bad_request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"
-            )
+        check_idempotency_key(key)
         rkey = self._key(owner, qname, key)
         pending = json.dumps({"state": "pending", "fp": fingerprint})
         # A pending mark lives briefly: a node that dies mid-request does not block the key

@@ -29,7 +29,7 @@ from .body import read_json_object
 from .errors import ApiError, error_response, queue_error
 from .nodes import list_nodes
 from .openapi import openapi_document
-from .publish import Idempotency, fingerprint, parse_publish, store
+from .publish import Idempotency, check_idempotency_key, fingerprint, parse_publish, store
 from .rates import HISTORY, RateSampler
 from .views import QueueViews
 
@@ -168,13 +168,15 @@ async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
     qname = _qname(request)
     body = await read_json_object(request, ctx.settings.api_max_body)
     outgoing, batch = parse_publish(body, ctx.settings.api_max_batch)
+    idem_key = request.headers.get("Idempotency-Key")
+    if idem_key is not None:
+        check_idempotency_key(idem_key)  # before ?create: a refused request changes nothing
     if request.query.get("create") in ("1", "true"):
         await ctx.queues.ensure_queue(qname, vt=ctx.settings.default_vt)
 
     async def send() -> list[str]:
         return await store(ctx.queues, qname, outgoing)
 
-    idem_key = request.headers.get("Idempotency-Key")
     if idem_key is None:
         return _json({"ids": await send()}, 201)
     ids, replayed = await ctx.idempotency.run(
