@@ -12,6 +12,7 @@ import pytest
 
 from wsmq.auth import FileUserStore
 from wsmq.queue import Queues
+from wsmq.queue.scripts import run_script
 from wsmq.testing.redisproc import RedisProcess
 from wsmq.testing.users import make_users
 
@@ -62,7 +63,7 @@ async def test_redrive_all_stops_at_what_was_there(
     step = admin_module.REDRIVE_STEP
     await queues.send_messages("dlq", [f"m{i}" for i in range(step)])
     await queues.send_messages("dlq", [f"m{i}" for i in range(10)])
-    real = admin_module.run_script
+    real = run_script
     refills = 0
 
     async def run_then_refill(redis: Any, name: str, keys: Any, args: Any) -> Any:
@@ -89,7 +90,7 @@ async def test_purge_stops_at_what_was_there(
     step = admin_module.REDRIVE_STEP
     await queues.send_messages("q", [f"m{i}" for i in range(step)])
     await queues.send_messages("q", [f"m{i}" for i in range(10)])
-    real = admin_module.run_script
+    real = run_script
     refills = 0
 
     async def run_then_refill(redis: Any, name: str, keys: Any, args: Any) -> Any:
