@@ -244,3 +244,21 @@ async def test_a_refused_idempotency_key_creates_no_queue(api: Api, queues: Queu
     )  # fmt: skip
     assert (status, body["error"]) == (400, "bad_request")
     assert not await queues.queue_exists("fresh")
+
+
+async def test_publish_refuses_unknown_fields(api: Api, queues: Queues) -> None:
+    # {"message": "x", "dealy": 60} sent the message at once: the typo was ignored.
+    await queues.create_queue("q1")
+    for payload in (
+        {"message": "x", "dealy": 60},
+        {"messages": [{"message": "x", "dealy": 60}]},
+        {"messages": [{"message": "x"}], "message": "y"},
+        {"messages": [{"message": "x"}], "delay": 5},
+    ):
+        status, body, _ = await api.call("POST", "/api/queues/q1/messages", json=payload)
+        assert (status, body["error"]) == (400, "bad_request"), (payload, body)
+    assert (await queues.get_queue_attributes("q1")).msgs == 0
+    status, body, _ = await api.call(
+        "POST", "/api/queues/q1/messages", json={"x" * 10_000: 1, "message": "x"}
+    )
+    assert status == 400 and len(body["message"]) < 200  # a huge field name is not echoed
