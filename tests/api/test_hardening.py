@@ -262,3 +262,9 @@ async def test_publish_refuses_unknown_fields(api: Api, queues: Queues) -> None:
         "POST", "/api/queues/q1/messages", json={"x" * 10_000: 1, "message": "x"}
     )
     assert status == 400 and len(body["message"]) < 200  # a huge field name is not echoed
+    await queues.create_queue("dlq")
+    for path in ("/api/queues/q1", "/api/queues/dlq/redrive"):
+        method = "PATCH" if path == "/api/queues/q1" else "POST"
+        status, body, _ = await api.call(method, path, json={"x" * 10_000: 1})
+        assert (status, body["error"]) == (400, "bad_request")
+        assert len(body["message"]) < 200, body

@@ -25,6 +25,7 @@ from wsmq.connections import AnyRedis
 from wsmq.queue import InvalidValue, MissingParameter, Queues
 from wsmq.queue import validation as v
 
+from .body import refuse_unknown_fields
 from .errors import ApiError
 
 __all__ = ["Idempotency", "Outgoing", "check_idempotency_key", "parse_publish"]
@@ -38,21 +39,12 @@ class Outgoing:
     delay: int | None
 
 
-def _unknown_fields(body: dict[str, object], allowed: tuple[str, ...], where: str) -> None:
-    """400 ``bad_request`` for a field the endpoint does not know: a misspelt ``delay`` would
-    otherwise send the message at once."""
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        named = ", ".join(repr(f[:40]) for f in unknown[:5])
-        raise ApiError("bad_request", f"unknown field(s) in {where}: {named}; use {allowed}")
-
-
 def _one(item: object, where: str) -> Outgoing:
     if not isinstance(item, dict):
         raise InvalidValue(where, 0, 0, f"{where} must be an object with a message")
     if "message" not in item:
         raise MissingParameter(f"{where}.message")
-    _unknown_fields(item, ("message", "delay"), where)
+    refuse_unknown_fields(item, ("message", "delay"), where)
     message = item["message"]
     v.validate_message(message)  # messageNotString, messageTooLong
     assert isinstance(message, str)
@@ -67,7 +59,7 @@ def _one(item: object, where: str) -> Outgoing:
 def parse_publish(body: dict[str, object], max_batch: int) -> tuple[list[Outgoing], bool]:
     """The messages of a publish body and whether it was a batch (``messages``)."""
     if "messages" in body:
-        _unknown_fields(body, ("messages",), "the body (a batch)")
+        refuse_unknown_fields(body, ("messages",), "the body (a batch)")
         items = body["messages"]
         if not isinstance(items, list) or not items:
             raise InvalidValue("messages", 1, max_batch, "messages must be a non-empty list")

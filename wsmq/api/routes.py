@@ -25,7 +25,7 @@ from wsmq.queue.extras import QueueSettings
 from wsmq.settings import Settings
 
 from .access import ApiAccess
-from .body import read_json_object
+from .body import read_json_object, refuse_unknown_fields
 from .errors import ApiError, error_response, queue_error
 from .nodes import list_nodes
 from .openapi import openapi_document
@@ -94,9 +94,7 @@ _ATTRIBUTES = ("vt", "delay", "maxsize", "maxReceiveCount", "deadLetterQueue", "
 
 def _attributes(body: dict[str, object]) -> QueueSettings:
     """The queue settings a body gives (only those given)."""
-    unknown = sorted(set(body) - set(_ATTRIBUTES))
-    if unknown:
-        raise ApiError("bad_request", f"unknown field(s) {', '.join(unknown)}: use {_ATTRIBUTES}")
+    refuse_unknown_fields(body, _ATTRIBUTES, "the body")
     dlq = body.get("deadLetterQueue")
     if dlq is not None and not isinstance(dlq, str):
         raise ApiError("invalidFormat", "deadLetterQueue must be a string ('' = none)")
@@ -226,9 +224,7 @@ async def purge_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web
 async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     dlq = _qname(request)
     body = await read_json_object(request, ctx.settings.api_max_body)
-    unknown = sorted(set(body) - {"count", "to"})
-    if unknown:
-        raise ApiError("bad_request", f"unknown field(s) {', '.join(unknown)}: use count, to")
+    refuse_unknown_fields(body, ("count", "to"), "the body")
     count = _int_field(body, "count")
     if count is not None and count < 1:
         raise ApiError("invalidValue", "count must be >= 1 (leave it out to move all)")
