@@ -144,6 +144,7 @@ _SCHEMAS: dict[str, Any] = {
     "OutgoingMessage": {
         "type": "object",
         "required": ["message"],
+        "additionalProperties": False,
         "properties": {"message": _STR, "delay": _INT},
     },
     "PublishRequest": {
@@ -152,6 +153,7 @@ _SCHEMAS: dict[str, Any] = {
             {
                 "type": "object",
                 "required": ["messages"],
+                "additionalProperties": False,
                 "properties": {
                     "messages": {
                         "type": "array",
@@ -309,6 +311,7 @@ def _paths() -> dict[str, Any]:
                         "name": "peek",
                         "in": "query",
                         "required": False,
+                        "description": "ASCII digits.",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                     },
                 ],
@@ -336,7 +339,9 @@ def _paths() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
+                        "description": "Remembered per API key and queue: another API key "
+                        "using the same value neither replays nor blocks this one's requests.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                     },
                     {
                         "name": "create",
@@ -379,7 +384,14 @@ def _paths() -> dict[str, Any]:
                 },
                 body={
                     "type": "object",
-                    "properties": {"count": {"type": "integer", "minimum": 1}, "to": _STR},
+                    "additionalProperties": False,
+                    "properties": {
+                        "count": {"type": "integer", "minimum": 1},
+                        "to": {
+                            "type": "string",
+                            "description": "The target queue (not the dead-letter queue itself).",
+                        },
+                    },
                 },
                 params=[_Q],
             )
