@@ -140,3 +140,35 @@ async def test_a_node_on_mongodb_checks_keys_from_the_apikeys_collection(
         async with asyncio.timeout(5):
             while (await api.call("GET", "/api/queues", "svc"))[0] != 401:
                 await asyncio.sleep(0.2)
+
+
+async def test_a_stale_index_loads_once_for_a_burst_of_requests() -> None:
+    # A flood of requests (valid keys or not) arriving while the copy is stale must cost one
+    # store read, not one per request: the store is the users' store too.
+    from wsmq.auth.apikeys import ApiKey
+
+    calls = 0
+    release = asyncio.Event()
+
+    async def load() -> list[ApiKey]:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return [ApiKey("k", hash_api_key("wsmq_secret"), ("read",), 0)]
+
+    async def release_after_the_burst() -> None:
+        release.set()  # tasks run in creation order: every check is waiting by now
+
+    now = [0.0]
+    index = ApiKeyIndex(load, refresh=1.0, clock=lambda: now[0])
+    for stale_at in (0.0, 5.0):  # the first load, then a stale copy
+        now[0] = stale_at
+        release.clear()
+        checks = [asyncio.create_task(index.check("wsmq_secret")) for _ in range(20)]
+        checks += [asyncio.create_task(index.check("wsmq_unknown")) for _ in range(20)]
+        releaser = asyncio.create_task(release_after_the_burst())
+        async with asyncio.timeout(5):
+            found = await asyncio.gather(*checks)
+        await releaser
+        assert [k is not None for k in found] == [True] * 20 + [False] * 20
+    assert calls == 2

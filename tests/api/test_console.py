@@ -461,3 +461,24 @@ async def test_console_on_a_phone_and_in_dark_mode(
     await toggle.click()
     await expect(html).to_have_attribute("data-theme", "dark")
     dark.assert_clean()
+
+
+async def test_console_peek_of_a_huge_body_gives_its_size_in_bytes(
+    browser: Any, start_node: StartNode, keys: dict[str, str], queues: Queues
+) -> None:
+    # Redis cuts huge bodies before sending them (GET .../messages: length null, size in
+    # bytes): the console says "bytes", not "null characters".
+    from playwright.async_api import expect
+
+    node = await start_node()
+    await queues.create_queue("big", maxsize=-1)
+    await queues.send_message("big", "é" * 300_000)  # 600,000 bytes: beyond what a peek fetches
+    tab = await open_tab(browser)
+    page = tab.page
+    await sign_in(tab, node, keys["reader"])
+    await row(tab, "big").get_by_role("link", name="big").click()
+    await expect(page.get_by_role("heading", name="big", level=1)).to_be_visible()
+    await page.get_by_role("button", name="Peek messages").click()
+    cell = page.locator(".peek-table tbody tr").first.locator(".body-cell")
+    await expect(cell).to_contain_text("600,000 bytes in all")
+    await expect(cell).not_to_contain_text("null")

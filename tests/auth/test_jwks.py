@@ -513,7 +513,8 @@ def test_settings_build_a_verify_only_config() -> None:
 
 
 def test_parse_jwks_refuses_documents_without_usable_keys() -> None:
-    for body in (b"[]", b'{"keys": {}}', b"\xff", b'{"keys": []}'):
+    nested = b"[" * 100_000  # json.loads raises RecursionError: a JwksError like the rest
+    for body in (b"[]", b'{"keys": {}}', b"\xff", b'{"keys": []}', nested):
         with pytest.raises(JwksError):
             parse_jwks(body, "https://idp.example.com/jwks.json")
     many = json.dumps({"keys": [EC.jwk()] * (MAX_KEYS + 1)}).encode()

@@ -10,7 +10,7 @@ from wsmq.auth.json_body import json_depth_exceeds
 
 from .errors import ApiError
 
-__all__ = ["read_json_object"]
+__all__ = ["read_json_object", "refuse_unknown_fields"]
 
 MAX_DEPTH = 8
 
@@ -39,3 +39,14 @@ async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, ob
     if not isinstance(body, dict):
         raise ApiError("bad_json", "the body must be a JSON object")
     return body
+
+
+def refuse_unknown_fields(body: dict[str, object], allowed: tuple[str, ...], where: str) -> None:
+    """400 ``bad_request`` for a field the endpoint does not know (a misspelt ``delay`` would
+    otherwise be ignored); names at most five, each cut to 40 characters."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        named = ", ".join(repr(f[:40]) for f in unknown[:5])
+        raise ApiError(
+            "bad_request", f"unknown field(s) in {where}: {named}; use {', '.join(allowed)}"
+        )

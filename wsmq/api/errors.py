@@ -42,7 +42,7 @@ def queue_error(exc: QueueError, qname: str | None = None) -> ApiError:
 
 def error_response(exc: ApiError) -> web.Response:
     """The JSON response for ``exc`` (``WWW-Authenticate`` on 401, ``Retry-After`` on 429)."""
-    headers: dict[str, str] = {}
+    headers = {"Cache-Control": "no-store"}  # as the successful answers: nothing to cache
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="wsmq-api"'
     if exc.retry_after is not None:

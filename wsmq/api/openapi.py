@@ -28,7 +28,8 @@ def _ok(description: str, schema: dict[str, Any], status: str = "200") -> dict[s
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Bad JSON (`bad_json`) or a value RSMQ rejects (`invalidValue`, `invalidFormat`, "
-        "`missingParameter`, `messageTooLong`, ...).",
+        "`missingParameter`, `messageTooLong`, ...), or a user id no user can have "
+        "(`invalid_user_id`).",
         401: "No API key or an unknown one (`unauthorized`).",
         403: "The key lacks the scope (`forbidden`).",
         404: "No such queue (`queueNotFound`) or user (`user_not_found`).",
@@ -143,6 +144,7 @@ _SCHEMAS: dict[str, Any] = {
     "OutgoingMessage": {
         "type": "object",
         "required": ["message"],
+        "additionalProperties": False,
         "properties": {"message": _STR, "delay": _INT},
     },
     "PublishRequest": {
@@ -151,6 +153,7 @@ _SCHEMAS: dict[str, Any] = {
             {
                 "type": "object",
                 "required": ["messages"],
+                "additionalProperties": False,
                 "properties": {
                     "messages": {
                         "type": "array",
@@ -168,7 +171,12 @@ _SCHEMAS: dict[str, Any] = {
             "id": _STR,
             "message": _STR,
             "truncated": {"type": "boolean"},
-            "length": _INT,
+            "length": {
+                "type": ["integer", "null"],
+                "description": "The full length in characters; null for a body larger than "
+                "max(4 x api_peek_chars, 196608) bytes (not fetched whole).",
+            },
+            "size": {"type": "integer", "description": "The full size in bytes (UTF-8)."},
             "rc": _INT,
             "fr": _INT,
             "sent": _NUM,
@@ -303,6 +311,7 @@ def _paths() -> dict[str, Any]:
                         "name": "peek",
                         "in": "query",
                         "required": False,
+                        "description": "ASCII digits.",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                     },
                 ],
@@ -330,7 +339,9 @@ def _paths() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
+                        "description": "Remembered per API key and queue: another API key "
+                        "using the same value neither replays nor blocks this one's requests.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                     },
                     {
                         "name": "create",
@@ -373,7 +384,14 @@ def _paths() -> dict[str, Any]:
                 },
                 body={
                     "type": "object",
-                    "properties": {"count": {"type": "integer", "minimum": 1}, "to": _STR},
+                    "additionalProperties": False,
+                    "properties": {
+                        "count": {"type": "integer", "minimum": 1},
+                        "to": {
+                            "type": "string",
+                            "description": "The target queue (not the dead-letter queue itself).",
+                        },
+                    },
                 },
                 params=[_Q],
             )
@@ -435,9 +453,16 @@ def _paths() -> dict[str, Any]:
                             },
                         },
                     ),
-                    **_errors(404),
+                    **_errors(400, 404),
                 },
-                params=[{"name": "id", "in": "path", "required": True, "schema": _STR}],
+                params=[
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
+                    }
+                ],
             )
         },
     }

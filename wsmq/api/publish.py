@@ -1,14 +1,16 @@
 """``POST /api/queues/{q}/messages``: one message or a batch, optionally idempotent.
 
-Body ``{"message": str, "delay"?: int}`` or ``{"messages": [{"message", "delay"?}, ...]}``.
+Body ``{"message": str, "delay"?: int}`` or ``{"messages": [{"message", "delay"?}, ...]}``;
+any other field is 400 ``bad_request``.
 A batch whose messages share one delay is stored all or nothing in one script call; messages
 with different delays are stored one group per delay, in order (each group all or nothing).
 
 ``Idempotency-Key`` (1-255 printable characters): the first request with a key stores the
 messages and remembers their ids for ``api_idempotency_window`` seconds in Redis under
-``{ns}:wsmq:api:idem:<queue>:<digest>``; a replay with the same key and body returns those ids
-(header ``Idempotent-Replayed: true``) and stores nothing. The same key with another body is
-422 ``idempotency_key_reused``; a replay while the first request still runs is 409
+``{ns}:wsmq:api:idem:<queue>:<digest>`` (the digest of the API key's name and the
+Idempotency-Key: each API key has its own keys); a replay with the same key and body returns
+those ids (header ``Idempotent-Replayed: true``) and stores nothing. The same key with another
+body is 422 ``idempotency_key_reused``; a replay while the first request still runs is 409
 ``idempotency_in_progress``. A failed request forgets its key, so it may be retried.
 """
 
@@ -23,9 +25,10 @@ from wsmq.connections import AnyRedis
 from wsmq.queue import InvalidValue, MissingParameter, Queues
 from wsmq.queue import validation as v
 
+from .body import refuse_unknown_fields
 from .errors import ApiError
 
-__all__ = ["Idempotency", "Outgoing", "parse_publish"]
+__all__ = ["Idempotency", "Outgoing", "check_idempotency_key", "parse_publish"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ def _one(item: object, where: str) -> Outgoing:
         raise InvalidValue(where, 0, 0, f"{where} must be an object with a message")
     if "message" not in item:
         raise MissingParameter(f"{where}.message")
+    refuse_unknown_fields(item, ("message", "delay"), where)
     message = item["message"]
     v.validate_message(message)  # messageNotString, messageTooLong
     assert isinstance(message, str)
@@ -55,6 +59,7 @@ def _one(item: object, where: str) -> Outgoing:
 def parse_publish(body: dict[str, object], max_batch: int) -> tuple[list[Outgoing], bool]:
     """The messages of a publish body and whether it was a batch (``messages``)."""
     if "messages" in body:
+        refuse_unknown_fields(body, ("messages",), "the body (a batch)")
         items = body["messages"]
         if not isinstance(items, list) or not items:
             raise InvalidValue("messages", 1, max_batch, "messages must be a non-empty list")
@@ -87,6 +92,14 @@ MAX_KEY_LENGTH = 255
 PENDING_TTL = 60
 
 
+def check_idempotency_key(key: str) -> None:
+    """400 ``bad_request`` unless ``key`` is 1-255 printable characters."""
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ApiError(
+            "bad_request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"
+        )
+
+
 class Idempotency:
     """Idempotency keys of publishes, remembered in Redis for ``window`` seconds."""
 
@@ -95,24 +108,24 @@ class Idempotency:
         self.ns = ns
         self.window = window
 
-    def _key(self, qname: str, key: str) -> str:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    def _key(self, owner: str, qname: str, key: str) -> str:
+        # The API key's name is part of the digest: two API keys that pick the same
+        # Idempotency-Key neither replay nor block each other's requests.
+        digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:32]
         return f"{self.ns}:wsmq:api:idem:{qname}:{digest}"
 
     async def run(
         self,
+        owner: str,
         qname: str,
         key: str,
         fingerprint: str,
         send: Callable[[], Awaitable[list[str]]],
     ) -> tuple[list[str], bool]:
-        """The ids of ``send()``, or those of an earlier request with ``key``; and whether
-        this was a replay."""
-        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            raise ApiError(
-                "bad_request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"
-            )
-        rkey = self._key(qname, key)
+        """The ids of ``send()``, or those of an earlier request of the API key ``owner`` (its
+        name) with ``key``; and whether this was a replay."""
+        check_idempotency_key(key)
+        rkey = self._key(owner, qname, key)
         pending = json.dumps({"state": "pending", "fp": fingerprint})
         # A pending mark lives briefly: a node that dies mid-request does not block the key
         # for the whole window.

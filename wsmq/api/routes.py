@@ -7,6 +7,7 @@ and the tests hold the OpenAPI document (:mod:`wsmq.api.openapi`) against it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,11 +25,11 @@ from wsmq.queue.extras import QueueSettings
 from wsmq.settings import Settings
 
 from .access import ApiAccess
-from .body import read_json_object
+from .body import read_json_object, refuse_unknown_fields
 from .errors import ApiError, error_response, queue_error
 from .nodes import list_nodes
 from .openapi import openapi_document
-from .publish import Idempotency, fingerprint, parse_publish, store
+from .publish import Idempotency, check_idempotency_key, fingerprint, parse_publish, store
 from .rates import HISTORY, RateSampler
 from .views import QueueViews
 
@@ -36,6 +37,7 @@ __all__ = ["API_CONTEXT", "ROUTES", "ApiContext", "add_api_routes"]
 
 log = logging.getLogger("wsmq.api")
 
+_USER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}\Z")  # wsmq.auth.tokens' rule for a subject
 PEEK_DEFAULT = 10
 PEEK_MAX = 100
 
@@ -55,6 +57,8 @@ class ApiContext:
     bus: RevocationBus | None
     #: Called with (operation, HTTP status) after each request (the node's metrics).
     observe: Callable[[str, int], None] | None = None
+    #: A request failed on Redis and none succeeded since (the failure was logged once).
+    redis_failing: bool = False
 
 
 API_CONTEXT = web.AppKey("wsmq_api", ApiContext)
@@ -90,12 +94,12 @@ _ATTRIBUTES = ("vt", "delay", "maxsize", "maxReceiveCount", "deadLetterQueue", "
 
 def _attributes(body: dict[str, object]) -> QueueSettings:
     """The queue settings a body gives (only those given)."""
-    unknown = sorted(set(body) - set(_ATTRIBUTES))
-    if unknown:
-        raise ApiError("bad_request", f"unknown field(s) {', '.join(unknown)}: use {_ATTRIBUTES}")
+    refuse_unknown_fields(body, _ATTRIBUTES, "the body")
     dlq = body.get("deadLetterQueue")
     if dlq is not None and not isinstance(dlq, str):
         raise ApiError("invalidFormat", "deadLetterQueue must be a string ('' = none)")
+    if dlq:  # checked here, so the error names the field and not the URL's queue
+        v.validate_qname(dlq, "deadLetterQueue")
     settings = QueueSettings()
     if (vt := _int_field(body, "vt")) is not None:
         settings["vt"] = vt
@@ -126,7 +130,8 @@ async def get_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.R
 async def peek_messages(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     qname = _qname(request)
     raw = request.query.get("peek", str(PEEK_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw) <= PEEK_MAX:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= PEEK_MAX:
         raise ApiError("invalidValue", f"peek must be between 1 and {PEEK_MAX}")
     peeked = await ctx.admin.peek(qname, int(raw), ctx.settings.api_peek_chars)
     return _json({"queue": qname, "messages": [m.to_json() for m in peeked]})
@@ -161,17 +166,19 @@ async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
     qname = _qname(request)
     body = await read_json_object(request, ctx.settings.api_max_body)
     outgoing, batch = parse_publish(body, ctx.settings.api_max_batch)
+    idem_key = request.headers.get("Idempotency-Key")
+    if idem_key is not None:
+        check_idempotency_key(idem_key)  # before ?create: a refused request changes nothing
     if request.query.get("create") in ("1", "true"):
         await ctx.queues.ensure_queue(qname, vt=ctx.settings.default_vt)
 
     async def send() -> list[str]:
         return await store(ctx.queues, qname, outgoing)
 
-    idem_key = request.headers.get("Idempotency-Key")
     if idem_key is None:
         return _json({"ids": await send()}, 201)
     ids, replayed = await ctx.idempotency.run(
-        qname, idem_key, fingerprint(qname, outgoing, batch), send
+        key.name, qname, idem_key, fingerprint(qname, outgoing, batch), send
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return _json({"ids": ids}, 200 if replayed else 201, headers)
@@ -217,9 +224,7 @@ async def purge_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web
 async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     dlq = _qname(request)
     body = await read_json_object(request, ctx.settings.api_max_body)
-    unknown = sorted(set(body) - {"count", "to"})
-    if unknown:
-        raise ApiError("bad_request", f"unknown field(s) {', '.join(unknown)}: use count, to")
+    refuse_unknown_fields(body, ("count", "to"), "the body")
     count = _int_field(body, "count")
     if count is not None and count < 1:
         raise ApiError("invalidValue", "count must be >= 1 (leave it out to move all)")
@@ -236,6 +241,8 @@ async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
         target = sources[0]
     if not isinstance(target, str):
         raise ApiError("invalidFormat", "to must be a queue name")
+    if target == dlq:
+        raise ApiError("invalidValue", "to must name another queue than the dead-letter queue")
     if not await ctx.queues.queue_exists(dlq):
         raise ApiError("queueNotFound", f"Queue not found (queue {dlq!r})", 404)
     moved = await ctx.admin.redrive(dlq, target, count)
@@ -249,6 +256,9 @@ async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
 
 async def revoke_user(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     user_id = request.match_info["id"]
+    # What an x-token's subject may name: anything else has no session, and is not echoed.
+    if not _USER_ID.match(user_id):
+        raise ApiError("invalid_user_id", "a user id is 1-128 of A-Z a-z 0-9 _ . : @ -")
     if ctx.users is None:
         raise ApiError("no_user_store", "this node has no user store", 501)
     user = await ctx.users.get(user_id)
@@ -286,6 +296,9 @@ def _endpoint(
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[API_CONTEXT]
         response = await answer(ctx, request)
+        if ctx.redis_failing and response.status < 500:
+            ctx.redis_failing = False
+            log.info("API requests reach Redis again", extra={"event": "api.redis_recovered"})
         if ctx.observe is not None:
             ctx.observe(handler.__name__, response.status)
         return response
@@ -300,9 +313,19 @@ def _endpoint(
             qname = request.match_info.get("q")
             return error_response(queue_error(exc, qname))
         except UserStoreError as exc:
-            return error_response(ApiError("unavailable", f"user store: {exc.message}", 503))
+            # The detail (a file path, a parse error) is for the operator's log, not the client.
+            log.warning("API request failed: user store: %s", exc.message)
+            return error_response(ApiError("unavailable", "the user store is unavailable", 503))
         except (RedisError, OSError) as exc:
-            log.warning("API request failed: Redis %s", type(exc).__name__)
+            # Once per outage, not per request: a client retrying in a loop must not flood
+            # the log (the engine reports the outage too).
+            if not ctx.redis_failing:
+                ctx.redis_failing = True
+                log.warning(
+                    "API requests fail: Redis %s (logged again after a request succeeds)",
+                    type(exc).__name__,
+                    extra={"event": "api.redis_unavailable"},
+                )
             return error_response(ApiError("redis_unavailable", "Redis is unavailable", 503))
         except Exception:  # a bug: still JSON for the client, the traceback in the log
             log.exception("API request failed", extra={"event": "api.error"})

@@ -14,6 +14,7 @@ constant-time comparison (against a dummy digest when the key is unknown), never
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -244,20 +245,35 @@ class ApiKeyIndex:
         self._clock = clock
         self._by_hash: dict[str, ApiKey] | None = None
         self._loaded_at = 0.0
+        # One load at a time, shared by every request that finds the copy stale: a burst of
+        # requests (with any key, or none valid) costs one store read, not one each.
+        self._loading: asyncio.Task[None] | None = None
+
+    async def _reload(self) -> None:
+        try:
+            keys = await self._load()
+        except Exception:
+            if self._by_hash is None:
+                raise
+        else:
+            self._by_hash = {k.key_hash: k for k in keys}
+        self._loaded_at = self._clock()
 
     async def _current(self) -> dict[str, ApiKey]:
-        now = self._clock()
-        if self._by_hash is None or now - self._loaded_at >= self.refresh:
-            try:
-                keys = await self._load()
-            except Exception:
-                if self._by_hash is None:
-                    raise
-            else:
-                self._by_hash = {k.key_hash: k for k in keys}
-            self._loaded_at = now
+        if self._by_hash is None or self._clock() - self._loaded_at >= self.refresh:
+            if self._loading is None:
+                self._loading = asyncio.ensure_future(self._reload())
+                self._loading.add_done_callback(self._loaded)
+            # Shielded: a client giving up does not cancel the load the others wait for.
+            await asyncio.shield(self._loading)
         assert self._by_hash is not None  # loaded above, or the load raised
         return self._by_hash
+
+    def _loaded(self, task: asyncio.Task[None]) -> None:
+        if self._loading is task:
+            self._loading = None
+        if not task.cancelled():
+            task.exception()  # retrieved: the waiters got it; no "never retrieved" warning
 
     async def check(self, presented: str) -> ApiKey | None:
         """The key ``presented`` is, or None; the same work either way."""

@@ -84,7 +84,7 @@ def parse_jwks(body: bytes, url: str = "(JWKS)") -> KeySet:
     """
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise JwksError(url, "the response is not JSON") from None
     keys = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(keys, list):

@@ -1,8 +1,8 @@
 """Operator views and actions over :class:`~wsmq.queue.Queues`: peek, purge, redrive, counters.
 
 Beyond RSMQ and used by the HTTP API (``/api/``). Nothing here receives a message: peeking
-reads the sorted set and the hash (``ZRANGE`` + ``HMGET``), so it changes no receive count and
-no visibility.
+reads the sorted set and the hash (``peek.lua``: ``ZRANGE`` + ``HMGET``, bodies cut in Redis),
+so it changes no receive count and no visibility.
 """
 
 from __future__ import annotations
@@ -13,28 +13,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import validation as v
-from .errors import QueueNotFound
+from .errors import InvalidValue, QueueNotFound
 from .ids import sent_ms
 from .models import text, to_int
 from .queues import Queues
 from .scripts import run_script
 from .slots import require_same_slot
 
-__all__ = ["REDRIVE_STEP", "PeekedMessage", "QueueAdmin"]
+__all__ = ["PEEK_FULL_BYTES", "REDRIVE_STEP", "PeekedMessage", "QueueAdmin"]
 
 #: Messages one purge or redrive script call handles, so no call blocks Redis for long.
 REDRIVE_STEP = 1000
+#: Bytes of a body a peek fetches whole at least (so ``length`` is exact for any body of a
+#: queue with a ``maxsize``: 65536 UTF-16 units are at most 196608 bytes of UTF-8).
+PEEK_FULL_BYTES = 196_608
 
 
 @dataclass(frozen=True, slots=True)
 class PeekedMessage:
     """A message seen without receiving it. ``message`` holds at most the asked-for number of
-    characters (``truncated`` says whether it was cut); ``length`` is the full length."""
+    characters (``truncated`` says whether it was cut); ``length`` is the full length in
+    characters (None for a body too large to fetch whole), ``size`` in bytes (UTF-8)."""
 
     id: str
     message: str
     truncated: bool
-    length: int
+    length: int | None
+    size: int
     rc: int
     fr: int
     sent: float
@@ -46,6 +51,7 @@ class PeekedMessage:
             "message": self.message,
             "truncated": self.truncated,
             "length": self.length,
+            "size": self.size,
             "rc": self.rc,
             "fr": self.fr,
             "sent": self.sent,
@@ -63,35 +69,36 @@ class QueueAdmin:
 
     async def peek(self, qname: str, count: int, max_chars: int) -> list[PeekedMessage]:
         """Up to ``count`` messages in delivery order (lowest visibility score first), bodies
-        cut to ``max_chars`` characters. Raises ``QueueNotFound``."""
+        cut to ``max_chars`` characters. Raises ``QueueNotFound``.
+
+        Redis sends at most ``max(4 * max_chars, PEEK_FULL_BYTES)`` bytes of each body (a UTF-8
+        character is at most 4 bytes): huge bodies are never copied whole to the node. The
+        full ``length`` in characters is known for bodies up to that size, else None
+        (``size``, in bytes, always is)."""
         qname = v.validate_qname(qname)
-        if not await self.queues.queue_exists(qname):
-            raise QueueNotFound()
-        reply: list[Any] = await self.redis.zrange(
-            self.keys.messages(qname), 0, max(count, 1) - 1, withscores=True
+        cap = max(4 * max_chars, PEEK_FULL_BYTES)
+        reply: list[Any] = await run_script(
+            self.redis,
+            "peek",
+            [self.keys.messages(qname), self.keys.attributes(qname)],
+            [max(count, 1), cap],
         )
-        pairs = [(member, float(score)) for member, score in reply]
-        if not pairs:
-            return []
-        ids = [text(member) for member, _ in pairs]
-        fields = [f for i in ids for f in (i, f"{i}:rc", f"{i}:fr")]
-        values = await self.redis.hmget(self.keys.attributes(qname), fields)
         out: list[PeekedMessage] = []
-        for n, (msg_id, score) in enumerate(zip(ids, (s for _, s in pairs), strict=True)):
-            body, rc, fr = values[3 * n : 3 * n + 3]
-            if body is None:
-                continue  # deleted between the two reads
-            full = text(body)
+        for n in range(0, len(reply), 6):
+            msg_id, score, body, size, rc, fr = reply[n : n + 6]
+            whole = int(size) <= cap
+            full = text(body)  # cut, it ends on a character boundary (peek.lua)
             out.append(
                 PeekedMessage(
-                    id=msg_id,
+                    id=text(msg_id),
                     message=full[:max_chars],
-                    truncated=len(full) > max_chars,
-                    length=len(full),
+                    truncated=not whole or len(full) > max_chars,
+                    length=len(full) if whole else None,
+                    size=int(size),
                     rc=to_int(rc),
                     fr=to_int(fr),
-                    sent=sent_ms(msg_id),
-                    visible_at=int(score),
+                    sent=sent_ms(text(msg_id)),
+                    visible_at=int(float(text(score))),
                 )
             )
         return out
@@ -105,22 +112,32 @@ class QueueAdmin:
         """Delete every message of the queue (settings and counters stay); returns how many.
 
         Runs in steps of :data:`REDRIVE_STEP` messages: messages sent meanwhile may be deleted
-        too. Raises ``QueueNotFound``."""
+        too, but no more than the queue held at the start (a producer as fast as the purge
+        cannot keep it running). Raises ``QueueNotFound``."""
         qname = v.validate_qname(qname)
         keys = [self.keys.messages(qname), self.keys.attributes(qname)]
         total = 0
-        while True:
-            deleted, left = await run_script(self.redis, "purge", keys, [REDRIVE_STEP])
+        limit: int | None = None
+        while limit is None or total < limit:
+            step = REDRIVE_STEP if limit is None else min(REDRIVE_STEP, limit - total)
+            deleted, left = await run_script(self.redis, "purge", keys, [step])
+            if limit is None:
+                limit = int(deleted) + int(left)
             total += int(deleted)
             if int(deleted) == 0 or int(left) == 0:
-                return total
+                break
+        return total
 
     async def redrive(self, dlq: str, target: str, count: int | None = None) -> int:
-        """Move up to ``count`` (None: all) messages from ``dlq`` to ``target``, oldest first;
-        returns how many moved. Each message moves atomically with its id and body; its
-        receive count starts again at 0. Raises ``QueueNotFound``, ``InvalidValue``."""
+        """Move up to ``count`` (None: all those there at the start) messages from ``dlq`` to
+        ``target``, oldest first; returns how many moved. Each message moves atomically with its
+        id and body; its receive count starts again at 0. Raises ``QueueNotFound``,
+        ``InvalidValue`` (also when ``target`` is ``dlq``: that would move messages in place,
+        and "all" would never end)."""
         dlq = v.validate_qname(dlq)
         target = v.validate_qname(target, "to")
+        if target == dlq:
+            raise InvalidValue("to", 0, 0, "to must name another queue than the dead-letter queue")
         require_same_slot(self.keys, target, dlq)
         keys = [
             self.keys.messages(dlq),
@@ -129,9 +146,18 @@ class QueueAdmin:
             self.keys.attributes(target),
         ]
         realtime = self.queues.publish_target(target)
+        if count is not None and count < 1:
+            raise InvalidValue("count", 1, 2**31, "count must be >= 1 (None moves all)")
+        # "All" is what the dead-letter queue holds now, not what a busy producer adds meanwhile.
+        limit = count if count is not None else int(await self.redis.zcard(keys[0]))
+        if limit == 0:
+            for qname in (dlq, target):
+                if not await self.queues.queue_exists(qname):
+                    raise QueueNotFound()
+            return 0
         moved = 0
-        while count is None or moved < count:
-            step = REDRIVE_STEP if count is None else min(REDRIVE_STEP, count - moved)
+        while moved < limit:
+            step = min(REDRIVE_STEP, limit - moved)
             n = int(await run_script(self.redis, "redrive", keys, [step, realtime]))
             moved += n
             if n < step:

@@ -295,13 +295,16 @@ function peekTable(messages) {
 }
 
 function body(m) {
-  const suffix = m.truncated ? ` … (${num(m.length)} characters in all)` : "";
+  // length is null for a body too large to fetch whole: its size in bytes is always known.
+  const total = m.length ?? m.size;
+  const unit = m.length === null || m.length === undefined ? "bytes" : "characters";
+  const suffix = m.truncated ? ` … (${num(total)} ${unit} in all)` : "";
   if (m.message.length <= BODY_PREVIEW) {
     return h("pre", { class: "msg-body" }, m.message, suffix ? h("span", { class: "muted" }, suffix) : null);
   }
   return h("details", { class: "msg-details" },
     h("summary", {}, h("span", { class: "msg-body" }, m.message.slice(0, BODY_PREVIEW)),
-      h("span", { class: "muted" }, ` … show ${m.truncated ? "more" : "all"} (${num(m.length)} characters)`)),
+      h("span", { class: "muted" }, ` … show ${m.truncated ? "more" : "all"} (${num(total)} ${unit})`)),
     h("pre", { class: "msg-body" }, m.message, suffix ? h("span", { class: "muted" }, suffix) : null));
 }
 
