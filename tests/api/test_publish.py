@@ -46,6 +46,13 @@ async def test_missing_queue_404_unless_create(api: Api, queues: Queues) -> None
     status, body, _ = await api.call("POST", "/api/queues/nope/messages", json={"message": "x"})
     assert status == 404 and body["error"] == "queueNotFound"
     assert not await queues.queue_exists("nope")
+    # Creating is administration: a publish-only key may not create queues.
+    status, body, _ = await api.call(
+        "POST", "/api/queues/nope/messages", "publisher",
+        json={"message": "x"}, params={"create": "true"},
+    )  # fmt: skip
+    assert (status, body["error"]) == (403, "forbidden")
+    assert not await queues.queue_exists("nope")
     status, body, _ = await api.call(
         "POST", "/api/queues/nope/messages", json={"message": "x"}, params={"create": "true"}
     )

@@ -347,7 +347,9 @@ def _paths() -> dict[str, Any]:
                         "name": "create",
                         "in": "query",
                         "required": False,
-                        "description": "`true`: create the queue when missing.",
+                        "description": (
+                            "`true`: create the queue when missing (needs the `admin` scope too)."
+                        ),
                         "schema": {"type": "boolean"},
                     },
                 ],

@@ -170,6 +170,10 @@ async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
     if idem_key is not None:
         check_idempotency_key(idem_key)  # before ?create: a refused request changes nothing
     if request.query.get("create") in ("1", "true"):
+        # Creating queues is administration: a publish-only key could otherwise create any
+        # number of them.
+        if "admin" not in key.scopes:
+            raise ApiError("forbidden", "?create=true needs the 'admin' scope", 403)
         await ctx.queues.ensure_queue(qname, vt=ctx.settings.default_vt)
 
     async def send() -> list[str]:
