@@ -90,7 +90,8 @@ async def run_devices(config: Any, backend: Any, workdir: Path) -> ChaosReport:
         tasks = [asyncio.create_task(c.run()) for c in consumers]
         # A device gets the messages sent after it registered: publish once all are.
         async with asyncio.timeout(20):
-            while await queues.redis.zcard(queues.keys.devices(qname)) < len(devices):
+            # (every device registered; the registry also holds the shared inbox "~")
+            while None in await queues.redis.zmscore(queues.keys.devices(qname), devices):
                 await asyncio.sleep(0.02)  # external state (Redis): bounded poll
         publisher = Publisher(queues, [qname], sent, rate=config.rate)
         publishing = asyncio.create_task(publisher.run())

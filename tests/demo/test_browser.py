@@ -313,11 +313,14 @@ async def test_page_refreshes_its_token_then_handles_revocation(
             await expect(pane_states.nth(i)).to_have_attribute("data-state", "connected")
         assert await page.evaluate("window.wsmqDemo.session.expiresAt") > first_exp
         msg_id = wsmq_send(stack, alice.id, "after the refresh")
-        # alice's inbox has devices now: the panes get it, the plain subscription does not.
+        # alice's inbox has devices now: the panes get it, and so does the plain subscription
+        # (the plain subscribers share one more copy, docs/delivery.md, Devices).
         for pane in ("#pane-laptop", "#pane-phone"):
             row = page.locator(f'{pane} .pane-log li.msg[data-id="{msg_id}"]')
             await expect(row).to_have_attribute("data-acked", "true")
-        await expect(page.locator("#log li.msg")).to_have_count(0)
+        plain_row = page.locator(f'#log li.msg[data-id="{msg_id}"]')
+        await expect(plain_row).to_have_attribute("data-acked", "true")
+        await expect(page.locator("#log li.msg")).to_have_count(1)
 
         # Revoked elsewhere (a new login, then logout, from another client): every socket of
         # alice's is closed with 4403, the page's access token no longer works, so it goes
@@ -642,8 +645,9 @@ async def test_page_two_devices_each_get_every_message_and_catch_up(
         await expect(pane).to_have_attribute("data-device", device)
         await wait_acked(pane, ["while logged out 1", "while logged out 2"])
 
-    # 6. Remove both: the devices leave, their inboxes go, alice's inbox is a plain queue
-    # again, so a plain subscription (section 2) receives from it once more.
+    # 6. Remove both: the devices leave, their inboxes go. A plain subscription (section 2)
+    # first gets what the plain subscribers' shared inbox kept since the first device
+    # registered (no plain subscriber was connected), then the inbox is a plain queue again.
     await page.get_by_role("button", name="Remove both").click()
     await expect(page.locator("#devices-status")).to_have_text(
         "Both devices removed, with their inboxes."
@@ -664,5 +668,19 @@ async def test_page_two_devices_each_get_every_message_and_catch_up(
     await expect(page.locator(f'#log li.msg[data-id="{plain_id}"]')).to_have_attribute(
         "data-acked", "true"
     )
+    # Every message alice's inbox got since the devices registered, each once, then this one.
+    kept = ["from wsmq send", *away, "ack me on each device"]
+    kept += ["while logged out 1", "while logged out 2", "plain again"]
+    await expect(page.locator("#log li.msg")).to_have_count(len(kept))
+    for text in kept:
+        row = page.locator("#log li.msg", has=page.locator(".body", has_text=text))
+        await expect(row).to_have_attribute("data-acked", "true")
+    queues = Queues.from_url(stack.queue_redis_url)
+    try:  # drained: the shared inbox is gone (external state: a bounded poll)
+        async with asyncio.timeout(10):
+            while await queues.redis.exists(queues.keys.devices(alice.id)):
+                await asyncio.sleep(0.05)
+    finally:
+        await queues.close()
     assert errors == []
     assert outside == []

@@ -25,7 +25,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.interop.test_rsmq_interop import NodeRsmq
-from wsmq.protocol.names import inbox_name
+from wsmq.protocol.names import GROUP, inbox_name
 from wsmq.queue import Queues
 
 
@@ -33,7 +33,12 @@ class Device:
     """One WebSocket subscribed as a device: records what it gets, acks on demand."""
 
     def __init__(
-        self, ws: aiohttp.ClientWebSocketResponse, qname: str, device: str, *, v1: bool = True
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        qname: str,
+        device: str | None,
+        *,
+        v1: bool = True,
     ) -> None:
         self.ws, self.qname, self.device, self.v1 = ws, qname, device, v1
         self.got: list[dict[str, Any]] = []
@@ -46,13 +51,19 @@ class Device:
         url: str,
         cred: Cred,
         qname: str,
-        device: str,
+        device: str | None,
         *,
         v1: bool = True,
     ) -> Device:
+        """``device=None``: a plain subscription (same reading and acking)."""
         async with asyncio.timeout(10):
             ws = await http.ws_connect(url, headers=cred.headers, protocols=V1 if v1 else ())
         self = cls(ws, qname, device, v1=v1)
+        if device is None:
+            await ws.send_str(f"/subscribe/{qname}")
+            if v1:
+                assert await recv(ws) == {"type": "subscribed", "queue": qname}
+            return self
         await ws.send_str(f"/subscribe/{qname} device={device}")
         if v1:
             assert await recv(ws) == {"type": "subscribed", "queue": qname, "device": device}
@@ -190,35 +201,76 @@ async def test_legacy_device_deletes_from_its_inbox_only(
     assert await inbox_size(queues, q, "watch") == 2
 
 
-async def test_plain_subscriber_of_a_device_queue_and_leave(
+async def test_plain_subscriber_of_a_device_queue_gets_every_message_and_leave(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
 ) -> None:
     erin = await make_user()
     q = erin.user_id
     await queues.create_queue(q)
     node = await start_node()
-    async with asyncio.timeout(10):
-        plain = await http.ws_connect(url_of(node), headers=erin.headers, protocols=V1)
-    await plain.send_str(f"/subscribe/{q}")
-    assert await recv(plain) == {"type": "subscribed", "queue": q}
+    plain = await Device.open(http, url_of(node), erin, q, None)
     phone = await Device.open(http, url_of(node), erin, q, "phone")
     await queues.send_message(q, "for devices")
     assert await phone.take(1) == ["for devices"]
-    with pytest.raises(TimeoutError):  # the queue fans out: nothing for plain subscribers
-        await plain.receive(timeout=0.5)
+    # The plain subscribers share one more copy, the inbox q@~ (docs/delivery.md, Devices).
+    assert await plain.take(1) == ["for devices"]
     # A device in use cannot be removed from another socket...
-    await plain.send_str(f"/leave/{q} device=phone")
-    err = await recv(plain)
+    await plain.ws.send_str(f"/leave/{q} device=phone")
+    err = await recv_type(plain.ws, "error")  # (after the "acked" of its ack)
     assert (err["type"], err["code"]) == ("error", "device_in_use")
-    # ...but its own socket can leave: unsubscribed, inbox gone, the queue is plain again.
+    # ...but its own socket can leave: unsubscribed, inbox gone; the drained shared inbox goes
+    # with the next fan-out, and the plain subscription receives from the queue again.
     await phone.ws.send_str(f"/leave/{q} device=phone")
     assert await recv_type(phone.ws, "left") == {
         "type": "left", "queue": q, "device": "phone", "removed": True,
     }  # fmt: skip
-    assert not await queues.redis.exists(queues.keys.devices(q))
     await queues.send_message(q, "for everyone")
-    frame = await recv_type(plain, "message")
-    assert frame["message"] == "for everyone"
+    assert await plain.take(1) == ["for everyone"]
+    await wait_for(lambda: _is(queues.redis.exists(queues.keys.devices(q)), 0))
+    await queues.send_message(q, "plain again")
+    assert await plain.take(1) == ["plain again"]
+    await phone.nothing_more(0.2)
+
+
+async def test_plain_subscribers_on_two_nodes_compete_while_devices_get_all(
+    start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues
+) -> None:
+    gus = await make_user()
+    q = gus.user_id
+    await queues.create_queue(q)
+    a, b = await start_node(window=5), await start_node(window=5)
+    p1 = await Device.open(http, url_of(a), gus, q, None)
+    p2 = await Device.open(http, url_of(b), gus, q, None)
+    await queues.send_messages(q, ["early0", "early1"])  # a plain queue still: one each or both
+    early = await _take_split(p1, p2, 2)
+    laptop = await Device.open(http, url_of(a), gus, q, "laptop")
+    phone = await Device.open(http, url_of(b), gus, q, "phone")
+    want = [f"m{i}" for i in range(10)]
+    await queues.send_messages(q, want)
+    for device in (laptop, phone):
+        assert sorted(await device.take(5) + await device.take(5)) == sorted(want)
+    assert sorted(await _take_split(p1, p2, 10)) == sorted(want)  # split, none twice
+    assert sorted(early) == ["early0", "early1"]
+    for sub in (p1, p2):
+        await sub.nothing_more(0.2)
+
+    async def drained() -> bool:
+        return await queues.redis.zcard(queues.keys.messages(inbox_name(q, GROUP))) == 0
+
+    await wait_for(drained)
+
+
+async def _take_split(p1: Device, p2: Device, n: int) -> list[str]:
+    """Read from both subscriptions (acking) until ``n`` messages arrived between them."""
+    got: list[str] = []
+    async with asyncio.timeout(15):
+        while len(got) < n:
+            for sub in (p1, p2):
+                try:
+                    got += await sub.take(1, timeout=0.2)
+                except TimeoutError:
+                    pass
+    return got
 
 
 async def test_idle_inbox_is_removed_after_the_retention_one_in_use_never(
@@ -389,8 +441,9 @@ async def test_a_queue_takes_at_most_max_devices_per_queue(
     await ws.send_str(f"/subscribe/{q} device=d3")
     err = await recv(ws)
     assert (err["type"], err["code"], err["queue"]) == ("error", "too_many_devices", q)
-    assert sorted(await queues.redis.zrange(queues.keys.devices(q), 0, -1)) == ["d1", "d2"]
-    # A publish is still copied twice, and a device that leaves frees its place.
+    # ("~" is the plain subscribers' shared inbox: not a device, not counted.)
+    assert sorted(await queues.redis.zrange(queues.keys.devices(q), 0, -1)) == ["d1", "d2", "~"]
+    # A publish is still copied to each device, and a device that leaves frees its place.
     await queues.send_message(q, "m")
     assert await first.take(1) == ["m"]
     await first.ws.send_str(f"/leave/{q} device=d1")

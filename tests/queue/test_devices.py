@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from wsmq.protocol.names import inbox_name
+from wsmq.protocol.names import GROUP, inbox_name, is_valid_device
 from wsmq.queue import InvalidFormat, Queues
 from wsmq.queue import devices as devices_module
 from wsmq.queue.devices import FAN_OUT_ATTEMPTS, DeviceInUse, DevicesChanging, QueueFansOut
@@ -100,6 +100,11 @@ async def test_leave_refuses_a_device_in_use(queues: Queues, raw: Redis) -> None
     with pytest.raises(DeviceInUse):
         await queues.leave_device("lq", "d1", "n1", holding=True)
     assert await queues.leave_device("lq", "d1", "n1")  # its own lease, no longer held
+    # Left: the plain subscribers' shared inbox, which the next fan-out removes (it is empty).
+    assert await raw.zcard(queues.keys.devices("lq")) == 1
+    assert await raw.zscore(queues.keys.devices("lq"), GROUP) is not None
+    result = await queues.fan_out("lq", DAY)
+    assert (result.live, result.group) == (0, False)
     assert await raw.zcard(queues.keys.devices("lq")) == 0
     assert not await queues.leave_device("lq", "d1")
 
@@ -112,7 +117,7 @@ async def test_stale_device_list_is_retried(queues: Queues) -> None:
     await queues.register_device("sq", "b", "n1", LEASE)
     await queues.send_message("sq", "m")
     assert (await other.fan_out("sq", DAY)).live == 2
-    assert other.device_hint["sq"] == ["a", "b"]
+    assert other.device_hint["sq"] == ["a", "b", GROUP]
 
 
 async def test_fan_out_with_nothing_visible_returns_before_the_registry(queues: Queues) -> None:
@@ -127,7 +132,7 @@ async def test_fan_out_with_nothing_visible_returns_before_the_registry(queues: 
     result = await other.fan_out("eq", DAY)  # a stale list, but nothing to copy: no retry
     assert (result.moved, result.live) == (0, 2)
     assert result.next_visible is not None and result.next_visible > await queues.now_ms()
-    assert other.device_hint["eq"] == ["a"]
+    assert other.device_hint["eq"] == ["a", GROUP]
     await queues.delete_queue("eq")
     assert (await other.fan_out("eq", DAY)).live == -1  # devices left, queue gone
 
@@ -185,7 +190,9 @@ async def test_a_new_device_beyond_the_cap_is_refused(queues: Queues) -> None:
         await queues.register_device("cq", "d3", "n1", LEASE, max_devices=2)
     assert info.value.code == "too_many_devices"
     # Nothing of the refused device was written: no registry entry, lease or inbox.
-    assert await queues.redis.zrange(queues.keys.devices("cq"), 0, -1) == ["d1", "d2"]
+    # ("~", the plain subscribers' shared inbox, is registered with the first device and does
+    # not count toward the cap.)
+    assert sorted(await queues.redis.zrange(queues.keys.devices("cq"), 0, -1)) == ["d1", "d2", "~"]
     assert await queues.redis.zcard(queues.keys.device_leases("cq")) == 2
     assert not await queues.redis.exists(queues.keys.attributes(inbox_name("cq", "d3")))
     # A registered device comes back at the cap; a place freed by a leave is taken again.
@@ -235,5 +242,77 @@ async def test_a_device_registering_during_a_sweep_stays_in_the_sweep_set(queues
     # ...the queue is still swept: its device's inbox will not outlive the retention.
     assert "sq" in await queues.device_queue_names()
     await queues.leave_device("sq", "late", "n1")
+    await queues.fan_out("sq", DAY)  # no device left: the shared inbox "~" goes too
     await queues.forget_device_queue("sq")
     assert "sq" not in await queues.device_queue_names()
+
+
+async def test_the_shared_inbox_of_plain_subscribers_is_one_more_recipient(
+    queues: Queues, raw: Redis
+) -> None:
+    await queues.create_queue("gq", vt=30)
+    group = inbox_name("gq", GROUP)
+    await queues.send_message("gq", "waiting")  # before the first device: copied to both
+    assert await queues.register_device("gq", "d1", "n1", LEASE)
+    assert await raw.zscore(queues.keys.devices("gq"), GROUP) is not None  # in the same step
+    await queues.send_message("gq", "after")
+    result = await queues.fan_out("gq", DAY)
+    assert (result.moved, result.live, result.group) == (2, 1, True)
+    held: list[str] = []
+    for name in (inbox_name("gq", "d1"), group):
+        got = await queues.receive_messages(name, 10)
+        assert [m.message for m in got] == ["waiting", "after"]
+        held = [m.id for m in got]  # (the group's, at the end)
+    # Plain consumers: with only real devices counted, the queue still fans out.
+    with pytest.raises(QueueFansOut):
+        await queues.receive_with_next("gq", 1, fan_out_check=True, devices_only=True)
+    # The last device leaves: the shared inbox gets nothing more, its consumers also receive
+    # from the queue (only real devices count)...
+    assert await queues.leave_device("gq", "d1", "n1")
+    await queues.send_message("gq", "plain")
+    result = await queues.fan_out("gq", DAY)
+    assert (result.moved, result.live, result.group) == (0, 0, True)  # 2 in flight there
+    with pytest.raises(QueueFansOut):  # a consumer that did not join learns to drain it
+        await queues.receive_with_next("gq", 1, fan_out_check=True)
+    msgs, _ = await queues.receive_with_next("gq", 5, fan_out_check=True, devices_only=True)
+    assert [m.message for m in msgs] == ["plain"]
+    # ...and once it is drained (nothing left, not even in flight) it is removed.
+    assert await queues.delete_messages(group, held) == 2
+    result = await queues.fan_out("gq", DAY)
+    assert (result.live, result.group) == (0, False)
+    assert not await raw.exists(queues.keys.devices("gq"), queues.keys.attributes(group))
+    msgs, _ = await queues.receive_with_next("gq", 1, fan_out_check=True)  # a plain queue
+    assert msgs == []
+
+
+async def test_the_shared_inbox_is_leased_and_retained_like_a_device(
+    queues: Queues, raw: Redis
+) -> None:
+    await queues.create_queue("hq")
+    await queues.register_device("hq", "d1", "n1", LEASE)
+    assert not await queues.register_device("hq", GROUP, "n2", LEASE)  # a plain consumer joins
+    await raw.zadd(queues.keys.devices("hq"), {GROUP: 1})  # seen long ago, but leased by n2
+    assert (await queues.fan_out("hq", 1, budget=0)).group
+    await queues.release_device("hq", GROUP, "n2")
+    await queues.touch_devices("hq", ["d1"], "n1", LEASE)
+    await raw.zadd(queues.keys.devices("hq"), {GROUP: 1})
+    result = await queues.fan_out("hq", 1, budget=0)  # not in use: removed by the retention
+    assert (result.removed, result.live, result.group) == ((), 1, False)
+    # A late renewal does not bring it back (a device's would: it is in use).
+    await queues.touch_devices("hq", [GROUP], "n2", LEASE)
+    assert await raw.zscore(queues.keys.devices("hq"), GROUP) is None
+    # A plain consumer that joins again registers it (a device registered already: no copy of
+    # what was sent meanwhile, those went to the devices only).
+    await queues.send_message("hq", "devices only")
+    await queues.fan_out("hq", DAY)
+    assert await queues.register_device("hq", GROUP, "n2", LEASE)
+    await queues.send_message("hq", "both")
+    assert (await queues.fan_out("hq", DAY)).group
+    got = await queues.receive_messages(inbox_name("hq", GROUP), 10)
+    assert [m.message for m in got] == ["both"]
+
+
+async def test_a_client_cannot_name_the_shared_inbox(queues: Queues) -> None:
+    with pytest.raises(InvalidFormat):
+        await queues.leave_device("gq", GROUP)
+    assert not is_valid_device(GROUP)

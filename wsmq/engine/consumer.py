@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from wsmq.backoff import Backoff
+from wsmq.engine.devices import DeviceLeases
 from wsmq.engine.fanout_runs import FanOutRuns
 from wsmq.engine.flag import Flag
 from wsmq.engine.health import TRANSIENT_ERRORS, RedisClock, RedisHealth
@@ -31,6 +32,7 @@ from wsmq.engine.ledger import (
     Subscription,
     plan_round_robin,
 )
+from wsmq.engine.plain_group import PlainGroup
 from wsmq.engine.ports import QueueStore
 from wsmq.engine.settle import PendingOps, SettleBatcher
 from wsmq.protocol.names import split_source
@@ -65,6 +67,8 @@ class ConsumerContext:
     on_exit: Callable[[QueueConsumer], None]
     #: The fan-out runs of fan-out queues, shared by their consumers on this node.
     fan_outs: FanOutRuns
+    #: This node's device leases (a plain consumer takes one of the shared inbox).
+    devices: DeviceLeases
     #: Writer tasks of every consumer (stop() waits for them, bounded).
     writers: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -75,7 +79,6 @@ class QueueConsumer:
     __slots__ = (
         "_closing",
         "_copying",
-        "_fans_out",
         "_missing_logged",
         "_parked",
         "_skew",
@@ -83,6 +86,7 @@ class QueueConsumer:
         "_window_bound",
         "ctx",
         "device",
+        "group",
         "ledger",
         "qname",
         "queue",
@@ -100,9 +104,10 @@ class QueueConsumer:
         self.qname = qname
         #: The queue (``q`` of ``q@d``) and the device (``None``: a plain consumer).
         self.queue, self.device = split_source(qname)
-        #: A plain consumer of a queue that has devices: it runs the fan-out instead of
-        #: receiving (docs/delivery.md, Devices), until no device is left.
-        self._fans_out = False
+        #: A plain consumer's side of the queue's shared inbox (``None``: a device consumer).
+        #: Joined while the queue has devices: it receives from ``q@~`` after a fan-out run
+        #: (docs/delivery.md, Devices), until the fan-out removed the drained shared inbox.
+        self.group = PlainGroup(self.queue) if self.device is None else None
         # Waiting for a fan-out run of the queue: it receives after the run, no wake needed.
         self._copying = False
         self.ctx = ctx
@@ -166,8 +171,20 @@ class QueueConsumer:
     def remove(self, sub: Subscription) -> None:
         released = self.ledger.remove(sub)
         if released:  # never handed to deliver(): release now, not after a stuck write
-            self.ctx.settle.release(self.qname, released)
+            self.release(released)
         self.wake()
+
+    def route(self, ids: Sequence[str], *, done: bool = True) -> dict[str, list[str]]:
+        """``ids`` by where they are settled: this consumer's source, or (a plain consumer's
+        messages from the shared inbox) ``q@~``; ``done``: they are settled now."""
+        if self.group is None:
+            return {self.qname: list(ids)} if ids else {}
+        return self.group.route(ids, done=done)
+
+    def release(self, ids: Sequence[str]) -> None:
+        """Release ``ids`` (group-committed) where each came from."""
+        for source, part in self.route(ids).items():
+            self.ctx.settle.release(source, part)
 
     def ack(self, sub: Subscription, ids: Sequence[str]) -> list[bool]:
         """Forget the acked ids ``sub`` holds (per id: whether it held it); wake if it opened."""
@@ -244,11 +261,13 @@ class QueueConsumer:
 
     async def _cycle(self) -> float | None:
         """Receive and hand out until the queue is empty or windows are full; return the timer."""
-        q, ctx, ledger = self.qname, self.ctx, self.ledger
-        if ctx.pending.deletes or ctx.pending.releases:
-            await ctx.pending.flush(ctx.queues, q, ctx.health)
+        q, ctx, group = self.qname, self.ctx, self.group
+        sources = [q]
+        for name in (q,) if group is None else (q, group.inbox):
+            if name in ctx.pending.deletes or name in ctx.pending.releases:
+                await ctx.pending.flush(ctx.queues, name, ctx.health)
         queue_next: float | None = None
-        if self.device is not None or self._fans_out:
+        if group is None or group.joined:
             # One run per wake-up for all of this node's consumers of the queue (FanOutRuns).
             self._copying = True
             try:
@@ -258,45 +277,66 @@ class QueueConsumer:
             if result.live < 0:
                 raise QueueNotFound()
             queue_next = result.next_visible
-            if self.device is None:
-                if result.live > 0:
-                    # Still a fan-out queue: nothing for plain subscribers; the timer copies
-                    # the delayed messages when they become visible.
-                    return self._timer(queue_next)
-                self._fans_out = False  # every device is gone: a plain queue again
+            if group is not None:
+                group.draining = result.group and result.live == 0
+                if not result.group:
+                    await group.leave(ctx.devices)  # no device left, drained: the queue again
+                elif result.live > 0:
+                    sources = [group.inbox]  # the queue's messages are the fan-out's
+                else:
+                    sources = [group.inbox, q]  # no device left: drain the shared inbox first
         nxt: float | None = None
-        while True:
-            if self.closing:
-                return None
-            free = ledger.room()
-            if free <= 0:
-                self._window_bound = True  # an ack, a write or Subscription.wake() wakes us
-                return None
-            self._window_bound = False
-            n = min(ctx.batch_size, free)
-            # The reply also says when the next message becomes visible (the timer below).
+        for source in sources:
             try:
-                msgs, nxt = await ctx.queues.receive_with_next(
-                    q, n, ctx.default_vt, fan_out_check=self.device is None
-                )
+                timer, source_next = await self._receive_from(source)
             except QueueFansOut:
-                self._fans_out = True  # a device registered: copy instead of receiving
+                if group is None or group.joined:
+                    return self.MIN_TIMER  # a device registered meanwhile: fan out first
+                await group.join(ctx.devices)  # a device registered: share the queue's copies
                 return await self._cycle()
-            if not ctx.health.healthy:
-                ctx.health.ok()
-            self._missing_logged = False
-            if msgs:
-                self._skew = None
-                self._dispatch(msgs)
-            else:
-                ledger.drop_plan()
-            if len(msgs) < n:
-                break
+            if timer:
+                return None  # closing or the windows are full
+            if source_next is not None and (nxt is None or source_next < nxt):
+                nxt = source_next
         if self._wake.is_set():
             return None  # woken during the receive (a send under load): the next cycle comes now
         if queue_next is not None and (nxt is None or queue_next < nxt):
             nxt = queue_next  # an inbox consumer also copies the queue's delayed messages
         return self._timer(nxt)
+
+    async def _receive_from(self, source: str) -> tuple[bool, float | None]:
+        """Receive from ``source`` until it has nothing visible left or the windows are full
+        (``(True, _)``, or closing); else ``(False, next visible score of source)``."""
+        ctx, ledger, group = self.ctx, self.ledger, self.group
+        while True:
+            if self.closing:
+                return True, None
+            free = ledger.room()
+            if free <= 0:
+                self._window_bound = True  # an ack, a write or Subscription.wake() wakes us
+                return True, None
+            self._window_bound = False
+            n = min(ctx.batch_size, free)
+            # The reply also says when the next message becomes visible (the timer below).
+            msgs, nxt = await ctx.queues.receive_with_next(
+                source,
+                n,
+                ctx.default_vt,
+                fan_out_check=source == self.queue,
+                devices_only=group is not None and group.joined,
+            )
+            if not ctx.health.healthy:
+                ctx.health.ok()
+            self._missing_logged = False
+            if msgs:
+                self._skew = None
+                if group is not None and source != self.queue:
+                    group.received(m.id for m in msgs)
+                self._dispatch(msgs)
+            else:
+                ledger.drop_plan()
+            if len(msgs) < n:
+                return False, nxt
 
     def _timer(self, nxt: float | None) -> float | None:
         """Seconds until the score ``nxt`` (epoch ms) is visible; ``None``: nothing to wait for."""
@@ -328,7 +368,7 @@ class QueueConsumer:
         """Release what the ledger did not hand out (closed subscriptions, shrunk windows)."""
         refused = self.ledger.to_release
         if refused:
-            self.ctx.settle.release(self.qname, refused[:])
+            self.release(refused[:])
             refused.clear()
 
     async def _write(self, sub: Subscription) -> None:
@@ -371,10 +411,12 @@ class QueueConsumer:
                     self.window_opened()  # under the byte bound again: receive for it
                 failed = ledger.written(sub, batch, written)
                 if not ack_mode:
+                    group = self.group
                     for msg in batch[:written]:
-                        settle.delete(q, msg.id)  # pipelined: the next receive does not wait
+                        # pipelined: the next receive does not wait
+                        settle.delete(q if group is None else group.source_of(msg.id), msg.id)
                 if failed:
-                    settle.release(q, failed)
+                    self.release(failed)
         finally:
             sub.writing = False
             self.writers -= 1

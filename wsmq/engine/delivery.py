@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 
 from wsmq.backoff import Backoff
 from wsmq.engine.consumer import ConsumerContext, QueueConsumer
@@ -39,7 +39,13 @@ from wsmq.engine.ledger import Subscriber, Subscription, plan_round_robin
 from wsmq.engine.ports import Notifications, QueueStore
 from wsmq.engine.settle import DeleteNotApplied, PendingOps, SettleBatcher, apply_chunked
 from wsmq.errors import WsmqError
-from wsmq.protocol.names import inbox_name, is_valid_device, is_valid_qname, split_source
+from wsmq.protocol.names import (
+    GROUP,
+    inbox_name,
+    is_valid_device,
+    is_valid_qname,
+    split_source,
+)
 from wsmq.queue.devices import FanOut
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
 
@@ -122,6 +128,7 @@ class DeliveryEngine:
             poll_interval=poll_interval,
             on_exit=self._consumer_exited,
             fan_outs=FanOutRuns(queues, self.health, self.devices.retention_ms, self._fanned_out),
+            devices=self.devices,
         )
         self._consumers: dict[str, QueueConsumer] = {}
         #: queue -> the device inboxes (``q@d``) this node consumes: they wake with the queue.
@@ -220,7 +227,8 @@ class DeliveryEngine:
             task.cancel()
         await self._ctx.fan_outs.close()
         for consumer in consumers:
-            self.pending.add_releases(consumer.qname, consumer.leftovers())
+            for source, ids in consumer.route(consumer.leftovers()).items():
+                self.pending.add_releases(source, ids)
             for sub in consumer.subs:
                 sub.closed = True
             consumer.subs.clear()
@@ -308,8 +316,10 @@ class DeliveryEngine:
         if consumer is not None:
             consumer.remove(sub)
         ids = sub.take_held()
-        if ids:
-            await self._release(sub.qname, ids)
+        routes = {sub.qname: ids} if consumer is None else consumer.route(ids)
+        for source, part in routes.items():
+            if part:
+                await self._release(source, part)
         qname, device = split_source(sub.qname)
         if device is not None and self._running:
             try:
@@ -357,9 +367,17 @@ class DeliveryEngine:
         # Group commit: acks arriving together (from every socket) share one delete round trip;
         # waiting for the last id's round trip covers the others queued with it.
         settle = self.settle
-        for msg_id in dropped[:-1]:
-            settle.delete(sub.qname, msg_id)
-        await settle.delete_and_wait(sub.qname, dropped[-1])
+        routes = {sub.qname: dropped} if consumer is None else consumer.route(dropped)
+        for source, part in routes.items():
+            for msg_id in part[:-1]:
+                settle.delete(source, msg_id)
+        waits = [settle.delete_and_wait(src, part[-1]) for src, part in routes.items()]
+        if len(waits) == 1:
+            await waits[0]
+        else:  # a plain subscription's ids from the queue and from its shared inbox
+            await asyncio.gather(*waits)
+        if consumer is not None and consumer.group is not None and consumer.group.draining:
+            consumer.wake()  # maybe the shared inbox's last message: its fan-out removes it
         return held
 
     async def nack_many(self, sub: Subscription, ids: Sequence[str], delay: int) -> list[bool]:
@@ -372,7 +390,9 @@ class DeliveryEngine:
         held = consumer.ack(sub, ids) if consumer is not None else [sub.drop(i) for i in ids]
         dropped = [msg_id for msg_id, ok in zip(ids, held, strict=True) if ok]
         if dropped:
-            await self._change_visibility(sub.qname, dropped, delay)
+            routes = {sub.qname: dropped} if consumer is None else consumer.route(dropped)
+            for source, part in routes.items():
+                await self._change_visibility(source, part, delay)
             if delay == 0:
                 self._on_notification(sub.qname)  # a local subscriber may take them now
         return held
@@ -383,7 +403,10 @@ class DeliveryEngine:
         held = [not sub.closed and msg_id in sub.held_ids for msg_id in ids]
         kept = list(dict.fromkeys(i for i, ok in zip(ids, held, strict=True) if ok))
         if kept:
-            await self._change_visibility(sub.qname, kept, seconds)
+            consumer = self._consumers.get(sub.qname)
+            routes = {sub.qname: kept} if consumer is None else consumer.route(kept, done=False)
+            for source, part in routes.items():
+                await self._change_visibility(source, part, seconds)
         return held
 
     async def _change_visibility(self, qname: str, ids: list[str], vt: int) -> None:
@@ -414,6 +437,9 @@ class DeliveryEngine:
     def _on_notification(self, qname: str) -> None:
         """Wake ``qname``'s consumer if it has one, and the consumers of its device inboxes
         (also the realtime and release callback; ``qname`` may name an inbox)."""
+        queue, device = split_source(qname)
+        if device == GROUP:
+            qname = queue  # the shared inbox's messages are the plain consumer's
         consumer = self._consumers.get(qname)
         if consumer is not None:
             consumer.wake()
@@ -429,6 +455,9 @@ class DeliveryEngine:
         would cost each of them a second cycle, and a second fan-out run)."""
         self.devices.removed(qname, result.removed)
         if result.moved:
+            plain = self._consumers.get(qname)  # (not joined yet: its receive tells it to)
+            if plain is not None and not plain.copying:
+                plain.wake()
             for inbox in self._inboxes.get(qname, ()):
                 consumer = self._consumers.get(inbox)
                 if consumer is not None and not consumer.copying:
@@ -451,13 +480,25 @@ class DeliveryEngine:
         self._retired = {c for c in self._retired if c.writers}
         if consumer.writers:
             self._retired.add(consumer)
+        if consumer.group is not None and consumer.group.joined and self._running:
+            consumer.group.joined = consumer.group.draining = False  # last plain subscriber left
+            self._background_task(self._release_group(consumer.queue))
         if self._running and consumer.queue in self._listened:
             self._sync_listener_later(consumer.queue)
 
     def _sync_listener_later(self, qname: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._sync_listener(qname))
+        self._background_task(self._sync_listener(qname))
+
+    def _background_task(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background_done)
+
+    async def _release_group(self, qname: str) -> None:
+        try:
+            await self.devices.release(qname, GROUP)
+        except TRANSIENT_ERRORS as exc:
+            self.health.failed(exc)  # the lease expires by itself
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
@@ -519,7 +560,10 @@ class DeliveryEngine:
 
     async def _poll_once(self) -> None:
         # The queues of device inboxes too: their new messages are the inboxes' to copy.
-        names = list(dict.fromkeys([*self._consumers, *self._inboxes]))
+        # A plain consumer's shared inbox too: another node's fan-out may copy to it (and empty
+        # the queue) before this node's consumer learnt that its queue fans out.
+        groups = [c.group.inbox for c in self._consumers.values() if c.group is not None]
+        names = list(dict.fromkeys([*self._consumers, *self._inboxes, *groups]))
         if names:
             counts = await self.queues.visible_counts(names)
             self.health.ok()

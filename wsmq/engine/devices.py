@@ -154,7 +154,7 @@ class DeviceLeases:
         for qname in await self.queues.device_queue_names():
             result = await self.queues.fan_out(qname, self.retention_ms, budget=0)
             self.removed(qname, result.removed)
-            if result.live == 0:
+            if result.live == 0 and not result.group:
                 await self.queues.forget_device_queue(qname)
 
     async def release_all(self) -> None:

@@ -20,7 +20,13 @@ class QueueStore(Protocol):
     """The queue operations the engine uses (RSMQ-compatible, on Redis)."""
 
     async def receive_with_next(
-        self, qname: str, count: int, vt: int | None = None, *, fan_out_check: bool = False
+        self,
+        qname: str,
+        count: int,
+        vt: int | None = None,
+        *,
+        fan_out_check: bool = False,
+        devices_only: bool = False,
     ) -> tuple[list[Message], float | None]: ...
 
     async def delete_messages(self, qname: str, ids: Iterable[str]) -> int: ...

@@ -17,6 +17,7 @@ __all__ = [
     "DEVICE_PATTERN",
     "DEVICE_RULE",
     "GENERATED_ID_PATTERN",
+    "GROUP",
     "ID_PATTERN",
     "QNAME_PATTERN",
     "QNAME_RULE",
@@ -71,6 +72,12 @@ DEVICE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEVICE_RULE: Final = "a device id is 1-64 characters of A-Z a-z 0-9 _ -"
 
 
+#: The plain subscribers' shared inbox of a fan-out queue, a pseudo-device no client can name
+#: (``~`` is outside :data:`DEVICE_PATTERN`): its inbox ``q@~`` is one more recipient of the
+#: fan-out, which the queue's plain subscribers compete on (docs/delivery.md, Devices).
+GROUP: Final = "~"
+
+
 def is_valid_device(device: object) -> bool:
     """Whether ``device`` is a string that follows :data:`DEVICE_RULE`."""
     return isinstance(device, str) and DEVICE_PATTERN.fullmatch(device) is not None
@@ -93,4 +100,4 @@ def is_valid_source(name: object) -> bool:
     if not isinstance(name, str):
         return False
     qname, device = split_source(name)
-    return is_valid_qname(qname) and (device is None or is_valid_device(device))
+    return is_valid_qname(qname) and (device is None or device == GROUP or is_valid_device(device))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wsmq.errors import WsmqError
-from wsmq.protocol.names import inbox_name
+from wsmq.protocol.names import GROUP, inbox_name
 
 from . import validation as v
 from .models import text
@@ -73,14 +73,17 @@ class DevicesChanging(WsmqError, code="devices_changing"):
 class FanOut:
     """What one :func:`fan_out` call did."""
 
-    #: Devices removed (retention), with their inboxes.
+    #: Devices removed (retention), with their inboxes (not the shared inbox: see ``group``).
     removed: tuple[str, ...]
     #: Messages moved from the queue into every live inbox.
     moved: int
     #: Lowest score left in the queue (epoch ms, maybe in the past); ``None``: empty.
     next_visible: float | None
-    #: Devices left; ``-1`` when the queue does not exist.
+    #: Devices left (not counting the shared inbox); ``-1`` when the queue does not exist.
     live: int
+    #: The plain subscribers' shared inbox (:data:`~wsmq.protocol.names.GROUP`) is registered:
+    #: its consumers receive from it, not from the queue.
+    group: bool = False
 
 
 def _registry_keys(queues: Queues, qname: str) -> list[str]:
@@ -101,14 +104,22 @@ async def register_device(
     ``max_devices`` (0: no limit) caps the devices of the queue: a new device beyond it raises
     :class:`TooManyDevices` and registers nothing (each device stores its own copy of every
     message, so an unbounded registry would let one client multiply every publish).
-    Also adds the queue to the sweep's set (a separate slot, so not in the script)."""
-    qname, device = v.validate_qname(qname), v.validate_device(device)
+    ``device`` may be :data:`~wsmq.protocol.names.GROUP` (a plain consumer joins the shared
+    inbox; never refused by the cap); a new device also registers the shared inbox if it is
+    missing. Also adds the queue to the sweep's set (a separate slot, so not in the script)."""
+    qname = v.validate_qname(qname)
+    device = device if device == GROUP else v.validate_device(device)
     keys = queues.keys
     inbox = inbox_name(qname, device)
     new = await run_script(
         queues.redis,
         "device_register",
-        [*_registry_keys(queues, qname), keys.attributes(qname), keys.attributes(inbox)],
+        [
+            *_registry_keys(queues, qname),
+            keys.attributes(qname),
+            keys.attributes(inbox),
+            keys.attributes(inbox_name(qname, GROUP)),
+        ],
         [device, holder, lease_ms, max_devices],
     )
     if int(new) < 0:
@@ -197,12 +208,16 @@ async def fan_out(
             devices = sorted(text(d) for d in reply[1:])
             queues.device_hint[qname] = devices
             continue
-        removed = tuple(text(d) for d in reply[5:])
-        live = int(reply[4])
-        if removed:
-            queues.device_hint[qname] = [d for d in devices if d not in removed]
+        gone = {text(d) for d in reply[6:]}
+        live, group = int(reply[4]), int(reply[5]) == 1
+        if not group:
+            gone.add(GROUP)
+        if gone.intersection(devices):
+            queues.device_hint[qname] = [d for d in devices if d not in gone]
+        # (the shared inbox is no device: its removal is not reported, ``group`` says it)
+        removed = tuple(d for d in devices if d in gone and d != GROUP)
         nxt = text(reply[3])
-        return FanOut(removed, int(reply[2]), float(nxt) if nxt else None, live)
+        return FanOut(removed, int(reply[2]), float(nxt) if nxt else None, live, group)
     raise DevicesChanging(f"the devices of queue {qname} kept changing during the fan-out")
 
 

@@ -357,6 +357,7 @@ class Queues(GroupsMixin):
         *,
         report_next: bool,
         fan_out_check: bool = False,
+        devices_only: bool = False,
     ) -> tuple[list[Message], float | None]:
         qname = v.validate_source(qname)
         vt_arg: str | int = "" if vt is None else v.validate_vt(vt)
@@ -373,7 +374,7 @@ class Queues(GroupsMixin):
                 args.append("1")
             if fan_out_check:
                 keys.append(self.keys.devices(qname))
-                args.append(len(keys))
+                args += [len(keys), "1" if devices_only else "0"]
             reply = await run_script(self.redis, "receive", keys, args)
             if int(reply[0]) == 2:
                 raise dev.QueueFansOut(f"queue {qname} has devices")
@@ -423,7 +424,13 @@ class Queues(GroupsMixin):
         return float(first[0][1]) if first else None
 
     async def receive_with_next(
-        self, qname: str, count: int, vt: int | None = None, *, fan_out_check: bool = False
+        self,
+        qname: str,
+        count: int,
+        vt: int | None = None,
+        *,
+        fan_out_check: bool = False,
+        devices_only: bool = False,
     ) -> tuple[list[Message], float | None]:
         """:meth:`receive_messages`, plus when the queue's next message becomes visible.
 
@@ -434,10 +441,17 @@ class Queues(GroupsMixin):
 
         ``qname`` may name a device inbox (``q@d``). With ``fan_out_check`` a queue that has
         devices raises :class:`~wsmq.queue.devices.QueueFansOut` and receives nothing (its
-        messages are for the inboxes: run :meth:`fan_out`).
+        messages are for the inboxes: run :meth:`fan_out`); the plain subscribers' shared inbox
+        counts as a device, unless ``devices_only`` (a consumer draining it).
         """
         return await self._receive_reply(
-            qname, v.validate_count(count), vt, False, report_next=True, fan_out_check=fan_out_check
+            qname,
+            v.validate_count(count),
+            vt,
+            False,
+            report_next=True,
+            fan_out_check=fan_out_check,
+            devices_only=devices_only,
         )
 
     async def now_ms(self) -> int:

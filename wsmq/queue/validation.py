@@ -12,6 +12,7 @@ import re
 
 from wsmq.protocol.names import (
     DEVICE_PATTERN,
+    GROUP,
     ID_PATTERN,
     QNAME_PATTERN,
     RESERVED_QNAMES,
@@ -118,7 +119,7 @@ def validate_source(name: object) -> str:
         return validate_qname(name)
     qname, device = split_source(name)
     validate_qname(qname)
-    if device is not None:
+    if device is not None and device != GROUP:  # the plain subscribers' shared inbox
         validate_device(device)
     return name
 

@@ -1,6 +1,7 @@
 -- Fan-out of one queue to its devices' inboxes (docs/delivery.md, Devices), one atomic step:
 -- 0. a fan-out (ARGV[2] > 0) of a queue with nothing visible returns at once, touching only
---    KEYS[1..4] (the retention is the sweep's job then; the inbox keys are declared anyway);
+--    KEYS[1..4] (the retention is the sweep's job then; the inbox keys are declared anyway),
+--    and the shared inbox's keys when it is the only recipient left (removed once drained);
 -- 1. check the caller passed the inbox keys of exactly the registered devices;
 -- 2. expired leases (a node that died) count as "last seen" at their expiry; a device not in
 --    use and last seen more than ARGV[1] ms ago is removed with its inbox (retention);
@@ -12,9 +13,14 @@
 -- ARGV[1] retention ms (0 = never remove, -1 = remove every device not in use: the queue was
 -- deleted), ARGV[2] most messages to move (0 = prune only),
 -- ARGV[3..] the device ids, sorted
+-- The plain subscribers' shared inbox is the pseudo-device '~' (no device id can be '~'): it is
+-- copied to like a device while a real device is live; with none left it gets nothing more,
+-- and it is removed (registry, leases, inbox) as soon as its inbox is empty, so that its
+-- consumers go back to the queue itself once they drained it.
 -- Returns {1, device...} when the device list is stale (the caller retries with those), else
--- {0, removed, moved, next, live, removed device...}: next = lowest score left in the queue
--- ('' = empty), live = devices left, -1 when the queue does not exist (nothing moved).
+-- {0, removed, moved, next, live, group, removed device...}: next = lowest score left in the
+-- queue ('' = empty), live = real devices left (not counting '~'), -1 when the queue does not
+-- exist (nothing moved), group = 1 while the shared inbox '~' is registered.
 local _, _, ms = wsmq_now()
 local now = wsmq_fmt(ms)
 local budget = tonumber(ARGV[2])
@@ -24,12 +30,33 @@ local function next_score()
   return first[2] or ''
 end
 
+-- The shared inbox '~' with no real device left and nothing in it (not even a message in
+-- flight): remove it. Its keys are the last two of KEYS (ARGV is sorted, '~' sorts last).
+local function drop_group_if_drained(zkey, hkey)
+  if redis.call('ZCARD', zkey) > 0 then return 1 end
+  redis.call('DEL', zkey, hkey)
+  redis.call('ZREM', KEYS[3], '~')
+  local leases = redis.call('ZRANGE', KEYS[4], 0, -1)
+  for _, m in ipairs(leases) do
+    if string.sub(m, 1, 2) == '~/' then redis.call('ZREM', KEYS[4], m) end
+  end
+  return 0
+end
+
 if budget > 0 then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   if not first[2] or tonumber(first[2]) > ms then  -- nothing visible: nothing to copy
     local n = redis.call('ZCARD', KEYS[3])
-    if n > 0 and redis.call('HEXISTS', KEYS[2], 'vt') == 0 then n = -1 end
-    return {0, 0, 0, first[2] or '', n}
+    local group = redis.call('ZSCORE', KEYS[3], '~') and 1 or 0
+    n = n - group
+    -- (the shared inbox alone, not in the caller's list: the full path checks the list)
+    if not (n == 0 and group == 1 and ARGV[#ARGV] ~= '~') then
+      if n == 0 and group == 1 then
+        group = drop_group_if_drained(KEYS[#KEYS - 1], KEYS[#KEYS])
+      end
+      if (n > 0 or group == 1) and redis.call('HEXISTS', KEYS[2], 'vt') == 0 then n = -1 end
+      return {0, 0, 0, first[2] or '', n, group}
+    end
   end
 end
 
@@ -61,7 +88,7 @@ for i = 1, #leases, 2 do
   end
 end
 
-local live, removed_names = {}, {}
+local live, removed_names, group = {}, {}, nil
 for i, d in ipairs(registered) do
   local zkey, hkey = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
   local seen = tonumber(redis.call('ZSCORE', KEYS[3], d))
@@ -71,11 +98,16 @@ for i, d in ipairs(registered) do
     removed_names[#removed_names + 1] = d
   else
     live[#live + 1] = {zkey, hkey}
+    if d == '~' then group = live[#live] end
   end
+end
+local has_group = group and 1 or 0
+local nlive = #live - has_group
+if group and nlive == 0 then  -- no real device left: the shared inbox only drains
+  has_group = drop_group_if_drained(group[1], group[2])
 end
 
 local moved = 0
-local nlive = #live
 if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes to the rest)
   local settings = wsmq_inbox_settings(KEYS[2])
   if not settings then nlive = -1 end
@@ -104,6 +136,6 @@ if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes
     end
   end
 end
-local out = {0, #removed_names, moved, next_score(), nlive}
+local out = {0, #removed_names, moved, next_score(), nlive, has_group}
 for _, d in ipairs(removed_names) do out[#out + 1] = d end
 return out

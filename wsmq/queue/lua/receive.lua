@@ -9,15 +9,22 @@
 -- ARGV[6] most messages to drop/move in this call,
 -- ARGV[7] '1' = also report when the queue's next message becomes visible (for consumers)
 -- ARGV[8] (optional) index in KEYS of the queue's devices zset: when it is not empty the queue
--- fans out to device inboxes (docs/delivery.md, Devices) and this returns {2}, receiving nothing
+-- fans out to device inboxes (docs/delivery.md, Devices) and this returns {2}, receiving nothing;
+-- ARGV[9] '1': only real devices count, not the plain subscribers' shared inbox '~' alone (a
+-- consumer draining it also receives from the queue)
 -- Returns {1, dlq} when the caller's dead-letter assumption is stale (it retries with the right
 -- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}; with
 -- ARGV[7] '1': {0, next, id, body, ...} where next is the lowest score left in the queue (epoch
 -- ms, maybe in the past) or '' when the queue is empty or the batch came back full (the caller
 -- receives again at once), so a consumer needs no second round trip to set its timer.
 local zkey, hkey = KEYS[1], KEYS[2]
-if ARGV[8] and ARGV[8] ~= '' and redis.call('ZCARD', KEYS[tonumber(ARGV[8])]) > 0 then
-  return {2}
+if ARGV[8] and ARGV[8] ~= '' then
+  local dkey = KEYS[tonumber(ARGV[8])]
+  local n = redis.call('ZCARD', dkey)
+  if ARGV[9] == '1' and n == 1 and redis.call('ZSCORE', dkey, '~') then n = 0 end
+  if n > 0 then
+    return {2}
+  end
 end
 local q = redis.call('HMGET', hkey, 'vt', 'delay', 'maxsize', 'wsmq:maxrc', 'wsmq:dlq', 'wsmq:ttl')
 if not q[1] or not q[2] or not q[3] then
