@@ -289,6 +289,13 @@ class Settings:
         "were read against (`wsmq serve` logs which); off: public APIs only, process-wide.",
         group="ops",
     )
+    gc_tuning: bool = _opt(
+        True,
+        "`wsmq serve` only (it owns its process): after start-up, move what exists out of the "
+        "garbage collector's reach (`gc.freeze()`) and collect the young generation every "
+        "10,000 allocations instead of 700 (handshake CPU); off: CPython's defaults.",
+        group="ops",
+    )
     routes_prefix: str = _opt(
         "",
         "URL path prefix of /healthz, /readyz, /metrics and /auth/* (e.g. `/wsmq` when "
