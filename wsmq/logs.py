@@ -118,13 +118,15 @@ class RedactingFilter(logging.Filter):
             message = f"{record.msg!r} {record.args!r}"
         record.msg = redact(message)
         record.args = None
-        for key, value in list(vars(record).items()):
-            if key in _RECORD_ATTRS:
-                continue
+        fields = vars(record)
+        for key in fields.keys() - _RECORD_ATTRS:  # the `extra` fields only
             if _SENSITIVE_KEY_RE.match(key):
-                setattr(record, key, REDACTED)
+                fields[key] = REDACTED
             else:
-                setattr(record, key, _redact_value(value))
+                value = fields[key]
+                # Numbers, None and the like need no look (the usual extras).
+                if isinstance(value, str | Mapping | list | tuple):
+                    fields[key] = _redact_value(value)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

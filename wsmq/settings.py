@@ -286,7 +286,8 @@ class Settings:
     fast_paths: bool = _opt(
         True,
         "Use the fast paths that reach into aiohttp/redis-py internals on the versions they "
-        "were read against (`wsmq serve` logs which); off: public APIs only, process-wide.",
+        "were read against (`wsmq serve` logs which), and the HMAC x-token check of "
+        "docs/auth.md; off: public APIs and pyjwt only, process-wide.",
         group="ops",
     )
     gc_tuning: bool = _opt(
