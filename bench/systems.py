@@ -171,9 +171,19 @@ class Wsmq(System):
     # limit) but one: every benchmark client is the same user, so no per-user socket cap.
     DEFAULT_ARGS: tuple[str, ...] = ("--max-connections-per-user", "0")
 
-    def __init__(self, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        extra_args: list[str] | None = None,
+        *,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``command`` runs the wsmq CLI (default :func:`wsmq_command`; e.g. under a profiler),
+        ``env`` is the nodes' environment (default this process's)."""
         env_args = shlex.split(os.environ.get("WSMQ_BENCH_SERVE_ARGS", ""))
         self.extra_args = [*self.DEFAULT_ARGS, *(extra_args or []), *env_args]
+        self.command = command or wsmq_command()
+        self.env = env
         self.authorized: set[str] = set()
         self._tmpdir: str | None = None
         self._user_info: tuple[Path, str, dict[str, str]] | None = None
@@ -210,13 +220,13 @@ class Wsmq(System):
     async def _start_nodes(self, redis: RedisProcess, nodes: int, queues: list[str]) -> Running:
         users, secret, headers = await self._user(queues)
         argvs = [
-            [*wsmq_command(), "serve", "--host", "127.0.0.1", "--port", str(free_port()),
+            [*self.command, "serve", "--host", "127.0.0.1", "--port", str(free_port()),
              "--redis-url", redis.url, "--users-file", str(users), "--secret", secret,
              *self.extra_args]
             for _ in range(nodes)
         ]  # fmt: skip
         try:
-            servers, logs = await self._spawn_nodes(self.name, argvs)
+            servers, logs = await self._spawn_nodes(self.name, argvs, env=self.env)
         except NodeStartError as exc:
             raise SystemUnavailable(f"`wsmq serve` did not start: {exc}") from exc
         # WSMQ_BENCH_RSMQ_PUBLISHER=1: publish to wsmq with the npm rsmq client instead.

@@ -133,3 +133,19 @@ def test_quick_drain_run_against_every_system(tmp_path: Path) -> None:
         assert results["ratios"]["drain"]["rsmq-worker"]["legacy_msgs_per_s"] > 0
     assert "== drain ==" in proc.stdout
     assert "[bench" in proc.stderr  # progress is shown while it runs
+
+
+def test_handshakes_script_measures_both_systems() -> None:
+    # bench/handshakes.py needs Node.js for its client process, like the connections scenario.
+    node_modules = Path(os.environ.get("WSMQ_NODE_MODULES", ROOT / ".npm-interop" / "node_modules"))
+    if shutil.which("node") is None or not (node_modules / "ws").is_dir():
+        pytest.skip("Node.js and the npm ws package are needed")
+    cmd = [sys.executable, "-m", "bench.handshakes", "--count", "20", "--rounds", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    wsmq, pubsub = out["rounds"]["wsmq"][0], out["rounds"]["pubsub"][0]
+    assert wsmq["handshakes_per_s"] > 0 and pubsub["handshakes_per_s"] > 0
+    # /proc counts CPU in clock ticks (10 ms): 20 handshakes may take less than one
+    assert wsmq["node_cpu_us"] >= 0 and "subscribe_cpu_us" in wsmq  # every subscription seen
+    assert len(out["summary"]["wsmq/pubsub handshakes"]["per_round"]) == 1

@@ -158,3 +158,22 @@ def test_a_connection_log_adds_peer_and_user_and_redacts_like_any_extra(
     assert first["token"] == REDACTED and "s3cr3t" not in stream.getvalue()
     assert second["user"] is None
     assert second["peer"] == "p"  # the call's own extra wins
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "x-access-token", "X-Token", "x_access_token", "x_token", "Authorization",
+        "accessToken", "access-token", "refresh_token", "RefreshToken", "token", "password",
+        "PASSWD", "secret", "cookie", "Set-Cookie",
+    ],
+)  # fmt: skip
+def test_every_sensitive_key_gets_past_the_quick_check(key: str) -> None:
+    # redact() returns text without any trigger word untouched: each key must be one.
+    for text in (f"{key}=s3cr3tvalue", f'{{"{key}": "s3cr3tvalue"}}', f"{key}: s3cr3tvalue"):
+        assert "s3cr3tvalue" not in redact(text), text
+
+
+def test_text_without_a_trigger_comes_back_as_is() -> None:
+    text = "connection open peer=127.0.0.1 user=alice mode=legacy"
+    assert redact(text) is text

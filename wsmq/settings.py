@@ -303,7 +303,15 @@ class Settings:
     fast_paths: bool = _opt(
         True,
         "Use the fast paths that reach into aiohttp/redis-py internals on the versions they "
-        "were read against (`wsmq serve` logs which); off: public APIs only, process-wide.",
+        "were read against (`wsmq serve` logs which), and the HMAC x-token check of "
+        "docs/auth.md; off: public APIs and pyjwt only, process-wide.",
+        group="ops",
+    )
+    gc_tuning: bool = _opt(
+        True,
+        "`wsmq serve` only (it owns its process): after start-up, move what exists out of the "
+        "garbage collector's reach (`gc.freeze()`) and collect the young generation every "
+        "10,000 allocations instead of 700 (handshake CPU); off: CPython's defaults.",
         group="ops",
     )
     routes_prefix: str = _opt(

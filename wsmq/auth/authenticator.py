@@ -133,8 +133,9 @@ class Authenticator:
             raise AuthError("disabled")
         return user
 
-    def _holder(self, user: User | None, access_token: str) -> User:
-        """``user`` if ``access_token`` is its current one; else ``invalid_credentials``.
+    def _holder(self, user: User | None, access_token: str) -> tuple[User, str]:
+        """``user`` if ``access_token`` is its current one, with the token's revision (its
+        SHA-256 hex: :attr:`AuthenticatedUser.access_revision`); else ``invalid_credentials``.
 
         An unknown user costs the same hashing and gets the same answer as a wrong token, so
         the answer does not tell whether the user exists.
@@ -142,14 +143,14 @@ class Authenticator:
         if user is None:
             access_token_matches(access_token, None)
             raise AuthError("invalid_credentials")
-        self._check_access_token(user, access_token)
-        return user
+        return user, self._check_access_token(user, access_token)
 
-    def _check_access_token(self, user: User, access_token: str) -> None:
-        if access_token_matches(access_token, user.access_token_hash):
-            return
+    def _check_access_token(self, user: User, access_token: str) -> str:
+        stored = user.access_token_hash
+        if access_token_matches(access_token, stored) and stored:
+            return stored  # the store's own string: no second hash, shared by the user's sockets
         if self.config.legacy_tokens2 and self._legacy_matches(user, access_token):
-            return
+            return hash_access_token(access_token)
         raise AuthError("invalid_credentials")
 
     def access_current(self, user: User, revision: str) -> bool:
@@ -213,10 +214,7 @@ class Authenticator:
         user = await self._fetch(claims.user_id)
         if user is not None and user.disabled:
             raise AuthError("disabled")  # told only to the holder of a valid x-token
-        user = self._holder(user, access_token)
-        revision = hash_access_token(access_token)
-        if revision == user.access_token_hash:  # already verified: share the store's string
-            revision = user.access_token_hash
+        user, revision = self._holder(user, access_token)
         return AuthenticatedUser(
             user_id=user.id,
             user_name=user.user_name,
@@ -269,7 +267,7 @@ class Authenticator:
         token = check_header_value(access_token, self.config, "x-access-token")
         if not any(isinstance(ref, str) and ref for ref in (user_id, user_name)):
             raise AuthError("bad_request", "userId or userName is required")
-        user = self._holder(await self._fetch(user_id, user_name), token)
+        user, _ = self._holder(await self._fetch(user_id, user_name), token)
         if user.disabled:
             raise AuthError("disabled")
         return user

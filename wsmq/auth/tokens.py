@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, TypeGuard
 
 import jwt
 
+from wsmq._compat import allowed as fast_paths_allowed
 from wsmq.auth.config import AuthConfig
 from wsmq.auth.errors import AuthError
+from wsmq.auth.jwt_hmac import HmacFastPath, pyjwt_accepts
 from wsmq.auth.keys import PublicKey, VerificationKey, load_public_pem
 
 if TYPE_CHECKING:
@@ -178,6 +180,19 @@ class JwtCodec:
             pem = config.public_key_file or config.private_key_file
             if pem is not None:
                 self._own_key = load_public_pem(pem, config.algorithm)
+        #: The own secret's fast path (:mod:`wsmq.auth.jwt_hmac`): pyjwt still decides every
+        #: token it does not accept. Not with ``iss``/``aud`` checks (pyjwt's alone).
+        self._fast: HmacFastPath | None = None
+        if (
+            config.is_hmac
+            and config.secret
+            and config.issuer is None
+            and config.audience is None
+            and pyjwt_accepts(config.secret, config.algorithm)
+        ):
+            self._fast = HmacFastPath(
+                config.secret, config.algorithm, required=REQUIRED_CLAIMS, leeway=config.leeway
+            )
         self.jwks = jwks
         if jwks is None and config.jwks_url is not None:
             from wsmq.auth.jwks import JwksCache
@@ -270,6 +285,11 @@ class JwtCodec:
         own = self._own_key
         if own is None:
             raise AuthError("invalid_signature", "no verification key configured")
+        fast = self._fast
+        if fast is not None and fast_paths_allowed():
+            payload = fast.accept(value)
+            if payload is not None:
+                return self._claims(payload, now)
         key: str | PublicKey = own if isinstance(own, str) else own.key
         algorithm = self.config.algorithm if isinstance(own, str) else own.algorithm
         try:
@@ -343,7 +363,10 @@ class JwtCodec:
 def _is_number(value: object) -> TypeGuard[int | float]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float (exp = 10**400): not a usable time
+        return False
 
 
 @functools.lru_cache(maxsize=32)

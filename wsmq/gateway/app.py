@@ -179,6 +179,9 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         raise
     release_http_state(request)  # what aiohttp keeps per socket for HTTP, unused from here
     require_masked_frames(request, ws)  # RFC 6455 §5.1: an unmasked client frame closes 1002
-    metrics.handshakes.labels(result="ok" if user is not None else "deferred").inc()
+    if user is not None:
+        metrics.handshakes_ok.inc()
+    else:
+        metrics.handshakes.labels(result="deferred").inc()
     conn.log.info("connection open", extra={"event": "ws_open", "mode": conn.mode_label})
     return conn

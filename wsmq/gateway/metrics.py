@@ -40,6 +40,8 @@ class GatewayMetrics:
         self.handshakes = Counter(
             "wsmq_handshakes", "WebSocket handshakes by result.", ["result"], registry=r
         )
+        #: The usual result's child, made once (``labels()`` costs a lookup under a lock).
+        self.handshakes_ok = self.handshakes.labels(result="ok")
         self.messages_delivered = Counter(
             "wsmq_messages_delivered", "Messages written to sockets.", ["mode"], registry=r
         )
