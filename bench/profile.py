@@ -44,6 +44,14 @@ class Profile:
     conn_concurrency: int = 50
     # redis-benchmark
     ceiling_requests: int = 200_000
+    # scale (opt-in, bench/scale.py): N idle wsmq.v1 sockets on one node, then a restart storm
+    scale_connections: int = 100_000
+    scale_nodes: int = 2
+    scale_queues: int = 1000
+    scale_users: int = 100
+    scale_client_procs: int = 3
+    scale_idle: float = 30.0
+    scale_storm_messages: int = 5000
 
 
 FULL = Profile(name="full")
@@ -70,6 +78,11 @@ QUICK = Profile(
     conn_count=50,
     conn_concurrency=25,
     ceiling_requests=20_000,
+    scale_connections=300,
+    scale_queues=30,
+    scale_users=3,
+    scale_idle=1.0,
+    scale_storm_messages=100,
 )
 
 

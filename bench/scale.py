@@ -1,0 +1,465 @@
+"""The ``scale`` scenario: 100k authenticated, subscribed, idle ``wsmq.v1`` sockets on one node.
+
+``python -m bench.scale --connections 100000 --nodes 2`` (or ``scripts/bench --scale``,
+``python -m bench --scenarios scale``). Steps, on a private redis-server:
+
+1. ``--nodes`` ``wsmq serve`` nodes; ``--users`` users, each owning ``queues / users`` of the
+   ``--queues`` queues (real HS256 x-tokens and access tokens, ``--max-connections-per-user 0``);
+2. the node's RSS before any socket (``VmRSS`` of the node process alone);
+3. ``--client-procs`` lean client processes (:mod:`bench.scale_client`) open ``--connections``
+   sockets to the first node, socket ``i`` subscribed to queue ``i % queues`` (many idle sockets
+   per queue: competing consumers), from source addresses ``127.0.0.2 ...`` (``--source-ips``);
+4. the node's RSS once it holds still, and its CPU (utime + stime) over ``--idle`` seconds with
+   every socket idle (heartbeat pings included); the client processes' RSS and CPU apart;
+5. the reconnect storm: the first node gets SIGTERM (graceful shutdown) and is started again;
+   every socket that closes reconnects to a random node (the other one while it is down), with
+   ``--storm-messages`` published meanwhile (``Queues.send_message``, spread over the queues);
+   reported: seconds from SIGTERM until every socket is subscribed again, and how many of the
+   published messages arrived (unique ids, acked) within ``--deliver-timeout``.
+
+Limits: the process raises its open-file limit (as root also the hard limit, which the nodes and
+clients inherit; each raises its soft limit to it). It changes no sysctl: with
+``IP_BIND_ADDRESS_NO_PORT`` each (source address, node) pair has the whole ephemeral port range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import resource
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import procs
+from bench.capacity import settled_rss
+from bench.fill import create_queues
+from bench.profile import Profile
+from bench.stats import Metrics
+from bench.systems import System
+from wsmq.auth import FileUserStore
+from wsmq.queue import Queues
+from wsmq.testing.nodes import DemoRedis, NodeProcess, wsmq_command
+from wsmq.testing.redisproc import RedisProcess, free_port
+from wsmq.testing.users import CHEAP_HASHER, make_users
+
+Say = Any  # a callable taking one progress line (bench.run.Progress)
+PORTS_PER_SOURCE_IP = 20_000  # of the ~28k ephemeral ports: headroom for TIME_WAIT and others
+
+
+FD_RESERVE = 512  # descriptors of a process besides its sockets (Redis, logs, epoll, ...)
+
+
+class ScaleLimitError(ValueError):
+    """The machine's limits cannot hold the sockets asked for (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    connections: int = 100_000
+    nodes: int = 2
+    initial_nodes: int = 1  # the sockets are spread over the first K nodes; node 0 restarts
+    queues: int = 1000
+    users: int = 100
+    client_procs: int = 3  # at least enough for the open-file limit of each
+    source_ips: int = 0  # 0: enough for the connections (PORTS_PER_SOURCE_IP each)
+    concurrency: int = 64  # handshakes in flight per client process
+    idle: float = 30.0  # seconds of idle CPU measurement
+    storm_messages: int = 5000
+    storm_rate: float = 500.0  # messages per second published from the restart on
+    deliver_timeout: float = 90.0  # after the storm, for every storm message to arrive
+    storm_timeout: float = 300.0
+
+    def check(self) -> None:
+        problems = [
+            what
+            for what, ok in (
+                ("connections must be >= 1", self.connections >= 1),
+                ("nodes must be >= 2 (the storm needs another node)", self.nodes >= 2),
+                (
+                    "initial_nodes must be between 1 and nodes",
+                    1 <= self.initial_nodes <= self.nodes,
+                ),
+                ("users must be between 1 and queues", 1 <= self.users <= self.queues),
+                ("client_procs must be >= 1", self.client_procs >= 1),
+                ("source_ips must be between 0 and 250", 0 <= self.source_ips <= 250),
+                ("concurrency must be >= 1", self.concurrency >= 1),
+                ("idle, storm_rate must be > 0", self.idle > 0 and self.storm_rate > 0),
+                ("storm_messages must be >= 0", self.storm_messages >= 0),
+            )
+            if not ok
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def ips(self) -> list[str]:
+        count = self.source_ips or max(1, math.ceil(self.connections / PORTS_PER_SOURCE_IP))
+        return [f"127.0.0.{2 + i}" for i in range(count)]
+
+    @property
+    def per_node(self) -> int:
+        """Sockets on each loaded node before the storm."""
+        return math.ceil(self.connections / self.initial_nodes)
+
+    def procs_for(self, fd_limit: int) -> int:
+        """Client processes: as asked, or more so that each stays within ``fd_limit``."""
+        return max(self.client_procs, math.ceil(self.connections / (fd_limit - FD_RESERVE)))
+
+
+def raise_fd_limits(cfg: ScaleConfig) -> dict[str, int]:
+    """Raise this process's open-file limits (children inherit them; every node and client
+    process raises its soft limit to the hard one); :class:`ScaleLimitError` when a node
+    cannot hold its share. Returns the limits before and after, for the report.
+
+    The hard limit only goes up with ``CAP_SYS_RESOURCE`` (root outside a container that
+    dropped it), at most to ``fs.nr_open``.
+    """
+    # a loaded node keeps its share, and a node may get its own plus the restarted node's
+    wanted = 2 * cfg.per_node + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nr_open_file = Path("/proc/sys/fs/nr_open")
+    nr_open = int(nr_open_file.read_text()) if nr_open_file.exists() else wanted
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):  # no CAP_SYS_RESOURCE: keep it
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, min(wanted, nr_open)))
+    hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    soft_now = hard_now if hard_now != resource.RLIM_INFINITY else max(soft, wanted)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft_now, hard_now))
+    soft_now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_now < cfg.per_node + FD_RESERVE:
+        need = math.ceil(cfg.connections / (soft_now - FD_RESERVE))
+        raise ScaleLimitError(
+            f"{cfg.per_node:,} sockets on one node need an open-file limit of at least "
+            f"{cfg.per_node + FD_RESERVE:,}; the hard limit is {hard_now:,} and this process "
+            f"cannot raise it (it needs CAP_SYS_RESOURCE). Raise it before the run "
+            f"(ulimit -Hn, systemd LimitNOFILE=, docker --ulimit nofile=...) or spread the "
+            f"sockets: --initial-nodes {need} --nodes {need + 1}"
+        )
+    return {"fd_soft_before": soft, "fd_hard_before": hard, "fd_limit": soft_now}
+
+
+def queue_names(cfg: ScaleConfig) -> list[str]:
+    return [f"scale{i}" for i in range(cfg.queues)]
+
+
+async def make_scale_users(path: Path, cfg: ScaleConfig, secret: str) -> list[dict[str, str]]:
+    """User ``u`` may subscribe to queues ``q`` with ``q % users == u``; their handshake headers."""
+    names = queue_names(cfg)
+    store = FileUserStore(path, hasher=CHEAP_HASHER)
+    headers: list[dict[str, str]] = []
+    try:
+        for u in range(cfg.users):
+            (user,) = await make_users(
+                store, names=[f"scale-user{u}"], queues=names[u :: cfg.users], secret=secret,
+                ttl=7200,
+            )  # fmt: skip
+            headers.append(user.headers)
+    finally:
+        await store.close()
+    return headers
+
+
+async def start_nodes(
+    redis: RedisProcess, cfg: ScaleConfig, users: Path, secret: str
+) -> tuple[list[NodeProcess], Path]:
+    extra = shlex.split(os.environ.get("WSMQ_BENCH_SERVE_ARGS", ""))  # as bench.systems.Wsmq
+    argvs = [
+        [*wsmq_command(), "serve", "--host", "127.0.0.1", "--port", str(free_port()),
+         "--redis-url", redis.url, "--users-file", str(users), "--secret", secret,
+         "--max-connections-per-user", "0", *extra]
+        for _ in range(cfg.nodes)
+    ]  # fmt: skip
+    return await System._spawn_nodes("wsmq", argvs)
+
+
+async def start_clients(
+    cfg: ScaleConfig, processes: int, nodes: list[NodeProcess], users: list[dict[str, str]]
+) -> list[procs.Child]:
+    per = math.ceil(cfg.connections / processes)
+    children: list[procs.Child] = []
+    try:
+        for p in range(processes):
+            first = p * per
+            count = min(per, cfg.connections - first)
+            if count <= 0:
+                break
+            config = {
+                "first": first,
+                "count": count,
+                "nodes": [["127.0.0.1", n.port] for n in nodes],
+                "initial_nodes": cfg.initial_nodes,
+                "queues": queue_names(cfg),
+                "users": users,
+                "source_ips": cfg.ips,
+                "concurrency": cfg.concurrency,
+            }
+            with tempfile.NamedTemporaryFile(
+                "w", prefix="wsmq-scale-", suffix=".json", delete=False
+            ) as f:
+                json.dump(config, f)
+            argv = procs.python_child_argv("bench.scale_client", "@" + f.name)
+            children.append(await procs.Child.start(f"scale clients {p}", argv))
+    except BaseException:
+        await asyncio.gather(*(c.stop() for c in children))
+        raise
+    return children
+
+
+async def node_metric(node: NodeProcess, name: str) -> float | None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{node.http_url}/metrics") as resp:
+            text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+async def publish(redis_url: str, queues: list[str], count: int, rate: float) -> list[str]:
+    """``count`` messages at ``rate``/s, round robin over ``queues``; their ids."""
+    ids: list[str] = []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with Queues.from_url(redis_url, realtime=True) as q:
+        for i in range(count):
+            delay = started + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the offered rate is what is measured
+            ids.append(await q.send_message(queues[i % len(queues)], f"storm {i}"))
+    return ids
+
+
+async def received_ids(clients: list[procs.Child]) -> int:
+    for c in clients:
+        await c.send("count")
+    counts = await asyncio.gather(*(c.event("count", 30) for c in clients))
+    return sum(int(c["received"]) for c in counts)
+
+
+async def scale(cfg: ScaleConfig, say: Say, *, keep_logs: bool = False) -> Metrics:
+    """The whole scenario (see the module docstring); flat metrics for the report.
+
+    ``keep_logs`` leaves the nodes' logs (``wsmq-<i>.log``) in place and names their directory.
+    """
+    cfg.check()
+    limits = raise_fd_limits(cfg)
+    processes = cfg.procs_for(limits["fd_limit"])
+    out: Metrics = {
+        "connections_wanted": cfg.connections, "nodes": cfg.nodes,
+        "initial_nodes": cfg.initial_nodes, "queues": cfg.queues, "users": cfg.users,
+        "client_procs": processes, "source_ips": len(cfg.ips), **limits,
+    }  # fmt: skip
+    say(f"open-file limit {limits['fd_limit']:,}; {processes} client processes; source "
+        f"addresses {cfg.ips[0]}..{cfg.ips[-1]}")  # fmt: skip
+    tmp = Path(tempfile.mkdtemp(prefix="wsmq-scale-"))
+    redis = DemoRedis()  # dies with this process, like the nodes
+    await asyncio.to_thread(redis.start)
+    nodes: list[NodeProcess] = []
+    clients: list[procs.Child] = []
+    logs: Path | None = None
+    try:
+        secret = random.randbytes(32).hex()
+        users = await make_scale_users(tmp / "users.json", cfg, secret)
+        await create_queues(redis.url, queue_names(cfg))
+        nodes, logs = await start_nodes(redis, cfg, tmp / "users.json", secret)
+        loaded = [n.pid for n in nodes[: cfg.initial_nodes]]
+        rss_before = sum(await asyncio.gather(*(settled_rss(pid) for pid in loaded)))
+        say(f"{cfg.nodes} nodes up; RSS of the {len(loaded)} loaded node(s) "
+            f"{rss_before / 1024:.1f} MiB before any socket")  # fmt: skip
+        started = time.monotonic()
+        cpu_start = procs.cpu_snapshot({"nodes": loaded})
+        clients = await start_clients(cfg, processes, nodes, users)
+        ready = await asyncio.gather(
+            *(c.event("ready", cfg.storm_timeout + cfg.connections / 100) for c in clients)
+        )
+        connect_s = time.monotonic() - started
+        connect_cpu = procs.cpu_snapshot({"nodes": loaded})["nodes"] - cpu_start["nodes"]
+        client_pids = [c.pid for c in clients]
+        clients_cpu = procs.cpu_snapshot({"clients": client_pids})["clients"]
+        held = sum(int(r["connections"]) for r in ready)
+        attempts = sum(int(r["attempts"]) for r in ready)
+        connect_failures = failure_summary(r["refusals"] for r in ready)
+        counted = [await node_metric(n, "wsmq_connections") for n in nodes[: cfg.initial_nodes]]
+        say(f"{held:,} sockets subscribed in {connect_s:.1f}s ({held / connect_s:,.0f}/s; nodes "
+            f"CPU {100 * connect_cpu / connect_s:.0f}%, {1e6 * connect_cpu / held:.0f} µs each, "
+            f"clients {100 * clients_cpu / connect_s:.0f}%); nodes count {counted}; "
+            f"{attempts - held} failed attempts: {connect_failures or '-'}")  # fmt: skip
+        rss_loaded = sum(await asyncio.gather(*(settled_rss(pid) for pid in loaded)))
+        cpu0 = procs.cpu_snapshot({"nodes": loaded, "clients": client_pids})
+        t0 = time.monotonic()
+        await asyncio.sleep(cfg.idle)  # the idle window is the measurement
+        window = time.monotonic() - t0
+        cpu1 = procs.cpu_snapshot({"nodes": loaded, "clients": client_pids})
+        per_conn = (rss_loaded - rss_before) / held
+        out.update(
+            connections=held,
+            node0_connections_metric=counted[0],
+            connect_s=round(connect_s, 1),
+            connect_attempts=attempts,
+            connect_failures=connect_failures,
+            handshakes_per_s=round(held / connect_s, 1),
+            connect_nodes_cpu_pct=round(100 * connect_cpu / connect_s, 1),
+            connect_node_cpu_us_per_conn=round(1e6 * connect_cpu / held, 1),
+            connect_clients_cpu_pct=round(100 * clients_cpu / connect_s, 1),
+            rss_before_mib=round(rss_before / 1024, 1),
+            rss_loaded_mib=round(rss_loaded / 1024, 1),
+            rss_per_conn_kib=round(per_conn, 2),
+            idle_window_s=round(window, 1),
+            idle_nodes_cpu_pct=round(100 * (cpu1["nodes"] - cpu0["nodes"]) / window, 2),
+            idle_clients_cpu_pct=round(100 * (cpu1["clients"] - cpu0["clients"]) / window, 2),
+            clients_rss_mib=round(sum(procs.rss_kib(p) for p in client_pids) / 1024, 1),
+        )
+        say(f"node RSS {rss_loaded / 1024:.1f} MiB: {per_conn:.2f} KiB per connection; idle CPU "
+            f"nodes {out['idle_nodes_cpu_pct']}% of a core, clients "
+            f"{out['idle_clients_cpu_pct']}% over {window:.0f}s; clients RSS "
+            f"{out['clients_rss_mib']} MiB")  # fmt: skip
+        out.update(await storm(cfg, redis, nodes, clients, say))
+    finally:
+        await asyncio.gather(*(c.stop() for c in clients))
+        await asyncio.gather(*(n.stop(grace=30.0) for n in nodes), return_exceptions=True)
+        await asyncio.to_thread(redis.cleanup)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if logs is not None and keep_logs:
+            say(f"node logs kept in {logs}")
+        elif logs is not None:
+            shutil.rmtree(logs, ignore_errors=True)
+    return out
+
+
+def failure_summary(counts: Iterable[dict[str, int]]) -> str:
+    """Failed connection attempts of the client processes by reason, most frequent first."""
+    total: dict[str, int] = {}
+    for c in counts:
+        for reason, n in c.items():
+            total[reason] = total.get(reason, 0) + int(n)
+    return ", ".join(f"{k}: {v}" for k, v in sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+async def storm(
+    cfg: ScaleConfig, redis: RedisProcess, nodes: list[NodeProcess], clients: list[procs.Child],
+    say: Say,
+) -> Metrics:  # fmt: skip
+    """Restart node 0; every socket subscribed again, every message published meanwhile there."""
+    node = nodes[0]
+    for c in clients:
+        await c.send("storm 0")
+    done = [asyncio.ensure_future(c.event("storm_done", cfg.storm_timeout)) for c in clients]
+    t0 = time.time()
+    publishing = asyncio.ensure_future(
+        publish(redis.url, queue_names(cfg), cfg.storm_messages, cfg.storm_rate)
+    )
+    await node.stop(grace=30.0)  # SIGTERM: a graceful shutdown closes every socket (1001)
+    down_s = time.time() - t0
+    await node.start(ready_timeout=60.0)
+    up_s = time.time() - t0
+    say(f"node 0 stopped after {down_s:.1f}s, ready again at {up_s:.1f}s")
+    results = await asyncio.gather(*done)
+    storm_s = max(float(r["t"]) for r in results) - t0
+    per_node = [sum(r["per_node"][i] for r in results) for i in range(cfg.nodes)]
+    attempts = sum(int(r["attempts"]) for r in results)
+    failures = sum(int(r["failures"]) for r in results)
+    refused = failure_summary(r["refusals"] for r in results)
+    published = await publishing
+    say(f"storm: every socket subscribed again {storm_s:.1f}s after SIGTERM "
+        f"(per node {per_node}, {attempts:,} attempts, {failures:,} failed); "
+        f"{len(published)} messages published")  # fmt: skip
+    deadline = time.monotonic() + cfg.deliver_timeout
+    got = await received_ids(clients)
+    while got < len(published) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)  # vt of messages in flight on closed sockets: no event for it
+        got = await received_ids(clients)
+    delivered_s = time.time() - t0
+    for c in clients:
+        await c.send("stop")
+    finals = await asyncio.gather(*(c.event("result", 60) for c in clients))
+    seen: set[str] = set()
+    for f in finals:
+        seen.update(f["ids"])
+    delivered = len(seen & set(published))
+    say(f"{delivered}/{len(published)} storm messages delivered, {delivered_s:.1f}s after SIGTERM")
+    return {
+        "storm_node_down_s": round(down_s, 1),
+        "storm_node_up_s": round(up_s, 1),
+        "storm_all_subscribed_s": round(storm_s, 1),
+        **{f"storm_node{i}_connections": n for i, n in enumerate(per_node)},
+        "storm_attempts": attempts,
+        "storm_failed_attempts": failures,
+        "storm_failures": refused,
+        "storm_published": len(published),
+        "storm_delivered": delivered,
+        "storm_delivered_after_s": round(delivered_s, 1),
+    }
+
+
+def scenario_config(profile: Profile) -> ScaleConfig:
+    """The scale scenario's sizes from a benchmark profile (``--set scale_connections=...``)."""
+    return ScaleConfig(
+        connections=profile.scale_connections, nodes=profile.scale_nodes,
+        queues=profile.scale_queues, users=profile.scale_users,
+        client_procs=profile.scale_client_procs, idle=profile.scale_idle,
+        storm_messages=profile.scale_storm_messages,
+    )  # fmt: skip
+
+
+async def scenario(profile: Profile, say: Say) -> Metrics:
+    """``python -m bench --scenarios scale``: :func:`scale` with the profile's sizes."""
+    return await scale(scenario_config(profile), say)
+
+
+def parse_args(argv: list[str] | None) -> tuple[ScaleConfig, str | None, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale",
+        description="Hold N authenticated, subscribed idle wsmq.v1 sockets on one node: node "
+        "RSS per socket, idle CPU, then a reconnect storm. See docs/bench.md.",
+    )
+    defaults = ScaleConfig()
+    for f in fields(ScaleConfig):
+        value = getattr(defaults, f.name)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=type(value), default=value,
+            help=f"(default {value})",
+        )  # fmt: skip
+    parser.add_argument("--out", default=None, help="also write the result (JSON) to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the nodes' log files")
+    args = parser.parse_args(argv)
+    cfg = ScaleConfig(**{f.name: getattr(args, f.name) for f in fields(ScaleConfig)})
+    try:
+        cfg.check()
+    except ValueError as exc:
+        parser.error(str(exc))
+    return cfg, args.out, bool(args.keep_logs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run import Progress  # bench.run imports this module
+
+    cfg, out, keep_logs = parse_args(argv)
+    try:
+        result = asyncio.run(scale(cfg, Progress(), keep_logs=keep_logs))
+    except ScaleLimitError as exc:
+        sys.stderr.write(f"python -m bench.scale: {exc}\n")
+        return 2
+    text = json.dumps({"config": asdict(cfg), "scale": result}, indent=2)
+    sys.stdout.write(text + "\n")
+    if out:
+        Path(out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
