@@ -47,6 +47,7 @@ class Profile:
     # scale (opt-in, bench/scale.py): N idle wsmq.v1 sockets on one node, then a restart storm
     scale_connections: int = 100_000
     scale_nodes: int = 2
+    scale_initial_nodes: int = 1
     scale_queues: int = 1000
     scale_users: int = 100
     scale_client_procs: int = 3

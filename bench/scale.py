@@ -323,6 +323,7 @@ async def scale(cfg: ScaleConfig, say: Say, *, keep_logs: bool = False) -> Metri
             idle_nodes_cpu_pct=round(100 * (cpu1["nodes"] - cpu0["nodes"]) / window, 2),
             idle_clients_cpu_pct=round(100 * (cpu1["clients"] - cpu0["clients"]) / window, 2),
             clients_rss_mib=round(sum(procs.rss_kib(p) for p in client_pids) / 1024, 1),
+            node0_open_files=open_files(nodes[0].pid),
         )
         say(f"node RSS {rss_loaded / 1024:.1f} MiB: {per_conn:.2f} KiB per connection; idle CPU "
             f"nodes {out['idle_nodes_cpu_pct']}% of a core, clients "
@@ -339,6 +340,14 @@ async def scale(cfg: ScaleConfig, say: Say, *, keep_logs: bool = False) -> Metri
         elif logs is not None:
             shutil.rmtree(logs, ignore_errors=True)
     return out
+
+
+def open_files(pid: int) -> int | None:
+    """Descriptors a process holds now (``/proc/<pid>/fd``), ``None`` when unreadable."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def failure_summary(counts: Iterable[dict[str, int]]) -> str:
@@ -410,6 +419,7 @@ def scenario_config(profile: Profile) -> ScaleConfig:
     """The scale scenario's sizes from a benchmark profile (``--set scale_connections=...``)."""
     return ScaleConfig(
         connections=profile.scale_connections, nodes=profile.scale_nodes,
+        initial_nodes=profile.scale_initial_nodes,
         queues=profile.scale_queues, users=profile.scale_users,
         client_procs=profile.scale_client_procs, idle=profile.scale_idle,
         storm_messages=profile.scale_storm_messages,

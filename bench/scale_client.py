@@ -208,6 +208,7 @@ class Fleet:
         self.storm_pending: set[int] | None = None
         self.storm_node = -1
         self.storm_started = (0, 0, 0)
+        self.refusals_before_storm = Counts()
         self.tasks: set[asyncio.Task[None]] = set()
 
     def queue_of(self, index: int) -> str:
@@ -287,6 +288,7 @@ class Fleet:
             i for i, s in enumerate(self.sockets) if s is not None and s.node == node
         }
         self.storm_started = (self.attempts, self.failures, self.lost)
+        self.refusals_before_storm = Counts(self.refusals)
         if not self.storm_pending:
             self.storm_pending = None
             self.report_storm()
@@ -305,7 +307,11 @@ class Fleet:
                 "attempts": self.attempts - a0,
                 "failures": self.failures - f0,
                 "lost": self.lost - l0,
-                "refusals": dict(self.refusals),
+                "refusals": {
+                    k: n - self.refusals_before_storm[k]
+                    for k, n in self.refusals.items()
+                    if n > self.refusals_before_storm[k]
+                },
             }
         )
 

@@ -73,3 +73,11 @@ def test_client_frames_are_masked_with_the_right_length(size: int, header: bytes
     frame = client_frame(0x1, b"x" * size)
     assert frame.startswith(header + b"\x00\x00\x00\x00")
     assert len(frame) == len(header) + 4 + size
+
+
+def test_scale_runs_only_when_asked_for() -> None:
+    from bench.run import parse_args
+
+    assert "scale" not in parse_args([]).scenarios
+    assert "scale" not in parse_args(["--quick"]).scenarios
+    assert parse_args(["--scenarios", "scale"]).scenarios == ["scale"]
