@@ -60,6 +60,7 @@ Say = Any  # a callable taking one progress line (bench.run.Progress)
 PORTS_PER_SOURCE_IP = 20_000  # of the ~28k ephemeral ports: headroom for TIME_WAIT and others
 
 
+STOP_GRACE_S = 30.0  # SIGTERM to SIGKILL of the restarted node
 FD_RESERVE = 512  # descriptors of a process besides its sockets (Redis, logs, epoll, ...)
 
 
@@ -372,19 +373,26 @@ async def storm(
     publishing = asyncio.ensure_future(
         publish(redis.url, queue_names(cfg), cfg.storm_messages, cfg.storm_rate)
     )
-    await node.stop(grace=30.0)  # SIGTERM: a graceful shutdown closes every socket (1001)
+    # SIGTERM: a graceful shutdown closes every socket (1001); SIGKILL if not gone in 30 s,
+    # as an orchestrator's grace period would (-9 in storm_node_exit)
+    code = await node.stop(grace=STOP_GRACE_S)
     down_s = time.time() - t0
     await node.start(ready_timeout=60.0)
     up_s = time.time() - t0
-    say(f"node 0 stopped after {down_s:.1f}s, ready again at {up_s:.1f}s")
+    killed = " (SIGKILLed: still running 30 s after SIGTERM)" if code == -9 else ""
+    say(f"node 0 stopped after {down_s:.1f}s{killed}, ready again at {up_s:.1f}s")
     results = await asyncio.gather(*done)
     storm_s = max(float(r["t"]) for r in results) - t0
+    lost = [r for r in results if r["last_lost_t"]]  # a process may have had none on node 0
+    first_closed_s = min(float(r["first_lost_t"]) for r in lost) - t0 if lost else None
+    all_closed_s = max(float(r["last_lost_t"]) for r in lost) - t0 if lost else None
     per_node = [sum(r["per_node"][i] for r in results) for i in range(cfg.nodes)]
     attempts = sum(int(r["attempts"]) for r in results)
     failures = sum(int(r["failures"]) for r in results)
     refused = failure_summary(r["refusals"] for r in results)
     published = await publishing
-    say(f"storm: every socket subscribed again {storm_s:.1f}s after SIGTERM "
+    say(f"storm: node 0's sockets closed from {first_closed_s or 0:.1f}s to "
+        f"{all_closed_s or 0:.1f}s after SIGTERM, every one subscribed again at {storm_s:.1f}s "
         f"(per node {per_node}, {attempts:,} attempts, {failures:,} failed); "
         f"{len(published)} messages published")  # fmt: skip
     deadline = time.monotonic() + cfg.deliver_timeout
@@ -403,7 +411,10 @@ async def storm(
     say(f"{delivered}/{len(published)} storm messages delivered, {delivered_s:.1f}s after SIGTERM")
     return {
         "storm_node_down_s": round(down_s, 1),
+        "storm_node_exit": code,
         "storm_node_up_s": round(up_s, 1),
+        "storm_first_closed_s": round(first_closed_s, 1) if first_closed_s is not None else None,
+        "storm_all_closed_s": round(all_closed_s, 1) if all_closed_s is not None else None,
         "storm_all_subscribed_s": round(storm_s, 1),
         **{f"storm_node{i}_connections": n for i, n in enumerate(per_node)},
         "storm_attempts": attempts,

@@ -209,6 +209,8 @@ class Fleet:
         self.storm_node = -1
         self.storm_started = (0, 0, 0)
         self.refusals_before_storm = Counts()
+        self.storm_first_lost = 0.0  # when the first / last marked socket closed
+        self.storm_last_lost = 0.0
         self.tasks: set[asyncio.Task[None]] = set()
 
     def queue_of(self, index: int) -> str:
@@ -233,6 +235,10 @@ class Fleet:
     def on_lost(self, sock: Sock) -> None:
         self.subscribed -= 1
         self.lost += 1
+        if self.storm_pending is not None and sock.index in self.storm_pending:
+            now = time.time()
+            self.storm_first_lost = self.storm_first_lost or now
+            self.storm_last_lost = now
         self.all_subscribed.clear()
         if self.sockets[sock.index] is sock:
             self.sockets[sock.index] = None
@@ -303,6 +309,8 @@ class Fleet:
             {
                 "event": "storm_done",
                 "t": time.time(),
+                "first_lost_t": self.storm_first_lost,
+                "last_lost_t": self.storm_last_lost,
                 "per_node": per_node,
                 "attempts": self.attempts - a0,
                 "failures": self.failures - f0,
