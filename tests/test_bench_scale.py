@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.procs import ROOT
-from bench.scale import ScaleConfig
 from bench.scale_client import client_frame
+from bench.scale_config import ScaleConfig
 
 
 def test_scale_scenario_holds_sockets_and_survives_a_node_restart(tmp_path: Path) -> None:
