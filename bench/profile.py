@@ -53,6 +53,15 @@ class Profile:
     fo_warmup: float = 1.0
     fo_grace: float = 3.0
     fo_flood_copies: int = 20_000
+    # scale (opt-in, bench/scale.py): N idle wsmq.v1 sockets on one node, then a restart storm
+    scale_connections: int = 100_000
+    scale_nodes: int = 2
+    scale_initial_nodes: int = 1
+    scale_queues: int = 1000
+    scale_users: int = 100
+    scale_client_procs: int = 3
+    scale_idle: float = 30.0
+    scale_storm_messages: int = 5000
 
 
 FULL = Profile(name="full")
@@ -86,6 +95,11 @@ QUICK = Profile(
     fo_warmup=0.3,
     fo_grace=1.5,
     fo_flood_copies=1000,
+    scale_connections=300,
+    scale_queues=30,
+    scale_users=3,
+    scale_idle=1.0,
+    scale_storm_messages=100,
 )
 
 
