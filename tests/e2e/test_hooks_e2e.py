@@ -263,3 +263,33 @@ async def test_authenticate_hook_returning_garbage_is_a_json_503(
     status, body = await handshake(http, node, {})
     assert (status, body["error"]) == (503, "unavailable")
     assert (await _readyz(http, node))[0] == 200  # the node is fine
+
+
+@pytest.mark.parametrize("opted_in", [False, True])
+async def test_leave_asks_an_authorize_hook_as_subscribe_unless_it_opted_in_to_leave(
+    opted_in: bool, start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
+) -> None:
+    """A hook written for ``subscribe``/``send`` only (denying what it does not know) keeps
+    allowing ``/leave``; with ``authorize_leave=True`` it is asked ``leave`` and decides."""
+    calls: list[tuple[str, str]] = []
+
+    def strict_hook(user: Any, qname: str, action: str) -> bool:
+        calls.append((qname, action))
+        if action in ("subscribe", "send"):
+            return qname == "room-1"
+        if action == "leave":
+            return qname == "room-1" and user.user_id != "nobody"
+        return False  # unknown actions: denied
+
+    alice = await make_user()
+    node = await start_node(authorize=strict_hook, authorize_leave=opted_in)
+    ws = await connect(http, node, alice)
+    await ws.send_str("/leave/room-1 device=old-phone")
+    assert await recv(ws) == {
+        "type": "left", "queue": "room-1", "device": "old-phone", "removed": False
+    }  # fmt: skip
+    await ws.send_str("/leave/room-2 device=old-phone")
+    assert (await recv(ws))["code"] == "forbidden"
+    action = "leave" if opted_in else "subscribe"
+    assert calls == [("room-1", action), ("room-2", action)]
+    await ws.close()

@@ -205,3 +205,42 @@ async def test_a_resubscribe_right_after_the_last_release_keeps_the_lease(
         assert await queues.redis.zscore(queues.keys.device_leases("rs"), member) is not None
     finally:
         await slow.close()
+
+
+async def test_the_sweep_drops_inbox_entries_past_the_message_ttl(queues: Queues) -> None:
+    """An offline device's inbox does not grow until the retention ends: the sweep drops what
+    the queue's message TTL expired (receive would never deliver it), and nothing else."""
+    await queues.create_queue("ttlq", vt=30, message_ttl=1)
+    await queues.create_queue("keepq", vt=30)  # no TTL: its inbox is left alone
+    for qname in ("ttlq", "keepq"):
+        for device in ("offline", "reader"):
+            await queues.register_device(qname, device, "n1", 60_000)
+            await queues.release_device(qname, device, "n1")  # not in use: offline
+    old = [await queues.send_message("ttlq", f"old{i}") for i in range(3)]
+    kept = await queues.send_message("keepq", "kept")
+    for qname in ("ttlq", "keepq"):
+        assert (await queues.fan_out(qname, 86_400_000)).moved == len(
+            old if qname == "ttlq" else [kept]
+        )
+    reader = inbox_name("ttlq", "reader")
+    in_flight = await queues.receive_messages(reader, 1)  # hidden for 30 s: not touched
+    assert [m.id for m in in_flight] == old[:1]
+    await asyncio.sleep(1.2)  # the behaviour under test is time passing: the TTL is 1 s
+    fresh = await queues.send_message("ttlq", "fresh")
+    assert (await queues.fan_out("ttlq", 86_400_000)).moved == 1
+    leases = DeviceLeases(queues, retention=3600)
+    await leases.sweep()
+    offline = inbox_name("ttlq", "offline")
+    # Dropped by the sweep itself (a receive would drop them too, and count them the same).
+    assert (await queues.get_queue_attributes(offline)).totalexpired == 3
+    assert (await queues.get_queue_attributes(offline)).msgs == 1
+    assert (await queues.get_queue_attributes(reader)).msgs == 2  # fresh + the in-flight one
+    assert [m.id for m in await queues.receive_messages(offline, 10)] == [fresh]
+    assert [m.id for m in await queues.receive_messages(reader, 10)] == [fresh]
+    assert await queues.delete_messages(reader, old[:1]) == 1  # the in-flight one was kept
+    assert (await queues.get_queue_attributes(offline)).totalexpired == 3
+    assert (await queues.get_queue_attributes(reader)).totalexpired == 2
+    keep = await queues.receive_messages(inbox_name("keepq", "offline"), 10)
+    assert [m.id for m in keep] == [kept]
+    # Both devices stay registered (the retention, an hour, is not over).
+    assert (await queues.fan_out("ttlq", 86_400_000, budget=0)).live == 2

@@ -9,6 +9,7 @@ import pytest
 
 from wsmq.protocol import server_frames as sf
 from wsmq.protocol import wire as p
+from wsmq.protocol.access import default_authorize
 from wsmq.protocol.actions import DoAck, DoAuthorize, DoLeave, DoSubscribe, DoUnsubscribe, Reply
 from wsmq.protocol.wire import ErrorCode, Mode, parse_frame
 
@@ -92,6 +93,25 @@ def test_leave_with_an_authorize_hook_asks_as_subscribe() -> None:
     assert isinstance(ask[0], DoAuthorize)
     assert s.authorized(ask[0], True) == [DoLeave("any", "d")]
     assert only_error(s.authorized(ask[0], False))["code"] == "forbidden"
+
+
+def test_leave_with_an_opted_in_authorize_hook_asks_as_leave() -> None:
+    s = open_session(authorize_hook=True, authorize_leave=True)
+    ask = s.receive("/leave/any device=d", T0)
+    assert ask == [DoAuthorize(USER, "any", "leave", p.Leave("any", "d"))]
+    assert isinstance(ask[0], DoAuthorize)
+    assert s.authorized(ask[0], True) == [DoLeave("any", "d")]
+    assert only_error(s.authorized(ask[0], False))["code"] == "forbidden"
+    # /subscribe and /send are asked as before.
+    sub = s.receive("/subscribe/any", T0)
+    assert sub == [DoAuthorize(USER, "any", "subscribe", p.Subscribe("any", None))]
+
+
+def test_the_default_rule_lets_a_user_leave_where_it_may_subscribe() -> None:
+    user = USER
+    assert default_authorize(user, user.user_id, "leave")
+    assert not default_authorize(user, "someone-else", "leave")
+    assert not default_authorize(user, user.user_id, "unknown")
 
 
 def test_legacy_device_subscription_sends_no_success_frames() -> None:

@@ -3,6 +3,7 @@ real Redis (docs/delivery.md, Devices)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -316,3 +317,26 @@ async def test_a_client_cannot_name_the_shared_inbox(queues: Queues) -> None:
     with pytest.raises(InvalidFormat):
         await queues.leave_device("gq", GROUP)
     assert not is_valid_device(GROUP)
+
+
+async def test_a_sweep_drops_inbox_copies_past_the_message_ttl(queues: Queues) -> None:
+    await queues.create_queue("tq", message_ttl=1)
+    await queues.register_device("tq", "away", "n1", LEASE)
+    await queues.release_device("tq", "away", "n1")
+    old = await queues.send_message("tq", "old")
+    assert (await queues.fan_out("tq", DAY)).moved == 1
+    assert (await queues.fan_out("tq", DAY, budget=0)).expired == 0  # not yet expired
+    await asyncio.sleep(1.2)  # the TTL (1 s) passing is the behaviour under test
+    new = await queues.send_message("tq", "new")
+    assert (await queues.fan_out("tq", DAY)).moved == 1  # a fan-out drops nothing
+    inbox = inbox_name("tq", "away")
+    assert (await queues.get_queue_attributes(inbox)).msgs == 2
+    result = await queues.fan_out("tq", DAY, budget=0)
+    # The old copy expired in the device's inbox and in the plain subscribers' shared one.
+    assert (result.expired, result.removed, result.live, result.group) == (2, (), 1, True)
+    group = await queues.get_queue_attributes(inbox_name("tq", GROUP))
+    assert (group.msgs, group.totalexpired) == (1, 1)
+    attrs = await queues.get_queue_attributes(inbox)
+    assert (attrs.msgs, attrs.totalexpired) == (1, 1)
+    assert [m.id for m in await queues.receive_messages(inbox, 10)] == [new]
+    assert old != new

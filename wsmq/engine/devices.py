@@ -8,7 +8,8 @@ now). If the node dies, the lease simply expires and counts as the device's last
 
 Each node also sweeps, every :meth:`DeviceLeases.sweep_interval` seconds, every queue that has
 devices, removing those unused for longer than the retention (a fan-out that finds messages
-to copy does the same). Renewals and sweeps run in a task of their own, so a long
+to copy does the same) and dropping inbox messages older than the queue's message
+TTL. Renewals and sweeps run in a task of their own, so a long
 sweep never delays the fallback poll.
 """
 
@@ -150,10 +151,19 @@ class DeviceLeases:
             await self.sweep()
 
     async def sweep(self) -> None:
-        """Remove the devices unused for longer than the retention, on every queue."""
+        """Remove the devices unused for longer than the retention, on every queue, and drop
+        the inbox messages past their queue's message TTL (an offline device's inbox would
+        otherwise keep them until the retention ends)."""
         for qname in await self.queues.device_queue_names():
             result = await self.queues.fan_out(qname, self.retention_ms, budget=0)
             self.removed(qname, result.removed)
+            if result.expired:
+                log.info(
+                    "queue %s: dropped %d inbox message(s) past the message TTL",
+                    qname,
+                    result.expired,
+                    extra={"event": "inbox_expired", "queue": qname},
+                )
             if result.live == 0 and not result.group:
                 await self.queues.forget_device_queue(qname)
 

@@ -70,6 +70,7 @@ def assemble(
     authorize: AuthorizeHook | None,
     authenticate: Authenticate | None,
     user_store: UserStore | None,
+    authorize_leave: bool = False,
 ) -> NodeParts:
     """Build every part and mount the routes; nothing connects yet (no event loop needed)."""
     from wsmq.queue import Queues
@@ -126,6 +127,7 @@ def assemble(
         metrics=metrics,
         health=health,
         authorize=authorize,
+        authorize_leave=authorize_leave,
         authenticate=authenticate,
     )
     closers: list[Closer] = [listener_close(listener)]

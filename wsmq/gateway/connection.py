@@ -102,6 +102,7 @@ class Connection:
             user=user,
             limits=state.session_limits,
             authorize_hook=state.authorize is not None,
+            authorize_leave=state.authorize_leave,
         )
         self.mode_label = "v1" if mode is p.Mode.V1 else "legacy"
         self.closing = False

@@ -295,6 +295,7 @@ def serve(
     authorize: AuthorizeHook | None = None,
     authenticate: Authenticate | None = None,
     user_store: UserStore | None = None,
+    authorize_leave: bool = False,
     **overrides: Any,  # Settings fields
 ) -> GatewayStart:
     """Assemble a gateway node; ``await`` the result to start it (or ``async with`` it).
@@ -311,11 +312,15 @@ def serve(
             fields (``serve(redis_url=..., secret=..., users_file=..., port=0)``).
         authorize: ``authorize(user, qname, action) -> bool``, sync or ``async`` (action
             ``"subscribe"`` or ``"send"``) replacing the default own-id/``queues``/``publish``
-            rule. A hook that raises, or an async one slower than 5 s, denies.
+            rule. A hook that raises, or an async one slower than 5 s, denies. ``/leave`` asks
+            it with action ``"subscribe"`` unless ``authorize_leave``.
         authenticate: ``async authenticate(request) -> user | None`` replacing token
             authentication (a host app's session cookie); a user is an object with
             ``user_id`` (and optionally ``queues``, ``publish``, ``token_exp``) or an id string.
         user_store: a :class:`wsmq.auth.UserStore` instead of ``mongo_url``/``users_file``.
+        authorize_leave: ask ``authorize`` with action ``"leave"`` for ``/leave`` (a hook that
+            knows it); off by default, so that a hook denying actions it does not know keeps
+            allowing ``/leave`` as it did (asked ``"subscribe"``).
 
     Raises:
         wsmq.settings.SettingsError: invalid settings.
@@ -325,7 +330,7 @@ def serve(
     settings = (settings or Settings()).replace(**overrides) if overrides else settings
     settings = settings or Settings()
     set_fast_paths(settings.fast_paths)
-    parts = assemble(app, settings, authorize, authenticate, user_store)
+    parts = assemble(app, settings, authorize, authenticate, user_store, authorize_leave)
     gateway = Gateway(
         parts.app,
         parts.state,

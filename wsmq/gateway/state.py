@@ -70,6 +70,8 @@ class GatewayState:
     metrics: GatewayMetrics
     health: HealthChecks
     authorize: AuthorizeHook | None = None
+    #: ``authorize`` is asked with action ``"leave"`` for ``/leave`` (else ``"subscribe"``).
+    authorize_leave: bool = False
     authenticate: Authenticate | None = None
     connections: set[NodeMember] = field(default_factory=set)
     by_user: dict[str, set[NodeMember]] = field(default_factory=dict)

@@ -32,14 +32,17 @@ class User(Protocol):
 
 
 #: A host app's ``authorize(user, qname, action) -> bool`` hook, sync or async (``action``:
-#: ``"subscribe"`` or ``"send"``). The session does not call it: it returns
+#: ``"subscribe"`` or ``"send"``; ``"leave"`` for ``/leave`` when the hook opted in with
+#: ``serve(authorize_leave=True)``, else ``/leave`` asks ``"subscribe"``, as before). The
+#: session does not call it: it returns
 #: :class:`~wsmq.protocol.actions.DoAuthorize` and the server layer runs it.
 AuthorizeHook = Callable[[User, str, str], bool | Awaitable[bool]]
 
 
 def default_authorize(user: User, qname: str, action: str) -> bool:
-    """Own-queue rule: subscribe to your own id and ``queues``; send to ``publish``."""
-    if action == "subscribe":
+    """Own-queue rule: subscribe to (and leave a device of) your own id and ``queues``; send
+    to ``publish``."""
+    if action in ("subscribe", "leave"):
         return qname == user.user_id or qname in membership(user.queues)
     if action == "send":
         return qname in membership(user.publish)

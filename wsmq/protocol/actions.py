@@ -73,7 +73,7 @@ class DoAuthorize:
 
     user: User
     qname: str
-    action: Literal["subscribe", "send"]
+    action: Literal["subscribe", "send", "leave"]
     then: Subscribe | Send | Leave
 
 

@@ -42,6 +42,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 from wsmq.protocol import wire as p
 from wsmq.protocol.access import User, default_authorize
@@ -117,14 +118,18 @@ class Session:
         user: the user authenticated from handshake headers, or ``None`` to require
             ``/auth <x-token> <x-access-token>`` as the first frame.
         limits: per-connection limits.
-        authorize_hook: a host app's hook decides ``/subscribe`` and ``/send``: the session
-            returns :class:`DoAuthorize` and goes on in :meth:`authorized`. Without one,
+        authorize_hook: a host app's hook decides ``/subscribe``, ``/send`` and ``/leave``: the
+            session returns :class:`DoAuthorize` and goes on in :meth:`authorized`. Without one,
             :func:`default_authorize` decides on the spot.
+        authorize_leave: the hook is asked with action ``"leave"`` for ``/leave``; else with
+            ``"subscribe"`` (hooks written before ``"leave"`` existed may deny actions they do
+            not know: they keep deciding ``/leave`` as a subscription).
     """
 
     __slots__ = (
         "_bucket",
         "_hooked",
+        "_leave_action",
         "_now",
         "_pending",
         "_subscribed",
@@ -146,10 +151,14 @@ class Session:
         user: User | None = None,
         limits: SessionLimits | None = None,
         authorize_hook: bool = False,
+        authorize_leave: bool = False,
     ) -> None:
         self.mode = mode
         self.limits = limits or SessionLimits()
         self._hooked = authorize_hook
+        self._leave_action: Literal["subscribe", "leave"] = (
+            "leave" if authorize_leave else "subscribe"
+        )
         self.user: User | None = user
         self.token_exp: float | None = user.token_exp if user is not None else None
         self.state = State.OPEN if user is not None else State.AWAITING_AUTH
@@ -261,8 +270,8 @@ class Session:
                 return self._unsubscribe(qname)
             case p.Leave(qname, _):
                 if self._hooked and self.user is not None:
-                    return [DoAuthorize(self.user, qname, "subscribe", command)]
-                if not self._allowed(qname, "subscribe"):
+                    return [DoAuthorize(self.user, qname, self._leave_action, command)]
+                if not self._allowed(qname, "leave"):
                     return [self._forbidden(qname, "leave")]
                 return self._leave_allowed(command)
             case p.Ack(qname, msg_id):

@@ -84,6 +84,8 @@ class FanOut:
     #: The plain subscribers' shared inbox (:data:`~wsmq.protocol.names.GROUP`) is registered:
     #: its consumers receive from it, not from the queue.
     group: bool = False
+    #: Inbox entries dropped by the queue's message TTL (a sweep, ``budget=0``, only).
+    expired: int = 0
 
 
 def _registry_keys(queues: Queues, qname: str) -> list[str]:
@@ -208,7 +210,7 @@ async def fan_out(
             devices = sorted(text(d) for d in reply[1:])
             queues.device_hint[qname] = devices
             continue
-        gone = {text(d) for d in reply[6:]}
+        gone = {text(d) for d in reply[7:]}
         live, group = int(reply[4]), int(reply[5]) == 1
         if not group:
             gone.add(GROUP)
@@ -217,7 +219,9 @@ async def fan_out(
         # (the shared inbox is no device: its removal is not reported, ``group`` says it)
         removed = tuple(d for d in devices if d in gone and d != GROUP)
         nxt = text(reply[3])
-        return FanOut(removed, int(reply[2]), float(nxt) if nxt else None, live, group)
+        return FanOut(
+            removed, int(reply[2]), float(nxt) if nxt else None, live, group, int(reply[6])
+        )
     raise DevicesChanging(f"the devices of queue {qname} kept changing during the fan-out")
 
 

@@ -5,7 +5,11 @@
 -- 1. check the caller passed the inbox keys of exactly the registered devices;
 -- 2. expired leases (a node that died) count as "last seen" at their expiry; a device not in
 --    use and last seen more than ARGV[1] ms ago is removed with its inbox (retention);
--- 3. every live inbox gets the queue's settings (unless ARGV[2] is 0: a sweep);
+-- 3. every live inbox gets the queue's settings (unless ARGV[2] is 0: a sweep); a sweep drops
+--    instead, from each live inbox with a message TTL (its 'wsmq:ttl', the queue's), up to
+--    EXPIRE_BUDGET entries visible since at least the TTL: an entry's score is never below its
+--    original send time (the time in its id, which receive counts the TTL from), so these
+--    are all expired; counted in the inbox's 'wsmq:totalexpired' as receive does;
 -- 4. up to ARGV[2] visible messages move from the queue into every live inbox (visible now,
 --    receive count 0 there); the queue keeps delayed and hidden ones until they are visible.
 -- KEYS[1] queue zset, KEYS[2] queue hash, KEYS[3] devices zset, KEYS[4] leases zset,
@@ -18,12 +22,15 @@
 -- and it is removed (registry, leases, inbox) as soon as its inbox is empty, so that its
 -- consumers go back to the queue itself once they drained it.
 -- Returns {1, device...} when the device list is stale (the caller retries with those), else
--- {0, removed, moved, next, live, group, removed device...}: next = lowest score left in the
--- queue ('' = empty), live = real devices left (not counting '~'), -1 when the queue does not
--- exist (nothing moved), group = 1 while the shared inbox '~' is registered.
+-- {0, removed, moved, next, live, group, expired, removed device...}: next = lowest score left
+-- in the queue ('' = empty), live = real devices left (not counting '~'), -1 when the queue does
+-- not exist (nothing moved), group = 1 while the shared inbox '~' is registered, expired =
+-- inbox entries dropped by their message TTL (a sweep only).
 local _, _, ms = wsmq_now()
 local now = wsmq_fmt(ms)
 local budget = tonumber(ARGV[2])
+-- Most expired entries one sweep drops from one inbox (the next sweep goes on).
+local EXPIRE_BUDGET = 1000
 
 local function next_score()
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -55,7 +62,7 @@ if budget > 0 then
         group = drop_group_if_drained(KEYS[#KEYS - 1], KEYS[#KEYS])
       end
       if (n > 0 or group == 1) and redis.call('HEXISTS', KEYS[2], 'vt') == 0 then n = -1 end
-      return {0, 0, 0, first[2] or '', n, group}
+      return {0, 0, 0, first[2] or '', n, group, 0}
     end
   end
 end
@@ -136,6 +143,28 @@ if nlive > 0 and budget > 0 then  -- (a sweep, budget 0, only removes: no writes
     end
   end
 end
-local out = {0, #removed_names, moved, next_score(), nlive, has_group}
+local expired = 0
+if budget == 0 then
+  for _, inbox in ipairs(live) do
+    local ttl_ms = (tonumber(redis.call('HGET', inbox[2], 'wsmq:ttl') or '0') or 0) * 1000
+    if ttl_ms > 0 then
+      local ids = redis.call('ZRANGEBYSCORE', inbox[1], '-inf', wsmq_fmt(ms - ttl_ms),
+        'LIMIT', 0, EXPIRE_BUDGET)
+      if #ids > 0 then
+        local fields = {}
+        for _, id in ipairs(ids) do
+          fields[#fields + 1] = id
+          fields[#fields + 1] = id .. ':rc'
+          fields[#fields + 1] = id .. ':fr'
+        end
+        redis.call('ZREM', inbox[1], unpack(ids))
+        redis.call('HDEL', inbox[2], unpack(fields))
+        redis.call('HINCRBY', inbox[2], 'wsmq:totalexpired', #ids)
+        expired = expired + #ids
+      end
+    end
+  end
+end
+local out = {0, #removed_names, moved, next_score(), nlive, has_group, expired}
 for _, d in ipairs(removed_names) do out[#out + 1] = d end
 return out
