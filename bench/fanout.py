@@ -163,7 +163,7 @@ async def setup(queues: Any, case: Case, baseline: bool) -> tuple[list[str], lis
     for q in members:
         await queues.create_queue(q)
     group = f"{prefix}g"
-    await queues.group_add(group, *members)
+    await queues.groups.add(group, *members)
     return [group], [{"queue": q} for q in members]
 
 

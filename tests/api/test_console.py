@@ -410,7 +410,7 @@ async def test_console_on_a_phone_and_in_dark_mode(
     await queues.send_messages("orders", [f'{{"order": {i}}}' for i in range(12)])
     await queues.send_messages("emails", ["welcome", "reset"])
     await queues.send_messages("dead", ["poison"])
-    await queues.group_add("fanout", "emails", "orders")
+    await queues.groups.add("fanout", "emails", "orders")
 
     # A phone: no horizontal scrolling; the table turns into labelled cards.
     tab = await open_tab(browser, viewport=PHONE, is_mobile=True, has_touch=True)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from wsmq.api import ROUTES, openapi_document
 from wsmq.gateway import Gateway
+from wsmq.protocol.json_types import JsonObject, JsonValue
 
 from .conftest import Api
 
@@ -24,10 +25,21 @@ def _mounted(app: web.Application) -> set[tuple[str, str]]:
     return out
 
 
-def _documented(doc: dict[str, object]) -> set[tuple[str, str]]:
-    paths = doc["paths"]
-    assert isinstance(paths, dict)
-    return {(m.upper(), p) for p, item in paths.items() for m in item}
+def _obj(value: JsonValue) -> JsonObject:
+    """``value`` as an object: the document's nodes are typed as any JSON value."""
+    assert isinstance(value, dict), value
+    return value
+
+
+def _at(value: JsonValue, *path: str) -> JsonObject:
+    """The object at ``path`` below ``value``."""
+    for key in path:
+        value = _obj(value)[key]
+    return _obj(value)
+
+
+def _documented(doc: JsonObject) -> set[tuple[str, str]]:
+    return {(m.upper(), p) for p, item in _at(doc, "paths").items() for m in _obj(item)}
 
 
 async def test_every_route_documented_and_every_documented_route_mounted(
@@ -43,16 +55,16 @@ async def test_every_route_documented_and_every_documented_route_mounted(
 def test_scopes_match_the_route_table() -> None:
     doc = openapi_document()
     for method, path, scope, _ in ROUTES:
-        op = doc["paths"][path][method.lower()]
+        op = _at(doc, "paths", path, method.lower())
         assert op["x-wsmq-scope"] == scope, (method, path)
-        assert "401" in op["responses"] and "403" in op["responses"]
+        assert "401" in _at(op, "responses") and "403" in _at(op, "responses")
 
 
 def test_refs_resolve() -> None:
     doc = openapi_document()
     text = repr(doc)
     for name in re.findall(r"#/components/schemas/(\w+)", text):
-        assert name in doc["components"]["schemas"], name
+        assert name in _at(doc, "components", "schemas"), name
 
 
 def test_docs_api_md_lists_every_operation_with_its_scope() -> None:
@@ -68,10 +80,12 @@ def test_docs_api_md_lists_every_operation_with_its_scope() -> None:
 
 def test_path_parameters_declared() -> None:
     doc = openapi_document()
-    for path, item in doc["paths"].items():
+    for path, item in _at(doc, "paths").items():
         names = set(re.findall(r"{(\w+)}", path))
-        for method, op in item.items():
-            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+        for method, op in _obj(item).items():
+            params = _obj(op).get("parameters", [])
+            assert isinstance(params, list)
+            declared = {_obj(p)["name"] for p in params if _obj(p)["in"] == "path"}
             assert declared == names, (method, path)
 
 
@@ -80,7 +94,7 @@ async def test_schemas_name_exactly_the_fields_served(api: Api, node: Gateway) -
     from wsmq.queue import Queues
 
     assert node.api is not None
-    schemas = openapi_document()["components"]["schemas"]
+    schemas = _at(openapi_document(), "components", "schemas")
     queues = Queues.from_url(node.settings.redis_url)
     try:
         await queues.create_queue("q1")
@@ -92,11 +106,11 @@ async def test_schemas_name_exactly_the_fields_served(api: Api, node: Gateway) -
         await queues.close()
     _, listed, _ = await api.call("GET", "/api/queues")
     (queue,) = listed["queues"]
-    assert set(queue) == set(schemas["Queue"]["properties"])
+    assert set(queue) == set(_at(schemas, "Queue", "properties"))
     _, peeked, _ = await api.call("GET", "/api/queues/q1/messages")
-    assert set(peeked["messages"][0]) == set(schemas["PeekedMessage"]["properties"])
+    assert set(peeked["messages"][0]) == set(_at(schemas, "PeekedMessage", "properties"))
     _, rates, _ = await api.call("GET", "/api/queues/q1/rates")
-    assert set(rates["points"][0]) == set(schemas["RatePoint"]["properties"])
+    assert set(rates["points"][0]) == set(_at(schemas, "RatePoint", "properties"))
     await node.api.announcer.announce()
     _, nodes, _ = await api.call("GET", "/api/nodes")
-    assert set(nodes["nodes"][0]) == set(schemas["Node"]["properties"])
+    assert set(nodes["nodes"][0]) == set(_at(schemas, "Node", "properties"))

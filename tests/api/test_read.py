@@ -150,7 +150,7 @@ async def test_rates_off(
 async def test_groups_show_their_members(api: Api, queues: Queues) -> None:
     await queues.create_queue("inbox-a")
     await queues.create_queue("inbox-b")
-    await queues.group_add("everyone", "inbox-b", "inbox-a")
+    await queues.groups.add("everyone", "inbox-b", "inbox-a")
     status, body, _ = await api.call("GET", "/api/queues", "reader")
     assert status == 200
     by_name = {q["name"]: q for q in body["queues"]}

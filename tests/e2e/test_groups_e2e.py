@@ -23,7 +23,7 @@ async def test_send_to_a_group_fans_out_to_every_members_subscriber(
     publisher = await make_user(publish=("team",))
     for user in (alice, bob):
         await queues.create_queue(user.user_id)
-    await queues.group_add("team", alice.user_id, bob.user_id)
+    await queues.groups.add("team", alice.user_id, bob.user_id)
 
     ws_alice = await connect(http, alice_node, alice)
     ws_bob = await connect(http, bob_node, bob)
@@ -57,7 +57,7 @@ async def test_a_node_stops_its_copier_and_another_node_copies(
 ) -> None:
     first = await start_node()
     await queues.create_queue("inbox")
-    await queues.group_add("g", "inbox")
+    await queues.groups.add("g", "inbox")
     await first.close()
     await queues.send_message("g", "while no node runs")
     assert (await queues.get_queue_attributes("g")).msgs == 1  # waits durably in the group
@@ -75,7 +75,7 @@ async def test_subscribing_to_a_group_is_refused_with_is_group(
     node = await start_node()
     user = await make_user(queues=("news",))
     await queues.create_queue(user.user_id)
-    await queues.group_add("news", user.user_id)
+    await queues.groups.add("news", user.user_id)
     ws = await connect(http, node, user)
     for frame in ("/subscribe/news", "/subscribe/news device=phone"):
         await ws.send_str(frame)
@@ -99,7 +99,7 @@ async def test_the_copier_counts_copies_and_missing_members_in_metrics(
     node = await start_node()
     for q in ("m1", "m2"):
         await queues.create_queue(q)
-    await queues.group_add("g", "m1", "m2")
+    await queues.groups.add("g", "m1", "m2")
     await queues.send_message("g", "one")
 
     def sample(name: str, label: str) -> float:
@@ -135,7 +135,7 @@ async def test_a_node_with_group_copier_off_copies_nothing(
     node = await start_node(group_copier=False)
     assert node.copier is None
     await queues.create_queue("inbox")
-    await queues.group_add("g", "inbox")
+    await queues.groups.add("g", "inbox")
     await queues.send_message("g", "left to other copiers")
     # Still in the group for a copier of our own: no node copier took it (a copier that ran
     # would have been woken by the send's notification and raced this one).

@@ -24,60 +24,60 @@ async def member_ids(queues: Queues, qname: str) -> list[str]:
 async def test_group_add_creates_the_group_and_lists_it(queues: Queues) -> None:
     for q in ("a", "b", "c"):
         await queues.create_queue(q)
-    assert await queues.group_add("news", "a", "b") == 2
-    assert await queues.group_add("news", "b", "c", "c") == 1  # b already, c once
-    assert await queues.group_members("news") == ["a", "b", "c"]
-    assert await queues.list_groups() == ["news"]
+    assert await queues.groups.add("news", "a", "b") == 2
+    assert await queues.groups.add("news", "b", "c", "c") == 1  # b already, c once
+    assert await queues.groups.members("news") == ["a", "b", "c"]
+    assert await queues.groups.names() == ["news"]
     assert "news" in await queues.list_queues()  # a group is a queue (RSMQ publishers send to it)
-    assert await queues.is_group("news") and not await queues.is_group("a")
+    assert await queues.groups.is_group("news") and not await queues.groups.is_group("a")
     attrs = await queues.get_queue_attributes("news")
     assert (attrs.vt, attrs.delay, attrs.maxsize) == (30, 0, 65536)
-    assert await queues.group_add("empty") == 0  # a group with no member yet
-    assert await queues.list_groups() == ["empty", "news"]
-    assert await queues.group_members("empty") == []
+    assert await queues.groups.add("empty") == 0  # a group with no member yet
+    assert await queues.groups.names() == ["empty", "news"]
+    assert await queues.groups.members("empty") == []
 
 
 async def test_group_errors_are_typed_and_name_the_queue(queues: Queues) -> None:
     await queues.create_queue("plain")
     with pytest.raises(QueueNotFound, match="'ghost'"):
-        await queues.group_add("g", "plain", "ghost")
-    assert await queues.list_groups() == []  # nothing created by a refused call
-    await queues.group_add("g", "plain")
+        await queues.groups.add("g", "plain", "ghost")
+    assert await queues.groups.names() == []  # nothing created by a refused call
+    await queues.groups.add("g", "plain")
     with pytest.raises(InvalidValue, match="cannot be a member of a group"):
-        await queues.group_add("g2", "g")
+        await queues.groups.add("g2", "g")
     with pytest.raises(InvalidValue, match="member of itself"):
-        await queues.group_add("g", "g")
+        await queues.groups.add("g", "g")
     with pytest.raises(NotAGroup, match="'plain'"):
-        await queues.group_add("plain")
+        await queues.groups.add("plain")
     with pytest.raises(NotAGroup):
-        await queues.group_members("plain")
+        await queues.groups.members("plain")
     with pytest.raises(NotAGroup):
-        await queues.group_remove("plain", "g")
+        await queues.groups.remove("plain", "g")
     with pytest.raises(QueueNotFound):
-        await queues.group_members("nope")
+        await queues.groups.members("nope")
     with pytest.raises(InvalidFormat):
-        await queues.group_add("bad name", "plain")
+        await queues.groups.add("bad name", "plain")
     with pytest.raises(InvalidFormat):
-        await queues.group_add("g", "QUEUES")
+        await queues.groups.add("g", "QUEUES")
 
 
 async def test_remove_delete_and_deleting_a_member(queues: Queues) -> None:
     for q in ("a", "b", "c"):
         await queues.create_queue(q)
-    await queues.group_add("g", "a", "b", "c")
-    assert await queues.group_remove("g", "a", "zzz") == 1
-    assert await queues.group_members("g") == ["b", "c"]
+    await queues.groups.add("g", "a", "b", "c")
+    assert await queues.groups.remove("g", "a", "zzz") == 1
+    assert await queues.groups.members("g") == ["b", "c"]
     await queues.delete_queue("b")  # a deleted queue leaves every group
-    assert await queues.group_members("g") == ["c"]
+    assert await queues.groups.members("g") == ["c"]
     await queues.send_message("g", "never copied")
-    await queues.delete_group("g")
-    assert await queues.list_groups() == []
+    await queues.groups.delete("g")
+    assert await queues.groups.names() == []
     assert "g" not in await queues.list_queues()
     assert not await queues.redis.exists(queues.keys.members("g"))
     with pytest.raises(QueueNotFound):
-        await queues.delete_group("g")
+        await queues.groups.delete("g")
     with pytest.raises(NotAGroup):
-        await queues.delete_group("c")
+        await queues.groups.delete("c")
     assert await queues.queue_exists("c")  # members stay
 
 
@@ -87,7 +87,7 @@ async def test_send_to_a_group_reaches_every_member_exactly_once(queues: Queues)
         assert len({slot(queues.keys.messages(m)) * 3 // 16384 for m in members}) == 3
     for m in members:
         await queues.create_queue(m)
-    await queues.group_add("news", *members)
+    await queues.groups.add("news", *members)
     ids = [await queues.send_message("news", f"m{i}") for i in range(5)]
     ids += await queues.send_messages("news", [f"b{i}" for i in range(7)])
     copier = GroupCopier(queues, batch_size=5)  # several batches
@@ -110,29 +110,29 @@ async def test_a_redone_copy_is_not_stored_twice_even_after_the_member_acked(
     queues: Queues,
 ) -> None:
     await queues.create_queue("a")
-    await queues.group_add("g", "a")
+    await queues.groups.add("g", "a")
     await queues.send_messages("g", ["x", "y"])
     msgs = await queues.receive_messages("g", 10)
-    assert await queues.copy_group_messages("a", msgs) == ["new", "new"]
+    assert await queues.groups.copy_messages("a", msgs) == ["new", "new"]
     # The copier "died" here: the group still holds both; a redo must not store them again,
-    assert await queues.copy_group_messages("a", msgs) == ["dup", "dup"]
+    assert await queues.groups.copy_messages("a", msgs) == ["dup", "dup"]
     # not even once the member's consumer has received and deleted (acked) the copies.
     got = await queues.receive_messages("a", 10)
     assert await queues.delete_messages("a", [m.id for m in got]) == 2
-    assert await queues.copy_group_messages("a", msgs) == ["dup", "dup"]
+    assert await queues.groups.copy_messages("a", msgs) == ["dup", "dup"]
     assert await member_ids(queues, "a") == []
     assert (await queues.get_queue_attributes("a")).totalsent == 2
 
 
 async def test_group_without_members_keeps_its_messages(queues: Queues) -> None:
-    await queues.group_add("g")
+    await queues.groups.add("g")
     msg_id = await queues.send_message("g", "wait for me")
     copier = GroupCopier(queues)
     assert await copier.run_once() == 0
     attrs = await queues.get_queue_attributes("g")
     assert (attrs.msgs, attrs.hiddenmsgs) == (1, 0)  # kept, and not even hidden
     await queues.create_queue("late")
-    await queues.group_add("g", "late")
+    await queues.groups.add("g", "late")
     assert await copier.run_once() == 1
     assert await member_ids(queues, "late") == [msg_id]
 
@@ -142,7 +142,7 @@ async def test_too_long_or_missing_members_do_not_block_the_others(
 ) -> None:
     await queues.create_queue("big")
     await queues.create_queue("small", maxsize=1024)
-    await queues.group_add("g", "big", "small")
+    await queues.groups.add("g", "big", "small")
     # A member that vanished without leaving the group (another program deleted its keys).
     await queues.redis.sadd(queues.keys.members("g"), "gone")
     short, long = (
@@ -162,7 +162,7 @@ async def test_rsmq_layout_keys_are_outside_every_queue(redis_url: str) -> None:
     async with Queues.from_url(redis_url) as q:
         await q.create_queue("wsmq")  # the name the registry key borrows
         await q.create_queue("G")
-        await q.group_add("grp", "wsmq", "G")
+        await q.groups.add("grp", "wsmq", "G")
         raw = Redis.from_url(redis_url, decode_responses=True)
         try:
             assert await raw.type("rsmq:wsmq:groups") == "set"
@@ -170,13 +170,13 @@ async def test_rsmq_layout_keys_are_outside_every_queue(redis_url: str) -> None:
             assert await raw.type("rsmq:wsmq:Q") == "hash" and await raw.type("rsmq:G:Q") == "hash"
         finally:
             await raw.aclose()
-        assert await q.group_members("grp") == ["G", "wsmq"]
+        assert await q.groups.members("grp") == ["G", "wsmq"]
 
 
 async def test_member_delay_applies_to_its_copies(queues: Queues) -> None:
     await queues.create_queue("now")
     await queues.create_queue("later", delay=60)
-    await queues.group_add("g", "now", "later")
+    await queues.groups.add("g", "now", "later")
     await queues.send_message("g", "hi")
     assert await GroupCopier(queues).run_once() == 2
     assert (await queues.get_queue_attributes("now")).hiddenmsgs == 0

@@ -25,7 +25,7 @@ async def test_a_notification_wakes_the_copier(url: str, queues: Queues) -> None
     members = names_on_every_master()
     for m in members:
         await queues.create_queue(m)
-    await queues.group_add("news", *members)
+    await queues.groups.add("news", *members)
     # A fallback poll far beyond the test's timeout: only the notification can wake it.
     async with (
         GroupCopier.from_url(url, poll_interval=600) as copier,
@@ -52,12 +52,12 @@ async def test_a_notification_wakes_the_copier(url: str, queues: Queues) -> None
 async def test_the_poll_finds_new_groups_and_silent_publishers(url: str, queues: Queues) -> None:
     await queues.create_queue("inbox")
     async with GroupCopier.from_url(url, poll_interval=0.2) as copier:
-        await queues.group_add("late", "inbox")
+        await queues.groups.add("late", "inbox")
         await wait_for(lambda: _true("late" in copier.groups))
         async with Queues.from_url(url, realtime=False) as silent:  # publishes no notification
             await silent.send_message("late", "no notification")
         await wait_for(lambda: _visible(queues, "inbox", 1))
-        await queues.delete_group("late")
+        await queues.groups.delete("late")
         await wait_for(lambda: _true("late" not in copier.groups))
 
 
@@ -74,8 +74,8 @@ async def test_a_broken_group_does_not_stop_the_others(
 ) -> None:
     for q in ("inbox", "other"):
         await queues.create_queue(q)
-    await queues.group_add("good", "inbox")
-    await queues.group_add("broken", "other")
+    await queues.groups.add("good", "inbox")
+    await queues.groups.add("broken", "other")
     await queues.send_message("broken", "x")
     # Another program overwrote the group's messages key, and put junk into the registry.
     await queues.redis.delete(queues.keys.messages("broken"))

@@ -50,7 +50,7 @@ async def test_a_copier_killed_mid_batch_loses_no_copy_and_stores_none_twice(
     members = names_on_every_master()
     for m in members:
         await queues.create_queue(m)
-    await queues.group_add("news", *members)
+    await queues.groups.add("news", *members)
     ids = await queues.send_messages("news", [f"msg {i}" for i in range(5)])
 
     copied = await run_killed_copier(url, kill_after, batch_size=2)
@@ -88,7 +88,7 @@ async def test_a_stalled_copier_abandons_its_batch_and_the_redo_copies_once(
     members = names_on_every_master(2)
     for m in members:
         await queues.create_queue(m)
-    await queues.group_add("news", *members)
+    await queues.groups.add("news", *members)
     ids = await queues.send_messages("news", ["a", "b"])
 
     async def stall(group: str, member: str, statuses: list[str]) -> None:

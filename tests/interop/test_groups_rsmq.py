@@ -33,7 +33,7 @@ async def test_an_rsmq_publisher_sending_to_a_group_fans_out(
     async with Queues.from_url(redis_url) as queues:
         for q in ("a", "b"):
             await queues.create_queue(q)
-        await queues.group_add("news", "a", "b")
+        await queues.groups.add("news", "a", "b")
         # Only the realtime notification can wake the copier within the test's timeout.
         async with GroupCopier.from_url(redis_url, poll_interval=600) as copier:
             async with asyncio.timeout(10):

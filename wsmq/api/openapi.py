@@ -8,24 +8,24 @@ Each operation names its scope in ``x-wsmq-scope``.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from wsmq import __version__
+from wsmq.protocol.json_types import JsonObject, JsonValue
 
 __all__ = ["openapi_document"]
 
 JSON = "application/json"
 
 
-def _ref(name: str) -> dict[str, str]:
+def _ref(name: str) -> JsonObject:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _ok(description: str, schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
+def _ok(description: str, schema: JsonObject, status: str = "200") -> JsonObject:
     return {status: {"description": description, "content": {JSON: {"schema": schema}}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def _errors(*statuses: int) -> JsonObject:
     meaning = {
         400: "Bad JSON (`bad_json`) or a value RSMQ rejects (`invalidValue`, `invalidFormat`, "
         "`missingParameter`, `messageTooLong`, ...), or a user id no user can have "
@@ -50,12 +50,12 @@ def _op(
     op_id: str,
     summary: str,
     scope: str | None,
-    responses: dict[str, Any],
+    responses: JsonObject,
     *,
-    body: dict[str, Any] | None = None,
-    params: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
+    body: JsonObject | None = None,
+    params: list[JsonValue] | None = None,
+) -> JsonObject:
+    op: JsonObject = {
         "operationId": op_id,
         "summary": summary,
         "x-wsmq-scope": scope,
@@ -68,16 +68,16 @@ def _op(
     return op
 
 
-_INT = {"type": "integer"}
-_STR = {"type": "string"}
-_NUM = {"type": "number"}
-_Q = {
+_INT: JsonObject = {"type": "integer"}
+_STR: JsonObject = {"type": "string"}
+_NUM: JsonObject = {"type": "number"}
+_Q: JsonObject = {
     "name": "q",
     "in": "path",
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,160}$"},
 }
-_CONFIRM = {
+_CONFIRM: JsonObject = {
     "name": "confirm",
     "in": "query",
     "required": True,
@@ -85,7 +85,7 @@ _CONFIRM = {
     "schema": _STR,
 }
 
-_SCHEMAS: dict[str, Any] = {
+_SCHEMAS: JsonObject = {
     "Error": {
         "type": "object",
         "required": ["error", "message"],
@@ -212,7 +212,7 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def _paths() -> dict[str, Any]:
+def _paths() -> JsonObject:
     queue = _ref("Queue")
     return {
         "/api/me": {
@@ -470,7 +470,8 @@ def _paths() -> dict[str, Any]:
     }
 
 
-_DOCUMENT: dict[str, Any] = {
+_PATHS: JsonObject = _paths()
+_DOCUMENT: JsonObject = {
     "openapi": "3.1.0",
     "info": {
         "title": "wsmq HTTP API",
@@ -478,7 +479,7 @@ _DOCUMENT: dict[str, Any] = {
         "description": "Queues, messages and nodes of a wsmq deployment. See docs/api.md.",
     },
     "security": [{"apiKey": []}],
-    "paths": _paths(),
+    "paths": _PATHS,
     "components": {
         "schemas": _SCHEMAS,
         "securitySchemes": {
@@ -492,9 +493,11 @@ _DOCUMENT: dict[str, Any] = {
 }
 
 
-def openapi_document(prefix: str = "") -> dict[str, Any]:
+def openapi_document(prefix: str = "") -> JsonObject:
     """The document, with ``prefix`` (the ``routes_prefix`` setting) before every path."""
     doc = copy.deepcopy(_DOCUMENT)
     if prefix:
-        doc["paths"] = {prefix + path: item for path, item in doc["paths"].items()}
+        # From a copy of its own: the caller may change the document.
+        paths = copy.deepcopy(_PATHS)
+        doc["paths"] = {prefix + path: item for path, item in paths.items()}
     return doc

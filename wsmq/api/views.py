@@ -37,8 +37,9 @@ class QueueViews:
         """The queue ``qname`` (raises ``QueueNotFound``); ``groups``: the group names, when
         the caller has them."""
         attrs = await self.queues.get_queue_attributes(qname)
-        is_group = qname in groups if groups is not None else await self.queues.is_group(qname)
-        members = await self.queues.group_members(qname) if is_group else None
+        group_ops = self.queues.groups
+        is_group = qname in groups if groups is not None else await group_ops.is_group(qname)
+        members = await group_ops.members(qname) if is_group else None
         now = now_ms if now_ms is not None else await self.queues.now_ms()
         head = await self.admin.head_sent(qname)
         dlq: dict[str, object] | None = None
@@ -72,7 +73,7 @@ class QueueViews:
         """Every queue, sorted by name, each with the queues using it as dead-letter queue."""
         names = await self.queues.list_queues()
         now = await self.queues.now_ms()
-        groups = set(await self.queues.list_groups())
+        groups = set(await self.queues.groups.names())
         sem = asyncio.Semaphore(_CONCURRENCY)
 
         async def view(q: str) -> dict[str, object] | None:

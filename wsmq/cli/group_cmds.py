@@ -22,8 +22,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     """Add members (creating the group if needed)."""
 
     async def action(queues: Queues) -> tuple[int, list[str]]:
-        added = await queues.group_add(args.group, *args.queues)
-        return added, await queues.group_members(args.group)
+        added = await queues.groups.add(args.group, *args.queues)
+        return added, await queues.groups.members(args.group)
 
     added, members = run(with_queues(args, action))
     if args.json:
@@ -37,8 +37,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     """Remove members (the group stays)."""
 
     async def action(queues: Queues) -> tuple[int, list[str]]:
-        removed = await queues.group_remove(args.group, *args.queues)
-        return removed, await queues.group_members(args.group)
+        removed = await queues.groups.remove(args.group, *args.queues)
+        return removed, await queues.groups.members(args.group)
 
     removed, members = run(with_queues(args, action))
     if args.json:
@@ -50,7 +50,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List group names (sorted)."""
-    names = run(with_queues(args, lambda q: q.list_groups()))
+    names = run(with_queues(args, lambda q: q.groups.names()))
     if args.json:
         print_json({"groups": names})
     else:
@@ -61,7 +61,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_members(args: argparse.Namespace) -> int:
     """List a group's member queues (sorted)."""
-    members = run(with_queues(args, lambda q: q.group_members(args.group)))
+    members = run(with_queues(args, lambda q: q.groups.members(args.group)))
     if args.json:
         print_json({"group": args.group, "members": members})
     else:
@@ -82,7 +82,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         answer = input(f"Delete group {args.group} and its messages not copied yet? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise CliError("aborted", "not deleted", EXIT_USAGE)
-    run(with_queues(args, lambda q: q.delete_group(args.group)))
+    run(with_queues(args, lambda q: q.groups.delete(args.group)))
     if args.json:
         print_json({"group": args.group, "deleted": True})
     else:

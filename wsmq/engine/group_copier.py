@@ -37,7 +37,7 @@ __all__ = ["CopyError", "GroupCopier", "MemberCopied"]
 log = logging.getLogger("wsmq.groups")
 
 #: ``hook(group, member, statuses)`` after each member copy landed (metrics, tests' fault
-#: points); statuses as :meth:`Queues.copy_group_messages` returns them.
+#: points); statuses as :meth:`wsmq.queue.groups.Groups.copy_messages` returns them.
 MemberCopied = Callable[[str, str, list[str]], Awaitable[None] | None]
 #: ``hook(group, reason)`` when copying a group went wrong (metrics): ``member_missing`` (a
 #: member queue does not exist: its copies are skipped), ``slow`` (a batch ran past its
@@ -153,7 +153,7 @@ class GroupCopier:
     async def run_once(self) -> int:
         """Copy every visible message of every group now; returns the copies stored."""
         before = self.copies
-        for group in await self.queues.list_groups():
+        for group in await self.queues.groups.names():
             await self.copy_group(group)
         return self.copies - before
 
@@ -161,7 +161,7 @@ class GroupCopier:
         """Copy the visible messages of ``group`` until it has none (or the copier stops)."""
         while not self._closing:
             try:
-                members = await self.queues.group_members(group)
+                members = await self.queues.groups.members(group)
                 if not members:
                     return  # its messages are kept, not dropped: they wait for a member
                 msgs = await self.queues.receive_messages(group, self.batch_size, vt=self.vt)
@@ -192,7 +192,7 @@ class GroupCopier:
                 if time.monotonic() > deadline:
                     raise _BatchExpired(group)
                 try:
-                    statuses = await self.queues.copy_group_messages(
+                    statuses = await self.queues.groups.copy_messages(
                         member, msgs, marker_ttl=self.marker_ttl
                     )
                 except QueueNotFound:
@@ -223,7 +223,7 @@ class GroupCopier:
             raise
         # Every member has its copies (stored now or before): the group's message is done.
         await self.queues.delete_messages(group, ids)
-        await self.queues.expire_copy_markers(members, ids, self.marker_grace)
+        await self.queues.groups.expire_copy_markers(members, ids, self.marker_grace)
 
     def _error(self, group: str, reason: str) -> None:
         if self.on_error is not None:
@@ -297,7 +297,7 @@ class GroupCopier:
             try:
                 if poll_due:
                     # A name another program put into the registry cannot stop the others.
-                    listed = await self.queues.list_groups()
+                    listed = await self.queues.groups.names()
                     await self._follow({g for g in listed if is_valid_qname(g)})
                     due = set(self._groups)
                     self.polls += 1

@@ -17,7 +17,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Delivery latency spans sub-millisecond (realtime wake-up) to minutes (queued while offline).
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
-# Statuses of Queues.copy_group_messages, as labels of wsmq_group_copies.
+# Statuses of Groups.copy_messages, as labels of wsmq_group_copies.
 _COPY_RESULTS = (("new", "new"), ("dup", "duplicate"), ("long", "too_long"))
 
 

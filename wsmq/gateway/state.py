@@ -157,7 +157,7 @@ class GatewayState:
         return await self.engine.health.retry_when_pool_busy(lambda: self._ensure_queue(qname))
 
     async def _ensure_queue(self, qname: str) -> str | None:
-        kind = await self.queues.queue_kind(qname)
+        kind = await self.queues.groups.kind(qname)
         if kind is not None:
             return kind
         if not self.settings.create_queues:
@@ -165,7 +165,7 @@ class GatewayState:
         try:
             await self.queues.create_queue(qname, vt=self.settings.default_vt)
         except QueueExists:  # created meanwhile, maybe as a group
-            return await self.queues.queue_kind(qname)
+            return await self.queues.groups.kind(qname)
         log.info("queue created on subscribe", extra={"event": "queue_create", "queue": qname})
         return "queue"
 

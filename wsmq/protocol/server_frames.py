@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from wsmq.errors import WsmqError
+from wsmq.protocol.json_types import JsonScalar
 from wsmq.protocol.wire import Mode
 
 __all__ = [
@@ -59,16 +60,15 @@ __all__ = [
     "encode_unsubscribed",
 ]
 
-#: The values a server frame holds: flat objects of strings and numbers (``exp`` may be null).
-JsonScalar = str | int | float | None
-JsonObject = dict[str, JsonScalar]
+#: A server frame: a flat object of strings and numbers (``exp`` may be null), never nested.
+FrameObject = dict[str, JsonScalar]
 
 # --- encoding --------------------------------------------------------------------------------
 
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
-def _json_dumps(obj: JsonObject) -> str:
+def _json_dumps(obj: FrameObject) -> str:
     # Compact, non-ASCII left as is, control characters as \u00xx: byte-for-byte what
     # JavaScript's JSON.stringify prints. A lone surrogate (only possible from a lenient
     # decoder) is escaped as \udxxx, again as JSON.stringify does, so output is valid UTF-8.
@@ -81,14 +81,14 @@ def _json_dumps(obj: JsonObject) -> str:
 try:
     import orjson
 
-    def dumps(obj: JsonObject) -> str:
+    def dumps(obj: FrameObject) -> str:
         """Compact JSON, identical to JavaScript's ``JSON.stringify`` for strings."""
         try:
             return orjson.dumps(obj).decode()
         except TypeError:  # lone surrogates; the stdlib path handles them like JS does
             return _json_dumps(obj)
 
-    def dumps_utf8(obj: JsonObject) -> bytes:
+    def dumps_utf8(obj: FrameObject) -> bytes:
         """:func:`dumps` as UTF-8 bytes (what goes on the wire), without a str round trip."""
         try:
             return orjson.dumps(obj)
@@ -106,11 +106,11 @@ try:
 
 except ImportError:  # pragma: no cover - orjson is an optional speed-up
 
-    def dumps(obj: JsonObject) -> str:
+    def dumps(obj: FrameObject) -> str:
         """Compact JSON, identical to JavaScript's ``JSON.stringify`` for strings."""
         return _json_dumps(obj)
 
-    def dumps_utf8(obj: JsonObject) -> bytes:
+    def dumps_utf8(obj: FrameObject) -> bytes:
         """:func:`dumps` as UTF-8 bytes (what goes on the wire)."""
         return _json_dumps(obj).encode()
 
@@ -131,7 +131,7 @@ def _num_or_none(value: float | None) -> int | float | None:
 
 def _message_obj(
     mode: Mode, qname: str, msg_id: str, rc: int, sent: float, body: str
-) -> JsonObject:
+) -> FrameObject:
     if mode is Mode.LEGACY:
         return {"message": body}
     return {
@@ -201,7 +201,7 @@ def encode_error(
     The human-readable text goes under ``detail`` — never ``message`` — so that no error can
     be read as a delivery by a legacy client.
     """
-    obj: JsonObject = {"type": "error", "code": str(code), "detail": message}
+    obj: FrameObject = {"type": "error", "code": str(code), "detail": message}
     if queue is not None:
         obj["queue"] = queue
     if msg_id is not None:

@@ -147,7 +147,7 @@ class QueueExists(QueueError):
 
 class NotAGroup(QueueError):
     """A group operation named a queue that is not a group (wsmq extension; see
-    :meth:`wsmq.queue.Queues.group_add`), or ``group_add`` named an existing plain queue."""
+    :meth:`wsmq.queue.groups.Groups.add`), or ``groups.add`` named an existing plain queue."""
 
     name = "notAGroup"
     default_message = "Queue is not a group"

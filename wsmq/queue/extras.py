@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 F_MAXRC, F_DLQ, F_TTL = "wsmq:maxrc", "wsmq:dlq", "wsmq:ttl"
-#: Marks a queue as a group (docs/delivery.md "Groups"); set by ``group_add``, never by settings.
+#: Marks a queue as a group (docs/delivery.md "Groups"); set by ``groups.add``, never by settings.
 F_GROUP = "wsmq:group"
 
 

@@ -1,10 +1,10 @@
-"""Groups (durable broadcast): the membership API and the copy step, as a mixin of ``Queues``.
+"""Groups (durable broadcast): the membership API and the copy step, ``Queues.groups``.
 
 A group is an ordinary RSMQ queue whose ``:Q`` hash has the field ``wsmq:group``, plus a set of
 member queue names (``KeyLayout.members``).  Sending to a group is sending to that queue, so
 every publisher (``send_message``, ``/send``, ``wsmq send``, the npm ``rsmq`` package) stores
 the message durably in the group first; a copier (:mod:`wsmq.engine.group_copier`) then
-copies it into every member with :meth:`GroupsMixin.copy_group_messages` and deletes it from
+copies it into every member with :meth:`Groups.copy_messages` and deletes it from
 the group.  Design and guarantees: docs/delivery.md, "Groups".
 """
 
@@ -22,7 +22,10 @@ from .keys import KeyLayout
 from .models import Message, text
 from .scripts import run_script
 
-__all__ = ["COPY_MARKER_GRACE", "COPY_MARKER_TTL", "GroupsMixin"]
+if TYPE_CHECKING:
+    from .queues import Queues
+
+__all__ = ["COPY_MARKER_GRACE", "COPY_MARKER_TTL", "Groups"]
 
 #: Seconds a copy marker lives while its group message may still be copied again (a copier
 #: that died mid-batch is redone by another one after the group's vt).  The copier shortens
@@ -35,15 +38,21 @@ COPY_MARKER_TTL = 7 * 86_400
 COPY_MARKER_GRACE = 600
 
 
-class GroupsMixin:
-    """Group operations of :class:`wsmq.queue.Queues` (which supplies these attributes)."""
+class Groups:
+    """The group operations of one :class:`~wsmq.queue.Queues`, as its ``groups`` attribute:
+    ``await queues.groups.add("news", "alice")``.  It wraps the ``Queues`` (its client, key
+    layout, ``publish_target`` and ``delete_queue``) rather than mixing into it."""
 
-    redis: AnyRedis
-    keys: KeyLayout
+    def __init__(self, queues: Queues) -> None:
+        self._queues = queues
 
-    if TYPE_CHECKING:
+    @property
+    def redis(self) -> AnyRedis:
+        return self._queues.redis
 
-        def publish_target(self, qname: str) -> str: ...
+    @property
+    def keys(self) -> KeyLayout:
+        return self._queues.keys
 
     async def is_group(self, qname: str) -> bool:
         """Whether ``qname`` is an existing group."""
@@ -51,11 +60,7 @@ class GroupsMixin:
         vt, marker = await self.redis.hmget(self.keys.attributes(qname), ["vt", F_GROUP])
         return vt is not None and bool(marker)
 
-    async def queue_kind(self, qname: str) -> str | None:
-        """``None`` (no such queue), ``"queue"`` or ``"group"``, in one round trip."""
-        return await self._kind(v.validate_qname(qname))
-
-    async def group_add(self, group: str, *queues: str) -> int:
+    async def add(self, group: str, *queues: str) -> int:
         """Add member ``queues`` to ``group``, creating the group (a queue with RSMQ's default
         settings; change them with ``set_queue_attributes``) if it does not exist.
 
@@ -81,7 +86,7 @@ class GroupsMixin:
             return 0
         return int(await self.redis.sadd(self.keys.members(group), *members))
 
-    async def group_remove(self, group: str, *queues: str) -> int:
+    async def remove(self, group: str, *queues: str) -> int:
         """Remove member ``queues`` from ``group``; returns how many were members.  The group
         stays (with no members its messages wait in it).  Raises ``QueueNotFound``,
         ``NotAGroup``."""
@@ -92,27 +97,27 @@ class GroupsMixin:
             return 0
         return int(await self.redis.srem(self.keys.members(group), *names))
 
-    async def group_members(self, group: str) -> list[str]:
+    async def members(self, group: str) -> list[str]:
         """The member queue names of ``group``, sorted.  Raises ``QueueNotFound``,
         ``NotAGroup``."""
         group = v.validate_qname(group, "group")
         await self._require_group(group)
         return sorted(text(m) for m in await self.redis.smembers(self.keys.members(group)))
 
-    async def list_groups(self) -> list[str]:
+    async def names(self) -> list[str]:
         """Names of all groups in the namespace, sorted."""
         return sorted(text(m) for m in await self.redis.smembers(self.keys.groups()))
 
-    async def delete_group(self, group: str) -> None:
+    async def delete(self, group: str) -> None:
         """Delete a group, its membership and the messages not copied yet (the members and
         their copies stay).  Raises ``QueueNotFound``, ``NotAGroup``."""
         group = v.validate_qname(group, "group")
         await self._require_group(group)
-        await self.delete_queue(group)
+        await self._queues.delete_queue(group)
 
     # -- the copy step (used by the copier) ---------------------------------------------------
 
-    async def copy_group_messages(
+    async def copy_messages(
         self, member: str, messages: Sequence[Message], *, marker_ttl: int = COPY_MARKER_TTL
     ) -> list[str]:
         """Copy group ``messages`` (received from the group) into queue ``member`` in one
@@ -129,7 +134,7 @@ class GroupsMixin:
             return []
         keys = [self.keys.messages(member), self.keys.attributes(member)]
         keys += [self.keys.copy_marker(member, m.id) for m in messages]
-        args: list[str | int] = [self.publish_target(member), marker_ttl]
+        args: list[str | int] = [self._queues.publish_target(member), marker_ttl]
         for m in messages:
             args += [m.id, m.message, v.utf16_length(m.message)]
         reply = await run_script(self.redis, "group_copy", keys, args)
@@ -148,8 +153,11 @@ class GroupsMixin:
 
     # -- helpers --------------------------------------------------------------------------------
 
+    async def kind(self, qname: str) -> str | None:
+        """``None`` (no such queue), ``"queue"`` or ``"group"``, in one round trip."""
+        return await self._kind(v.validate_qname(qname))
+
     async def _kind(self, qname: str) -> str | None:
-        """``None`` (no such queue), ``"queue"`` or ``"group"``."""
         vt, marker = await self.redis.hmget(self.keys.attributes(qname), ["vt", F_GROUP])
         if vt is None:
             return None
@@ -174,24 +182,21 @@ class GroupsMixin:
                     self.redis, "create", [self.keys.attributes(group)],
                     [30, 0, 65536, "", F_GROUP, "1"],
                 )  # fmt: skip
-            except QueueExists:  # created meanwhile: by another group_add, or as a plain queue
+            except QueueExists:  # created meanwhile: by another add, or as a plain queue
                 if await self._kind(group) != "group":
                     raise NotAGroup(f"Queue {group!r} exists and is not a group") from None
         # Registered after the group exists, as create_queue does (separate slots).
         await self.redis.sadd(self.keys.queues(), group)
         await self.redis.sadd(self.keys.groups(), group)
 
-    async def _forget_queue_in_groups(self, qname: str) -> None:
-        """After ``qname`` was deleted: drop its membership set, its registry entry, and its
-        membership in every group (one pipeline; the sets live in different slots)."""
-        groups = await self.list_groups()
+    async def forget_queue(self, qname: str) -> None:
+        """Called by ``Queues.delete_queue`` after ``qname`` was deleted: drop its membership
+        set, its registry entry, and its membership in every group (one pipeline; the sets
+        live in different slots)."""
+        groups = await self.names()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self.keys.members(qname))
             pipe.srem(self.keys.groups(), qname)
             for group in groups:
                 pipe.srem(self.keys.members(group), qname)
             await pipe.execute()
-
-    if TYPE_CHECKING:
-
-        async def delete_queue(self, qname: str) -> None: ...

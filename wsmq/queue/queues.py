@@ -21,7 +21,7 @@ from . import devices as dev
 from . import validation as v
 from .errors import NoAttributeSupplied, QueueExists, QueueNotFound
 from .extras import QueueSettings, dead_letter_of, extras_pairs
-from .groups import GroupsMixin
+from .groups import Groups
 from .ids import random_suffix
 from .keys import KeyLayout
 from .models import Message, QueueAttributes, messages_from_reply, text
@@ -40,7 +40,7 @@ SEND_MARKER_TTL = 60
 Layout = Literal["rsmq", "cluster"]
 
 
-class Queues(GroupsMixin):
+class Queues:
     """RSMQ-compatible queues in one Redis namespace.
 
     Create with :meth:`from_url` (owns its connection pool) or wrap an existing
@@ -51,8 +51,8 @@ class Queues(GroupsMixin):
     (the default, and the only choice, on a Redis Cluster) hash-tags each queue's keys into one
     slot and notifies over sharded pub/sub; see docs/scaleout.md.
 
-    Groups (``group_add``, ``group_remove``, ``group_members``, ``list_groups``,
-    ``delete_group``) come from :class:`~wsmq.queue.groups.GroupsMixin`.
+    Groups are :attr:`groups` (a :class:`~wsmq.queue.groups.Groups` wrapping this object):
+    ``queues.groups.add``, ``remove``, ``members``, ``names``, ``delete``, ...
     """
 
     def __init__(
@@ -84,6 +84,8 @@ class Queues(GroupsMixin):
         self._dlq_hint: dict[str, str] = {}
         #: qname -> its devices last seen (sorted); the fan-out script verifies it.
         self.device_hint: dict[str, list[str]] = {}
+        #: Group membership and the copy step (docs/queue.md, "Groups").
+        self.groups = Groups(self)
 
     @classmethod
     def from_url(
@@ -212,7 +214,7 @@ class Queues(GroupsMixin):
             )
             await self.redis.srem(self.keys.queues(), qname)
         self._dlq_hint.pop(qname, None)
-        await self._forget_queue_in_groups(qname)
+        await self.groups.forget_queue(qname)
         await self._drop_idle_devices(qname)
         if deleted == 0:
             raise QueueNotFound()

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from wsmq.protocol.json_types import JsonObject, JsonValue
 
 __all__ = ["IdpKey", "JwksServer", "Mode", "ec_key", "ed25519_key", "rsa_key"]
 
@@ -32,11 +35,11 @@ class IdpKey:
     kid: str | None
     algorithm: str
 
-    def jwk(self) -> dict[str, Any]:
+    def jwk(self) -> JsonObject:
         """The public JWK (``kid`` included when set)."""
         public = self.private.public_key()
         if isinstance(public, rsa.RSAPublicKey):
-            data: dict[str, Any] = RSAAlgorithm.to_jwk(public, as_dict=True)
+            data: JsonObject = RSAAlgorithm.to_jwk(public, as_dict=True)
         elif isinstance(public, ec.EllipticCurvePublicKey):
             data = ECAlgorithm.to_jwk(public, as_dict=True)
         else:
@@ -59,14 +62,14 @@ class IdpKey:
         user_id: str,
         *,
         ttl: int = 300,
-        claims: dict[str, Any] | None = None,
-        headers: dict[str, Any] | None = None,
+        claims: Mapping[str, JsonValue] | None = None,
+        headers: Mapping[str, JsonValue] | None = None,
     ) -> str:
         """An x-token for ``user_id`` signed with this key (``kid`` in the header)."""
         now = int(time.time())
-        payload: dict[str, Any] = {"sub": f"users/{user_id}", "iat": now, "exp": now + ttl}
+        payload: JsonObject = {"sub": f"users/{user_id}", "iat": now, "exp": now + ttl}
         payload.update(claims or {})
-        header = {"kid": self.kid} if self.kid is not None else {}
+        header: JsonObject = {"kid": self.kid} if self.kid is not None else {}
         header.update(headers or {})
         return jwt.encode(payload, self.private, algorithm=self.algorithm, headers=header)
 
@@ -98,7 +101,7 @@ class JwksServer:
     keys: list[IdpKey] = field(default_factory=list)
     mode: Mode = "ok"
     requests: int = 0
-    extra_jwks: list[dict[str, Any]] = field(default_factory=list)
+    extra_jwks: list[JsonObject] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
 
