@@ -239,7 +239,8 @@ def _paths() -> dict[str, Any]:
         "/api/queues": {
             "get": _op(
                 "listQueues",
-                "Every queue with its counts, counters, settings and rates",
+                "Every queue with its counts, counters, settings and rates (read at most once "
+                "a second per node, shared by concurrent listings)",
                 "read",
                 {
                     **_ok(

@@ -305,6 +305,8 @@ def _endpoint(
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[API_CONTEXT]
         response = await answer(ctx, request)
+        if request.method != "GET":  # a write through the API shows in the next listing
+            ctx.views.invalidate()
         if ctx.redis_failing and response.status < 500:
             ctx.redis_failing = False
             log.info("API requests reach Redis again", extra={"event": "api.redis_recovered"})
