@@ -334,6 +334,12 @@ class Settings:
     api_max_body: int = _opt(
         1_048_576, "Largest request body of the HTTP API in bytes; larger get 413.", "api"
     )
+    api_body_timeout: float = _opt(
+        10.0,
+        "Seconds the HTTP API waits for a whole request body; a slower one gets 408 "
+        "`body_timeout` (a key holder trickling bytes cannot hold a connection).",
+        "api",
+    )
     api_max_batch: int = _opt(1000, "Most messages one publish request may carry (1..1000).", "api")
     api_idempotency_window: int = _opt(
         3600,
@@ -414,6 +420,7 @@ class Settings:
             ("expiry_warning", self.expiry_warning >= 0, "must be >= 0"),
             ("api_rate_limit", self.api_rate_limit >= 1, "must be >= 1"),
             ("api_max_body", self.api_max_body >= 1024, "must be >= 1024"),
+            ("api_body_timeout", self.api_body_timeout > 0, "must be > 0"),
             ("api_max_batch", 1 <= self.api_max_batch <= 1000, "must be 1..1000"),
             ("api_idempotency_window", self.api_idempotency_window >= 1, "must be >= 1"),
             ("api_peek_chars", self.api_peek_chars >= 1, "must be >= 1"),

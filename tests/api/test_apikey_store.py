@@ -172,3 +172,55 @@ async def test_a_stale_index_loads_once_for_a_burst_of_requests() -> None:
         await releaser
         assert [k is not None for k in found] == [True] * 20 + [False] * 20
     assert calls == 2
+
+
+async def test_mongodb_driver_errors_are_user_store_errors_answered_503(
+    redis_url: str, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MongoDB outage on revoke (users) and on the API key store is 503 ``unavailable``,
+    not a 500 with a PyMongo traceback."""
+    from mongomock_motor import AsyncMongoMockClient
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from wsmq.auth.errors import UserStoreError
+    from wsmq.gateway import serve
+
+    database: Any = AsyncMongoMockClient()["wsmq_outage"]
+    store = MongoUserStore(database, hasher=CHEAP_HASHER)
+    user, _ = await store.create("alice", "pw-alice-0123")
+    keys = api_key_store(store)
+    _, key = await keys.add("ops", "admin")
+
+    def down(*args: object, **kwargs: object) -> Any:
+        raise ServerSelectionTimeoutError("no servers")
+
+    async with serve(
+        host="127.0.0.1", port=0, redis_url=redis_url, secret=SECRET, user_store=store
+    ) as node:
+        api = Api(http, str(node.http_url), {"ops": key})
+        assert (await api.call("GET", "/api/me", "ops"))[0] == 200  # the key index is loaded
+        monkeypatch.setattr(store.collection, "find_one", down)
+        status, body, _ = await api.call("POST", f"/api/users/{user.id}/revoke", "ops")
+        assert (status, body["error"]) == (503, "unavailable")
+        monkeypatch.undo()
+        monkeypatch.setattr(store.collection, "update_one", down)
+        status, body, _ = await api.call("POST", f"/api/users/{user.id}/revoke", "ops")
+        assert (status, body["error"]) == (503, "unavailable")
+
+    apikeys: Any = keys
+    for method, call in (
+        ("find", keys.list),
+        ("insert_one", lambda: keys.add("other", "read")),
+        ("delete_one", lambda: keys.revoke("ops")),
+    ):
+        monkeypatch.setattr(apikeys.collection, method, down)
+        with pytest.raises(UserStoreError, match="ServerSelectionTimeoutError"):
+            await call()
+    for method, user_call in (
+        ("find", store.list),
+        ("find_one", lambda: store.get_by_name("alice")),
+        ("insert_one", lambda: store.create("bob", "pw-bob-012345")),
+    ):
+        monkeypatch.setattr(store.collection, method, down)
+        with pytest.raises(UserStoreError, match="ServerSelectionTimeoutError"):
+            await user_call()

@@ -4,11 +4,14 @@ work (found in the security review of the API)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from wsmq.auth import FileUserStore
 from wsmq.queue import Queues
@@ -16,7 +19,7 @@ from wsmq.queue.scripts import run_script
 from wsmq.testing.redisproc import RedisProcess
 from wsmq.testing.users import make_users
 
-from .conftest import SECRET, Api
+from .conftest import SECRET, Api, StartNode
 
 
 async def test_peek_count_must_be_ascii_digits(api: Api, queues: Queues) -> None:
@@ -212,8 +215,8 @@ async def test_a_redis_outage_is_logged_once_not_per_request(
     caplog.set_level(logging.INFO, logger="wsmq.api")
     redis_proc.stop()
     try:
-        for _ in range(15):
-            status, body, _ = await api.call("GET", "/api/queues", "reader")
+        for _ in range(15):  # a queue's detail: the listing may be served from its 1 s copy
+            status, body, _ = await api.call("GET", "/api/queues/jobs", "reader")
             assert (status, body["error"]) == (503, "redis_unavailable")
     finally:
         redis_proc.start()
@@ -268,3 +271,55 @@ async def test_publish_refuses_unknown_fields(api: Api, queues: Queues) -> None:
         status, body, _ = await api.call(method, path, json={"x" * 10_000: 1})
         assert (status, body["error"]) == (400, "bad_request")
         assert len(body["message"]) < 200, body
+
+
+async def test_a_trickled_body_gets_408_within_the_body_deadline(
+    start_node: StartNode, keys: dict[str, str], http: aiohttp.ClientSession, queues: Queues
+) -> None:
+    """A key holder sending its body a byte at a time cannot hold a connection: after
+    ``api_body_timeout`` (in all, not per chunk) the answer is 408 ``body_timeout``."""
+    node = await start_node(api_body_timeout=0.5)
+    await queues.create_queue("slow")
+    assert node.http_url is not None
+    url = URL(node.http_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    body = b'{"message": "' + b"x" * 200 + b'"}'
+    writer.write(
+        b"POST /api/queues/slow/messages HTTP/1.1\r\n"
+        b"Host: localhost\r\n"
+        + f"Authorization: Bearer {keys['publisher']}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def trickle() -> None:
+        for byte in body:  # 200+ bytes at 20 a second: 10 s, far beyond the deadline
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    sender = asyncio.create_task(trickle())
+    try:
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(
+                next(
+                    line.split(b":", 1)[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+            )
+            answer = json.loads(await reader.readexactly(length))
+        elapsed = loop.time() - started
+    finally:
+        sender.cancel()
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert answer["error"] == "body_timeout"
+    assert 0.4 <= elapsed < 3
+    assert (await queues.get_queue_attributes("slow")).totalsent == 0
+    async with http.get(f"{node.http_url}/metrics") as resp:
+        text = await resp.text()
+    assert 'wsmq_api_requests_total{operation="publish",status="408"} 1.0' in text

@@ -33,6 +33,7 @@ def _errors(*statuses: int) -> JsonObject:
         401: "No API key or an unknown one (`unauthorized`).",
         403: "The key lacks the scope (`forbidden`).",
         404: "No such queue (`queueNotFound`) or user (`user_not_found`).",
+        408: "The body did not arrive within `api_body_timeout` seconds (`body_timeout`).",
         409: "The queue exists (`queueExists`), or an idempotent request is still running.",
         413: "The body exceeds `api_max_body` (`body_too_large`).",
         422: "The Idempotency-Key was used with another body (`idempotency_key_reused`).",
@@ -238,7 +239,8 @@ def _paths() -> JsonObject:
         "/api/queues": {
             "get": _op(
                 "listQueues",
-                "Every queue with its counts, counters, settings and rates",
+                "Every queue with its counts, counters, settings and rates (read at most once "
+                "a second per node, shared by concurrent listings)",
                 "read",
                 {
                     **_ok(
@@ -264,7 +266,7 @@ def _paths() -> JsonObject:
                 "createQueue",
                 "Create a queue",
                 "admin",
-                {**_ok("Created", queue, "201"), **_errors(400, 409, 413)},
+                {**_ok("Created", queue, "201"), **_errors(400, 408, 409, 413)},
                 body=_ref("QueueAttributes"),
                 params=[_Q],
             ),
@@ -272,7 +274,7 @@ def _paths() -> JsonObject:
                 "updateQueue",
                 "Change a queue's settings",
                 "admin",
-                {**_ok("The changed queue", queue), **_errors(400, 404, 413)},
+                {**_ok("The changed queue", queue), **_errors(400, 404, 408, 413)},
                 body=_ref("QueueAttributes"),
                 params=[_Q],
             ),
@@ -330,7 +332,7 @@ def _paths() -> JsonObject:
                         "An Idempotency-Key replay: the first request's ids",
                         {"type": "object", "properties": {"ids": {"type": "array", "items": _STR}}},
                     ),
-                    **_errors(400, 404, 409, 413, 422),
+                    **_errors(400, 404, 408, 409, 413, 422),
                 },
                 body=_ref("PublishRequest"),
                 params=[
@@ -382,7 +384,7 @@ def _paths() -> JsonObject:
                             "properties": {"queue": _STR, "to": _STR, "moved": _INT},
                         },
                     ),
-                    **_errors(400, 404, 413),
+                    **_errors(400, 404, 408, 413),
                 },
                 body={
                     "type": "object",

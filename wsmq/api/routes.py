@@ -75,6 +75,11 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
+async def _body(ctx: ApiContext, request: web.Request) -> dict[str, object]:
+    settings = ctx.settings
+    return await read_json_object(request, settings.api_max_body, settings.api_body_timeout)
+
+
 def _confirm(request: web.Request, qname: str) -> None:
     if request.query.get("confirm") != qname:
         raise ApiError("confirm_required", f"add ?confirm={qname} to confirm this action")
@@ -164,7 +169,7 @@ async def whoami(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Resp
 
 async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     qname = _qname(request)
-    body = await read_json_object(request, ctx.settings.api_max_body)
+    body = await _body(ctx, request)
     outgoing, batch = parse_publish(body, ctx.settings.api_max_batch)
     idem_key = request.headers.get("Idempotency-Key")
     if idem_key is not None:
@@ -193,7 +198,7 @@ async def publish(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Res
 
 async def create_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     qname = _qname(request)
-    attrs = _attributes(await read_json_object(request, ctx.settings.api_max_body))
+    attrs = _attributes(await _body(ctx, request))
     attrs.setdefault("vt", ctx.settings.default_vt)
     await ctx.queues.create_queue(qname, **attrs)
     log.info("queue created by API key %s", key.name, extra={"event": "api.create", "queue": qname})
@@ -202,7 +207,7 @@ async def create_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> we
 
 async def update_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     qname = _qname(request)
-    attrs = _attributes(await read_json_object(request, ctx.settings.api_max_body))
+    attrs = _attributes(await _body(ctx, request))
     if not await ctx.queues.queue_exists(qname):
         raise ApiError("queueNotFound", f"Queue not found (queue {qname!r})", 404)
     await ctx.queues.set_queue_attributes(qname, **attrs)
@@ -227,7 +232,7 @@ async def purge_queue(ctx: ApiContext, request: web.Request, key: ApiKey) -> web
 
 async def redrive(ctx: ApiContext, request: web.Request, key: ApiKey) -> web.Response:
     dlq = _qname(request)
-    body = await read_json_object(request, ctx.settings.api_max_body)
+    body = await _body(ctx, request)
     refuse_unknown_fields(body, ("count", "to"), "the body")
     count = _int_field(body, "count")
     if count is not None and count < 1:
@@ -300,6 +305,8 @@ def _endpoint(
     async def endpoint(request: web.Request) -> web.StreamResponse:
         ctx = request.app[API_CONTEXT]
         response = await answer(ctx, request)
+        if request.method != "GET":  # a write through the API shows in the next listing
+            ctx.views.invalidate()
         if ctx.redis_failing and response.status < 500:
             ctx.redis_failing = False
             log.info("API requests reach Redis again", extra={"event": "api.redis_recovered"})

@@ -1,52 +1,57 @@
-"""The JSON shapes of queues, shared by the list and the detail endpoints (one shape for a UI)."""
+"""The JSON shapes of queues, shared by the list and the detail endpoints (one shape for a UI).
+
+Reads cost a fixed number of Redis round trips whatever the number of queues
+(:meth:`QueueAdmin.overview` pipelines them), and a listing is shared: listings within
+:data:`LISTING_TTL` seconds of each other (or while one is being read) get the same read, so
+a busy read key costs Redis one listing a second, not one per request.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
-from wsmq.queue import QueueAttributes, QueueNotFound, Queues
-from wsmq.queue.admin import QueueAdmin
-from wsmq.queue.errors import NotAGroup
-from wsmq.queue.extras import F_DLQ
-from wsmq.queue.models import text
+from wsmq.queue import QueueNotFound, Queues
+from wsmq.queue import validation as v
+from wsmq.queue.admin import QueueAdmin, QueueOverview
 
 from .rates import RateSampler
 
-__all__ = ["QueueViews"]
+__all__ = ["LISTING_TTL", "QueueViews"]
 
-_CONCURRENCY = 16
+#: Seconds a queue listing is served again (the API's writes drop it at once).
+LISTING_TTL = 1.0
 
 
 class QueueViews:
     """Builds ``Queue`` objects (see ``docs/api.md``) from Redis."""
 
-    def __init__(self, queues: Queues, admin: QueueAdmin, rates: RateSampler) -> None:
+    def __init__(
+        self,
+        queues: Queues,
+        admin: QueueAdmin,
+        rates: RateSampler,
+        *,
+        ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.queues = queues
         self.admin = admin
         self.rates = rates
+        self.ttl = LISTING_TTL if ttl is None else ttl
+        self._clock = clock
+        self._listing: asyncio.Task[list[dict[str, object]]] | None = None
+        self._listed_at = 0.0
 
-    async def _attributes(self, qname: str) -> QueueAttributes | None:
-        try:
-            return await self.queues.get_queue_attributes(qname)
-        except QueueNotFound:
-            return None
-
-    async def one(
-        self, qname: str, now_ms: int | None = None, groups: set[str] | None = None
+    def _view(
+        self, qname: str, now: int, seen: QueueOverview, dlq_depth: int | None
     ) -> dict[str, object]:
-        """The queue ``qname`` (raises ``QueueNotFound``); ``groups``: the group names, when
-        the caller has them."""
-        attrs = await self.queues.get_queue_attributes(qname)
-        group_ops = self.queues.groups
-        is_group = qname in groups if groups is not None else await group_ops.is_group(qname)
-        members = await group_ops.members(qname) if is_group else None
-        now = now_ms if now_ms is not None else await self.queues.now_ms()
-        head = await self.admin.head_sent(qname)
+        attrs = seen.attributes
+        head = seen.head_sent
         dlq: dict[str, object] | None = None
         if attrs.dead_letter_queue:
-            dlq_attrs = await self._attributes(attrs.dead_letter_queue)
-            depth = dlq_attrs.msgs if dlq_attrs is not None else None
-            dlq = {"name": attrs.dead_letter_queue, "depth": depth}
+            dlq = {"name": attrs.dead_letter_queue, "depth": dlq_depth}
         return {
             "name": qname,
             "visible": attrs.msgs - attrs.hiddenmsgs,
@@ -65,49 +70,71 @@ class QueueViews:
             "maxReceiveCount": attrs.max_receive_count,
             "messageTtl": attrs.message_ttl,
             "deadLetterQueue": dlq,
-            "groupMembers": members,
+            "groupMembers": seen.members,
             "rate": self.rates.latest(qname),
         }
 
-    async def all(self) -> list[dict[str, object]]:
-        """Every queue, sorted by name, each with the queues using it as dead-letter queue."""
+    async def _read_all(self) -> list[dict[str, object]]:
         names = await self.queues.list_queues()
-        now = await self.queues.now_ms()
-        groups = set(await self.queues.groups.names())
-        sem = asyncio.Semaphore(_CONCURRENCY)
-
-        async def view(q: str) -> dict[str, object] | None:
-            async with sem:
-                try:
-                    return await self.one(q, now, groups)
-                except (QueueNotFound, NotAGroup):  # deleted (or ungrouped) meanwhile
-                    return None
-
-        views = [x for x in await asyncio.gather(*(view(q) for q in names)) if x is not None]
+        now, seen = await self.admin.overview(names)
+        views: list[dict[str, object]] = []
         sources: dict[str, list[str]] = {}
-        for item in views:
-            dlq = item["deadLetterQueue"]
-            if isinstance(dlq, dict):
-                sources.setdefault(str(dlq["name"]), []).append(str(item["name"]))
+        for q in names:
+            if q not in seen:  # deleted meanwhile
+                continue
+            dlq = seen[q].attributes.dead_letter_queue
+            found = seen.get(dlq) if dlq else None
+            views.append(
+                self._view(q, now, seen[q], None if found is None else found.attributes.msgs)
+            )
+            if dlq:
+                sources.setdefault(dlq, []).append(q)
         for item in views:
             item["deadLetterFor"] = sources.get(str(item["name"]), [])
         return views
 
+    async def all(self) -> list[dict[str, object]]:
+        """Every queue, sorted by name, each with the queues using it as dead-letter queue
+        (read at most every :attr:`ttl` seconds; concurrent callers share one read)."""
+        task = self._listing
+        if task is None or (task.done() and self._clock() - self._listed_at >= self.ttl):
+            task = self._listing = asyncio.ensure_future(self._read_all())
+            self._listed_at = self._clock()
+            task.add_done_callback(self._listed)
+        # Shielded: a client giving up does not cancel the read the others wait for.
+        views = await asyncio.shield(task)
+        return [dict(item) for item in views]  # callers may not change the shared copy
+
+    def _listed(self, task: asyncio.Task[list[dict[str, object]]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if self._listing is task:  # a failed read is not served again
+                self._listing = None
+        else:
+            self._listed_at = self._clock()
+
+    def invalidate(self) -> None:
+        """Forget the shared listing (after a write through the API: it shows at once)."""
+        self._listing = None
+
     async def dead_letter_sources(self, dlq: str) -> list[str]:
-        """The queues whose dead-letter queue is ``dlq``, sorted."""
-        names = await self.queues.list_queues()
-        sem = asyncio.Semaphore(_CONCURRENCY)
-
-        async def target(q: str) -> str | None:
-            async with sem:
-                value = await self.queues.redis.hget(self.queues.keys.attributes(q), F_DLQ)
-                return None if value is None else text(value)
-
-        found = await asyncio.gather(*(target(q) for q in names))
-        return [q for q, d in zip(names, found, strict=True) if d == dlq]
+        """The queues whose dead-letter queue is ``dlq``, sorted (two round trips)."""
+        found = await self.admin.dead_letter_queues(await self.queues.list_queues())
+        return sorted(q for q, d in found.items() if d == dlq)
 
     async def detail(self, qname: str) -> dict[str, object]:
-        """:meth:`one` plus ``deadLetterFor``."""
-        item = await self.one(qname)
-        item["deadLetterFor"] = await self.dead_letter_sources(qname)
+        """The queue ``qname`` with ``deadLetterFor`` (raises ``QueueNotFound``); a few round
+        trips, never one per queue, and never cached (it answers the API's writes)."""
+        qname = v.validate_qname(qname)
+        names = await self.queues.list_queues()
+        now, seen = await self.admin.overview([qname])
+        if qname not in seen:
+            raise QueueNotFound()
+        dlq = seen[qname].attributes.dead_letter_queue
+        depth: int | None = None
+        if dlq:
+            _, dlq_seen = await self.admin.overview([dlq])
+            depth = dlq_seen[dlq].attributes.msgs if dlq in dlq_seen else None
+        found = await self.admin.dead_letter_queues(names)
+        item = self._view(qname, now, seen[qname], depth)
+        item["deadLetterFor"] = sorted(q for q, d in found.items() if d == qname)
         return item

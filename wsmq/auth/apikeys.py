@@ -195,20 +195,29 @@ class MongoApiKeyStore:
     async def add(self, name: str, scopes: Iterable[str] | str) -> tuple[ApiKey, str]:
         from pymongo.errors import DuplicateKeyError
 
+        from wsmq.auth.mongo_store import driver_errors
+
         record, key = _new(name, scopes)
-        try:
-            await self.collection.insert_one(record.to_doc())
-        except DuplicateKeyError:
-            raise ApiKeyExists(f"API key {record.name!r} already exists") from None
+        with driver_errors("insert_one"):
+            try:
+                await self.collection.insert_one(record.to_doc())
+            except DuplicateKeyError:
+                raise ApiKeyExists(f"API key {record.name!r} already exists") from None
         return record, key
 
     async def revoke(self, name: str) -> None:
-        result = await self.collection.delete_one({"_id": name})
+        from wsmq.auth.mongo_store import driver_errors
+
+        with driver_errors("delete_one"):
+            result = await self.collection.delete_one({"_id": name})
         if result.deleted_count == 0:
             raise ApiKeyNotFound(f"no API key named {name!r}")
 
     async def list(self) -> list[ApiKey]:
-        keys = [_from_doc(doc) async for doc in self.collection.find({})]
+        from wsmq.auth.mongo_store import driver_errors
+
+        with driver_errors("find"):
+            keys = [_from_doc(doc) async for doc in self.collection.find({})]
         return sorted((k for k in keys if k is not None), key=lambda k: k.name)
 
 

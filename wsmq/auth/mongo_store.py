@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from wsmq.auth.errors import UserExists, UserNotFound, UserStoreError
 from wsmq.auth.passwords import PasswordHasher
@@ -29,6 +30,16 @@ from wsmq.auth.users import (
 
 COLLECTION = "users"
 PING_TIMEOUT = 2.0  # readiness checks must answer fast, not after server selection (5 s)
+
+
+@contextmanager
+def driver_errors(what: str) -> Iterator[None]:
+    """Raise the driver's errors (server selection, network, auth) as :class:`UserStoreError`:
+    callers (the API: 503 ``unavailable``) handle the store's typed errors, not PyMongo's."""
+    try:
+        yield
+    except PyMongoError as exc:
+        raise UserStoreError(f"MongoDB {what} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _id_query(user_id: str) -> dict[str, object]:
@@ -59,26 +70,30 @@ class MongoUserStore(FieldUpdates):
 
     async def _ensure_index(self) -> None:
         if not self._indexed:
-            await self.collection.create_index("userName", unique=True)
+            with driver_errors("create_index"):
+                await self.collection.create_index("userName", unique=True)
             self._indexed = True
 
     async def get(self, user_id: str) -> User | None:
         """The user with this id, or None."""
         if not isinstance(user_id, str) or not user_id:
             return None
-        doc = await self.collection.find_one(_id_query(user_id))
+        with driver_errors("find_one"):
+            doc = await self.collection.find_one(_id_query(user_id))
         return None if doc is None else user_from_doc(doc)
 
     async def get_by_name(self, user_name: str) -> User | None:
         """The user with this name, or None."""
         if not isinstance(user_name, str) or not user_name:
             return None
-        doc = await self.collection.find_one({"userName": user_name})
+        with driver_errors("find_one"):
+            doc = await self.collection.find_one({"userName": user_name})
         return None if doc is None else user_from_doc(doc)
 
     async def list(self) -> list[User]:
         """All users, sorted by name."""
-        users = [user_from_doc(doc) async for doc in self.collection.find({})]
+        with driver_errors("find"):
+            users = [user_from_doc(doc) async for doc in self.collection.find({})]
         return sorted(users, key=lambda u: u.user_name)
 
     async def ping(self) -> bool:
@@ -102,16 +117,18 @@ class MongoUserStore(FieldUpdates):
         doc, token = await self._new_user(
             user_id, user_name, password, queues, publish, before_hash=self._ensure_index
         )
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            raise UserExists(f"user {doc['userName']!r} already exists") from None
+        with driver_errors("insert_one"):
+            try:
+                await self.collection.insert_one(doc)
+            except DuplicateKeyError:
+                raise UserExists(f"user {doc['userName']!r} already exists") from None
         return user_from_doc(doc), token
 
     async def _update(self, user_id: str, fields: UserDoc) -> None:
         # Every write retires a plaintext tokens2 access token.
         update = {"$set": fields, "$unset": {"accessToken": ""}}
-        result = await self.collection.update_one(_id_query(user_id), update)
+        with driver_errors("update_one"):
+            result = await self.collection.update_one(_id_query(user_id), update)
         if result.matched_count == 0:
             raise UserNotFound(f"no user with id {user_id!r}")
 
