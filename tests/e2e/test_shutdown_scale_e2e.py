@@ -14,9 +14,13 @@ import signal
 import struct
 import time
 
+import aiohttp
 import pytest
 
-from .conftest import SpawnNode
+from tests.gateway.wsframes import client_frame
+from wsmq.queue import Queues
+
+from .conftest import MakeUser, SpawnNode
 
 pytestmark = pytest.mark.backends("single")
 
@@ -42,38 +46,70 @@ def _raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))  # the node inherits it
 
 
-async def _open(port: int, gate: asyncio.Semaphore) -> Stream:
-    """A lean client: the handshake on a bare stream, nothing read afterwards."""
+async def _open(port: int, gate: asyncio.Semaphore, token: str, queue: str | None) -> Stream:
+    """A lean client: the handshake on a bare stream (and a subscribe), nothing read after."""
     async with gate:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=4096)
-        writer.write(UPGRADE.format(host=f"127.0.0.1:{port}").encode())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=65536)
+        request = UPGRADE.format(host=f"127.0.0.1:{port}")
+        if token:
+            request = request.replace("\r\n\r\n", f"\r\n{token}\r\n\r\n")
+        writer.write(request.encode())
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head[:100]
+        if queue is not None:
+            writer.write(client_frame(f"/subscribe/{queue}".encode()))
         return reader, writer
 
 
 async def _close_code(reader: asyncio.StreamReader) -> int:
-    """The first frame the server sends must be a close; its code."""
-    first, length = await reader.readexactly(2)
-    assert first == 0x88, hex(first)  # FIN + close
-    payload = await reader.readexactly(length & 0x7F)
-    (code,) = struct.unpack("!H", payload[:2])
-    return int(code)
+    """Skip the text frames (replies, deliveries) to the close frame; its code."""
+    while True:
+        first, length = await reader.readexactly(2)
+        length &= 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await reader.readexactly(8))
+        payload = await reader.readexactly(length)
+        if first == 0x88:  # FIN + close
+            (code,) = struct.unpack("!H", payload[:2])
+            return int(code)
+        assert first == 0x81, hex(first)  # FIN + text
 
 
-async def test_sigterm_closes_every_idle_socket_with_1001_within_shutdown_timeout(
-    spawn_node: SpawnNode, redis_url: str
+@pytest.mark.parametrize("sockets", ["idle", "subscribed"])
+async def test_sigterm_closes_every_socket_with_1001_within_shutdown_timeout(
+    spawn_node: SpawnNode, redis_url: str, make_user: MakeUser, queues: Queues, sockets: str
 ) -> None:
+    """``idle``: no token (waiting for ``/auth``); ``subscribed``: each socket subscribed to
+    one of 50 queues, holding unacked messages the shutdown releases."""
     _raise_fd_limit(SOCKETS + 1000)  # per process: the clients here, the node (inherits it)
+    names = [f"sq{i}" for i in range(50)]
+    token = ""
+    if sockets == "subscribed":
+        user = await make_user(queues=tuple(names))
+        token = f"x-token: {user.x_token}\r\nx-access-token: {user.access_token}"
+        for name in names:
+            await queues.create_queue(name)
+            for i in range(20):
+                await queues.send_message(name, f"m{i}")
     node = await spawn_node(
         redis_url,
         "--shutdown-timeout", str(SHUTDOWN_TIMEOUT), "--auth-deadline", "600",
-        "--heartbeat", "0", "--log-level", "info",
+        "--heartbeat", "0", "--log-level", "info", "--max-connections-per-user", "0",
+        "--header-timeout", "60",
     )  # fmt: skip
     port = node.port
     gate = asyncio.Semaphore(200)
     async with asyncio.timeout(60 + SOCKETS / 100):
-        streams = await asyncio.gather(*(_open(port, gate) for _ in range(SOCKETS)))
+        streams = await asyncio.gather(
+            *(
+                _open(port, gate, token, names[i % len(names)] if token else None)
+                for i in range(SOCKETS)
+            )
+        )
+    if token:  # every subscription is live (wsmq_subscriptions) before the signal
+        await _subscribed(node.http_url, SOCKETS)
     try:
         started = time.monotonic()
         node.send_signal(signal.SIGTERM)
@@ -93,3 +129,15 @@ async def test_sigterm_closes_every_idle_socket_with_1001_within_shutdown_timeou
     finally:
         for _, writer in streams:
             writer.transport.abort()
+
+
+async def _subscribed(http_url: str, expected: int) -> None:
+    """Wait (bounded) until the node's ``wsmq_subscriptions`` gauge reaches ``expected``."""
+    async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+        while True:
+            async with http.get(f"{http_url}/metrics") as resp:
+                text = await resp.text()
+            for line in text.splitlines():
+                if line.startswith("wsmq_subscriptions ") and float(line.split()[1]) >= expected:
+                    return
+            await asyncio.sleep(0.2)
