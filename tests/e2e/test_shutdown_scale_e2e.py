@@ -26,8 +26,9 @@ pytestmark = pytest.mark.backends("single")
 
 SOCKETS = 15_000 if os.environ.get("WSMQ_CHAOS") == "1" else 3_000
 SHUTDOWN_TIMEOUT = 3.0
-#: Interpreter exit after "shutdown complete" (the node's own log shows well under 1 s).
-EXIT_MARGIN = 2.0
+#: Interpreter exit after "shutdown complete" (~0.3 s with 3k sockets, ~1.3 s with 15k), and
+#: writing the close frames (CPU bound, ~75 µs a socket) past the sockets' grace.
+EXIT_MARGIN = 3.0 if SOCKETS > 3_000 else 2.0
 
 UPGRADE = (
     "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
