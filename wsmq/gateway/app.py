@@ -174,7 +174,17 @@ async def _accept(request: web.Request, state: GatewayState) -> Connection | web
         return reject(429, refused, "too many connections for this user")
     try:
         await ws.prepare(request)
-    except BaseException:  # the peer left during the upgrade (or we are cancelled)
+    except ConnectionError:
+        # The peer gave up before the 101 was written (its own timeout, a flaky network, or
+        # on purpose): an ordinary disconnect, counted and logged at debug. Raised, aiohttp
+        # would log an ERROR traceback per abandoned handshake: log volume anyone can cause.
+        state.forget(conn)
+        metrics.handshakes.labels(result="aborted").inc()
+        handshake_log.debug("peer left during the upgrade", extra={"event": "handshake_abort"})
+        # aiohttp writes this response to the closed transport, sees the ConnectionError and
+        # counts the request as reset, quietly.
+        return web.Response(status=400)
+    except BaseException:  # we are cancelled during the upgrade
         state.forget(conn)
         raise
     release_http_state(request)  # what aiohttp keeps per socket for HTTP, unused from here

@@ -251,6 +251,16 @@ class Connection:
         if transport is not None:
             transport.abort()
 
+    def drop(self) -> None:
+        """The node's shutdown gave the close its grace: abort the transport, quietly.
+
+        What is still buffered (the close frame, for a peer that stopped reading) is lost; the
+        read loop and a ``ws.close`` waiting for the peer's reply both end at once.
+        """
+        transport = self.request.transport
+        if transport is not None:  # even when closing: it may still be flushing to a stuck peer
+            transport.abort()
+
     # --- deadlines --------------------------------------------------------------------------
 
     def _arm_deadline(self) -> None:
