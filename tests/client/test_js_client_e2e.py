@@ -96,9 +96,11 @@ async def test_js_client_survives_a_killed_and_a_stopped_node(
         "WSMQ_PAUSE_AT": ",".join(map(str, PAUSE_AT)),
         "WSMQ_DEDUPE": str(dedupe),
     }
+    # A node:test file run in this process (stdin and stdout stay ours); the test runner's
+    # report goes to stderr, and a failed JS assertion is a non-zero exit.
     proc = await asyncio.create_subprocess_exec(
-        "node", str(SCRIPT), env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        "node", "--test-reporter=spec", "--test-reporter-destination=stderr", str(SCRIPT),
+        env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     client = LiveClient(proc)
     try:
