@@ -8,10 +8,10 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from yarl import URL
 
 from wsmq.auth import FileUserStore
 from wsmq.queue import Queues
@@ -281,8 +281,8 @@ async def test_a_trickled_body_gets_408_within_the_body_deadline(
     node = await start_node(api_body_timeout=0.5)
     await queues.create_queue("slow")
     assert node.http_url is not None
-    url = URL(node.http_url)
-    reader, writer = await asyncio.open_connection(url.host, url.port)
+    url = urlsplit(node.http_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
     body = b'{"message": "' + b"x" * 200 + b'"}'
     writer.write(
         b"POST /api/queues/slow/messages HTTP/1.1\r\n"
