@@ -4,7 +4,7 @@
 -- Per CHUNK ids, one HMGET reads the receive counts: an id that has one (any message received
 -- before, so every delete of the delivery engine) has hash fields, so those ids go with one
 -- ZREM, whose reply counts them, and one HDEL. The others (never received, or gone already)
--- are deleted one by one as RSMQ does. One ZREM and one HDEL per id made deletes ~2x dearer.
+-- are deleted one by one as RSMQ does (bench.script_cost: ~8 % less Redis CPU per delete).
 local CHUNK = 500
 local zkey, hkey = KEYS[1], KEYS[2]
 local n = 0

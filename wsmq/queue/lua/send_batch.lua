@@ -42,7 +42,7 @@ for i = 4, #ARGV, 3 do
   hargs[#hargs + 1] = id
   hargs[#hargs + 1] = ARGV[i + 1]
 end
--- One ZADD and one HSET per CHUNK messages (one of each per message cost ~2x more).
+-- One ZADD and one HSET per CHUNK messages, not one of each per message (~10 % less CPU).
 local CHUNK = 500
 for i = 1, #zargs, 2 * CHUNK do
   local last = math.min(i + 2 * CHUNK - 1, #zargs)
