@@ -42,9 +42,12 @@ function idSuffix() {
 
 function wsmqSend(qname, message, cb) {
   const suffix = idSuffix();
-  const keys = [`${ns}:${qname}`, `${ns}:${qname}:Q`, `${ns}:${qname}:I:${suffix}`];
-  // suffix, body, length in UTF-16 code units, default delay, realtime target, marker TTL
-  client.evalsha(sendSha, 3, ...keys, suffix, message, message.length, '', `P${ns}:rt:${qname}`, 60, cb);
+  const keys = [`${ns}:${qname}`, `${ns}:${qname}:Q`, `${ns}:${qname}:I:${suffix}`, `${ns}:${qname}:parked`];
+  // suffix, body, length in UTF-16 code units, default delay, realtime target, marker TTL,
+  // then the hand-off to a parked consumer (channel prefix, queue name), as Queues.send_message
+  const handoff = cfg.handoff === false ? [] : [`${ns}:wsmq:handoff:`, qname];
+  const nkeys = handoff.length ? 4 : 3;
+  client.evalsha(sendSha, nkeys, ...keys.slice(0, nkeys), suffix, message, message.length, '', `P${ns}:rt:${qname}`, 60, ...handoff, cb);
 }
 
 function emit(obj) {
