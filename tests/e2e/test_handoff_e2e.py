@@ -25,8 +25,8 @@ def handoffs(node: Gateway, result: str) -> float:
 
 
 async def parked(queues: Queues, qname: str) -> dict[str, str]:
-    got: dict[str, str] = await queues.redis.hgetall(queues.keys.parked(qname))
-    return got
+    got = await queues.redis.hgetall(queues.keys.parked(qname))
+    return {str(k): str(v) for k, v in got.items()}
 
 
 @pytest.mark.parametrize("protocols", [V1, ()], ids=["v1", "legacy"])
