@@ -106,15 +106,17 @@ class Publisher:
     async def publish(self, count: int) -> None:
         from wsmq.queue.ids import random_suffix
 
+        keys = self.queues.keys
         async with self.queues.redis.pipeline(transaction=False) as pipe:
             for _ in range(count):
                 body = stamp()
                 for messages, attributes, qname, channel in self.targets:
                     suffix = random_suffix()
                     marker = self.queues.keys.send_marker(qname, suffix)
+                    # as Queues.send_message, hand-off to a parked consumer included
                     pipe.evalsha(
-                        self.sha, 3, messages, attributes, marker,
-                        suffix, body, len(body), "", channel, 60,
+                        self.sha, 4, messages, attributes, marker, keys.parked(qname),
+                        suffix, body, len(body), "", channel, 60, keys.handoff_prefix, qname,
                     )  # fmt: skip
             await pipe.execute()
         self.messages += count

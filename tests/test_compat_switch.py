@@ -98,7 +98,7 @@ async def test_pubsub_replies_come_through_get_message(redis_url: str) -> None:
         kinds: list[str] = []
         async with asyncio.timeout(5):
             while "message" not in kinds:
-                kinds += [kind for kind, _ in await reader.read(1.0)]
+                kinds += [kind for kind, *_ in await reader.read(1.0)]
         assert kinds[0] == "subscribe"
     finally:
         await pubsub.aclose()

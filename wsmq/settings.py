@@ -72,6 +72,7 @@ class EngineOptions(TypedDict):
     stop_timeout: float
     device_retention: float
     max_devices_per_queue: int
+    handoff: bool
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,14 @@ class Settings:
         "client inventing device ids would otherwise multiply every publish. A new device "
         "beyond it is refused (`too_many_devices`); `/leave` or the retention frees a place. "
         "0 = no limit.",
+        group="delivery",
+    )
+    handoff: bool = _opt(
+        True,
+        "Let a send hand its message straight to this node when one of its consumers is "
+        "waiting on the queue: one Redis round trip less per idle message (docs/delivery.md, "
+        "Hand-off). RSMQ's key layout only (not on a Redis Cluster). Off: every message "
+        "waits for the realtime notification and a receive.",
         group="delivery",
     )
     group_copier: bool = _opt(
@@ -555,6 +564,7 @@ class Settings:
             stop_timeout=max(self.shutdown_timeout * 0.2, 0.2),
             device_retention=self.device_retention,
             max_devices_per_queue=self.max_devices_per_queue,
+            handoff=self.handoff,
         )
 
 

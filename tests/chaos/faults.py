@@ -273,7 +273,8 @@ async def _run(fault: str, config: ChaosConfig, backend: Any, workdir: Path) -> 
         drain = time.monotonic() - stopped
         await _wait_all_connected(consumers, 10.0)  # nobody is stuck disconnected
         reconnects = sum(c.connections for c in consumers) - len(consumers)
-        return check(ledger, fault, fault_end, drain_seconds=drain, reconnects=reconnects)
+        report = check(ledger, fault, fault_end, drain_seconds=drain, reconnects=reconnects)
+        return replace(report, handoffs=await _handoffs_taken(http, group))
     finally:
         for consumer in consumers:
             consumer.stop.set()
@@ -286,6 +287,20 @@ async def _run(fault: str, config: ChaosConfig, backend: Any, workdir: Path) -> 
         await group.aclose()
         with contextlib.suppress(Exception):
             await queues.close()
+
+
+async def _handoffs_taken(http: aiohttp.ClientSession, group: NodeGroup) -> int:
+    """``wsmq_handoffs_total{result="taken"}`` summed over the live nodes' /metrics."""
+    total = 0.0
+    for node in group.nodes:
+        if not node.alive:
+            continue
+        async with http.get(f"{node.http_url}/metrics") as resp:
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith('wsmq_handoffs_total{result="taken"}'):
+                total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 async def _wait_all_connected(consumers: list[Consumer], timeout: float) -> None:

@@ -103,6 +103,9 @@ class ChaosReport:
     send_errors: int = 0
     drain_seconds: float = 0.0
     reconnects: int = 0
+    #: Messages sends handed straight to a parked consumer (docs/delivery.md, Hand-off), summed
+    #: over the nodes alive at the end: the fault met that path too when > 0.
+    handoffs: int = 0
 
     def line(self) -> str:
         """The figure line ``scripts/chaos`` prints."""
@@ -112,6 +115,7 @@ class ChaosReport:
             f" recovery_s={self.recovery_seconds:.2f} resume_s={self.resume_seconds:.2f}"
             f" drain_s={self.drain_seconds:.2f}"
             f" reconnects={self.reconnects} send_errors={self.send_errors}"
+            f" handoffs={self.handoffs}"
             f" acked_redelivered={self.redelivered_after_ack} resent_copies={self.ambiguous_extra}"
             f" unknown={self.unknown}"
         )

@@ -362,9 +362,12 @@ async def test_node_realtime_publish_wakes_wsmq_listener(
                 for q in ("rt_other", "rt1", "rt1")
             ]
         )
+        # rt_other (not subscribed, published first) is never reported; the two rt1 sends are
+        # one or two wake-ups: the listener reports a queue once per read of its connection.
         async with asyncio.timeout(TIMEOUT):
-            assert [await seen.get(), await seen.get()] == ["rt1", "rt1"]
-        assert seen.empty()  # rt_other is not subscribed
+            assert await seen.get() == "rt1"
+        while not seen.empty():
+            assert seen.get_nowait() == "rt1"
         got = await queues.receive_messages("rt1", 5)
         assert [m.message for m in got] == ["wake up", "wake up"]
     finally:

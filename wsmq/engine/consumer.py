@@ -69,6 +69,9 @@ class ConsumerContext:
     fan_outs: FanOutRuns
     #: This node's device leases (a plain consumer takes one of the shared inbox).
     devices: DeviceLeases
+    #: This node's hand-off token: a plain consumer that empties its queue parks there
+    #: (``None``: no hand-offs; docs/delivery.md, "Hand-off").
+    park: str | None = None
     #: Writer tasks of every consumer (stop() waits for them, bounded).
     writers: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -318,13 +321,19 @@ class QueueConsumer:
             self._window_bound = False
             n = min(ctx.batch_size, free)
             # The reply also says when the next message becomes visible (the timer below).
-            msgs, nxt = await ctx.queues.receive_with_next(
-                source,
-                n,
-                ctx.default_vt,
-                fan_out_check=source == self.queue,
-                devices_only=group is not None and group.joined,
-            )
+            if ctx.park is not None and group is not None and not group.joined:
+                # Empty after this receive: sends hand their message to us (consumer parked).
+                msgs, nxt = await ctx.queues.receive_with_next(
+                    source, n, ctx.default_vt, fan_out_check=True, park=ctx.park
+                )
+            else:
+                msgs, nxt = await ctx.queues.receive_with_next(
+                    source,
+                    n,
+                    ctx.default_vt,
+                    fan_out_check=source == self.queue,
+                    devices_only=group is not None and group.joined,
+                )
             if not ctx.health.healthy:
                 ctx.health.ok()
             self._missing_logged = False
@@ -351,11 +360,26 @@ class QueueConsumer:
             self._skew = Backoff(base=self.MIN_TIMER, cap=ctx.poll_interval, rand=_no_jitter)
         return self._skew.next()
 
+    def take_handoff(self, msg: Message) -> bool:
+        """A send handed ``msg`` (received for this node already) to this consumer while it
+        was parked: hand it out like a received one. ``False``: no room for it (closing, full
+        windows, a fan-out queue now): the caller releases it."""
+        group = self.group
+        if self.closing or group is None or group.joined:
+            return False
+        if not any(s.free() > 0 for s in self.ledger.subs):
+            return False
+        self._start_writers(self.ledger.hand_out_extra([msg]))
+        self._release_refused()
+        return True
+
     def _dispatch(self, msgs: list[Message]) -> None:
         """Give a received batch to the ledger and make sure each touched outbox has a writer."""
-        ledger = self.ledger
-        touched = ledger.hand_out(msgs)
+        touched = self.ledger.hand_out(msgs)
         self._release_refused()
+        self._start_writers(touched)
+
+    def _start_writers(self, touched: list[Subscription]) -> None:
         for sub in touched:
             if not sub.writing:
                 sub.writing = True

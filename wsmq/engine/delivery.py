@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Coroutine, Sequence
 
 from wsmq.backoff import Backoff
@@ -48,6 +49,7 @@ from wsmq.protocol.names import (
 )
 from wsmq.queue.devices import FanOut
 from wsmq.queue.errors import InvalidFormat, QueueNotFound
+from wsmq.queue.handoff import parse_handoff
 
 __all__ = [
     "DeleteNotApplied",
@@ -79,6 +81,10 @@ class DeliveryEngine:
     for each phase of :meth:`stop`. ``device_retention``: seconds an unused device inbox is
     kept (docs/delivery.md, Devices); ``on_devices_removed(n)``: called when ``n`` were removed;
     ``max_devices_per_queue``: most devices one queue may have (0: no limit).
+    ``handoff``: park idle consumers on their queue so that a send hands its message to this
+    node directly, one round trip less (docs/delivery.md, "Hand-off"; RSMQ's key layout with a
+    :class:`~wsmq.realtime.listener.RealtimeListener` only); ``on_handoff(taken)``: called for
+    each message handed to this node (``taken`` false: released, no consumer could take it).
     """
 
     #: Re-measure the Redis clock offset this often (seconds).
@@ -100,6 +106,8 @@ class DeliveryEngine:
         device_retention: float = 7 * 86400.0,
         on_devices_removed: Callable[[int], object] | None = None,
         max_devices_per_queue: int = 1000,
+        handoff: bool = True,
+        on_handoff: Callable[[bool], object] | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0")
@@ -117,6 +125,11 @@ class DeliveryEngine:
         self.devices = DeviceLeases(
             queues, device_retention, on_devices_removed, max_devices_per_queue
         )
+        #: This node's hand-off token (``None``: hand-offs off or not possible here).
+        self.handoff_token: str | None = None
+        if handoff and getattr(queues, "handoffs", False) and hasattr(listener, "listen_handoffs"):
+            self.handoff_token = secrets.token_hex(8)
+        self._on_handoff_hook = on_handoff
         self._ctx = ConsumerContext(
             queues=queues,
             health=self.health,
@@ -129,6 +142,7 @@ class DeliveryEngine:
             on_exit=self._consumer_exited,
             fan_outs=FanOutRuns(queues, self.health, self.devices.retention_ms, self._fanned_out),
             devices=self.devices,
+            park=self.handoff_token,
         )
         self._consumers: dict[str, QueueConsumer] = {}
         #: queue -> the device inboxes (``q@d``) this node consumes: they wake with the queue.
@@ -179,6 +193,14 @@ class DeliveryEngine:
         self._running = True
         if self.listener is not None:
             self.listener.set_callback(self._on_notification)
+            listen: Callable[[str, Callable[[str], None]], None] | None = getattr(
+                self.listener, "listen_handoffs", None
+            )
+            if self.handoff_token is not None and listen is not None:
+                try:
+                    listen(self.handoff_token, self._on_handoff)
+                except ValueError:  # a sharded (Cluster) listener: no hand-offs
+                    self.handoff_token = self._ctx.park = None
             await self.listener.start()  # connect now: the first subscribe is confirmed sooner
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.clock.sync(self.queues)
@@ -448,6 +470,32 @@ class DeliveryEngine:
             if consumer is not None:
                 consumer.wake()
 
+    def _on_handoff(self, payload: str) -> None:
+        """A send handed a message to this node: its consumer takes it as if it had received
+        it; with no consumer able to, it is released (visible now) and the node unparks."""
+        parsed = parse_handoff(payload)
+        if parsed is None:
+            return
+        qname, msg = parsed
+        consumer = self._consumers.get(qname)
+        taken = consumer is not None and consumer.take_handoff(msg)
+        if not taken:
+            self.settle.release(qname, [msg.id])
+            self._unpark_later(qname)
+        if self._on_handoff_hook is not None:
+            self._on_handoff_hook(taken)
+
+    def _unpark_later(self, qname: str) -> None:
+        token = self.handoff_token
+        if token is not None and self._running:
+            self._background_task(self._unpark(qname, token))
+
+    async def _unpark(self, qname: str, token: str) -> None:
+        unpark = getattr(self.queues, "unpark", None)
+        if unpark is not None:
+            with contextlib.suppress(*TRANSIENT_ERRORS):  # else a send drops us when we are gone
+                await unpark(qname, token)
+
     def _fanned_out(self, qname: str, result: FanOut) -> None:
         """A fan-out of ``qname`` ran: local inboxes got messages; count removals.
 
@@ -478,6 +526,8 @@ class DeliveryEngine:
                     if not inboxes:
                         del self._inboxes[consumer.queue]
         self._retired = {c for c in self._retired if c.writers}
+        if consumer.device is None and self._consumers.get(consumer.qname) is None:
+            self._unpark_later(consumer.qname)  # no subscriber left: sends stop handing to us
         if consumer.writers:
             self._retired.add(consumer)
         if consumer.group is not None and consumer.group.joined and self._running:

@@ -287,6 +287,17 @@ class QueueLedger:
             sub.last_cost = cost
         return touched
 
+    def hand_out_extra(self, msgs: list[Message]) -> list[Subscription]:
+        """:meth:`hand_out` for messages that came outside a receive (a send's hand-off),
+        within the windows as they are now. A receive in flight keeps a plan, measured again
+        after these took their room (what it brings beyond goes to :attr:`to_release`)."""
+        in_flight = bool(self._plan_windows)
+        self.room()
+        touched = self.hand_out(msgs)
+        if in_flight and self.room() <= 0:
+            self.drop_plan()
+        return touched
+
     def take_batch(self, sub: Subscription, limit: int, closing: bool) -> list[Message]:
         """Pop up to ``limit`` messages of ``sub``'s outbox to write (v1: held from now on, the
         client may ack before the write returns). A broken or closed ``sub``, or ``closing``,

@@ -27,6 +27,7 @@ class QueueStore(Protocol):
         *,
         fan_out_check: bool = False,
         devices_only: bool = False,
+        park: str | None = None,
     ) -> tuple[list[Message], float | None]: ...
 
     async def delete_messages(self, qname: str, ids: Iterable[str]) -> int: ...

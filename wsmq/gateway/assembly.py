@@ -112,6 +112,7 @@ def assemble(
         on_redis_error=lambda exc: metrics.redis_outages.inc(),
         on_redis_failure=lambda exc: metrics.redis_errors.inc(),
         on_devices_removed=metrics.devices_removed.labels("retention").inc,
+        on_handoff=metrics.observe_handoff,
         **settings.engine_options(),
     )
     health = HealthChecks()

@@ -104,6 +104,16 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.handoffs = Counter(
+            "wsmq_handoffs",
+            "Messages a send handed straight to this node's waiting consumer (docs/delivery.md, "
+            "Hand-off), by result: 'taken' (delivered like a received one), 'released' (no "
+            "consumer could take it any more: visible again at once).",
+            ["result"],
+            registry=r,
+        )
+        self._handoffs_taken = self.handoffs.labels("taken")
+        self._handoffs_released = self.handoffs.labels("released")
         self.delivery_latency = Histogram(
             "wsmq_delivery_latency_seconds",
             "Time from a message being sent to it being written to a socket.",
@@ -131,6 +141,10 @@ class GatewayMetrics:
             n += 1
         if n:
             self.messages_delivered.labels(mode=mode).inc(n)
+
+    def observe_handoff(self, taken: bool) -> None:
+        """Count one message handed to this node by a send."""
+        (self._handoffs_taken if taken else self._handoffs_released).inc()
 
     def observe_group_copies(self, group: str, member: str, statuses: list[str]) -> None:
         """The group copier's ``on_member_copied`` hook: count one member copy's results."""

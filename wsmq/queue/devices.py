@@ -121,6 +121,7 @@ async def register_device(
             keys.attributes(qname),
             keys.attributes(inbox),
             keys.attributes(inbox_name(qname, GROUP)),
+            keys.parked(qname),
         ],
         [device, holder, lease_ms, max_devices],
     )

@@ -10,6 +10,10 @@ The one key RSMQ does not have is the short-lived send marker ``rsmq:q:I:<suffix
 (``rsmq:{q}:I:<suffix>`` in the cluster layout), which makes a retried send idempotent; RSMQ
 never reads it and it expires on its own.
 
+The hand-off (docs/delivery.md, "Hand-off") adds ``rsmq:q:parked`` (``rsmq:{q}:parked``), the
+nodes waiting for the queue's next message, and one pub/sub channel per node,
+``rsmq:wsmq:handoff:<node token>``.
+
 Groups (docs/delivery.md "Groups") add three kinds of keys RSMQ never reads: a group's member
 set ``rsmq:g:G`` (``rsmq:{g}:G``), the registry of groups ``rsmq:wsmq:groups``, and the copy
 markers ``rsmq:q:C:<id>`` (``rsmq:{q}:C:<id>``) that make copying a group message into member
@@ -99,6 +103,21 @@ class KeyLayout:
         """String with a TTL: group message ``msg_id`` was copied into ``member`` (in the
         member's slot), so a copier redoing the message after a crash does not copy it twice."""
         return f"{self.prefix}{self._tag(member)}:C:{msg_id}"
+
+    def parked(self, qname: str) -> str:
+        """Hash of the nodes whose consumer of ``qname`` waits for messages (docs/delivery.md,
+        Hand-off): field = node token, value ``<room>:<vt>``. A send hands its message to one of
+        them directly. ``:`` cannot be in a queue name, so no queue's keys collide with it."""
+        return f"{self.prefix}{self._tag(qname)}:parked"
+
+    @property
+    def handoff_prefix(self) -> str:
+        """Start of every node's hand-off channel (:meth:`handoff_channel`)."""
+        return f"{self.prefix}wsmq:handoff:"
+
+    def handoff_channel(self, token: str) -> str:
+        """Pub/sub channel on which node ``token`` takes the messages sends hand to it."""
+        return f"{self.handoff_prefix}{token}"
 
     def realtime(self, qname: str) -> str:
         """Pub/sub channel announcing new messages (payload: queue size); sharded pub/sub

@@ -78,6 +78,10 @@ class Queues:
         self.realtime = realtime
         self.layout: Layout = layout
         self.keys = KeyLayout(ns, cluster=layout == "cluster")
+        #: Sends hand their message to a consumer parked on the queue (docs/delivery.md,
+        #: "Hand-off"): RSMQ's layout only (a script's PUBLISH cannot count a node's listener
+        #: in a Cluster).
+        self.handoffs = layout == "rsmq"
         self._owns_client = owns_client
         # qname -> dead-letter queue name last seen; the receive script verifies it, so a stale
         # entry only costs one retry.
@@ -204,8 +208,9 @@ class Queues:
         if isinstance(self.redis, Redis):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self.keys.attributes(qname), self.keys.messages(qname))
+                pipe.delete(self.keys.parked(qname))
                 pipe.srem(self.keys.queues(), qname)
-                deleted, _ = await pipe.execute()
+                deleted, _, _ = await pipe.execute()
         else:
             # Cluster: the queue's keys share a slot, the registry does not, so no MULTI
             # across them.  Keys first, registry second (as create, in reverse).
@@ -303,6 +308,10 @@ class Queues:
         args: list[str | bytes | int] = [
             suffix, body, v.utf16_length(message), delay_arg, channel, SEND_MARKER_TTL,
         ]  # fmt: skip
+        if self.handoffs:
+            # A consumer parked on the queue gets the message in this round trip (send.lua).
+            keys.append(self.keys.parked(qname))
+            args += [self.keys.handoff_prefix, qname]
         return text(await run_script(self.redis, "send", keys, args))
 
     async def send_messages(
@@ -360,6 +369,7 @@ class Queues:
         report_next: bool,
         fan_out_check: bool = False,
         devices_only: bool = False,
+        park: str | None = None,
     ) -> tuple[list[Message], float | None]:
         qname = v.validate_source(qname)
         vt_arg: str | int = "" if vt is None else v.validate_vt(vt)
@@ -377,6 +387,13 @@ class Queues:
             if fan_out_check:
                 keys.append(self.keys.devices(qname))
                 args += [len(keys), "1" if devices_only else "0"]
+            if park is not None and self.handoffs:
+                if not report_next:
+                    args.append("0")
+                if not fan_out_check:
+                    args += ["", ""]
+                keys.append(self.keys.parked(qname))
+                args += [len(keys), park]
             reply = await run_script(self.redis, "receive", keys, args)
             if int(reply[0]) == 2:
                 raise dev.QueueFansOut(f"queue {qname} has devices")
@@ -433,6 +450,7 @@ class Queues:
         *,
         fan_out_check: bool = False,
         devices_only: bool = False,
+        park: str | None = None,
     ) -> tuple[list[Message], float | None]:
         """:meth:`receive_messages`, plus when the queue's next message becomes visible.
 
@@ -445,6 +463,11 @@ class Queues:
         devices raises :class:`~wsmq.queue.devices.QueueFansOut` and receives nothing (its
         messages are for the inboxes: run :meth:`fan_out`); the plain subscribers' shared inbox
         counts as a device, unless ``devices_only`` (a consumer draining it).
+
+        ``park``: this node's hand-off token (:meth:`unpark`). Receiving fewer than ``count``
+        parks the node on the queue with room for the rest: the next sends hand their messages
+        to it on its hand-off channel (docs/delivery.md, "Hand-off"); a full batch unparks it.
+        Ignored where :attr:`handoffs` is false.
         """
         return await self._receive_reply(
             qname,
@@ -454,7 +477,13 @@ class Queues:
             report_next=True,
             fan_out_check=fan_out_check,
             devices_only=devices_only,
+            park=park,
         )
+
+    async def unpark(self, qname: str, token: str) -> None:
+        """Node ``token`` no longer waits on ``qname``: sends stop handing messages to it."""
+        if self.handoffs:
+            await self.redis.hdel(self.keys.parked(v.validate_qname(qname)), token)
 
     async def now_ms(self) -> int:
         """Redis server time in epoch ms (the clock all scores use), for timers that compare

@@ -34,9 +34,11 @@ from wsmq.realtime.pubsub_reader import PubSubReader
 from wsmq.realtime.sharded import ShardedTransport, cluster_client
 from wsmq.realtime.transport import LOST, ReadLoop, TopologyChanged, Transport, log
 
-__all__ = ["Callback", "RealtimeListener"]
+__all__ = ["Callback", "HandOffCallback", "RealtimeListener"]
 
 Callback = Callable[[str], Awaitable[None] | None]
+#: Called with each payload published on this node's hand-off channel.
+HandOffCallback = Callable[[str], None]
 
 
 class RealtimeListener:
@@ -87,6 +89,9 @@ class RealtimeListener:
         self._confirms: dict[str, list[asyncio.Future[bool]]] = {}
         self._report_on_ack: set[str] = set()
         self._pending: dict[str, None] = {}  # ordered set of notified, not yet iterated queues
+        # This node's hand-off channel and what takes its payloads (listen_handoffs).
+        self._handoff_channel: str | None = None
+        self._on_handoff: HandOffCallback | None = None
         self._wakeup = asyncio.Event()
         self._closed = False
         self.connected = asyncio.Event()
@@ -101,6 +106,15 @@ class RealtimeListener:
     def set_callback(self, fn: Callback | None) -> None:
         """Call ``fn(qname)`` on every notification (instead of queueing it for iteration)."""
         self._callback = fn
+
+    def listen_handoffs(self, token: str, fn: HandOffCallback) -> None:
+        """Also listen on node ``token``'s hand-off channel (docs/delivery.md, "Hand-off"):
+        ``fn(payload)`` for every message a send hands to this node. Call before
+        :meth:`start`; only on a single server or Sentinel (plain pub/sub)."""
+        if isinstance(self._transport, ShardedTransport) or self.keys.cluster:
+            raise ValueError("hand-offs need RSMQ's key layout on one server or Sentinel")
+        self._handoff_channel = self.keys.handoff_channel(token)
+        self._on_handoff = fn
 
     @property
     def queues(self) -> frozenset[str]:
@@ -203,6 +217,8 @@ class RealtimeListener:
             try:
                 await transport.open()
                 channels = [self.channel(q) for q in self._queues]
+                if self._handoff_channel is not None:
+                    channels.append(self._handoff_channel)
                 # Every queue is reported once its subscription is confirmed: whatever was
                 # published while we were away (or before we first listened) is not lost.
                 self._report_on_ack = set(channels)
@@ -257,11 +273,14 @@ class RealtimeListener:
             # redis-py splits a subscribed-mode PONG into {'type': 'P', 'channel': 'O'}.
             ping_sent = None
             notified: set[str] = set()  # one wake-up per queue for what one read brought
-            for kind, channel in replies:
+            handoffs = self._handoff_channel
+            for kind, channel, data in replies:
                 if channel is None:
                     continue
                 if kind in ("message", "smessage"):
-                    if channel not in notified:
+                    if channel == handoffs:
+                        self._handoff(data)
+                    elif channel not in notified:
                         notified.add(channel)
                         await self._notify(channel)
                 elif kind in ("subscribe", "ssubscribe"):
@@ -275,6 +294,15 @@ class RealtimeListener:
                 elif kind == "sunsubscribe" and owned is not None and channel in owned:
                     # Not asked for (unsubscribe() forgets the channel first): the slot moved.
                     raise TopologyChanged(f"{peer} dropped {channel} (slot moved)")
+
+    def _handoff(self, payload: object) -> None:
+        fn = self._on_handoff
+        if fn is None or not isinstance(payload, str):
+            return
+        try:
+            fn(payload)
+        except Exception:
+            log.exception("hand-off callback failed", extra={"event": "realtime.handoff_failed"})
 
     def _confirm(self, channel: str) -> bool:
         confirmed = False

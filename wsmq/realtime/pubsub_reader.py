@@ -35,9 +35,10 @@ __all__ = ["PubSubReader", "Reply"]
 #: Replies whose bookkeeping redis-py does in ``PubSub.handle_message``.
 _UNSUBSCRIBE_KINDS = frozenset({"unsubscribe", "sunsubscribe", "punsubscribe"})
 
-#: ``(kind, channel)``: kind is ``"message"``, ``"smessage"``, ``"subscribe"``, ... (lower
-#: case); channel is ``None`` for replies without one (a PONG).
-Reply = tuple[str, str | None]
+#: ``(kind, channel, data)``: kind is ``"message"``, ``"smessage"``, ``"subscribe"``, ...
+#: (lower case); channel is ``None`` for replies without one (a PONG); data is the payload of a
+#: message (the count of a subscribe confirmation, ``None`` when absent).
+Reply = tuple[str, str | None, object]
 
 
 class PubSubReader:
@@ -67,7 +68,13 @@ class PubSubReader:
             if msg is None:
                 return []
             channel = msg.get("channel")
-            return [(str(msg.get("type")), channel if isinstance(channel, str) else None)]
+            return [
+                (
+                    str(msg.get("type")),
+                    channel if isinstance(channel, str) else None,
+                    msg.get("data"),
+                )
+            ]
         replies, unsubscribed = self._drain()
         if not replies:
             try:
@@ -95,8 +102,15 @@ class PubSubReader:
             if isinstance(reply, list):  # RESP2 arrays and RESP3 push notifications alike
                 kind = reply[0] if reply else ""
                 kind = kind.lower() if isinstance(kind, str) else str(kind)
-                channel = reply[1] if len(reply) > 1 else None
-                out.append((kind, channel if isinstance(channel, str) else None))
+                n = len(reply)
+                channel = reply[1] if n > 1 else None
+                out.append(
+                    (
+                        kind,
+                        channel if isinstance(channel, str) else None,
+                        reply[2] if n > 2 else None,
+                    )
+                )
                 if kind in _UNSUBSCRIBE_KINDS:
                     unsubscribed.append(reply)
             elif isinstance(reply, RedisConnectionError):
@@ -104,4 +118,4 @@ class PubSubReader:
             elif isinstance(reply, Exception):
                 raise reply  # an error reply (e.g. NOAUTH): the caller reconnects
             else:  # a plain reply in subscribed mode: RESP3's PONG
-                out.append((str(reply).lower(), None))
+                out.append((str(reply).lower(), None, None))

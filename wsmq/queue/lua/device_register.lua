@@ -7,7 +7,8 @@
 -- is missing, in the same step: the messages the first fan-out moves reach the plain
 -- subscribers too (ARGV[1] may be '~' itself: a plain consumer joining the shared inbox).
 -- KEYS[1] devices zset, KEYS[2] leases zset, KEYS[3] queue hash, KEYS[4] inbox hash,
--- KEYS[5] the shared inbox's hash
+-- KEYS[5] the shared inbox's hash, KEYS[6] (optional) the queue's parked-nodes hash: dropped, so
+-- no send hands a message of a fan-out queue to a plain consumer (docs/delivery.md, "Hand-off")
 -- Returns 1 when the device was new, 0 when it was registered already, -1 when refused.
 local cap = tonumber(ARGV[4] or '0') or 0
 if cap > 0 and ARGV[1] ~= '~' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -17,6 +18,7 @@ if cap > 0 and ARGV[1] ~= '~' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) the
     return -1
   end
 end
+if KEYS[6] then redis.call('DEL', KEYS[6]) end
 local _, _, ms = wsmq_now()
 local new = redis.call('ZADD', KEYS[1], wsmq_fmt(ms), ARGV[1])
 redis.call('ZADD', KEYS[2], wsmq_fmt(ms + tonumber(ARGV[3])), ARGV[1] .. '/' .. ARGV[2])

@@ -12,6 +12,10 @@
 -- fans out to device inboxes (docs/delivery.md, Devices) and this returns {2}, receiving nothing;
 -- ARGV[9] '1': only real devices count, not the plain subscribers' shared inbox '~' alone (a
 -- consumer draining it also receives from the queue)
+-- ARGV[10] (optional) index in KEYS of the queue's parked-nodes hash, ARGV[11] this node's token:
+-- a consumer that got fewer than ARGV[1] (the queue has nothing more visible) parks there with
+-- room for the rest and this vt, so the next send hands its message over (send.lua); one that
+-- got a full batch is not waiting and unparks (docs/delivery.md, "Hand-off").
 -- Returns {1, dlq} when the caller's dead-letter assumption is stale (it retries with the right
 -- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}; with
 -- ARGV[7] '1': {0, next, id, body, ...} where next is the lowest score left in the queue (epoch
@@ -172,6 +176,14 @@ while got < count and budget >= 0 do
   -- the batch is full or the queue has no more visible messages.
   if removed == 0 then
     break
+  end
+end
+if ARGV[10] and ARGV[10] ~= '' then
+  local pkey = KEYS[tonumber(ARGV[10])]
+  if got < count then
+    redis.call('HSET', pkey, ARGV[11], (count - got) .. ':' .. vt)
+  else
+    redis.call('HDEL', pkey, ARGV[11])
   end
 end
 if report_next and got < count then
