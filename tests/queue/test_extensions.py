@@ -80,6 +80,38 @@ async def test_batch_delete_and_change_visibility(queues: Queues) -> None:
     assert (await queues.get_queue_attributes("d")).msgs == 2
 
 
+async def test_delete_counts_as_rsmq_whatever_state_the_ids_are_in(
+    queues: Queues, raw: Redis
+) -> None:
+    # RSMQ counts an id when it was in the zset and had hash fields. The script deletes ids
+    # with a receive count in bulk and the others one by one: the count must not tell.
+    await queues.create_queue("mx")
+    z, h = "rsmq:mx", "rsmq:mx:Q"
+    a, b, c, d, f = await queues.send_messages("mx", list("abcdf"))
+    await queues.receive_messages("mx", 3, vt=60)  # a, b, c have a receive count
+    await raw.zrem(z, c)  # c: hash fields only
+    await raw.hdel(h, d)  # d: in the zset, no fields: not counted
+    await raw.hset(h, f"{f}:rc", "1")  # f: never received, yet a receive count (RSMQ's shape)
+    await raw.hdel(h, f)  # ... and no body: counts (a field left)
+    missing = make_id(1_700_000_000, 0, "x" * 22)
+    ids = [a, b, c, d, f, missing, a, b, d]
+    assert await queues.delete_messages("mx", ids) == 3  # a, b, f
+    assert await raw.zcard(z) == 0
+    fields = await raw.hkeys(h)
+    assert not [k for k in fields if k.split(":")[0] in {a, b, c, d, f}]
+
+
+async def test_delete_of_more_than_a_chunk_counts_each_id_once(queues: Queues) -> None:
+    await queues.create_queue("dc")
+    ids = await queues.send_messages("dc", [str(i) for i in range(1000)])
+    ids += await queues.send_messages("dc", [str(i) for i in range(300)])
+    got = await queues.receive_messages("dc", 1000, vt=60)
+    assert len(got) == 1000  # 300 never received
+    # ids[0] again after the first chunk of 500: gone by then, not counted twice
+    assert await queues.delete_messages("dc", [*ids[:700], ids[0], *ids[700:]]) == 1300
+    assert (await queues.get_queue_attributes("dc")).msgs == 0
+
+
 async def test_visible_counts_and_next_visible_at(queues: Queues, raw: Redis) -> None:
     await queues.create_queue("v1")
     await queues.create_queue("v2")

@@ -53,8 +53,8 @@ local function forget(id)
   redis.call('HDEL', hkey, id, id .. ':rc', id .. ':fr')
 end
 
-local function dead_letter(id, body, rc)
-  local fr = redis.call('HGET', hkey, id .. ':fr')
+-- fr: the message's first receive time as read with its body (false when never received).
+local function dead_letter(id, body, rc, fr)
   forget(id)
   redis.call('ZADD', KEYS[3], now, id)
   redis.call('HSET', KEYS[4], id, body, id .. ':rc', rc)
@@ -65,6 +65,12 @@ local function dead_letter(id, body, rc)
   if ARGV[5] ~= '' then
     wsmq_publish(ARGV[5], redis.call('ZCARD', KEYS[3]))
   end
+end
+
+-- Sent at least ttl_ms ago: the id starts with the send time in base-36 µs (RSMQ's format).
+local function expired(id)
+  local sent = tonumber(string.sub(id, 1, 10), 36)
+  return sent and ms - math.floor(sent / 1000) >= ttl_ms
 end
 
 local report_next = ARGV[7] == '1'
@@ -92,59 +98,73 @@ while got < count and budget >= 0 do
   -- Messages delivered with vt 0 stay visible (at most `got` of them), so a window of `count`
   -- ids always holds enough unseen ones; `seen` skips the delivered ones.
   local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, count)
+  -- The unseen ids' body, receive count and first receive time, read with one HMGET per CHUNK
+  -- ids (one HMGET per message made the receive dearer): handling one message changes only
+  -- its own fields, so reading them all first reads what reading each in turn would.
+  local todo, fields, f = {}, {}, {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then
+      todo[#todo + 1] = id
+      fields[#fields + 1] = id
+      fields[#fields + 1] = id .. ':rc'
+      fields[#fields + 1] = id .. ':fr'
+    end
+  end
+  for i = 1, #fields, 3 * CHUNK do
+    local part = redis.call('HMGET', hkey, unpack(fields, i, math.min(i + 3 * CHUNK - 1, #fields)))
+    for j = 1, #part do
+      f[i + j - 1] = part[j]
+    end
+  end
   local removed = 0
   local received = 0
   local zargs, hargs = {}, {}
-  for _, id in ipairs(ids) do
+  for k, id in ipairs(todo) do
     if got >= count then break end
-    if not seen[id] then
-      local f = redis.call('HMGET', hkey, id, id .. ':rc', id .. ':fr')
-      local body = f[1]
-      local rc = tonumber(f[2] or '0') or 0
-      local sent = tonumber(string.sub(id, 1, 10), 36)
-      if not body then
-        forget(id) -- an id without a body can never be delivered
-        removed = removed + 1
-      elseif ttl_ms > 0 and sent and ms - math.floor(sent / 1000) >= ttl_ms then
-        forget(id)
-        redis.call('HINCRBY', hkey, 'wsmq:totalexpired', 1)
-        removed = removed + 1
-      elseif maxrc > 0 and rc >= maxrc and (dlq == '' or dlq_ok) then
-        if dlq_ok then
-          dead_letter(id, body, rc)
-        else
-          forget(id)
-        end
-        redis.call('HINCRBY', hkey, 'wsmq:totalexceeded', 1)
-        removed = removed + 1
+    local body = f[3 * k - 2]
+    local rc = tonumber(f[3 * k - 1] or '0') or 0
+    if not body then
+      forget(id) -- an id without a body can never be delivered
+      removed = removed + 1
+    elseif ttl_ms > 0 and expired(id) then
+      forget(id)
+      redis.call('HINCRBY', hkey, 'wsmq:totalexpired', 1)
+      removed = removed + 1
+    elseif maxrc > 0 and rc >= maxrc and (dlq == '' or dlq_ok) then
+      if dlq_ok then
+        dead_letter(id, body, rc, f[3 * k])
       else
-        seen[id] = true
-        got = got + 1
-        received = received + 1
-        rc = rc + 1
-        local fr
-        if rc == 1 then
-          fr = now
-        else
-          fr = f[3] or (pop and now or '0')
-        end
-        if pop then
-          forget(id)
-        else
-          zargs[#zargs + 1] = visible_at
-          zargs[#zargs + 1] = id
-          hargs[#hargs + 1] = id .. ':rc'
-          hargs[#hargs + 1] = rc
-          if rc == 1 then
-            hargs[#hargs + 1] = id .. ':fr'
-            hargs[#hargs + 1] = now
-          end
-        end
-        table.insert(out, id)
-        table.insert(out, body)
-        table.insert(out, rc)
-        table.insert(out, fr)
+        forget(id)
       end
+      redis.call('HINCRBY', hkey, 'wsmq:totalexceeded', 1)
+      removed = removed + 1
+    else
+      seen[id] = true
+      got = got + 1
+      received = received + 1
+      rc = rc + 1
+      local fr
+      if rc == 1 then
+        fr = now
+      else
+        fr = f[3 * k] or (pop and now or '0')
+      end
+      if pop then
+        forget(id)
+      else
+        zargs[#zargs + 1] = visible_at
+        zargs[#zargs + 1] = id
+        hargs[#hargs + 1] = fields[3 * k - 1]
+        hargs[#hargs + 1] = rc
+        if rc == 1 then
+          hargs[#hargs + 1] = fields[3 * k]
+          hargs[#hargs + 1] = now
+        end
+      end
+      out[#out + 1] = id
+      out[#out + 1] = body
+      out[#out + 1] = rc
+      out[#out + 1] = fr
     end
   end
   write_back(zargs, hargs)
