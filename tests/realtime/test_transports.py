@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio import Redis
 
@@ -67,3 +69,52 @@ def test_one_retry_policy() -> None:
     assert redis_retry(0).get_retries() == 0
     assert redis_retry().get_retries() == 3
     assert redis_retry(2, cap=0.5).get_retries() == 2
+
+
+async def _subscribe_calls(raw: Redis) -> int:
+    stats = await raw.info("commandstats")
+    entry = stats.get("cmdstat_subscribe")
+    return int(entry["calls"]) if entry else 0
+
+
+async def test_a_burst_of_subscribes_goes_out_in_a_few_commands(
+    redis_url: str, raw: Redis
+) -> None:
+    """A reconnect storm subscribes thousands of queues at once: one SUBSCRIBE per queue cost
+    ~37 µs of node CPU each. Concurrent subscribes share commands, and each is confirmed."""
+    listener = RealtimeListener(redis_url)
+    try:
+        await listener.start()
+        async with asyncio.timeout(10):
+            await listener.connected.wait()
+        before = await _subscribe_calls(raw)
+        names = [f"burst{i}" for i in range(300)]
+        async with asyncio.timeout(10):
+            confirmed = await asyncio.gather(*(listener.subscribe(n) for n in names))
+        assert confirmed == [True] * len(names)
+        assert await _subscribe_calls(raw) - before <= 3
+        numsub = dict(await raw.pubsub_numsub(*(listener.channel(n) for n in names)))
+        assert set(numsub.values()) == {1}
+    finally:
+        await listener.aclose()
+
+
+async def test_a_channel_unsubscribed_before_its_subscribe_went_out_stays_unsubscribed(
+    redis_url: str, raw: Redis
+) -> None:
+    listener = RealtimeListener(redis_url)
+    try:
+        await listener.start()
+        async with asyncio.timeout(10):
+            await listener.connected.wait()
+        transport = listener.transport
+        assert isinstance(transport, PubSubTransport)
+        gone, kept = listener.channel("gone"), listener.channel("kept")
+        await transport.subscribe(gone)  # queued for the next SUBSCRIBE, not written yet
+        await transport.unsubscribe(gone)
+        async with asyncio.timeout(10):
+            assert await listener.subscribe("kept")  # written after: "gone" would be with it
+        numsub = dict(await raw.pubsub_numsub(gone, kept))
+        assert numsub == {gone: 0, kept: 1}
+    finally:
+        await listener.aclose()
