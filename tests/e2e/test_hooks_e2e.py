@@ -119,6 +119,7 @@ def _exp(token: str) -> float:
     return float(jwt.decode(token, options={"verify_signature": False})["exp"])
 
 
+@pytest.mark.backends("single")  # the warning's timing does not involve Redis
 async def test_expiring_warning_then_4403_at_exp(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:
@@ -140,6 +141,7 @@ async def test_expiring_warning_then_4403_at_exp(
     assert await recv_close(legacy, timeout=2) == 4403
 
 
+@pytest.mark.backends("single")  # the warning's timing does not involve Redis
 async def test_refresh_after_expiring_warning_keeps_the_socket(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:
