@@ -4,13 +4,16 @@ Every test that uses Redis (``redis_url``, directly or through ``start_node``/``
 three backends: ``single`` (one private redis-server), ``cluster`` (3-master Redis Cluster) and
 ``sentinel`` (1 master, 1 replica, 3 sentinels); ids read ``test_x[cluster]``.  A test that
 needs a particular deployment narrows the list with ``@pytest.mark.backends("single", ...)``
-and says why next to the marker.
+and says why next to the marker. With fast paths off (``WSMQ_FAST_PATHS=0``) the list shrinks
+to ``single`` unless ``WSMQ_FAST_PATHS_OFF_BACKENDS=all`` or ``WSMQ_CHAOS=1`` (see
+``ALL_BACKENDS_FAST_PATHS_OFF``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from wsmq import _compat
 from wsmq.auth import FileUserStore
 from wsmq.gateway import Gateway, serve
 from wsmq.queue import Queues
@@ -33,15 +37,37 @@ BACKENDS = ("single", "cluster", "sentinel")
 _BACKEND_URL_FIXTURE = {"single": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "redis_backend" not in metafunc.fixturenames:
-        return
+#: ``True``: the fast-paths-off pass (``WSMQ_FAST_PATHS=0``, run by ``scripts/test``) runs every
+#: test on all of its backends, like the main pass. By default that pass runs on ``single`` only
+#: (docs/testing.md): what it proves is that the public-API fallbacks of aiohttp and redis-py
+#: behave like the fast paths, and the main pass already runs every test on every backend.
+#: Modules that set ``FAST_PATHS_OFF_ALL_BACKENDS = True`` (the core delivery paths), and tests
+#: marked for ``cluster``/``sentinel`` only, keep all their backends in that pass.
+ALL_BACKENDS_FAST_PATHS_OFF = (
+    os.environ.get("WSMQ_CHAOS") == "1" or os.environ.get("WSMQ_FAST_PATHS_OFF_BACKENDS") == "all"
+)
+
+
+def _backends(metafunc: pytest.Metafunc) -> tuple[str, ...]:
     marker = metafunc.definition.get_closest_marker("backends")
-    backends = marker.args if marker is not None else BACKENDS
+    backends: tuple[str, ...] = marker.args if marker is not None else BACKENDS
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown backends {unknown}")
-    metafunc.parametrize("redis_backend", backends, indirect=True)
+    if (
+        not _compat.allowed()
+        and not ALL_BACKENDS_FAST_PATHS_OFF
+        and not getattr(metafunc.module, "FAST_PATHS_OFF_ALL_BACKENDS", False)
+        and "single" in backends
+    ):
+        return ("single",)
+    return backends
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_backend" not in metafunc.fixturenames:
+        return
+    metafunc.parametrize("redis_backend", _backends(metafunc), indirect=True)
 
 
 @pytest.fixture

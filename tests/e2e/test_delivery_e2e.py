@@ -24,6 +24,9 @@ from .conftest import (
     wait_for,
 )
 
+#: The core delivery paths keep all three backends in the fast-paths-off pass too (conftest).
+FAST_PATHS_OFF_ALL_BACKENDS = True
+
 
 async def test_two_nodes_offline_then_online_in_order(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession, queues: Queues

@@ -24,6 +24,7 @@ from .conftest import (
     recv,
     recv_close,
     subscribe,
+    wait_for,
 )
 
 
@@ -119,6 +120,7 @@ def _exp(token: str) -> float:
     return float(jwt.decode(token, options={"verify_signature": False})["exp"])
 
 
+@pytest.mark.backends("single")  # the warning's timing does not involve Redis
 async def test_expiring_warning_then_4403_at_exp(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:
@@ -140,6 +142,7 @@ async def test_expiring_warning_then_4403_at_exp(
     assert await recv_close(legacy, timeout=2) == 4403
 
 
+@pytest.mark.backends("single")  # the warning's timing does not involve Redis
 async def test_refresh_after_expiring_warning_keeps_the_socket(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:
@@ -200,7 +203,7 @@ async def _readyz(http: aiohttp.ClientSession, node: Gateway) -> tuple[int, dict
 
 
 async def test_readyz_follows_the_users_file(
-    start_node: StartNode, http: aiohttp.ClientSession, tmp_path: Path
+    start_node: StartNode, http: aiohttp.ClientSession, tmp_path: Path, redis_url: str
 ) -> None:
     """A shared users file whose volume goes away: 503 (users), existing sockets stay; 200
     again when it is back."""
@@ -211,6 +214,19 @@ async def test_readyz_follows_the_users_file(
 
     (cred,) = await make_users(volume / "users.json", names=["vol-user"], secret=SECRET)
     node = await start_node(users_file=str(volume / "users.json"))
+    # The node re-checks its sockets against the store once its revocation channel is
+    # subscribed (the first time included): that must happen while the volume is still there,
+    # or it finds no user and closes the socket with 4403 (seen on Sentinel under load).
+    client = redis_from_url(redis_url)  # PUBSUB NUMSUB: summed over every cluster node
+
+    async def revocations_subscribed() -> bool:
+        counts = await client.pubsub_numsub("rsmq:wsmq:revoke")
+        return bool(counts) and int(counts[0][1]) >= 1
+
+    try:
+        await wait_for(revocations_subscribed, timeout=10)
+    finally:
+        await client.aclose()
     assert await _readyz(http, node) == (200, {"status": "ready", "checks": {
         "redis": "ok", "users": "ok"}})  # fmt: skip
     ws = await connect(http, node, cred)

@@ -179,6 +179,7 @@ def alice_headers(cred: Any) -> dict[str, str]:
     return dict(cred.headers)
 
 
+@pytest.mark.backends("single")  # in-band auth and its deadline do not involve Redis
 async def test_first_message_auth(
     start_node: StartNode,
     make_user: MakeUser,
@@ -247,6 +248,7 @@ async def test_forbidden_subscription_keeps_socket_open(
     await legacy.close()
 
 
+@pytest.mark.backends("single")  # token expiry and refresh timing do not involve Redis
 async def test_session_expiry_and_refresh(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:
@@ -373,6 +375,7 @@ async def test_hypothesis_frame_burst_never_hurts_the_node(
     await queues.close()
 
 
+@pytest.mark.backends("single")  # the node timer does not involve Redis
 async def test_session_deadlines_share_the_node_timer_and_leave_with_the_socket(
     start_node: StartNode, make_user: MakeUser, http: aiohttp.ClientSession
 ) -> None:

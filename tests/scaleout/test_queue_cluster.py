@@ -206,8 +206,8 @@ async def test_cluster_listener_pings_keep_an_idle_link(cq: Queues, cluster_url:
         async with asyncio.timeout(20):
             await cq.create_queue("idle")
             assert await listener.subscribe("idle") is True
-            # Several ping rounds on an idle link: answered, so no reconnect.
-            await asyncio.sleep(2.5)  # the idle period under test, not synchronisation
+            # Several ping rounds on an idle link (7 intervals): answered, so no reconnect.
+            await asyncio.sleep(1.5)  # the idle period under test, not synchronisation
             assert listener.connections == 1
             await cq.send_message("idle", "x")
             assert await next_queue(listener) == "idle"
