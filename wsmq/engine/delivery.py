@@ -479,6 +479,10 @@ class DeliveryEngine:
         qname, msg = parsed
         consumer = self._consumers.get(qname)
         taken = consumer is not None and consumer.take_handoff(msg)
+        if consumer is not None and taken:
+            # Parked for one message: receive again (what came meanwhile comes in a batch; an
+            # empty queue parks the consumer again for the next send).
+            consumer.wake()
         if not taken:
             self.settle.release(qname, [msg.id])
             self._unpark_later(qname)

@@ -465,8 +465,8 @@ class Queues:
         counts as a device, unless ``devices_only`` (a consumer draining it).
 
         ``park``: this node's hand-off token (:meth:`unpark`). Receiving fewer than ``count``
-        parks the node on the queue with room for the rest: the next sends hand their messages
-        to it on its hand-off channel (docs/delivery.md, "Hand-off"); a full batch unparks it.
+        parks the node on the queue for one message: the next send hands it to the node on its
+        hand-off channel (docs/delivery.md, "Hand-off"); a full batch unparks it.
         Ignored where :attr:`handoffs` is false.
         """
         return await self._receive_reply(

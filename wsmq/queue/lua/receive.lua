@@ -13,9 +13,11 @@
 -- ARGV[9] '1': only real devices count, not the plain subscribers' shared inbox '~' alone (a
 -- consumer draining it also receives from the queue)
 -- ARGV[10] (optional) index in KEYS of the queue's parked-nodes hash, ARGV[11] this node's token:
--- a consumer that got fewer than ARGV[1] (the queue has nothing more visible) parks there with
--- room for the rest and this vt, so the next send hands its message over (send.lua); one that
--- got a full batch is not waiting and unparks (docs/delivery.md, "Hand-off").
+-- a consumer that got fewer than ARGV[1] (the queue has nothing more visible) parks there for
+-- one message with this vt, so the next send hands it over (send.lua) and the node receives
+-- again after it (re-parking if the queue is empty still); one that got a full batch is busy
+-- and unparks. One message per parking: under load messages come in batches, not one by one
+-- (docs/delivery.md, "Hand-off").
 -- Returns {1, dlq} when the caller's dead-letter assumption is stale (it retries with the right
 -- keys, so no key outside KEYS is ever touched), else {0, id, body, rc, fr, id, body, ...}; with
 -- ARGV[7] '1': {0, next, id, body, ...} where next is the lowest score left in the queue (epoch
@@ -181,7 +183,7 @@ end
 if ARGV[10] and ARGV[10] ~= '' then
   local pkey = KEYS[tonumber(ARGV[10])]
   if got < count then
-    redis.call('HSET', pkey, ARGV[11], (count - got) .. ':' .. vt)
+    redis.call('HSET', pkey, ARGV[11], '1:' .. vt)
   else
     redis.call('HDEL', pkey, ARGV[11])
   end

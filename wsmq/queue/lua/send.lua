@@ -4,7 +4,7 @@
 -- ARGV[4] delay in seconds or '' for the queue's default,
 -- ARGV[5] realtime target ('' or P/S + channel, see wsmq_publish), ARGV[6] marker TTL (s)
 -- Hand-off (optional, docs/delivery.md "Hand-off"): KEYS[4] the queue's parked-nodes hash
--- (node token -> '<room>:<vt>'), ARGV[7] the nodes' hand-off channel prefix, ARGV[8] the queue
+-- (node token -> '<room>:<vt>'; receive.lua parks for one message), ARGV[7] the nodes' hand-off channel prefix, ARGV[8] the queue
 -- name. A message visible at once goes straight to a parked node: received here for it (rc 1,
 -- hidden for its vt) and published on its channel as '<queue>\n<id>\n<fr>\n<body>', instead
 -- of the realtime notification. PUBLISH counts the node's listener: a node that nobody listens
