@@ -26,18 +26,24 @@ __all__ = ["PlainGroup"]
 class PlainGroup:
     """Which source each in-flight message of one plain consumer came from."""
 
-    __slots__ = ("_from_inbox", "draining", "inbox", "joined", "qname")
+    # Every plain consumer has one, and most queues never have a device: an idle one keeps
+    # four slots, no inbox name and no set (~290 bytes less per subscribed socket with its own
+    # queue; docs/performance.md, round 8).
+    __slots__ = ("_from_inbox", "draining", "joined", "qname")
 
     def __init__(self, qname: str) -> None:
         self.qname = qname
-        #: The shared inbox's name ``q@~``.
-        self.inbox = inbox_name(qname, GROUP)
         #: This node holds a lease of the shared inbox: its consumer receives from it.
         self.joined = False
         #: Joined, and the queue has no device left: the consumer empties the shared inbox (and
         #: receives from the queue too); an ack may be the last message there.
         self.draining = False
-        self._from_inbox: set[str] = set()
+        self._from_inbox: set[str] | None = None  # made by the first received()
+
+    @property
+    def inbox(self) -> str:
+        """The shared inbox's name ``q@~``."""
+        return inbox_name(self.qname, GROUP)
 
     async def join(self, leases: DeviceLeases) -> None:
         """Take this node's lease of the shared inbox (registering it if it is missing)."""
@@ -52,13 +58,17 @@ class PlainGroup:
 
     def received(self, ids: Iterable[str]) -> None:
         """These ids were received from the shared inbox."""
-        self._from_inbox.update(ids)
+        if self._from_inbox is None:
+            self._from_inbox = set(ids)
+        else:
+            self._from_inbox.update(ids)
 
     def source_of(self, msg_id: str, *, done: bool = True) -> str:
         """Where ``msg_id`` is settled; ``done``: it is settled now (forgotten here)."""
-        if msg_id in self._from_inbox:
+        from_inbox = self._from_inbox
+        if from_inbox and msg_id in from_inbox:
             if done:
-                self._from_inbox.discard(msg_id)
+                from_inbox.discard(msg_id)
             return self.inbox
         return self.qname
 
