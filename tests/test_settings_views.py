@@ -62,6 +62,7 @@ def test_views_carry_every_setting() -> None:
         "stop_timeout": 4.0,
         "device_retention": 3600.0,
         "max_devices_per_queue": 1000,
+        "handoff": True,
     }
 
 

@@ -812,3 +812,46 @@ async def test_an_idle_consumer_parks_without_a_task_and_any_wake_up_restarts_it
     started = time.monotonic()
     await engine.stop()  # a parked consumer does not hold the stop
     assert time.monotonic() - started < 2.0 and not consumer_tasks()
+
+
+# -- hand-off (docs/delivery.md, "Hand-off") ------------------------------------------------
+# A parked receive's reply and a hand-off come on two connections: a hand-off of a message sent
+# after the receive ran in Redis can reach the node before that receive's reply. The consumer
+# holds it until the reply is in and hands both out in send order.
+
+
+async def test_a_hand_off_that_overtakes_the_receive_before_it_waits_its_turn(
+    make_engine: EngineFactory, queues: Queues
+) -> None:
+    await queues.create_queue("q")
+    handed = asyncio.Event()
+    engine = await make_engine(on_handoff=lambda taken: handed.set())
+    token = engine.handoff_token
+    assert token is not None
+    real_receive = queues.receive_with_next
+    overtake = asyncio.Event()
+
+    async def receive_then_overtake(*args: Any, **kwargs: Any) -> Any:
+        reply = await real_receive(*args, **kwargs)
+        if overtake.is_set() and kwargs.get("park") and reply[0]:
+            overtake.clear()
+            # This receive parked us: the next send is handed to us, and the node takes the
+            # hand-off before this reply.
+            await queues.send_message("q", "after")
+            async with asyncio.timeout(5):
+                await handed.wait()
+        return reply
+
+    queues.receive_with_next = receive_then_overtake  # type: ignore[method-assign]
+    sink = Sink()
+    await engine.subscribe("q", sink)
+
+    async def parked() -> bool:
+        return bool(await queues.redis.hexists(queues.keys.parked("q"), token))
+
+    await eventually(parked)
+    await queues.unpark("q", token)  # "before" goes by notification and a receive
+    overtake.set()
+    await queues.send_message("q", "before")
+    await sink.wait_for(2)
+    assert sink.bodies() == ["before", "after"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -82,8 +83,10 @@ class QueueConsumer:
     __slots__ = (
         "_closing",
         "_copying",
+        "_handoffs",
         "_missing_logged",
         "_parked",
+        "_receiving",
         "_skew",
         "_wake",
         "_window_bound",
@@ -126,6 +129,10 @@ class QueueConsumer:
         # only then does an opening window (ack, finished write, drained socket) need a cycle.
         self._window_bound = False
         self.task: asyncio.Task[None] | None = None
+        # A parked receive is in flight: hand-offs that come meanwhile wait for its reply
+        # (_handoffs), so that they take their place in send order (take_handoff).
+        self._receiving = False
+        self._handoffs: list[Message] | None = None
         #: Idle with nothing to wait for but a wake-up: no task runs (a parked task's frame is
         #: memory per idle queue); :meth:`wake` starts a new one.
         self._parked = False
@@ -323,9 +330,18 @@ class QueueConsumer:
             # The reply also says when the next message becomes visible (the timer below).
             if ctx.park is not None and group is not None and not group.joined:
                 # Empty after this receive: sends hand their message to us (consumer parked).
-                msgs, nxt = await ctx.queues.receive_with_next(
-                    source, n, ctx.default_vt, fan_out_check=True, park=ctx.park
-                )
+                self._receiving = True
+                try:
+                    msgs, nxt = await ctx.queues.receive_with_next(
+                        source, n, ctx.default_vt, fan_out_check=True, park=ctx.park
+                    )
+                finally:
+                    self._receiving = False
+                    handed, self._handoffs = self._handoffs, None
+                    if handed and sys.exc_info()[0] is not None:
+                        self._hand_out_extra(handed)  # the receive failed: they go alone
+                if handed:
+                    msgs = merge_in_send_order(msgs, handed)
             else:
                 msgs, nxt = await ctx.queues.receive_with_next(
                     source,
@@ -367,11 +383,21 @@ class QueueConsumer:
         group = self.group
         if self.closing or group is None or group.joined:
             return False
+        if self._receiving:
+            # A receive of ours is in flight: its reply may hold messages sent before this one
+            # (Redis ran it first; the replies come on two connections). Handed out with it.
+            if self._handoffs is None:
+                self._handoffs = []
+            self._handoffs.append(msg)
+            return True
         if not any(s.free() > 0 for s in self.ledger.subs):
             return False
-        self._start_writers(self.ledger.hand_out_extra([msg]))
-        self._release_refused()
+        self._hand_out_extra([msg])
         return True
+
+    def _hand_out_extra(self, msgs: list[Message]) -> None:
+        self._start_writers(self.ledger.hand_out_extra(msgs))
+        self._release_refused()
 
     def _dispatch(self, msgs: list[Message]) -> None:
         """Give a received batch to the ledger and make sure each touched outbox has a writer."""
@@ -445,6 +471,18 @@ class QueueConsumer:
             sub.writing = False
             self.writers -= 1
             self.window_opened()  # the room this outbox held is free again
+
+
+def merge_in_send_order(received: list[Message], handed: list[Message]) -> list[Message]:
+    """``received`` (score order) with ``handed`` (hand-offs, sent at once, no delay) each
+    put before the first received message sent after it: an id starts with its send time
+    (10 base-36 digits of µs, so string order is time order)."""
+    out = list(received)
+    for msg in sorted(handed, key=lambda m: m.id[:10]):
+        sent = msg.id[:10]
+        i = next((k for k, m in enumerate(out) if m.id[:10] > sent), len(out))
+        out.insert(i, msg)
+    return out
 
 
 def _no_jitter() -> float:
