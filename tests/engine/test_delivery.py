@@ -855,3 +855,38 @@ async def test_a_hand_off_that_overtakes_the_receive_before_it_waits_its_turn(
     await queues.send_message("q", "before")
     await sink.wait_for(2)
     assert sink.bodies() == ["before", "after"]
+
+
+async def test_a_hand_off_held_by_a_failing_receive_is_still_delivered(
+    make_engine: EngineFactory, queues: Queues
+) -> None:
+    await queues.create_queue("q")
+    handed = asyncio.Event()
+    engine = await make_engine(on_handoff=lambda taken: handed.set())
+    token = engine.handoff_token
+    assert token is not None
+    real_receive = queues.receive_with_next
+    fail = asyncio.Event()
+
+    async def receive_then_fail(*args: Any, **kwargs: Any) -> Any:
+        reply = await real_receive(*args, **kwargs)
+        if fail.is_set() and kwargs.get("park") and reply[0]:
+            fail.clear()
+            await queues.send_message("q", "handed")  # to us: this receive parked us
+            async with asyncio.timeout(5):
+                await handed.wait()
+            raise redis.ConnectionError("reply lost")  # "first" comes back after its vt
+        return reply
+
+    queues.receive_with_next = receive_then_fail  # type: ignore[method-assign]
+    sink = Sink()
+    await engine.subscribe("q", sink)
+
+    async def parked() -> bool:
+        return bool(await queues.redis.hexists(queues.keys.parked("q"), token))
+
+    await eventually(parked)
+    await queues.unpark("q", token)
+    fail.set()
+    await queues.send_message("q", "first")
+    assert [m.message for m in await sink.wait_for(1)] == ["handed"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -335,11 +334,12 @@ class QueueConsumer:
                     msgs, nxt = await ctx.queues.receive_with_next(
                         source, n, ctx.default_vt, fan_out_check=True, park=ctx.park
                     )
-                finally:
-                    self._receiving = False
-                    handed, self._handoffs = self._handoffs, None
-                    if handed and sys.exc_info()[0] is not None:
+                except BaseException:
+                    handed = self._end_receive()
+                    if handed:
                         self._hand_out_extra(handed)  # the receive failed: they go alone
+                    raise
+                handed = self._end_receive()
                 if handed:
                     msgs = merge_in_send_order(msgs, handed)
             else:
@@ -394,6 +394,12 @@ class QueueConsumer:
             return False
         self._hand_out_extra([msg])
         return True
+
+    def _end_receive(self) -> list[Message] | None:
+        """The parked receive is over: the hand-offs that came meanwhile."""
+        self._receiving = False
+        handed, self._handoffs = self._handoffs, None
+        return handed
 
     def _hand_out_extra(self, msgs: list[Message]) -> None:
         self._start_writers(self.ledger.hand_out_extra(msgs))
