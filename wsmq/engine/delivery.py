@@ -228,6 +228,11 @@ class DeliveryEngine:
             self.pending.fail_waiters(not_deleted)
 
     async def _stop(self) -> None:
+        stop_handoffs = getattr(self.listener, "stop_handoffs", None)
+        if self.handoff_token is not None and stop_handoffs is not None:
+            # First: sends stop handing messages to a node that is about to stop consuming.
+            with contextlib.suppress(Exception):
+                await stop_handoffs()
         await self.devices.stop()
         if self._poll_task is not None:
             self._poll_task.cancel()
@@ -477,6 +482,12 @@ class DeliveryEngine:
         if parsed is None:
             return
         qname, msg = parsed
+        if not self._running:
+            # Shutting down: released with the other in-flight messages (stop() flushes them).
+            self.pending.add_releases(qname, [msg.id])
+            if self._on_handoff_hook is not None:
+                self._on_handoff_hook(False)
+            return
         consumer = self._consumers.get(qname)
         taken = consumer is not None and consumer.take_handoff(msg)
         if consumer is not None and taken:

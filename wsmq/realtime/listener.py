@@ -92,6 +92,7 @@ class RealtimeListener:
         # This node's hand-off channel and what takes its payloads (listen_handoffs).
         self._handoff_channel: str | None = None
         self._on_handoff: HandOffCallback | None = None
+        self._handoff_listening = False  # subscribed on (re)connect
         self._wakeup = asyncio.Event()
         self._closed = False
         self.connected = asyncio.Event()
@@ -115,6 +116,16 @@ class RealtimeListener:
             raise ValueError("hand-offs need RSMQ's key layout on one server or Sentinel")
         self._handoff_channel = self.keys.handoff_channel(token)
         self._on_handoff = fn
+        self._handoff_listening = True
+
+    async def stop_handoffs(self) -> None:
+        """Stop listening on the hand-off channel (a node shutting down): sends no longer
+        choose this node (``PUBLISH`` counts no listener). Hand-offs Redis published before
+        the ``UNSUBSCRIBE`` still reach the callback."""
+        channel = self._handoff_channel
+        if channel is not None and self._handoff_listening:
+            self._handoff_listening = False
+            await self._transport.unsubscribe(channel)
 
     @property
     def queues(self) -> frozenset[str]:
@@ -217,7 +228,7 @@ class RealtimeListener:
             try:
                 await transport.open()
                 channels = [self.channel(q) for q in self._queues]
-                if self._handoff_channel is not None:
+                if self._handoff_channel is not None and self._handoff_listening:
                     channels.append(self._handoff_channel)
                 # Every queue is reported once its subscription is confirmed: whatever was
                 # published while we were away (or before we first listened) is not lost.
