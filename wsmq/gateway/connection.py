@@ -251,6 +251,14 @@ class Connection:
         if transport is not None:
             transport.abort()
 
+    def finish(self) -> None:
+        """The close went out in the node's shutdown: close the transport gracefully (what is
+        buffered, the close frame, is flushed before the FIN). An abort here would send a RST
+        that can reach the peer before it read the close frame: it would see 1006, not 1001."""
+        transport = self.request.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
     def drop(self) -> None:
         """The node's shutdown gave the close its grace: abort the transport, quietly.
 

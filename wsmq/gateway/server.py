@@ -278,8 +278,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         closes = [loop.create_task(c.execute(c.session.shutdown(restart=restart))) for c in conns]
         _, late = await asyncio.wait(closes, timeout=grace)
-        for conn in conns:
-            conn.drop()  # the closed ones too: a transport may still flush to a stuck peer
+        for conn, close in zip(conns, closes, strict=True):
+            if close in late:
+                conn.drop()  # abort: a peer that does not answer must not hold the node
+            else:
+                conn.finish()  # flush the close frame, then FIN: the peer reads 1001
         if late:
             # An aborted transport ends a close waiting for the reply; a stuck one is cancelled.
             _, stuck = await asyncio.wait(late, timeout=min(grace * 0.1, 0.5))

@@ -54,6 +54,9 @@ class NodeMember(HeartbeatMember, Protocol):
     async def execute(self, actions: list[Action]) -> None:
         """Execute session actions in order (the node's shutdown is one)."""
 
+    def finish(self) -> None:
+        """Close the transport gracefully (the node's shutdown: the close frame went out)."""
+
     def drop(self) -> None:
         """Abort the transport (the end of the node's shutdown: the close had its grace)."""
 
