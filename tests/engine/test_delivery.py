@@ -820,29 +820,34 @@ async def test_an_idle_consumer_parks_without_a_task_and_any_wake_up_restarts_it
 # holds it until the reply is in and hands both out in send order.
 
 
-async def test_a_hand_off_that_overtakes_the_receive_before_it_waits_its_turn(
-    make_engine: EngineFactory, queues: Queues
-) -> None:
+async def _hand_off_during_parked_receive(
+    make_engine: EngineFactory, queues: Queues, *, handed: str, trigger: str, fail: bool
+) -> Sink:
+    """A subscriber of ``q`` whose receive woken by sending ``trigger`` parks it; the node takes
+    the hand-off of ``handed`` (sent right after) before that receive's reply, which is lost
+    with ``fail``. Returns the subscriber."""
     await queues.create_queue("q")
-    handed = asyncio.Event()
-    engine = await make_engine(on_handoff=lambda taken: handed.set())
+    taken = asyncio.Event()
+    engine = await make_engine(on_handoff=lambda ok: taken.set())
     token = engine.handoff_token
     assert token is not None
     real_receive = queues.receive_with_next
-    overtake = asyncio.Event()
+    armed = asyncio.Event()
 
-    async def receive_then_overtake(*args: Any, **kwargs: Any) -> Any:
+    async def receive_then_hand_off(*args: Any, **kwargs: Any) -> Any:
         reply = await real_receive(*args, **kwargs)
-        if overtake.is_set() and kwargs.get("park") and reply[0]:
-            overtake.clear()
+        if armed.is_set() and kwargs.get("park") and reply[0]:
+            armed.clear()
             # This receive parked us: the next send is handed to us, and the node takes the
             # hand-off before this reply.
-            await queues.send_message("q", "after")
+            await queues.send_message("q", handed)
             async with asyncio.timeout(5):
-                await handed.wait()
+                await taken.wait()
+            if fail:
+                raise redis.ConnectionError("reply lost")  # its message comes back after vt
         return reply
 
-    queues.receive_with_next = receive_then_overtake  # type: ignore[method-assign]
+    queues.receive_with_next = receive_then_hand_off  # type: ignore[method-assign]
     sink = Sink()
     await engine.subscribe("q", sink)
 
@@ -850,9 +855,18 @@ async def test_a_hand_off_that_overtakes_the_receive_before_it_waits_its_turn(
         return bool(await queues.redis.hexists(queues.keys.parked("q"), token))
 
     await eventually(parked)
-    await queues.unpark("q", token)  # "before" goes by notification and a receive
-    overtake.set()
-    await queues.send_message("q", "before")
+    await queues.unpark("q", token)  # the trigger goes by notification and a receive
+    armed.set()
+    await queues.send_message("q", trigger)
+    return sink
+
+
+async def test_a_hand_off_that_overtakes_the_receive_before_it_waits_its_turn(
+    make_engine: EngineFactory, queues: Queues
+) -> None:
+    sink = await _hand_off_during_parked_receive(
+        make_engine, queues, handed="after", trigger="before", fail=False
+    )
     await sink.wait_for(2)
     assert sink.bodies() == ["before", "after"]
 
@@ -860,33 +874,7 @@ async def test_a_hand_off_that_overtakes_the_receive_before_it_waits_its_turn(
 async def test_a_hand_off_held_by_a_failing_receive_is_still_delivered(
     make_engine: EngineFactory, queues: Queues
 ) -> None:
-    await queues.create_queue("q")
-    handed = asyncio.Event()
-    engine = await make_engine(on_handoff=lambda taken: handed.set())
-    token = engine.handoff_token
-    assert token is not None
-    real_receive = queues.receive_with_next
-    fail = asyncio.Event()
-
-    async def receive_then_fail(*args: Any, **kwargs: Any) -> Any:
-        reply = await real_receive(*args, **kwargs)
-        if fail.is_set() and kwargs.get("park") and reply[0]:
-            fail.clear()
-            await queues.send_message("q", "handed")  # to us: this receive parked us
-            async with asyncio.timeout(5):
-                await handed.wait()
-            raise redis.ConnectionError("reply lost")  # "first" comes back after its vt
-        return reply
-
-    queues.receive_with_next = receive_then_fail  # type: ignore[method-assign]
-    sink = Sink()
-    await engine.subscribe("q", sink)
-
-    async def parked() -> bool:
-        return bool(await queues.redis.hexists(queues.keys.parked("q"), token))
-
-    await eventually(parked)
-    await queues.unpark("q", token)
-    fail.set()
-    await queues.send_message("q", "first")
+    sink = await _hand_off_during_parked_receive(
+        make_engine, queues, handed="handed", trigger="first", fail=True
+    )
     assert [m.message for m in await sink.wait_for(1)] == ["handed"]
